@@ -1,0 +1,116 @@
+"""Errors, and every errno decision the library makes, named and kept together.
+
+Any errno not named in a set below propagates untouched.  Public exceptions
+subclass :class:`OSError`, carry the path(s) in ``filename``/``filename2`` and
+pickle (``OSError.__reduce__`` passes ``(errno, strerror, filename, winerror,
+filename2)`` back to ``__init__``, so subclasses keep that signature).
+"""
+
+from __future__ import annotations
+
+import errno
+
+__all__ = [
+    "LinkStrategyError",
+    "PlaceError",
+    "RemoveError",
+    "StrategyUnavailable",
+]
+
+# Lustre and old kernels can leak the kernel-internal ENOTSUPP (524) to user space
+# (hpc/mpifileutils#644); treat it like EOPNOTSUPP.
+ENOTSUPP_KERNEL = 524
+
+# -- placing files (place.py) -------------------------------------------------
+
+#: A clone (FICLONE / clonefile) failed because this pair cannot clone: stop
+#: trying clones for the pair for the rest of the run.
+CLONE_UNSUPPORTED = frozenset(
+    {
+        errno.EXDEV,  # different superblocks (before Linux 5.18 also different vfsmounts)
+        errno.EOPNOTSUPP,  # fs has no remap_file_range: ext4, tmpfs, xfs reflink=0, FUSE, NFS<4.2
+        errno.ENOTSUP,  # == EOPNOTSUPP on Linux; distinct on macOS (45 vs 102)
+        ENOTSUPP_KERNEL,
+        errno.ENOTTY,  # the ioctl is unknown to this filesystem driver
+        errno.ENOSYS,  # no such call (old kernel, seccomp)
+        errno.EINVAL,  # btrfs NOCOW source into COW destination; unaligned ranges
+        errno.EPERM,  # seccomp filters; immutable destinations
+    }
+)
+
+#: link() failed because this pair cannot hardlink: stop linking for the pair.
+LINK_UNSUPPORTED = frozenset(
+    {
+        errno.EXDEV,  # different mounts (even of one filesystem), btrfs subvolumes
+        errno.EPERM,  # fs.protected_hardlinks, filesystems without hardlinks (exFAT, some FUSE)
+        errno.EACCES,  # protected_hardlinks on some kernels, Android
+        errno.EOPNOTSUPP,  # FUSE filesystems without a link op
+        errno.ENOTSUP,
+        errno.ENOSYS,
+    }
+)
+
+#: This one file cannot be linked; the next file may be: fall back for this file only.
+PER_FILE_LIMIT = frozenset(
+    {
+        errno.EMLINK,  # too many links: ext4 65000, btrfs 65535, EFS 177, NTFS ~1024
+    }
+)
+
+#: Worth another try after a short pause: retry a bounded number of times.
+TRANSIENT = frozenset(
+    {
+        errno.EAGAIN,  # ZFS block cloning on freshly written (dirty) files; openzfs#17485
+        errno.EINTR,  # interrupted by a signal
+    }
+)
+
+#: Never fall back on these: falling back would hide the problem or make it worse.
+#: (Listed for documentation; they propagate as PlaceError because no set catches them.)
+FATAL = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+    }
+)
+
+# -- removing files (remove.py) ----------------------------------------------
+
+#: The entry may go if we wait: retry with bounded backoff inside the budget.
+REMOVE_RETRY = frozenset(
+    {
+        errno.EBUSY,  # NFS silly-renamed file still open; Windows-style sharing violations
+        errno.ENOTEMPTY,  # entries appeared, or a .nfs*/.fuse_hidden* file is held open
+        errno.EEXIST,  # some systems return EEXIST for a non-empty rmdir (POSIX allows it)
+        errno.EAGAIN,
+        errno.EINTR,
+    }
+)
+
+#: Already gone: removing it is not an error.
+REMOVE_GONE = frozenset({errno.ENOENT})
+
+#: Permission problems that making the parent directory writable may cure.
+REMOVE_PERMISSION = frozenset({errno.EACCES, errno.EPERM})
+
+
+class LinkStrategyError(OSError):
+    """Base class of every error this library raises.  Subclasses :class:`OSError`."""
+
+
+class PlaceError(LinkStrategyError):
+    """Placing ``filename`` (source) at ``filename2`` (destination) failed."""
+
+
+class StrategyUnavailable(PlaceError):
+    """A forced strategy cannot work for this (source, destination) pair.
+
+    Raised before anything is written.
+    """
+
+
+class RemoveError(LinkStrategyError):
+    """Removing ``filename`` failed (refused, or a real error)."""

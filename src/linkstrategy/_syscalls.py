@@ -1,0 +1,211 @@
+"""The platform's clone and copy primitives, chosen once, here.
+
+Every other module calls :func:`clone_fd` and :func:`copy_fd` and never asks which
+operating system it runs on.  Capabilities are found by feature detection at
+import (as CPython's shutil does with ``_USE_CP_COPY_FILE_RANGE``) and switched
+off for the process when the kernel says the call itself does not exist.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from typing import Any
+
+__all__ = ["CLONE_SUPPORTED", "clone_fd", "copy_fd"]
+
+_LINUX = sys.platform.startswith("linux")
+_DARWIN = sys.platform == "darwin"
+
+# FICLONE = _IOW(0x94, 9, int): ioctl_ficlone(2).  The old BTRFS_IOC_CLONE number,
+# generic since Linux 4.5.
+_FICLONE = 0x40049409
+
+_use_copy_file_range = hasattr(os, "copy_file_range")
+_use_sendfile = hasattr(os, "sendfile") and _LINUX
+
+_COPY_CHUNK = 1 << 30  # copy_file_range/sendfile request size; the kernel caps it anyway
+_RW_CHUNK = 1 << 20
+
+#: Errnos meaning "this copy primitive is not available for this pair": try the next one.
+#: copy_file_range(2): EXDEV across filesystems (5.19+), EOPNOTSUPP/ENOSYS where not
+#: implemented, EPERM under seccomp, EINVAL on special files; sendfile(2): EINVAL, ENOSYS.
+_COPY_GIVEUP = frozenset(
+    {errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.ENOTSUP, 524}
+)
+
+if _DARWIN:  # pragma: no cover - exercised on macOS only
+    import ctypes
+    import ctypes.util
+
+    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    _fclonefileat = getattr(_libc, "fclonefileat", None)
+    if _fclonefileat is not None:
+        _fclonefileat.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        _fclonefileat.restype = ctypes.c_int
+    _CLONE_NOFOLLOW = 0x1
+    _CLONE_NOOWNERCOPY = 0x2
+
+#: Whether this platform has a clone primitive at all.
+CLONE_SUPPORTED = _LINUX or (_DARWIN and _fclonefileat is not None)
+
+#: On macOS a clone creates its destination (fclonefileat); on Linux it fills an
+#: already-created, empty file (FICLONE).
+CLONE_CREATES = _DARWIN
+
+
+def clone_fd(src_fd: int, dst_fd: int) -> None:
+    """Make the empty file ``dst_fd`` share all of ``src_fd``'s blocks (Linux FICLONE).
+
+    All or nothing; raises OSError with the kernel's errno.  FICLONE copies data,
+    not metadata: the caller sets mode and times.
+    """
+    if not _LINUX:
+        raise OSError(errno.EOPNOTSUPP, "FICLONE is Linux-only")
+    import fcntl
+
+    fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+
+
+def clone_at(src_fd: int, dst_dir_fd: int, name: str | bytes) -> None:  # pragma: no cover
+    """macOS: create ``name`` in ``dst_dir_fd`` as a clone of ``src_fd`` (fclonefileat)."""
+    if not (_DARWIN and _fclonefileat is not None):
+        raise OSError(errno.EOPNOTSUPP, "fclonefileat is unavailable")
+    import ctypes
+
+    if _fclonefileat(src_fd, dst_dir_fd, os.fsencode(name), _CLONE_NOFOLLOW | _CLONE_NOOWNERCOPY):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
+    """Copy ``size`` bytes from ``src_fd`` to ``dst_fd`` at their current offsets (both at 0).
+
+    In-kernel first: copy_file_range (which itself reflinks within one XFS/btrfs,
+    copies server-side on NFS 4.2 and CIFS), then sendfile, then read/write.  A
+    primitive is abandoned only before its first byte (``_COPY_GIVEUP``), never on
+    ENOSPC or EIO, which propagate.
+    """
+    global _use_copy_file_range, _use_sendfile
+    done = 0
+    if _use_copy_file_range and size:
+        try:
+            done = _loop(os.copy_file_range, src_fd, dst_fd, size)
+        except OSError as e:
+            if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
+                raise
+            if e.errno == errno.ENOSYS:
+                _use_copy_file_range = False
+        else:
+            if done >= size:
+                return
+    if _use_sendfile and done < size:
+        try:
+            done += _loop_sendfile(src_fd, dst_fd, size - done)
+        except OSError as e:
+            if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
+                raise
+            if e.errno == errno.ENOSYS:
+                _use_sendfile = False
+        else:
+            if done >= size:
+                return
+    # read/write to EOF (the file may have grown; size is only a hint)
+    while True:
+        buf = os.read(src_fd, _RW_CHUNK)
+        if not buf:
+            return
+        view = memoryview(buf)
+        while view:
+            view = view[os.write(dst_fd, view) :]
+
+
+def _offset(fd: int) -> int:
+    return os.lseek(fd, 0, os.SEEK_CUR)
+
+
+def _loop(fn: object, src_fd: int, dst_fd: int, size: int) -> int:
+    done = 0
+    while done < size:
+        n = fn(src_fd, dst_fd, min(_COPY_CHUNK, size - done))  # type: ignore[operator]
+        if n == 0:  # EOF (file shrank), or procfs-like files: let read/write finish
+            break
+        done += n
+    return done
+
+
+def _loop_sendfile(src_fd: int, dst_fd: int, size: int) -> int:
+    done = 0
+    while done < size:
+        n = os.sendfile(dst_fd, src_fd, None, min(_COPY_CHUNK, size - done))
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+# -- opening paths beneath a directory without following symlinks ------------------
+
+_RESOLVE_NO_SYMLINKS = 0x04  # openat2(2): fail with ELOOP on any symlink component
+_RESOLVE_BENEATH = 0x08  # ... and on any ".." or absolute path escaping dirfd
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture (unified table, 5.6+)
+_openat2: Any = None  # None: not looked up; False: unavailable
+
+
+def _load_openat2() -> Any:
+    global _openat2
+    if _openat2 is None:
+        _openat2 = False
+        if _LINUX:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fn = libc.syscall
+            fn.restype = ctypes.c_long
+            how = (ctypes.c_uint64 * 3)(os.O_RDONLY | os.O_DIRECTORY, 0, _RESOLVE_NO_SYMLINKS)
+            fd = fn(_SYS_OPENAT2, -100, b".", ctypes.byref(how), ctypes.sizeof(how))
+            if fd >= 0:
+                os.close(fd)
+                _openat2 = fn
+    return _openat2
+
+
+def open_beneath(root_fd: int, relpath: str, flags: int) -> int:
+    """Open ``relpath`` below the directory ``root_fd`` without following any symlink.
+
+    Linux 5.6+: one openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) call, so a
+    component swapped for a symlink mid-run fails with ELOOP instead of leading
+    outside the tree.  Elsewhere: one O_NOFOLLOW open per component.
+    """
+    if not relpath or relpath == ".":
+        return os.dup(root_fd)
+    fn = _load_openat2()
+    if fn:
+        import ctypes
+
+        how = (ctypes.c_uint64 * 3)(
+            flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS
+        )
+        fd = int(fn(_SYS_OPENAT2, root_fd, os.fsencode(relpath), ctypes.byref(how),
+                    ctypes.sizeof(how)))
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), relpath)
+        return fd
+    parts = relpath.split("/")
+    fd = root_fd
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC
+            nfd = os.open(part, fl, dir_fd=fd)
+            if fd != root_fd:
+                os.close(fd)
+            fd = nfd
+    except BaseException:
+        if fd != root_fd:
+            os.close(fd)
+        raise
+    return fd
