@@ -1,0 +1,370 @@
+"""``probe(path)``: the mount a path lives on, what kind it is, and what it can do.
+
+Two layers:
+
+* the **static** answer from the mount table alone (:mod:`._classify`): free, and
+  never touches the filesystem, so it is safe on a hard NFS mount whose server is
+  gone;
+* the **live** answer: in a hidden temporary directory on the filesystem itself,
+  try a clone, a hardlink and a user xattr, then remove everything.  Cached per
+  mount for the life of the process.  On a network mount the test runs in a
+  worker thread with a timeout, so a dead server cannot hang the caller.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._classify import Traits, Tri, classify
+from ._mounts import Mount, existing_ancestor, find_mount, mount_id_of, read_mount_table
+from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd
+
+__all__ = ["Probe", "clear_cache", "network_override", "probe"]
+
+#: Prefix of live-test directories.  Recognisable, hidden, and carrying the pid so
+#: a later probe can tell a stale one (its process is gone) from a running one.
+PROBE_PREFIX = ".linkstrategy-probe-"
+
+#: Environment variable naming mount points to treat as network filesystems
+#: (``os.pathsep``-separated).  For tests and benchmarks on an emulated
+#: high-latency FUSE filesystem, and for users whose network filesystem the
+#: table cannot recognise.
+NETWORK_ENV = "LINKSTRATEGY_NETWORK_MOUNTS"
+
+_LIVE_TIMEOUT = 10.0  # seconds a live test on a network mount may take
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What :func:`probe` found out about the filesystem under ``path``.
+
+    ``reflink``, ``hardlink`` and ``xattr`` are ``"yes"``/``"no"`` after a live
+    test (``tested`` is true) and the static expectation (``"maybe"`` where it
+    depends) otherwise; ``untested_reason`` then says why.
+    """
+
+    path: str
+    mount: Mount
+    traits: Traits
+    network: bool
+    reflink: Tri
+    hardlink: Tri
+    xattr: Tri
+    tested: bool
+    untested_reason: str | None = None
+    test_seconds: float | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.traits.kind
+
+    @property
+    def mount_point(self) -> str:
+        return self.mount.mount_point
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form (keys documented in docs/cli.md)."""
+        m = self.mount
+        return {
+            "path": self.path,
+            "mount_point": m.mount_point,
+            "fstype": m.fstype,
+            "source": m.source,
+            "device": m.device,
+            "mount_id": m.mount_id,
+            "root": m.root,
+            "options": list(m.options),
+            "read_only": m.read_only,
+            "kind": self.traits.kind,
+            "network": self.network,
+            "fuse": self.traits.fuse,
+            "reflink": self.reflink,
+            "hardlink": self.hardlink,
+            "xattr": self.xattr,
+            "max_links": self.traits.max_links,
+            "tested": self.tested,
+            "untested_reason": self.untested_reason,
+            "test_ms": None if self.test_seconds is None else round(self.test_seconds * 1e3, 3),
+            "test_errors": dict(self.errors),
+            "notes": list(self.traits.notes),
+        }
+
+
+@dataclass(frozen=True)
+class _Live:
+    reflink: Tri
+    hardlink: Tri
+    xattr: Tri
+    seconds: float
+    errors: dict[str, str]
+
+
+_lock = threading.Lock()
+_table: dict[int, Mount] = {}  # mount ID -> Mount, from the last read of the table
+_table_list: list[Mount] = []
+_live: dict[tuple[Any, ...], _Live] = {}
+
+
+def clear_cache() -> None:
+    """Forget cached mount tables and live-test results (after mounts change)."""
+    with _lock:
+        _table.clear()
+        _table_list.clear()
+        _live.clear()
+
+
+def network_override() -> frozenset[str]:
+    """Mount points named in ``$LINKSTRATEGY_NETWORK_MOUNTS``, normalised."""
+    raw = os.environ.get(NETWORK_ENV, "")
+    return frozenset(os.path.realpath(p) for p in raw.split(os.pathsep) if p)
+
+
+def _cached_mount(real: str) -> Mount:
+    """The mount for an existing real path, via mount ID and a cached table."""
+    mid = mount_id_of(real)
+    if mid is not None:
+        m = _table.get(mid)
+        if m is not None and (real == m.mount_point or _under(real, m.mount_point)):
+            return m
+    table = read_mount_table()
+    with _lock:
+        _table_list[:] = table
+        _table.clear()
+        for m in table:
+            if m.mount_id is not None:
+                _table[m.mount_id] = m  # later lines win: the visible mount on a point
+    return find_mount(real, table)
+
+
+def _under(path: str, mount_point: str) -> bool:
+    return mount_point == "/" or path.startswith(mount_point.rstrip("/") + "/")
+
+
+def _live_key(m: Mount) -> tuple[Any, ...]:
+    return (m.mount_id, m.mount_point, m.fstype, m.source, m.root)
+
+
+def probe(
+    path: str | os.PathLike[str],
+    *,
+    live: bool = True,
+    table: list[Mount] | None = None,
+) -> Probe:
+    """Probe the filesystem that ``path`` lives on (``path`` need not exist yet).
+
+    ``live=True`` tests reflink, hardlink and xattrs for real in a hidden
+    temporary directory next to ``path`` (once per mount per process).  With a
+    ``table`` (a mount table saved on another machine), nothing local is touched
+    and the answer is the static expectation.
+
+    >>> import linkstrategy
+    >>> p = linkstrategy.probe("/tmp")
+    >>> p.hardlink in ("yes", "no", "maybe")
+    True
+    """
+    spath = os.fspath(path)
+    if table is not None:
+        mount = find_mount(spath, table, local=False)
+        where = os.path.normpath(os.path.join("/", spath))
+        live = False
+    else:
+        where = existing_ancestor(spath)
+        mount = _cached_mount(where)
+    traits = classify(mount)
+    network = traits.network or (table is None and mount.mount_point in network_override())
+    base = Probe(
+        path=spath,
+        mount=mount,
+        traits=traits,
+        network=network,
+        reflink=traits.reflink,
+        hardlink=traits.hardlink,
+        xattr=traits.xattr,
+        tested=False,
+        untested_reason="live test not requested" if table is None else "saved mount table",
+    )
+    if not live:
+        return base
+    if mount.read_only:
+        return replace(base, untested_reason="read-only mount")
+    if mount.fstype == "autofs":
+        return replace(base, untested_reason="automount point (not triggered)")
+    key = _live_key(mount)
+    result = _live.get(key)
+    if result is None:
+        testdir = where if os.path.isdir(where) else os.path.dirname(where)
+        try:
+            result = _run_live(testdir, timeout=_LIVE_TIMEOUT if network else None)
+        except OSError as e:
+            return replace(base, untested_reason=f"cannot test in {testdir}: {e.strerror}")
+        except TimeoutError:
+            return replace(base, untested_reason=f"live test timed out after {_LIVE_TIMEOUT:g} s")
+        with _lock:
+            _live[key] = result
+    return replace(
+        base,
+        reflink=result.reflink,
+        hardlink=result.hardlink,
+        xattr=result.xattr,
+        tested=True,
+        untested_reason=None,
+        test_seconds=result.seconds,
+        errors=dict(result.errors),
+    )
+
+
+def _run_live(directory: str, timeout: float | None) -> _Live:
+    if timeout is None:
+        return _live_test(directory)
+    box: list[_Live | BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(_live_test(directory))
+        except BaseException as e:  # handed to the caller below
+            box.append(e)
+
+    t = threading.Thread(target=run, name="linkstrategy-probe", daemon=True)
+    t.start()
+    t.join(timeout)
+    if not box:
+        raise TimeoutError(directory)
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _errname(e: OSError) -> str:
+    return errno.errorcode.get(e.errno or 0, str(e.errno))
+
+
+def remove_stale_probes(directory: str) -> None:
+    """Remove live-test directories left in ``directory`` by processes that died."""
+    try:
+        with os.scandir(directory) as it:
+            names = [e.name for e in it if e.name.startswith(PROBE_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(PROBE_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and _pid_alive(int(pid_text)):
+            continue
+        _rmtree_quiet(os.path.join(directory, name))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _rmtree_quiet(path: str) -> None:
+    try:
+        for name in os.listdir(path):
+            try:
+                os.unlink(os.path.join(path, name))
+            except OSError:
+                pass
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _live_test(directory: str) -> _Live:
+    """Try clone, link and xattr in a fresh hidden directory inside ``directory``."""
+    t0 = time.perf_counter()
+    remove_stale_probes(directory)
+    tmp = os.path.join(directory, f"{PROBE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
+    os.mkdir(tmp, 0o700)  # OSError (EACCES, EROFS, ...) -> "untested" in probe()
+    errors: dict[str, str] = {}
+    try:
+        src = os.path.join(tmp, "a")
+        fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"linkstrategy" * 342)  # 4104 bytes: more than one block
+        finally:
+            os.close(fd)
+        reflink = _test_clone(src, tmp, errors)
+        hardlink = _test_link(src, os.path.join(tmp, "l"), errors)
+        xattr = _test_xattr(src, errors)
+    finally:
+        _rmtree_quiet(tmp)
+    return _Live(reflink, hardlink, xattr, time.perf_counter() - t0, errors)
+
+
+def _test_clone(src: str, tmp: str, errors: dict[str, str]) -> Tri:
+    if not CLONE_SUPPORTED:
+        errors["reflink"] = "no clone primitive on this platform"
+        return "no"
+    sfd = os.open(src, os.O_RDONLY)
+    try:
+        if CLONE_CREATES:  # pragma: no cover - macOS
+            dfd = os.open(tmp, os.O_RDONLY)
+            try:
+                clone_at(sfd, dfd, "c")
+            finally:
+                os.close(dfd)
+        else:
+            dfd = os.open(os.path.join(tmp, "c"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                clone_fd(sfd, dfd)
+            finally:
+                os.close(dfd)
+    except OSError as e:
+        errors["reflink"] = _errname(e)
+        return "no"
+    finally:
+        os.close(sfd)
+    return "yes"
+
+
+def _test_link(src: str, dst: str, errors: dict[str, str]) -> Tri:
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        errors["hardlink"] = _errname(e)
+        return "no"
+    a, b = os.lstat(src), os.lstat(dst)
+    # sshfs links on the server but shows nlink 1 and another inode; a BeeGFS
+    # "hardlink" can come back as a symlink.  Only a shared inode is a hardlink.
+    if stat.S_ISLNK(b.st_mode):
+        errors["hardlink"] = "link() made a symlink"
+        return "no"
+    if (a.st_ino, a.st_dev) != (b.st_ino, b.st_dev) or a.st_nlink < 2:
+        errors["hardlink"] = "link() did not share the inode (nlink/st_ino differ)"
+        return "no"
+    return "yes"
+
+
+def _test_xattr(src: str, errors: dict[str, str]) -> Tri:
+    setx = getattr(os, "setxattr", None)
+    if setx is None:  # pragma: no cover - macOS: the xattr package
+        try:
+            import xattr
+
+            xattr.setxattr(src, "user.linkstrategy", b"1")
+            ok = xattr.getxattr(src, "user.linkstrategy") == b"1"
+        except OSError as e:
+            errors["xattr"] = _errname(e)
+            return "no"
+        return "yes" if ok else "no"
+    try:
+        setx(src, "user.linkstrategy", b"1")
+        ok = os.getxattr(src, "user.linkstrategy") == b"1"
+    except OSError as e:
+        errors["xattr"] = _errname(e)
+        return "no"
+    return "yes" if ok else "no"
