@@ -1,0 +1,298 @@
+"""Fixtures on real filesystems (loop images, tmpfs, bind mounts, FUSE).
+
+Filesystems are mounted once per session under ``mounts_base`` and unmounted at
+session end; the function-scoped fixtures hand each test a fresh empty
+directory on them.  Tests using them are marked ``root`` at collection, so
+``pytest -m "not root"`` deselects them.  Without the needed privileges they
+skip with the reason; set ``LINKSTRATEGY_REQUIRE_MOUNTS=1`` (CI) to turn those
+skips into failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import mountutil
+from mountutil import FaultFS
+
+MOUNT_FIXTURES = frozenset(
+    {
+        "xfs_reflink",
+        "xfs_noreflink",
+        "btrfs",
+        "ext4",
+        "ext4_b",
+        "tmpfs_dir",
+        "btrfs_subvols",
+        "xfs_bind",
+        "spaced_mount",
+        "readonly_dir",
+        "fusefs",
+        "nfslike",
+        "latencyfs",
+        "mounts_base",
+    }
+)
+
+_REQUIRE = os.environ.get("LINKSTRATEGY_REQUIRE_MOUNTS", "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if MOUNT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
+
+
+def _skip(msg: str) -> None:
+    if _REQUIRE:
+        pytest.fail(f"{msg} (LINKSTRATEGY_REQUIRE_MOUNTS is set)", pytrace=False)
+    pytest.skip(msg)
+
+
+def _need_loop(kind: str | None = None) -> None:
+    reason = mountutil.mount_skip_reason(kind)
+    if reason:
+        _skip(f"needs root to mount loop images: {reason}")
+
+
+def _need_fuse() -> None:
+    reason = mountutil.fuse_skip_reason()
+    if reason:
+        _skip(f"needs FUSE: {reason}")
+
+
+@contextlib.contextmanager
+def _or_skip(what: str) -> Iterator[None]:
+    """Turn a failed mount into a skip that says why (e.g. kernel lacks btrfs)."""
+    try:
+        yield
+    except mountutil.MountError as e:
+        _skip(f"cannot mount {what}: {e}")
+
+
+@contextlib.contextmanager
+def _fresh_cm(root: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    d = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _fresh(root: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    with _fresh_cm(root, request) as d:
+        yield d
+
+
+# ----------------------------------------------------------------- session mounts
+@pytest.fixture(scope="session")
+def mounts_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Session directory under which every test mount lives."""
+    base = tmp_path_factory.mktemp("mounts")
+    try:
+        yield base
+    finally:
+        # Leak check: nothing may stay mounted below base.
+        prefix = str(base) + os.sep
+        left = [
+            m["mount_point"] for m in mountutil.mount_info() if m["mount_point"].startswith(prefix)
+        ]
+        for mp in reversed(left):
+            mountutil._run(["umount", "-l", mp], check=False)
+        if left:
+            raise mountutil.MountError(f"mounts left behind (now lazily unmounted): {left}")
+
+
+def _session_mount(cm: contextlib.AbstractContextManager[Path], what: str) -> Iterator[Path]:
+    with contextlib.ExitStack() as stack:
+        with _or_skip(what):
+            mp = stack.enter_context(cm)
+        yield mp
+
+
+def _loop_session(kind: str, base: Path, name: str) -> Iterator[Path]:
+    _need_loop(kind)
+    yield from _session_mount(mountutil.loop_fs(kind, base, name=name), kind)
+
+
+@pytest.fixture(scope="session")
+def _xfs_reflink_mount(mounts_base: Path) -> Iterator[Path]:
+    yield from _loop_session("xfs-reflink", mounts_base, "xfs-reflink")
+
+
+@pytest.fixture(scope="session")
+def _xfs_noreflink_mount(mounts_base: Path) -> Iterator[Path]:
+    yield from _loop_session("xfs-noreflink", mounts_base, "xfs-noreflink")
+
+
+@pytest.fixture(scope="session")
+def _btrfs_mount(mounts_base: Path) -> Iterator[Path]:
+    yield from _loop_session("btrfs", mounts_base, "btrfs")
+
+
+@pytest.fixture(scope="session")
+def _ext4_mount(mounts_base: Path) -> Iterator[Path]:
+    yield from _loop_session("ext4", mounts_base, "ext4")
+
+
+@pytest.fixture(scope="session")
+def _ext4_b_mount(mounts_base: Path) -> Iterator[Path]:
+    yield from _loop_session("ext4", mounts_base, "ext4-b")
+
+
+@pytest.fixture(scope="session")
+def _tmpfs_mount(mounts_base: Path) -> Iterator[Path]:
+    _need_loop("tmpfs")
+    yield from _session_mount(mountutil.tmpfs_mount(mounts_base, size="64m", name="tmpfs"), "tmpfs")
+
+
+@pytest.fixture(scope="session")
+def _spaced_mount(mounts_base: Path) -> Iterator[Path]:
+    _need_loop("tmpfs")
+    yield from _session_mount(
+        mountutil.tmpfs_mount(mounts_base, size="16m", name="with space"),
+        "tmpfs at a path with a space",
+    )
+
+
+@pytest.fixture(scope="session")
+def _btrfs_subvol_roots(_btrfs_mount: Path) -> tuple[Path, Path]:
+    with _or_skip("btrfs subvolumes"):
+        return (
+            mountutil.btrfs_subvolume(_btrfs_mount, "subvol-a"),
+            mountutil.btrfs_subvolume(_btrfs_mount, "subvol-b"),
+        )
+
+
+@pytest.fixture(scope="session")
+def _xfs_bind_mount(_xfs_reflink_mount: Path, mounts_base: Path) -> Iterator[tuple[Path, Path]]:
+    src = _xfs_reflink_mount / "bind-src"
+    src.mkdir(exist_ok=True)
+    for mp in _session_mount(
+        mountutil.bind_mount(src, mounts_base, name="xfs-bind"), "bind mount of xfs"
+    ):
+        yield src, mp
+
+
+@pytest.fixture(scope="session")
+def _readonly_mount(_tmpfs_mount: Path, mounts_base: Path) -> Iterator[Path]:
+    src = _tmpfs_mount / "ro-src"
+    src.mkdir(exist_ok=True)
+    (src / "f").write_bytes(b"read-only\n")
+    yield from _session_mount(
+        mountutil.bind_mount(src, mounts_base, name="readonly", readonly=True),
+        "read-only bind mount",
+    )
+
+
+# ----------------------------------------------------------------- per-test dirs
+@pytest.fixture
+def xfs_reflink(_xfs_reflink_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Fresh empty dir on XFS with reflink=1 (FICLONE works)."""
+    yield from _fresh(_xfs_reflink_mount, request)
+
+
+@pytest.fixture
+def xfs_noreflink(_xfs_noreflink_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Fresh empty dir on XFS with reflink=0 (FICLONE gives EOPNOTSUPP)."""
+    yield from _fresh(_xfs_noreflink_mount, request)
+
+
+@pytest.fixture
+def btrfs(_btrfs_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Fresh empty dir on btrfs (top-level subvolume)."""
+    yield from _fresh(_btrfs_mount, request)
+
+
+@pytest.fixture
+def ext4(_ext4_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Fresh empty dir on an ext4 loop filesystem."""
+    yield from _fresh(_ext4_mount, request)
+
+
+@pytest.fixture
+def ext4_b(_ext4_b_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Fresh empty dir on a second, distinct ext4 filesystem (link() -> EXDEV vs ext4)."""
+    yield from _fresh(_ext4_b_mount, request)
+
+
+@pytest.fixture
+def tmpfs_dir(_tmpfs_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Fresh empty dir on a tmpfs."""
+    yield from _fresh(_tmpfs_mount, request)
+
+
+@pytest.fixture
+def spaced_mount(_spaced_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Fresh empty dir on a tmpfs mounted at ".../with space"."""
+    yield from _fresh(_spaced_mount, request)
+
+
+@pytest.fixture
+def btrfs_subvols(
+    _btrfs_subvol_roots: tuple[Path, Path], request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, Path]]:
+    """Fresh dirs in two different subvolumes of one btrfs mount (link() -> EXDEV)."""
+    a, b = _btrfs_subvol_roots
+    with contextlib.ExitStack() as stack:
+        da = stack.enter_context(_fresh_cm(a, request))
+        db = stack.enter_context(_fresh_cm(b, request))
+        yield da, db
+
+
+@pytest.fixture
+def xfs_bind(
+    _xfs_bind_mount: tuple[Path, Path], request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, Path]]:
+    """(orig_dir, bind_dir): one fresh dir on xfs_reflink, and the same dir via a bind mount."""
+    src, mp = _xfs_bind_mount
+    with _fresh_cm(src, request) as orig:
+        yield orig, mp / orig.name
+
+
+@pytest.fixture
+def readonly_dir(_readonly_mount: Path) -> Path:
+    """A directory on a read-only mount, holding one file ``f`` (shared, immutable)."""
+    return _readonly_mount
+
+
+# ----------------------------------------------------------------- FUSE
+def _faultfs(tmp_path: Path, **kw: object) -> Iterator[FaultFS]:
+    _need_fuse()
+    fs = FaultFS(tmp_path / "backing", tmp_path / "mnt", state_dir=tmp_path / "faultfs-state", **kw)
+    (tmp_path / "faultfs-state").mkdir()
+    with _or_skip("faultfs"):
+        fs.start()
+    try:
+        yield fs
+    finally:
+        fs.stop()
+
+
+@pytest.fixture
+def fusefs(tmp_path: Path) -> Iterator[FaultFS]:
+    """FaultFS passthrough with libfuse defaults (unlinked open files -> .fuse_hidden*)."""
+    yield from _faultfs(tmp_path)
+
+
+@pytest.fixture
+def nfslike(tmp_path: Path) -> Iterator[FaultFS]:
+    """FaultFS imitating the NFS client's silly rename (.nfs*, EBUSY, ENOTEMPTY)."""
+    yield from _faultfs(tmp_path, nfs=True)
+
+
+@pytest.fixture
+def latencyfs(tmp_path: Path) -> Iterator[FaultFS]:
+    """FaultFS with 1 ms latency before every operation."""
+    yield from _faultfs(tmp_path, latency_ms=1.0)
