@@ -15,6 +15,7 @@ __all__ = [
     "PlaceError",
     "RemoveError",
     "StrategyUnavailable",
+    "TransactionBusy",
 ]
 
 # Lustre and old kernels can leak the kernel-internal ENOTSUPP (524) to user space
@@ -96,6 +97,21 @@ REMOVE_GONE = frozenset({errno.ENOENT})
 #: Permission problems that making the parent directory writable may cure.
 REMOVE_PERMISSION = frozenset({errno.EACCES, errno.EPERM})
 
+#: unlink() met a directory: the entry was swapped for a directory mid-walk.
+REMOVE_IS_DIR = frozenset(
+    {
+        errno.EISDIR,  # Linux unlink(2) of a directory (POSIX allows EPERM, Linux says EISDIR)
+    }
+)
+
+#: A directory was swapped for something else mid-walk: look again, never follow.
+REMOVE_SWAPPED = frozenset(
+    {
+        errno.ELOOP,  # open(O_NOFOLLOW) of a name that is now a symlink
+        errno.ENOTDIR,  # open(O_DIRECTORY) or rmdir(2) of a name that is now a file
+    }
+)
+
 
 class LinkStrategyError(OSError):
     """Base class of every error this library raises.  Subclasses :class:`OSError`."""
@@ -114,3 +130,10 @@ class StrategyUnavailable(PlaceError):
 
 class RemoveError(LinkStrategyError):
     """Removing ``filename`` failed (refused, or a real error)."""
+
+
+class TransactionBusy(LinkStrategyError):
+    """A live process is still running a ``replace()`` of ``filename`` (its journal).
+
+    Raised instead of recovering the transaction under that process's feet.
+    """

@@ -233,8 +233,13 @@ def _statx_mnt_id(path: str) -> int | None:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             fn = getattr(libc, "statx", None)
             if fn is not None:
-                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,
-                               ctypes.c_char_p]
+                fn.argtypes = [
+                    ctypes.c_int,
+                    ctypes.c_char_p,
+                    ctypes.c_int,
+                    ctypes.c_uint,
+                    ctypes.c_char_p,
+                ]
                 fn.restype = ctypes.c_int
                 _statx_fn = fn
     if _statx_fn is False:
@@ -297,18 +302,12 @@ def _by_prefix(path: str, table: Sequence[Mount]) -> Mount | None:
     best_len = -1
     for m in table:  # later lines win ties: the last mount on a point is the visible one
         mp = m.mount_point.rstrip("/") or "/"
-        if (
-            path == mp
-            or mp == "/"
-            or path.startswith(mp + "/")
-        ) and len(mp) >= best_len:
+        if (path == mp or mp == "/" or path.startswith(mp + "/")) and len(mp) >= best_len:
             best, best_len = m, len(mp)
     return best
 
 
-def find_mount(
-    path: str, table: Sequence[Mount] | None = None, *, local: bool = True
-) -> Mount:
+def find_mount(path: str, table: Sequence[Mount] | None = None, *, local: bool = True) -> Mount:
     """The mount that ``path`` (which need not exist yet) lives on.
 
     With ``local=True`` the path is resolved on this machine (realpath, nearest
@@ -342,7 +341,5 @@ def iter_under(mount_point: str, table: Iterable[Mount]) -> list[Mount]:
     """Mounts strictly below ``mount_point`` (for walkers that must not cross them)."""
     base = mount_point.rstrip("/")
     return [
-        m
-        for m in table
-        if m.mount_point != (base or "/") and m.mount_point.startswith(base + "/")
+        m for m in table if m.mount_point != (base or "/") and m.mount_point.startswith(base + "/")
     ]

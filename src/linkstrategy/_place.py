@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import socket
 import stat
 import threading
@@ -240,8 +239,17 @@ class _Abort(Exception):
 class _Run:
     """State shared by the workers of one place() call."""
 
-    def __init__(self, p: Plan, src_root: str, dst_root: str, *, xattrs: bool, fsync: bool,
-                 progress: Callable[[int, int], None] | None, total: int) -> None:
+    def __init__(
+        self,
+        p: Plan,
+        src_root: str,
+        dst_root: str,
+        *,
+        xattrs: bool,
+        fsync: bool,
+        progress: Callable[[int, int], None] | None,
+        total: int,
+    ) -> None:
         self.plan = p
         self.src_root = src_root
         self.dst_root = dst_root
@@ -249,7 +257,7 @@ class _Run:
         self.forced = p.forced is not None
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.counts = {s: 0 for s in STRATEGIES}
+        self.counts: dict[str, int] = {s: 0 for s in STRATEGIES}
         self.bytes = 0
         self.symlinks = 0
         self.fallbacks: list[Fallback] = []
@@ -389,7 +397,8 @@ def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
                     if not run.xattr_failed:
                         run.xattr_failed = True
                         run.warnings.append(
-                            f"extended attributes not kept on {run.plan.dst_probe.mount.mount_point}"
+                            "extended attributes not kept on "
+                            f"{run.plan.dst_probe.mount.mount_point}"
                             f" ({_errname(e.errno)} setting {n})"
                         )
                 return
@@ -446,15 +455,24 @@ def _place_file(run: _Run, rel_dir: str, sdir: int, ddir: int, name: str, exists
                     time.sleep(0.005 * 2**tries)
                     continue
                 capability = (
-                    E.CLONE_UNSUPPORTED if strategy == "reflink" else
-                    E.LINK_UNSUPPORTED if strategy == "hardlink" else frozenset()
+                    E.CLONE_UNSUPPORTED
+                    if strategy == "reflink"
+                    else E.LINK_UNSUPPORTED
+                    if strategy == "hardlink"
+                    else frozenset()
                 )
                 per_file = code in E.PER_FILE_LIMIT or code in E.TRANSIENT
                 if (code in capability or per_file) and nxt is not None:
                     with run.lock:
-                        run.fallbacks.append(Fallback(
-                            path, strategy, nxt, code or 0,
-                            "per-file limit" if per_file else "pair cannot " + strategy))
+                        run.fallbacks.append(
+                            Fallback(
+                                path,
+                                strategy,
+                                nxt,
+                                code or 0,
+                                "per-file limit" if per_file else "pair cannot " + strategy,
+                            )
+                        )
                     if not per_file:
                         run.downgrade(strategy, e, path)
                     break
@@ -471,8 +489,9 @@ def _place_file(run: _Run, rel_dir: str, sdir: int, ddir: int, name: str, exists
         i += 1
 
 
-def _attempt(run: _Run, strategy: Strategy, rel_dir: str, sdir: int, ddir: int, name: str,
-             exists: bool) -> int:
+def _attempt(
+    run: _Run, strategy: Strategy, rel_dir: str, sdir: int, ddir: int, name: str, exists: bool
+) -> int:
     if strategy == "hardlink":
         st = os.stat(name, dir_fd=sdir, follow_symlinks=False)
         if not exists:
@@ -524,8 +543,7 @@ def _unlink_quiet(name: str, dfd: int) -> None:
         pass
 
 
-def _place_symlink(run: _Run, rel_dir: str, sdir: int, ddir: int, name: str,
-                   exists: bool) -> None:
+def _place_symlink(run: _Run, rel_dir: str, sdir: int, ddir: int, name: str, exists: bool) -> None:
     target = os.readlink(name, dir_fd=sdir)
     path = _join(rel_dir, name)
     try:
@@ -540,16 +558,21 @@ def _place_symlink(run: _Run, rel_dir: str, sdir: int, ddir: int, name: str,
         os.symlink(target, tmp, dir_fd=ddir)
         _rename_into_place(run, rel_dir, ddir, tmp, name)
     except OSError as e:
-        raise PlaceError(e.errno, f"symlink failed: {e.strerror}",
-                         os.path.join(run.src_root, path), None,
-                         os.path.join(run.dst_root, path)) from e
+        raise PlaceError(
+            e.errno,
+            f"symlink failed: {e.strerror}",
+            os.path.join(run.src_root, path),
+            None,
+            os.path.join(run.dst_root, path),
+        ) from e
     finally:
         with run.lock:
             run.symlinks += 1
 
 
-def _chunk_job(run: _Run, src_root_fd: int, dst_root_fd: int, rel_dir: str,
-               items: list[tuple[str, int]]) -> None:
+def _chunk_job(
+    run: _Run, src_root_fd: int, dst_root_fd: int, rel_dir: str, items: list[tuple[str, int]]
+) -> None:
     if run.stop.is_set():
         raise _Abort
     sdir = open_beneath(src_root_fd, rel_dir, _DIR_FLAGS)
@@ -557,9 +580,13 @@ def _chunk_job(run: _Run, src_root_fd: int, dst_root_fd: int, rel_dir: str,
         ddir = open_beneath(dst_root_fd, rel_dir, _DIR_FLAGS)
     except OSError as e:
         os.close(sdir)
-        raise PlaceError(e.errno, f"cannot open destination directory: {e.strerror}",
-                         os.path.join(run.src_root, rel_dir), None,
-                         os.path.join(run.dst_root, rel_dir)) from e
+        raise PlaceError(
+            e.errno,
+            f"cannot open destination directory: {e.strerror}",
+            os.path.join(run.src_root, rel_dir),
+            None,
+            os.path.join(run.dst_root, rel_dir),
+        ) from e
     try:
         existing = run.existing_names.get(rel_dir)
         for name, kind in items:
@@ -577,8 +604,9 @@ def _chunk_job(run: _Run, src_root_fd: int, dst_root_fd: int, rel_dir: str,
         os.close(ddir)
 
 
-def _make_dirs(run: _Run, tree: _Tree, dst_root_fd: int, pool: ThreadPoolExecutor | None,
-               created: list[str]) -> None:
+def _make_dirs(
+    run: _Run, tree: _Tree, dst_root_fd: int, pool: ThreadPoolExecutor | None, created: list[str]
+) -> None:
     """Create destination directories parents first; parallel by depth if ``pool``."""
     by_parent: dict[str, list[str]] = {}
     for rel in tree.dirs[1:]:
@@ -603,8 +631,10 @@ def _make_dirs(run: _Run, tree: _Tree, dst_root_fd: int, pool: ThreadPoolExecuto
                         raise PlaceError(
                             e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
                             "destination exists and is not a directory",
-                            os.path.join(run.src_root, rel), None,
-                            os.path.join(run.dst_root, rel)) from e
+                            os.path.join(run.src_root, rel),
+                            None,
+                            os.path.join(run.dst_root, rel),
+                        ) from e
                     try:
                         _scan_existing(run, rel, cfd)
                     finally:
@@ -754,9 +784,15 @@ def place(
     if p.forced is not None:
         step = next(st for st in p.steps if st.strategy == p.forced)
         if step.impossible:
-            raise StrategyUnavailable(errno.EXDEV if "filesystems" in step.reason or "mounts"
-                                      in step.reason else errno.EOPNOTSUPP,
-                                      f"cannot {p.forced}: {step.reason}", s, None, d)
+            raise StrategyUnavailable(
+                errno.EXDEV
+                if "filesystems" in step.reason or "mounts" in step.reason
+                else errno.EOPNOTSUPP,
+                f"cannot {p.forced}: {step.reason}",
+                s,
+                None,
+                d,
+            )
     nworkers = max(1, workers if workers is not None else p.workers)
     src_is_dir = os.path.isdir(real_src)
     parent = os.path.dirname(real_dst)
@@ -764,27 +800,62 @@ def place(
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
-        raise PlaceError(e.errno, f"cannot create destination parent: {e.strerror}",
-                         s, None, parent) from None
-    if src_is_dir:
-        return _place_tree(p, s, d, real_src, parent, base, nworkers, files, progress,
-                           xattrs, fsync, t0)
-    return _place_one(p, s, d, real_src, parent, base, nworkers, progress, xattrs, fsync, t0)
+        raise PlaceError(
+            e.errno, f"cannot create destination parent: {e.strerror}", s, None, parent
+        ) from None
+    try:
+        if src_is_dir:
+            return _place_tree(
+                p, s, d, real_src, parent, base, nworkers, files, progress, xattrs, fsync, t0
+            )
+        return _place_one(p, s, d, real_src, parent, base, nworkers, progress, xattrs, fsync, t0)
+    except PlaceError:
+        raise
+    except OSError as e:  # a call outside the per-file paths: still name both paths
+        where = f" ({e.filename})" if isinstance(e.filename, str) else ""
+        raise PlaceError(e.errno, f"{e.strerror}{where}", s, None, d) from e
 
 
-def _report(run: _Run, s: str, d: str, files: int, dirs: int, skipped: list[Skipped],
-            nworkers: int, t0: float) -> PlaceReport:
+def _report(
+    run: _Run,
+    s: str,
+    d: str,
+    files: int,
+    dirs: int,
+    skipped: list[Skipped],
+    nworkers: int,
+    t0: float,
+) -> PlaceReport:
     return PlaceReport(
-        src=s, dst=d, files=files, dirs=dirs, symlinks=run.symlinks, bytes=run.bytes,
-        by_strategy=dict(run.counts), fallbacks=tuple(run.fallbacks), skipped=tuple(skipped),
-        seconds=time.perf_counter() - t0, chain=tuple(run.plan.chain), workers=nworkers,
+        src=s,
+        dst=d,
+        files=files,
+        dirs=dirs,
+        symlinks=run.symlinks,
+        bytes=run.bytes,
+        by_strategy=dict(run.counts),
+        fallbacks=tuple(run.fallbacks),
+        skipped=tuple(skipped),
+        seconds=time.perf_counter() - t0,
+        chain=tuple(run.plan.chain),
+        workers=nworkers,
         warnings=tuple(run.warnings),
     )
 
 
-def _place_one(p: Plan, s: str, d: str, real_src: str, parent: str, base: str, nworkers: int,
-               progress: Callable[[int, int], None] | None, xattrs: bool, fsync: bool,
-               t0: float) -> PlaceReport:
+def _place_one(
+    p: Plan,
+    s: str,
+    d: str,
+    real_src: str,
+    parent: str,
+    base: str,
+    nworkers: int,
+    progress: Callable[[int, int], None] | None,
+    xattrs: bool,
+    fsync: bool,
+    t0: float,
+) -> PlaceReport:
     sdir_path, sname = os.path.split(real_src)
     run = _Run(p, sdir_path, parent, xattrs=xattrs, fsync=fsync, progress=progress, total=1)
     sdir = os.open(sdir_path, _DIR_FLAGS | os.O_CLOEXEC)
@@ -795,16 +866,20 @@ def _place_one(p: Plan, s: str, d: str, real_src: str, parent: str, base: str, n
         raise PlaceError(e.errno, e.strerror, s, None, d) from None
     try:
         st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
-        if stat.S_ISDIR(os.lstat(os.path.join(parent, base)).st_mode
-                        if os.path.lexists(os.path.join(parent, base)) else 0):
+        if stat.S_ISDIR(
+            os.lstat(os.path.join(parent, base)).st_mode
+            if os.path.lexists(os.path.join(parent, base))
+            else 0
+        ):
             raise PlaceError(errno.EISDIR, "destination is a directory", s, None, d)
         exists = os.path.lexists(os.path.join(parent, base))
         if stat.S_ISLNK(st.st_mode):
             _link_as(run, sdir, ddir, sname, base, exists, symlink=True)
             return _report(run, s, d, 0, 0, [], nworkers, t0)
         if not stat.S_ISREG(st.st_mode):
-            return _report(run, s, d, 0, 0,
-                           [Skipped(s, f"{_special(st.st_mode)}: not placed")], nworkers, t0)
+            return _report(
+                run, s, d, 0, 0, [Skipped(s, f"{_special(st.st_mode)}: not placed")], nworkers, t0
+            )
         _link_as(run, sdir, ddir, sname, base, exists, symlink=False)
         return _report(run, s, d, 1, 0, [], nworkers, t0)
     finally:
@@ -812,8 +887,9 @@ def _place_one(p: Plan, s: str, d: str, real_src: str, parent: str, base: str, n
         os.close(ddir)
 
 
-def _link_as(run: _Run, sdir: int, ddir: int, sname: str, dname: str, exists: bool,
-             symlink: bool) -> None:
+def _link_as(
+    run: _Run, sdir: int, ddir: int, sname: str, dname: str, exists: bool, symlink: bool
+) -> None:
     """Place one file whose source and destination names differ (single-file place)."""
     if sname == dname:
         if symlink:
@@ -849,38 +925,78 @@ class _NameProxy:
             try:
                 if strategy == "hardlink":
                     st = os.stat(self.sname, dir_fd=sdir, follow_symlinks=False)
-                    os.link(self.sname, self.tmp, src_dir_fd=sdir, dst_dir_fd=ddir,
-                            follow_symlinks=False)
+                    os.link(
+                        self.sname,
+                        self.tmp,
+                        src_dir_fd=sdir,
+                        dst_dir_fd=ddir,
+                        follow_symlinks=False,
+                    )
                     size = st.st_size
                 else:
                     size = _write_file(run, strategy, sdir, ddir, self.sname, self.tmp)
             except OSError as e:
                 _unlink_quiet(self.tmp, ddir)
-                capability = (E.CLONE_UNSUPPORTED if strategy == "reflink" else
-                              E.LINK_UNSUPPORTED if strategy == "hardlink" else frozenset())
+                capability = (
+                    E.CLONE_UNSUPPORTED
+                    if strategy == "reflink"
+                    else E.LINK_UNSUPPORTED
+                    if strategy == "hardlink"
+                    else frozenset()
+                )
                 if (e.errno in capability or e.errno in E.PER_FILE_LIMIT) and i + 1 < len(chain):
-                    run.fallbacks.append(Fallback(self.sname, strategy, chain[i + 1],
-                                                  e.errno or 0, "pair cannot " + strategy))
+                    run.fallbacks.append(
+                        Fallback(
+                            self.sname,
+                            strategy,
+                            chain[i + 1],
+                            e.errno or 0,
+                            "pair cannot " + strategy,
+                        )
+                    )
                     last = e
                     continue
                 src = os.path.join(run.src_root, self.sname)
                 exc = StrategyUnavailable if (e.errno in capability and run.forced) else PlaceError
-                raise exc(e.errno, f"{strategy} failed: {e.strerror}", src, None,
-                          os.path.join(run.dst_root, self.tmp)) from e
+                raise exc(
+                    e.errno,
+                    f"{strategy} failed: {e.strerror}",
+                    src,
+                    None,
+                    os.path.join(run.dst_root, self.tmp),
+                ) from e
             run.record(strategy, size)
             return
         raise PlaceError(last.errno if last else errno.EIO, "no strategy worked", self.sname)
 
 
-def _place_tree(p: Plan, s: str, d: str, real_src: str, parent: str, base: str, nworkers: int,
-                files: Iterable[str] | None, progress: Callable[[int, int], None] | None,
-                xattrs: bool, fsync: bool, t0: float) -> PlaceReport:
+def _place_tree(
+    p: Plan,
+    s: str,
+    d: str,
+    real_src: str,
+    parent: str,
+    base: str,
+    nworkers: int,
+    files: Iterable[str] | None,
+    progress: Callable[[int, int], None] | None,
+    xattrs: bool,
+    fsync: bool,
+    t0: float,
+) -> PlaceReport:
     src_root_fd = os.open(real_src, _DIR_FLAGS | os.O_CLOEXEC)
     try:
         tree = _walk(src_root_fd) if files is None else _tree_from_list(src_root_fd, files)
         pfd = os.open(parent, _DIR_FLAGS | os.O_CLOEXEC)
-        run = _Run(p, real_src, os.path.join(parent, base), xattrs=xattrs, fsync=fsync,
-                   progress=progress, total=tree.nfiles)
+        run = _Run(
+            p,
+            real_src,
+            os.path.join(parent, base),
+            xattrs=xattrs,
+            fsync=fsync,
+            progress=progress,
+            total=tree.nfiles,
+        )
         created: list[str] = []
         root_created = False
         try:
@@ -892,8 +1008,13 @@ def _place_tree(p: Plan, s: str, d: str, real_src: str, parent: str, base: str, 
             try:
                 dst_root_fd = os.open(base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
             except OSError as e:
-                raise PlaceError(e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
-                                 "destination exists and is not a directory", s, None, d) from None
+                raise PlaceError(
+                    e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
+                    "destination exists and is not a directory",
+                    s,
+                    None,
+                    d,
+                ) from None
         except OSError:
             os.close(pfd)
             raise
@@ -922,8 +1043,17 @@ def _place_tree(p: Plan, s: str, d: str, real_src: str, parent: str, base: str, 
         os.close(src_root_fd)
 
 
-def _run_tree(run: _Run, tree: _Tree, s: str, d: str, src_root_fd: int, dst_root_fd: int,
-              nworkers: int, created: list[str], t0: float) -> PlaceReport:
+def _run_tree(
+    run: _Run,
+    tree: _Tree,
+    s: str,
+    d: str,
+    src_root_fd: int,
+    dst_root_fd: int,
+    nworkers: int,
+    created: list[str],
+    t0: float,
+) -> PlaceReport:
     total = tree.nfiles
     chunk = max(8, min(256, total // (nworkers * 4) or 8))
     with ThreadPoolExecutor(max_workers=nworkers, thread_name_prefix="linkstrategy") as pool:
@@ -932,11 +1062,20 @@ def _run_tree(run: _Run, tree: _Tree, s: str, d: str, src_root_fd: int, dst_root
         for rel in tree.dirs:
             items = tree.entries.get(rel, [])
             for i in range(0, len(items), chunk):
-                futures.append(pool.submit(_chunk_job, run, src_root_fd, dst_root_fd, rel,
-                                           items[i : i + chunk]))
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        first = next((f.exception() for f in futures if f.done() and f.exception()
-                      and not isinstance(f.exception(), _Abort)), None)
+                futures.append(
+                    pool.submit(
+                        _chunk_job, run, src_root_fd, dst_root_fd, rel, items[i : i + chunk]
+                    )
+                )
+        wait(futures, return_when=FIRST_EXCEPTION)
+        first = next(
+            (
+                f.exception()
+                for f in futures
+                if f.done() and f.exception() and not isinstance(f.exception(), _Abort)
+            ),
+            None,
+        )
         if first is not None:
             run.stop.set()
             for f in futures:

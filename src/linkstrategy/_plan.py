@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from ._mounts import Mount, existing_ancestor
 from ._probe import Probe, probe
@@ -125,7 +125,7 @@ def _forced_from_env(strategy: str) -> Strategy | None:
         raise ValueError(
             f"unknown strategy {strategy!r}: expected one of auto, {', '.join(STRATEGIES)}"
         )
-    return cast(Strategy, strategy)
+    return strategy  # narrowed by the membership test above
 
 
 def plan(
@@ -157,15 +157,19 @@ def plan(
     same_mount = same_fs and _same_mount(sp.mount, dp.mount)
     same_subvol = same_mount and _same_subvolume(s, d, dp.mount, local)
     network = sp.network or dp.network
-    steps = (
+    steps: tuple[Step, ...] = (
         _reflink_step(sp, dp, same_fs, network),
         _hardlink_step(sp, dp, same_fs, same_mount, same_subvol),
         Step("copy", True, "always possible" + (" (over the network)" if network else "")),
     )
     if forced is not None:
         steps = tuple(
-            Step(st.strategy, st.strategy == forced, st.reason if st.strategy == forced
-                 else "not forced", st.impossible if st.strategy == forced else False)
+            Step(
+                st.strategy,
+                st.strategy == forced,
+                st.reason if st.strategy == forced else "not forced",
+                st.impossible if st.strategy == forced else False,
+            )
             for st in steps
         )
         chain: tuple[Strategy, ...] = (forced,)
@@ -189,13 +193,15 @@ def plan(
 
 def _reflink_step(sp: Probe, dp: Probe, same_fs: bool, network: bool) -> Step:
     if not same_fs:
-        return Step("reflink", False, "source and destination are different filesystems",
-                    impossible=True)
+        return Step(
+            "reflink", False, "source and destination are different filesystems", impossible=True
+        )
     if dp.reflink == "no":
         why = dp.errors.get("reflink") if dp.tested else None
         detail = f" (clone test: {why})" if why else ""
-        return Step("reflink", False, f"{dp.mount.fstype} cannot clone here{detail}",
-                    impossible=True)
+        return Step(
+            "reflink", False, f"{dp.mount.fstype} cannot clone here{detail}", impossible=True
+        )
     if dp.reflink == "yes":
         how = "tested" if dp.tested else "known"
         return Step("reflink", True, f"one {dp.mount.fstype} filesystem; clone {how} to work")
@@ -210,19 +216,26 @@ def _hardlink_step(
     sp: Probe, dp: Probe, same_fs: bool, same_mount: bool, same_subvol: bool
 ) -> Step:
     if not same_fs:
-        return Step("hardlink", False, "source and destination are different filesystems",
-                    impossible=True)
+        return Step(
+            "hardlink", False, "source and destination are different filesystems", impossible=True
+        )
     if not same_mount:
-        return Step("hardlink", False,
-                    "same filesystem but different mounts (link() gives EXDEV)", impossible=True)
+        return Step(
+            "hardlink",
+            False,
+            "same filesystem but different mounts (link() gives EXDEV)",
+            impossible=True,
+        )
     if not same_subvol:
-        return Step("hardlink", False,
-                    "different btrfs subvolumes (link() gives EXDEV)", impossible=True)
+        return Step(
+            "hardlink", False, "different btrfs subvolumes (link() gives EXDEV)", impossible=True
+        )
     if dp.hardlink == "no":
         why = dp.errors.get("hardlink") if dp.tested else None
         detail = f" ({why})" if why else ""
-        return Step("hardlink", False, f"{dp.mount.fstype} does not hardlink{detail}",
-                    impossible=True)
+        return Step(
+            "hardlink", False, f"{dp.mount.fstype} does not hardlink{detail}", impossible=True
+        )
     how = "tested" if dp.hardlink == "yes" and dp.tested else "expected"
     limit = f"; at most {dp.traits.max_links} links per file" if dp.traits.max_links else ""
     return Step("hardlink", True, f"same mount; hardlink {how} to work{limit}")
@@ -243,8 +256,7 @@ def _advice(
             f"source {sp.path} on {_describe(sp)} and destination {dp.path} on "
             f"{_describe(dp)} are on different filesystems: files will be copied {cost}; "
             "put the cache (or TMPDIR, or the staging directory) on the destination's "
-            "filesystem to enable hardlinks"
-            + (" and reflinks" if dp.reflink != "no" else "")
+            "filesystem to enable hardlinks" + (" and reflinks" if dp.reflink != "no" else "")
         )
     elif not same_mount:
         out.append(
@@ -279,7 +291,10 @@ def _advice(
             "changes the other; use strategy 'copy' (or a reflink-capable filesystem) "
             "if destinations are modified"
         )
-    if not dp.tested and dp.untested_reason not in (None, "live test not requested",
-                                                     "saved mount table"):
+    if not dp.tested and dp.untested_reason not in (
+        None,
+        "live test not requested",
+        "saved mount table",
+    ):
         out.append(f"destination not tested live: {dp.untested_reason}")
     return tuple(out)

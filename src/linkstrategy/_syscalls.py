@@ -188,8 +188,9 @@ def open_beneath(root_fd: int, relpath: str, flags: int) -> int:
         how = (ctypes.c_uint64 * 3)(
             flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS
         )
-        fd = int(fn(_SYS_OPENAT2, root_fd, os.fsencode(relpath), ctypes.byref(how),
-                    ctypes.sizeof(how)))
+        fd = int(
+            fn(_SYS_OPENAT2, root_fd, os.fsencode(relpath), ctypes.byref(how), ctypes.sizeof(how))
+        )
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), relpath)

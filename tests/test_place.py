@@ -1,0 +1,451 @@
+"""place() on real filesystems: strategies proven by extents and inodes, fallbacks, safety."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import linkstrategy
+from linkstrategy import PlaceError, StrategyUnavailable, _place
+from linkstrategy._place import TMP_PREFIX
+
+sys.path.insert(0, str(Path(__file__).parent))
+import mountutil
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    linkstrategy._probe.clear_cache()
+    monkeypatch.delenv("LINKSTRATEGY_STRATEGY", raising=False)
+    monkeypatch.delenv("LINKSTRATEGY_NETWORK_MOUNTS", raising=False)
+
+
+def make_tree(root: Path, *, big: int = 256 * 1024) -> dict[str, bytes]:
+    """A small package-like tree; returns relative path -> content of regular files."""
+    files = {
+        "pkg/__init__.py": b"x = 1\n",
+        "pkg/big.bin": os.urandom(big),
+        "pkg/sub/data.txt": b"data\n" * 100,
+        "pkg/sub/deeper/empty": b"",
+        "bin/tool": b"#!/bin/sh\necho hi\n",
+        "pkg-1.0.dist-info/RECORD": b"pkg/__init__.py,,\n",
+    }
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    os.chmod(root / "bin/tool", 0o751)
+    os.chmod(root / "pkg/sub/data.txt", 0o444)
+    os.utime(root / "pkg/big.bin", ns=(1_600_000_000_123_456_789, 1_600_000_000_987_654_321))
+    os.symlink("../pkg/__init__.py", root / "bin/link")
+    os.symlink("/nonexistent/target", root / "bin/dangling")
+    return files
+
+
+def shared_extents(path: Path) -> bool:
+    """FIEMAP_EXTENT_SHARED on any extent, as `filefrag -v` shows it."""
+    out = subprocess.run(
+        ["filefrag", "-v", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return "shared" in out
+
+
+def no_temporaries(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob(f"{TMP_PREFIX}*")]
+
+
+def assert_same_tree(src: Path, dst: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        s, d = src / rel, dst / rel
+        assert d.read_bytes() == data, rel
+        assert stat.S_IMODE(d.stat().st_mode) == stat.S_IMODE(s.stat().st_mode), rel
+    assert os.readlink(dst / "bin/link") == "../pkg/__init__.py"
+    assert os.readlink(dst / "bin/dangling") == "/nonexistent/target"
+    assert not no_temporaries(dst)
+
+
+# -- strategies, proven ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["xfs_reflink", "btrfs"])
+def test_reflink_shares_extents_and_keeps_mode_and_mtime(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    d: Path = request.getfixturevalue(fixture)
+    files = make_tree(d / "src")
+    r = linkstrategy.place(d / "src", d / "dst")
+    assert r.by_strategy["reflink"] == len(files)
+    assert r.files == len(files) and r.symlinks == 2
+    assert_same_tree(d / "src", d / "dst", files)
+    assert shared_extents(d / "dst/pkg/big.bin")
+    assert os.stat(d / "dst/pkg/big.bin").st_ino != os.stat(d / "src/pkg/big.bin").st_ino
+    st = os.stat(d / "dst/pkg/big.bin")
+    assert st.st_mtime_ns == 1_600_000_000_987_654_321
+    assert stat.S_IMODE(os.stat(d / "dst/bin/tool").st_mode) == 0o751  # FICLONE keeps no mode
+
+
+def test_hardlink_on_ext4_shares_the_inode(ext4: Path) -> None:
+    files = make_tree(ext4 / "src")
+    r = linkstrategy.place(ext4 / "src", ext4 / "dst")
+    assert r.chain == ("hardlink", "copy")
+    assert r.by_strategy["hardlink"] == len(files)
+    for rel in files:
+        assert os.stat(ext4 / "dst" / rel).st_ino == os.stat(ext4 / "src" / rel).st_ino
+    assert_same_tree(ext4 / "src", ext4 / "dst", files)
+
+
+def test_copy_across_filesystems_keeps_content_mode_mtime_xattrs(ext4: Path, ext4_b: Path) -> None:
+    files = make_tree(ext4 / "src")
+    os.setxattr(ext4 / "src/pkg/big.bin", "user.origin", b"cache")
+    r = linkstrategy.place(ext4 / "src", ext4_b / "dst")
+    assert r.chain == ("copy",)
+    assert r.by_strategy["copy"] == len(files)
+    assert r.bytes == sum(len(v) for v in files.values())
+    assert_same_tree(ext4 / "src", ext4_b / "dst", files)
+    big = ext4_b / "dst/pkg/big.bin"
+    assert os.getxattr(big, "user.origin") == b"cache"
+    assert big.stat().st_mtime_ns == 1_600_000_000_987_654_321
+    assert not shared_extents(big)
+
+
+def test_bind_mount_of_same_xfs_clones_but_never_hardlinks(xfs_bind: tuple[Path, Path]) -> None:
+    orig, bound = xfs_bind
+    files = make_tree(orig / "src")
+    r = linkstrategy.place(orig / "src", bound / "dst")
+    assert r.chain == ("reflink", "copy")
+    assert r.by_strategy["reflink"] == len(files)
+    assert shared_extents(bound / "dst/pkg/big.bin")
+
+
+def test_forced_hardlink_across_bind_mount_fails_before_writing(
+    xfs_bind: tuple[Path, Path],
+) -> None:
+    orig, bound = xfs_bind
+    make_tree(orig / "src")
+    with pytest.raises(StrategyUnavailable) as ei:
+        linkstrategy.place(orig / "src", bound / "dst", strategy="hardlink")
+    assert ei.value.filename == str(orig / "src")
+    assert ei.value.filename2 == str(bound / "dst")
+    assert "mounts" in str(ei.value)
+    assert not (bound / "dst").exists()
+
+
+def test_forced_reflink_on_ext4_fails_before_writing(ext4: Path) -> None:
+    make_tree(ext4 / "src")
+    with pytest.raises(StrategyUnavailable):
+        linkstrategy.place(ext4 / "src", ext4 / "dst", strategy="reflink")
+    assert not (ext4 / "dst").exists()
+
+
+def test_forced_copy_on_xfs_really_copies(xfs_reflink: Path) -> None:
+    files = make_tree(xfs_reflink / "src")
+    r = linkstrategy.place(xfs_reflink / "src", xfs_reflink / "dst", strategy="copy")
+    assert r.by_strategy == {"reflink": 0, "hardlink": 0, "copy": len(files)}
+    assert_same_tree(xfs_reflink / "src", xfs_reflink / "dst", files)
+
+
+def test_single_file_under_another_name(xfs_reflink: Path) -> None:
+    src = xfs_reflink / "a.bin"
+    src.write_bytes(os.urandom(100_000))
+    os.chmod(src, 0o640)
+    r = linkstrategy.place(src, xfs_reflink / "x" / "y" / "b.bin")
+    assert r.files == 1 and r.by_strategy["reflink"] == 1
+    out = xfs_reflink / "x/y/b.bin"
+    assert out.read_bytes() == src.read_bytes()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert not no_temporaries(xfs_reflink)
+
+
+# -- fallback by errno class (fault injection at the call site) ----------------------------
+
+
+def test_clone_capability_error_downgrades_the_pair_and_warns_once(
+    xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = make_tree(xfs_reflink / "src")
+    calls = []
+
+    def no_clone(src_fd: int, dst_fd: int) -> None:
+        calls.append(1)
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(_place, "clone_fd", no_clone)
+    _place._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="linkstrategy"):
+        r = linkstrategy.place(xfs_reflink / "src", xfs_reflink / "dst", workers=1)
+    assert r.by_strategy["hardlink"] == len(files) and r.by_strategy["reflink"] == 0
+    assert len(calls) == 1, "a capability error must stop clone attempts for the pair"
+    assert [f.to_json()["errno"] for f in r.fallbacks] in (["EOPNOTSUPP"], ["ENOTSUP"])
+    warnings = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "LINKSTRATEGY_STRATEGY" in warnings[0].getMessage()
+    assert xfs_reflink.as_posix().split("/")[1] in warnings[0].getMessage()
+
+
+def test_transient_eagain_is_retried_not_downgraded(
+    xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = make_tree(xfs_reflink / "src")
+    real = _place.clone_fd
+    failures = [2]
+
+    def flaky(src_fd: int, dst_fd: int) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        real(src_fd, dst_fd)
+
+    monkeypatch.setattr(_place, "clone_fd", flaky)
+    r = linkstrategy.place(xfs_reflink / "src", xfs_reflink / "dst", workers=1)
+    assert r.by_strategy["reflink"] == len(files)
+    assert not r.fallbacks
+
+
+def test_emlink_at_ext4_limit_copies_that_file_only(ext4: Path) -> None:
+    src = ext4 / "src"
+    files = make_tree(src, big=4096)
+    full = src / "pkg/__init__.py"
+    spare = ext4 / "links"
+    spare.mkdir()
+    n = os.stat(full).st_nlink
+    fd = os.open(spare, os.O_RDONLY)
+    try:
+        while n < 65000:
+            try:
+                os.link(full, f"l{n}", dst_dir_fd=fd)
+            except OSError as e:
+                assert e.errno == errno.EMLINK
+                break
+            n += 1
+    finally:
+        os.close(fd)
+    r = linkstrategy.place(src, ext4 / "dst")
+    assert r.by_strategy == {"reflink": 0, "hardlink": len(files) - 1, "copy": 1}
+    (fb,) = r.fallbacks
+    assert (fb.path, fb.errno, fb.to_strategy) == ("pkg/__init__.py", errno.EMLINK, "copy")
+    assert (ext4 / "dst/pkg/__init__.py").read_bytes() == files["pkg/__init__.py"]
+    assert os.stat(ext4 / "dst/pkg/sub/data.txt").st_ino == os.stat(src / "pkg/sub/data.txt").st_ino
+
+
+# -- errors lose nothing -------------------------------------------------------------------------
+
+
+def test_enospc_is_a_clear_error_and_leaves_nothing(ext4: Path, mounts_base: Path) -> None:
+    src = ext4 / "src"
+    make_tree(src, big=3 * 1024 * 1024)
+    with mountutil.tmpfs_mount(mounts_base, size="1m", name=f"tiny-{os.getpid()}") as tiny:
+        (tiny / "keep").write_text("before")
+        with pytest.raises(PlaceError) as ei:
+            linkstrategy.place(src, tiny / "dst")
+        assert ei.value.errno == errno.ENOSPC
+        assert ei.value.filename2 is not None and str(tiny / "dst") in ei.value.filename2
+        assert sorted(os.listdir(tiny)) == ["keep"], "rollback must remove the partial tree"
+
+
+def test_enospc_merging_into_existing_dir_keeps_what_was_there(
+    ext4: Path, mounts_base: Path
+) -> None:
+    src = ext4 / "src"
+    make_tree(src, big=3 * 1024 * 1024)
+    with mountutil.tmpfs_mount(mounts_base, size="1m", name=f"tiny2-{os.getpid()}") as tiny:
+        (tiny / "site").mkdir()
+        (tiny / "site/other.py").write_text("other")
+        with pytest.raises(PlaceError):
+            linkstrategy.place(src, tiny / "site")
+        assert sorted(os.listdir(tiny / "site")) == ["other.py"]
+        assert (tiny / "site/other.py").read_text() == "other"
+
+
+def test_read_only_destination_is_erofs(readonly_dir: Path, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    with pytest.raises(PlaceError) as ei:
+        linkstrategy.place(tmp_path / "src", readonly_dir / "dst")
+    assert ei.value.errno == errno.EROFS
+    assert str(readonly_dir / "dst") in str(ei.value)
+
+
+def test_dst_inside_src_and_src_equal_dst_are_refused(tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    with pytest.raises(PlaceError, match="inside the source"):
+        linkstrategy.place(tmp_path / "src", tmp_path / "src/pkg/copy")
+    with pytest.raises(PlaceError, match="same"):
+        linkstrategy.place(tmp_path / "src", tmp_path / "src")
+    os.symlink(tmp_path / "src", tmp_path / "alias")
+    with pytest.raises(PlaceError, match="same"):
+        linkstrategy.place(tmp_path / "src", tmp_path / "alias")
+
+
+def test_missing_source_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(PlaceError) as ei:
+        linkstrategy.place(tmp_path / "nope", tmp_path / "dst")
+    assert ei.value.errno == errno.ENOENT and ei.value.filename == str(tmp_path / "nope")
+    assert not (tmp_path / "dst").exists()
+
+
+def test_swapped_in_symlink_never_leads_outside(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for d in ("a", "b"):
+        (src / d).mkdir(parents=True)
+        for i in range(5):
+            (src / d / f"f{i}").write_text(d)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dst = tmp_path / "dst"
+    swapped = []
+
+    def swap(done: int, total: int) -> None:
+        if not swapped:
+            swapped.append(1)
+            victim = dst / ("b" if (dst / "a" / "f0").exists() else "a")
+            shutil.rmtree(victim)
+            os.symlink(outside, victim)
+
+    with pytest.raises(PlaceError) as ei:
+        linkstrategy.place(src, dst, workers=1, progress=swap, strategy="copy")
+    assert ei.value.errno in (errno.ELOOP, errno.ENOTDIR)  # openat2 refuses the symlink
+    assert os.listdir(outside) == []
+
+
+def test_special_files_are_skipped_never_opened(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.mkfifo(src / "fifo")  # opening it for reading would hang
+    r = linkstrategy.place(src, tmp_path / "dst")
+    assert [s.path for s in r.skipped] == ["fifo"]
+    assert "FIFO" in r.skipped[0].reason
+    assert os.listdir(tmp_path / "dst") == ["f"]
+
+
+def test_non_utf8_and_255_byte_names(tmp_path: Path) -> None:
+    src = os.fsencode(tmp_path / "src")
+    os.mkdir(src)
+    odd = b"caf\xe9-\xff.py"
+    longest = b"n" * 255
+    for name in (odd, longest):
+        with open(os.path.join(src, name), "wb") as f:
+            f.write(name)
+    r = linkstrategy.place(tmp_path / "src", tmp_path / "dst", strategy="copy")
+    assert r.files == 2
+    dst = os.fsencode(tmp_path / "dst")
+    assert sorted(os.listdir(dst)) == sorted([odd, longest])
+    with open(os.path.join(dst, longest), "rb") as f:
+        assert f.read() == longest
+
+
+def test_merge_into_existing_destination(tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    site = tmp_path / "site"
+    (site / "pkg").mkdir(parents=True)
+    (site / "other.py").write_text("keep me")
+    (site / "pkg/__init__.py").write_text("old version")
+    (site / "pkg/stale.py").write_text("from an older release")
+    r = linkstrategy.place(tmp_path / "src", site, strategy="copy")
+    assert r.files == len(files)
+    assert (site / "other.py").read_text() == "keep me"
+    assert (site / "pkg/__init__.py").read_bytes() == files["pkg/__init__.py"]
+    assert (site / "pkg/stale.py").exists()
+
+
+def test_hardlink_over_existing_destination_file(ext4: Path) -> None:
+    files = make_tree(ext4 / "src")
+    linkstrategy.place(ext4 / "src", ext4 / "dst", strategy="copy")
+    r = linkstrategy.place(ext4 / "src", ext4 / "dst", strategy="hardlink")
+    assert r.by_strategy["hardlink"] == len(files)
+    for rel in files:
+        assert os.stat(ext4 / "dst" / rel).st_ino == os.stat(ext4 / "src" / rel).st_ino
+    assert not no_temporaries(ext4 / "dst")
+
+
+def test_file_list_skips_the_walk(tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    r = linkstrategy.place(
+        tmp_path / "src", tmp_path / "dst", files=["pkg/sub/data.txt", "bin/link"]
+    )
+    assert (r.files, r.symlinks) == (1, 1)
+    assert sorted(
+        p.relative_to(tmp_path / "dst").as_posix() for p in (tmp_path / "dst").rglob("*")
+    ) == ["bin", "bin/link", "pkg", "pkg/sub", "pkg/sub/data.txt"]
+    with pytest.raises(ValueError):
+        linkstrategy.place(tmp_path / "src", tmp_path / "dst2", files=["../escape"])
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, linkstrategy
+    linkstrategy.place(sys.argv[1], sys.argv[2], strategy=sys.argv[3], workers=int(sys.argv[4]))
+    """
+)
+
+
+def test_four_processes_into_one_destination(xfs_reflink: Path) -> None:
+    src = xfs_reflink / "src"
+    files = make_tree(src)
+    for i in range(200):
+        (src / "many" / f"m{i // 50}").mkdir(parents=True, exist_ok=True)
+        (src / "many" / f"m{i // 50}" / f"f{i}.py").write_bytes(os.urandom(2000))
+    dst = xfs_reflink / "dst"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(dst), s, "2"])
+        for s in ("copy", "reflink", "hardlink", "copy")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    for p in src.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            assert (dst / p.relative_to(src)).read_bytes() == p.read_bytes()
+    assert_same_tree(src, dst, files)
+
+
+def test_kill_9_mid_run_then_place_again(tmp_path: Path, ext4: Path) -> None:
+    src = ext4 / "src"
+    for i in range(400):
+        (src / f"d{i % 20}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 20}" / f"f{i}").write_bytes(os.urandom(64 * 1024))
+    dst = tmp_path / "dst"  # another filesystem: a slow-ish copy we can interrupt
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(dst), "copy", "2"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (dst.exists() and any(dst.rglob("f*"))):
+        time.sleep(0.002)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    # Whatever the kill left, no file under a final name is partial.
+    for p in dst.rglob("f*"):
+        if not p.name.startswith(TMP_PREFIX):
+            assert p.read_bytes() == (src / p.relative_to(dst)).read_bytes()
+    r = linkstrategy.place(src, dst, strategy="copy")
+    assert r.files == 400
+    assert not no_temporaries(dst), "the next place() removes a dead run's temporaries"
+    for p in src.rglob("f*"):
+        assert (dst / p.relative_to(src)).read_bytes() == p.read_bytes()
+
+
+# -- network policy on an emulated network filesystem ---------------------------------------
+
+
+def test_place_onto_latency_fuse_fs_in_parallel(
+    latencyfs: mountutil.FaultFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    for i in range(60):
+        (src / f"d{i % 6}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 6}" / f"f{i}").write_bytes(b"x" * 100)
+    mp = Path(latencyfs.mountpoint)
+    monkeypatch.setenv("LINKSTRATEGY_NETWORK_MOUNTS", str(mp))
+    r = linkstrategy.place(src, mp / "site")
+    assert r.workers >= 32
+    assert r.by_strategy["copy"] == 60
+    for p in src.rglob("f*"):
+        assert (mp / "site" / p.relative_to(src)).read_bytes() == p.read_bytes()

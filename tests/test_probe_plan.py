@@ -1,0 +1,219 @@
+"""probe() and plan() on real filesystems: live capability tests, pair rules, advice."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import linkstrategy
+from linkstrategy import _probe
+from linkstrategy._mounts import parse_mount_table
+from linkstrategy._probe import NETWORK_ENV, PROBE_PREFIX
+
+DATA = Path(__file__).parent / "data" / "mounttables"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    linkstrategy._probe.clear_cache()
+    monkeypatch.delenv("LINKSTRATEGY_STRATEGY", raising=False)
+    monkeypatch.delenv(NETWORK_ENV, raising=False)
+
+
+# -- probe -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "fstype", "reflink", "hardlink"),
+    [
+        ("xfs_reflink", "xfs", "yes", "yes"),
+        ("xfs_noreflink", "xfs", "no", "yes"),
+        ("btrfs", "btrfs", "yes", "yes"),
+        ("ext4", "ext4", "no", "yes"),
+        ("tmpfs_dir", "tmpfs", "no", "yes"),
+    ],
+)
+def test_live_probe_reports_what_the_filesystem_does(
+    fixture: str, fstype: str, reflink: str, hardlink: str, request: pytest.FixtureRequest
+) -> None:
+    d: Path = request.getfixturevalue(fixture)
+    p = linkstrategy.probe(d / "not" / "yet")
+    assert p.mount.fstype == fstype
+    assert p.tested, p.untested_reason
+    assert (p.reflink, p.hardlink) == (reflink, hardlink)
+    assert str(d).startswith(p.mount_point)
+    assert not [n for n in os.listdir(d) if n.startswith(PROBE_PREFIX)], "test dir left behind"
+
+
+def test_probe_on_xfs_without_reflink_names_the_errno(xfs_noreflink: Path) -> None:
+    p = linkstrategy.probe(xfs_noreflink)
+    assert p.errors["reflink"] in ("EOPNOTSUPP", "ENOTSUP")
+
+
+def test_probe_is_cached_per_mount(xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = _probe._live_test
+
+    def counting(directory: str) -> _probe._Live:
+        calls.append(directory)
+        return real(directory)
+
+    monkeypatch.setattr(_probe, "_live_test", counting)
+    (xfs_reflink / "a").mkdir()
+    first = linkstrategy.probe(xfs_reflink)
+    second = linkstrategy.probe(xfs_reflink / "a" / "b")
+    assert len(calls) == 1
+    assert second.reflink == first.reflink == "yes"
+
+
+def test_probe_removes_stale_test_dirs_of_dead_processes(tmpfs_dir: Path) -> None:
+    dead = tmpfs_dir / f"{PROBE_PREFIX}999999999-abcd"
+    dead.mkdir()
+    (dead / "a").write_text("x")
+    mine = tmpfs_dir / f"{PROBE_PREFIX}{os.getpid()}-beef"
+    mine.mkdir()
+    linkstrategy.probe(tmpfs_dir)
+    assert not dead.exists()
+    assert mine.exists(), "a live process's test directory must be left alone"
+
+
+def test_probe_of_read_only_mount_is_untested_not_an_error(readonly_dir: Path) -> None:
+    p = linkstrategy.probe(readonly_dir)
+    assert not p.tested
+    assert p.untested_reason == "read-only mount"
+
+
+def test_probe_of_mount_point_with_space(spaced_mount: Path) -> None:
+    p = linkstrategy.probe(spaced_mount)
+    assert " " in p.mount_point
+    assert p.mount.fstype == "tmpfs"
+    assert str(spaced_mount).startswith(p.mount_point)
+
+
+def test_bind_mount_is_another_mount_of_the_same_filesystem(xfs_bind: tuple[Path, Path]) -> None:
+    orig, bound = xfs_bind
+    a, b = linkstrategy.probe(orig), linkstrategy.probe(bound)
+    assert a.mount.mount_id != b.mount.mount_id
+    assert a.mount.superblock_key == b.mount.superblock_key
+    assert os.stat(orig).st_dev == os.stat(bound).st_dev  # st_dev cannot tell them apart
+
+
+def test_fuse_mount_is_recognised_and_tested(fusefs: object) -> None:
+    mp = Path(fusefs.mountpoint)  # type: ignore[attr-defined]
+    p = linkstrategy.probe(mp)
+    assert p.mount.fstype.startswith("fuse")
+    assert p.traits.fuse
+    assert p.tested, p.untested_reason
+    assert p.reflink == "no"  # FUSE has no clone opcode
+
+
+def test_network_env_marks_a_mount_as_network(
+    tmpfs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not linkstrategy.probe(tmpfs_dir).network
+    mp = linkstrategy.probe(tmpfs_dir).mount_point
+    monkeypatch.setenv(NETWORK_ENV, os.pathsep.join(["/nonexistent", mp]))
+    assert linkstrategy.probe(tmpfs_dir).network
+
+
+def test_probe_against_saved_table_touches_nothing() -> None:
+    table = parse_mount_table((DATA / "efs.txt").read_text())
+    efs = next(m for m in table if "efs" in m.source and "amazonaws" in m.source)
+    p = linkstrategy.probe(efs.mount_point + "/venv/lib", table=table)
+    assert (p.kind, p.network, p.tested) == ("efs", True, False)
+    assert p.reflink == "no" and p.hardlink == "yes"
+
+
+def test_warm_probe_is_fast_enough_to_call_per_install(tmpfs_dir: Path) -> None:
+    # Not a timing assertion on the machine's speed: a warm probe must not redo the
+    # live test, which takes a directory create + several files.
+    linkstrategy.probe(tmpfs_dir)
+    t0 = time.perf_counter()
+    for _ in range(100):
+        linkstrategy.probe(tmpfs_dir)
+    per_call = (time.perf_counter() - t0) / 100
+    assert per_call < 0.01, per_call
+
+
+# -- plan ------------------------------------------------------------------------------
+
+
+def _kept(pl: linkstrategy.Plan) -> tuple[str, ...]:
+    return pl.chain
+
+
+def test_plan_same_xfs_keeps_reflink_hardlink_copy(xfs_reflink: Path) -> None:
+    pl = linkstrategy.plan(xfs_reflink / "cache", xfs_reflink / "venv")
+    assert _kept(pl) == ("reflink", "hardlink", "copy")
+    assert pl.same_mount and pl.same_filesystem
+
+
+def test_plan_across_bind_mount_drops_hardlink_keeps_reflink(
+    xfs_bind: tuple[Path, Path],
+) -> None:
+    orig, bound = xfs_bind
+    pl = linkstrategy.plan(orig / "cache", bound / "venv")
+    assert pl.chain == ("reflink", "copy")
+    assert any("EXDEV" in r for r in pl.reasons)
+    assert any("bind mount" in a for a in pl.advice)
+
+
+def test_plan_across_btrfs_subvolumes_reflinks_only(btrfs_subvols: tuple[Path, Path]) -> None:
+    a, b = btrfs_subvols
+    pl = linkstrategy.plan(a, b / "dst")
+    assert pl.chain == ("reflink", "copy")
+    assert any("subvolume" in a for a in pl.advice)
+
+
+def test_plan_across_filesystems_copies_and_says_what_to_do(ext4: Path, ext4_b: Path) -> None:
+    pl = linkstrategy.plan(ext4 / "cache", ext4_b / "venv")
+    assert pl.chain == ("copy",)
+    assert not pl.same_filesystem
+    advice = " ".join(pl.advice)
+    assert "different filesystems" in advice and "same filesystem" not in advice
+    assert str(ext4 / "cache") in advice and str(ext4_b / "venv") in advice
+
+
+def test_plan_xfs_without_reflink_advises_mkfs(xfs_noreflink: Path) -> None:
+    pl = linkstrategy.plan(xfs_noreflink / "a", xfs_noreflink / "b")
+    assert pl.chain == ("hardlink", "copy")
+    assert any("reflink=1" in a for a in pl.advice)
+
+
+def test_plan_strategy_env_forces_one(xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINKSTRATEGY_STRATEGY", "copy")
+    pl = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
+    assert pl.chain == ("copy",) and pl.forced == "copy"
+
+
+def test_plan_rejects_unknown_strategy(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown strategy"):
+        linkstrategy.plan(tmp_path, tmp_path / "x", strategy="symlink")
+
+
+def test_plan_network_destination_uses_many_workers_and_no_untested_clone(
+    xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
+    mp = local.dst_probe.mount_point
+    monkeypatch.setenv(NETWORK_ENV, mp)
+    linkstrategy._probe.clear_cache()
+    pl = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
+    assert pl.network and pl.workers > local.workers
+    assert pl.chain[0] == "reflink"  # tested live, so it may be kept
+    assert any("network filesystem" in a for a in pl.advice)
+
+
+def test_plan_from_saved_table_explains_efs_case() -> None:
+    # The issue's case: the installer's cache on the root ext4, the venv on EFS.
+    saved = "/dev/nvme0n1p1 / ext4 rw,relatime 0 0\n" + (DATA / "efs.txt").read_text()
+    table = parse_mount_table(saved)
+    efs = next(m for m in table if "amazonaws" in m.source)
+    pl = linkstrategy.plan("/tmp/uv-cache", efs.mount_point + "/.venv", table=table)
+    assert pl.chain == ("copy",)
+    text = " ".join(pl.advice)
+    assert "over the network" in text and "EFS" in text
+    assert "/ (ext4, local)" in text
