@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import linkstrategy
-from linkstrategy import PlaceError, StrategyUnavailable, _place
+from linkstrategy import PlaceError, StrategyUnavailable, _place, _probe
 from linkstrategy._place import TMP_PREFIX
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -26,7 +26,7 @@ import mountutil
 
 @pytest.fixture(autouse=True)
 def _fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    linkstrategy._probe.clear_cache()
+    _probe.clear_cache()
     monkeypatch.delenv("LINKSTRATEGY_STRATEGY", raising=False)
     monkeypatch.delenv("LINKSTRATEGY_NETWORK_MOUNTS", raising=False)
 

@@ -18,7 +18,7 @@ DATA = Path(__file__).parent / "data" / "mounttables"
 
 @pytest.fixture(autouse=True)
 def _fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    linkstrategy._probe.clear_cache()
+    _probe.clear_cache()
     monkeypatch.delenv("LINKSTRATEGY_STRATEGY", raising=False)
     monkeypatch.delenv(NETWORK_ENV, raising=False)
 
@@ -200,7 +200,7 @@ def test_plan_network_destination_uses_many_workers_and_no_untested_clone(
     local = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
     mp = local.dst_probe.mount_point
     monkeypatch.setenv(NETWORK_ENV, mp)
-    linkstrategy._probe.clear_cache()
+    _probe.clear_cache()
     pl = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
     assert pl.network and pl.workers > local.workers
     assert pl.chain[0] == "reflink"  # tested live, so it may be kept
