@@ -100,6 +100,7 @@ def test_hardlink_on_ext4_shares_the_inode(ext4: Path) -> None:
     r = linkstrategy.place(ext4 / "src", ext4 / "dst")
     assert r.chain == ("hardlink", "copy")
     assert r.by_strategy["hardlink"] == len(files)
+    assert r.bytes == 0  # a hardlink writes no data
     for rel in files:
         assert os.stat(ext4 / "dst" / rel).st_ino == os.stat(ext4 / "src" / rel).st_ino
     assert_same_tree(ext4 / "src", ext4 / "dst", files)
@@ -111,7 +112,7 @@ def test_copy_across_filesystems_keeps_content_mode_mtime_xattrs(ext4: Path, ext
     r = linkstrategy.place(ext4 / "src", ext4_b / "dst")
     assert r.chain == ("copy",)
     assert r.by_strategy["copy"] == len(files)
-    assert r.bytes == sum(len(v) for v in files.values())
+    assert r.bytes == sum(len(v) for v in files.values())  # copied data, all of it
     assert_same_tree(ext4 / "src", ext4_b / "dst", files)
     big = ext4_b / "dst/pkg/big.bin"
     assert os.getxattr(big, "user.origin") == b"cache"
@@ -293,7 +294,8 @@ def test_missing_source_names_the_path(tmp_path: Path) -> None:
     assert not (tmp_path / "dst").exists()
 
 
-def test_swapped_in_symlink_never_leads_outside(tmp_path: Path) -> None:
+@pytest.mark.parametrize("existing", [True, False], ids=["merge", "fresh"])
+def test_swapped_in_symlink_never_leads_outside(tmp_path: Path, existing: bool) -> None:
     src = tmp_path / "src"
     for d in ("a", "b"):
         (src / d).mkdir(parents=True)
@@ -302,19 +304,28 @@ def test_swapped_in_symlink_never_leads_outside(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     dst = tmp_path / "dst"
+    if existing:  # merging into an existing tree
+        (dst / "a").mkdir(parents=True)
+        (dst / "b").mkdir()
     swapped = []
 
     def swap(done: int, total: int) -> None:
-        if not swapped:
-            swapped.append(1)
-            victim = dst / ("b" if (dst / "a" / "f0").exists() else "a")
-            shutil.rmtree(victim)
-            os.symlink(outside, victim)
+        if swapped:
+            return
+        swapped.append(1)
+        # A fresh destination is built hidden beside dst: attack that copy.
+        (root,) = [dst] if existing else list(tmp_path.glob(f"{TMP_PREFIX}*"))
+        victim = root / ("b" if (root / "a" / "f0").exists() else "a")
+        shutil.rmtree(victim)
+        os.symlink(outside, victim)
 
     with pytest.raises(PlaceError) as ei:
         linkstrategy.place(src, dst, workers=1, progress=swap, strategy="copy")
     assert ei.value.errno in (errno.ELOOP, errno.ENOTDIR)  # openat2 refuses the symlink
     assert os.listdir(outside) == []
+    assert swapped
+    if not existing:
+        assert not dst.exists() and not list(tmp_path.glob(f"{TMP_PREFIX}*"))
 
 
 def test_special_files_are_skipped_never_opened(tmp_path: Path) -> None:
@@ -409,27 +420,47 @@ def test_four_processes_into_one_destination(xfs_reflink: Path) -> None:
     assert_same_tree(src, dst, files)
 
 
-def test_kill_9_mid_run_then_place_again(tmp_path: Path, ext4: Path) -> None:
+@pytest.mark.parametrize("existing", [False, True], ids=["fresh", "merge"])
+def test_kill_9_mid_run_then_place_again(tmp_path: Path, ext4: Path, existing: bool) -> None:
     src = ext4 / "src"
     for i in range(400):
         (src / f"d{i % 20}").mkdir(parents=True, exist_ok=True)
         (src / f"d{i % 20}" / f"f{i}").write_bytes(os.urandom(64 * 1024))
     dst = tmp_path / "dst"  # another filesystem: a slow-ish copy we can interrupt
+    if existing:
+        for i in range(0, 20, 2):
+            (dst / f"d{i}").mkdir(parents=True)
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(dst), "copy", "2"])
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (dst.exists() and any(dst.rglob("f*"))):
-        time.sleep(0.002)
+    while time.monotonic() < deadline and not list(tmp_path.rglob(f"{TMP_PREFIX}*")):
+        time.sleep(0.001)
+    time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
-    child.wait()
-    # Whatever the kill left, no file under a final name is partial.
+    assert child.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    # Whatever the kill left, nothing partial has a final name: a fresh destination
+    # does not exist yet; in a merged one every final-named file is complete.
+    if not existing:
+        assert not dst.exists()
     for p in dst.rglob("f*"):
-        if not p.name.startswith(TMP_PREFIX):
+        if not any(part.startswith(TMP_PREFIX) for part in p.relative_to(dst).parts):
             assert p.read_bytes() == (src / p.relative_to(dst)).read_bytes()
     r = linkstrategy.place(src, dst, strategy="copy")
     assert r.files == 400
-    assert not no_temporaries(dst), "the next place() removes a dead run's temporaries"
+    assert not list(tmp_path.rglob(f"{TMP_PREFIX}*")), "the next place() removes stale temporaries"
     for p in src.rglob("f*"):
         assert (dst / p.relative_to(src)).read_bytes() == p.read_bytes()
+
+
+def test_fresh_destination_appears_complete_or_not_at_all(tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    seen = []
+
+    def look(done: int, total: int) -> None:
+        seen.append((tmp_path / "dst").exists())
+
+    linkstrategy.place(tmp_path / "src", tmp_path / "dst", progress=look, workers=1)
+    assert seen and not any(seen), "dst must not be visible while it is being filled"
+    assert_same_tree(tmp_path / "src", tmp_path / "dst", files)
 
 
 # -- network policy on an emulated network filesystem ---------------------------------------

@@ -35,7 +35,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +97,13 @@ class Skipped:
 
 @dataclass(frozen=True)
 class PlaceReport:
-    """What :func:`place` did.  ``by_strategy`` counts regular files by strategy."""
+    """What :func:`place` did.
+
+    ``files`` counts regular files, ``by_strategy`` splits them by strategy, and
+    ``bytes`` is the data cloned or copied (a hardlink shares its data and adds
+    nothing).  ``fallbacks`` lists every file that could not use a strategy;
+    ``skipped`` the special files that were not placed.
+    """
 
     src: str
     dst: str
@@ -132,21 +138,10 @@ class PlaceReport:
         }
 
 
-# -- the source ----------------------------------------------------------------
+# -- the source ----------------------------------------------------------------------
 
 _FILE, _LINK = 0, 1
-
-
-@dataclass
-class _Tree:
-    dirs: list[str] = field(default_factory=list)  # relative paths, parents first; "" = root
-    dir_modes: dict[str, int] = field(default_factory=dict)
-    entries: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # dir -> (name, kind)
-    skipped: list[Skipped] = field(default_factory=list)
-
-    @property
-    def nfiles(self) -> int:
-        return sum(len(v) for v in self.entries.values())
+Entry = tuple[str, int]  # (name, _FILE | _LINK)
 
 
 def _join(d: str, name: str) -> str:
@@ -163,81 +158,68 @@ def _special(mode: int) -> str:
     return "special file"
 
 
-def _walk(src_root_fd: int) -> _Tree:
-    tree = _Tree()
-    stack = [("", os.dup(src_root_fd))]
-    tree.dir_modes[""] = stat.S_IMODE(os.fstat(src_root_fd).st_mode)
-    while stack:
-        rel, fd = stack.pop()
-        tree.dirs.append(rel)
-        items: list[tuple[str, int]] = []
-        subdirs: list[tuple[str, int]] = []
-        try:
-            with os.scandir(fd) as it:
-                for e in it:
-                    if e.is_dir(follow_symlinks=False):
-                        cfd = os.open(e.name, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                        crel = _join(rel, e.name)
-                        tree.dir_modes[crel] = stat.S_IMODE(os.fstat(cfd).st_mode)
-                        subdirs.append((crel, cfd))
-                    elif e.is_symlink():
-                        items.append((e.name, _LINK))
-                    elif e.is_file(follow_symlinks=False):
-                        items.append((e.name, _FILE))
-                    else:
-                        kind = _special(e.stat(follow_symlinks=False).st_mode)
-                        tree.skipped.append(Skipped(_join(rel, e.name), f"{kind}: not placed"))
-        finally:
-            os.close(fd)
-        tree.entries[rel] = items
-        stack.extend(reversed(subdirs))
-    return tree
+@dataclass
+class _Listing:
+    """What one source directory holds (from scandir, or from the caller's file list)."""
+
+    entries: list[Entry] = field(default_factory=list)
+    subdirs: list[str] = field(default_factory=list)
 
 
-def _tree_from_list(src_root_fd: int, files: Iterable[str]) -> _Tree:
-    """A tree from a caller's file list (e.g. a RECORD): no directory listing at all."""
-    tree = _Tree()
-    seen_dirs: set[str] = {""}
-    tree.dirs.append("")
-    tree.dir_modes[""] = stat.S_IMODE(os.fstat(src_root_fd).st_mode)
-    tree.entries[""] = []
+def _scan_source(sdir: int, rel: str, skipped: list[Skipped]) -> _Listing:
+    """List a source directory: scandir's d_type tells file, symlink or directory, no stat."""
+    out = _Listing()
+    with os.scandir(sdir) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False):
+                out.subdirs.append(e.name)
+            elif e.is_symlink():
+                out.entries.append((e.name, _LINK))
+            elif e.is_file(follow_symlinks=False):
+                out.entries.append((e.name, _FILE))
+            else:  # never opened: opening a FIFO blocks, a device may do anything
+                kind = _special(e.stat(follow_symlinks=False).st_mode)
+                skipped.append(Skipped(_join(rel, e.name), f"{kind}: not placed"))
+    return out
+
+
+def _listings_from_files(
+    src_root_fd: int, files: Iterable[str], skipped: list[Skipped]
+) -> dict[str, _Listing]:
+    """Listings built from a caller's file list (e.g. a RECORD): no directory is read."""
+    listings: dict[str, _Listing] = {"": _Listing()}
     for raw in files:
         rel = os.path.normpath(os.fspath(raw)).strip("/")
-        if rel in ("", ".") or rel == ".." or rel.startswith("../") or "/../" in rel:
+        if rel in ("", ".", "..") or rel.startswith("../"):
             raise ValueError(f"file list entry {raw!r} is not a path inside the source")
         d, _, name = rel.rpartition("/")
         st = os.stat(rel, dir_fd=src_root_fd, follow_symlinks=False)
         parts = d.split("/") if d else []
         for i in range(len(parts)):
             sub = "/".join(parts[: i + 1])
-            if sub not in seen_dirs:
-                seen_dirs.add(sub)
-                tree.dirs.append(sub)
-                tree.entries[sub] = []
-                tree.dir_modes[sub] = stat.S_IMODE(
-                    os.stat(sub, dir_fd=src_root_fd, follow_symlinks=False).st_mode
-                )
+            if sub not in listings:
+                listings[sub] = _Listing()
+                listings["/".join(parts[:i])].subdirs.append(parts[i])
         if stat.S_ISLNK(st.st_mode):
-            tree.entries[d].append((name, _LINK))
+            listings[d].entries.append((name, _LINK))
         elif stat.S_ISREG(st.st_mode):
-            tree.entries[d].append((name, _FILE))
+            listings[d].entries.append((name, _FILE))
         elif stat.S_ISDIR(st.st_mode):
             raise ValueError(f"file list entry {raw!r} is a directory")
         else:
-            tree.skipped.append(Skipped(rel, f"{_special(st.st_mode)}: not placed"))
-    tree.dirs.sort(key=lambda p: (p.count("/") + (1 if p else 0), p))
-    return tree
+            skipped.append(Skipped(rel, f"{_special(st.st_mode)}: not placed"))
+    return listings
 
 
-# -- the run ---------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------------------
 
 
 class _Abort(Exception):
-    """Another worker failed; stop quietly."""
+    """Another job failed; stop quietly."""
 
 
 class _Run:
-    """State shared by the workers of one place() call."""
+    """State shared by the jobs of one place() call, and the little scheduler they use."""
 
     def __init__(
         self,
@@ -248,36 +230,74 @@ class _Run:
         xattrs: bool,
         fsync: bool,
         progress: Callable[[int, int], None] | None,
-        total: int,
+        workers: int,
     ) -> None:
         self.plan = p
         self.src_root = src_root
         self.dst_root = dst_root
         self.chain: list[Strategy] = list(p.chain)
         self.forced = p.forced is not None
+        self.xattrs = xattrs
+        self.fsync = fsync
+        self.progress = progress
+        self.workers = workers
+        self.umask = _current_umask()
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        # results
         self.counts: dict[str, int] = {s: 0 for s in STRATEGIES}
         self.bytes = 0
+        self.files = 0
         self.symlinks = 0
+        self.dirs = 0
+        self.discovered = 0
         self.fallbacks: list[Fallback] = []
+        self.skipped: list[Skipped] = []
         self.warnings: list[str] = []
-        self.xattrs = xattrs
         self.xattr_failed = False
-        self.fsync = fsync
-        self.umask = _current_umask()
-        self.progress = progress
-        self.total = total
-        self.done = 0
-        self.created_files: list[tuple[str, str]] = []  # (dir, name) new in pre-existing dirs
-        self.preexisting: set[str] = set()
-        self.existing_names: dict[str, set[str]] = {}
+        # What this run changed, for the final renames and for rollback.  New
+        # directories are built under temporary names and renamed into place at
+        # the end, so files inside them need no temporary names of their own.
+        self.hidden_tops: list[tuple[str, str, str, str]] = []  # rel, parent drel, tmp, name
+        self.restore_modes: list[tuple[str, int]] = []  # drel, mode
+        self.created_files: list[tuple[str, str]] = []  # new names in pre-existing dirs
+        self.existing: dict[str, frozenset[str]] = {}  # pre-existing dir -> its names
         self.tmp_seq = 0
+        # scheduling
+        self.pool: ThreadPoolExecutor | None = None
+        self.chunk = 64
+        self.pending = 0
+        self.idle = threading.Event()
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
 
-    # chain management -----------------------------------------------------------
-    def snapshot(self) -> list[Strategy]:
-        return list(self.chain)
+    # scheduling ------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self.pool is None:  # single file: run inline
+            fn(*args)
+            return
+        with self.lock:
+            self.pending += 1
+            self.idle.clear()
+        self.pool.submit(self._guarded, fn, *args)
 
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            if not self.stop.is_set():
+                fn(*args)
+        except _Abort:
+            pass
+        except BaseException as e:
+            with self.lock:
+                if self.error is None:
+                    self.error = e
+            self.stop.set()
+        finally:
+            with self.lock:
+                self.pending -= 1
+                if self.pending == 0:
+                    self.idle.set()
+
+    # chain management --------------------------------------------------------------------
     def downgrade(self, strategy: Strategy, err: OSError, path: str) -> None:
         with self.lock:
             if strategy in self.chain and len(self.chain) > 1:
@@ -287,11 +307,10 @@ class _Run:
     def _warn_once(self, strategy: Strategy, err: OSError, path: str) -> None:
         sp, dp = self.plan.src_probe.mount, self.plan.dst_probe.mount
         key = (sp.mount_id, sp.mount_point, dp.mount_id, dp.mount_point, strategy, err.errno)
-        name = errno.errorcode.get(err.errno or 0, str(err.errno))
         msg = (
             f"cannot {strategy} from {sp.mount_point} ({sp.fstype}) to {dp.mount_point} "
-            f"({dp.fstype}): {name} ({err.strerror}) on {path}; falling back for this pair. "
-            f"Set LINKSTRATEGY_STRATEGY to force one strategy."
+            f"({dp.fstype}): {_errname(err.errno)} ({err.strerror}) on {path}; falling back "
+            "for this pair. Set LINKSTRATEGY_STRATEGY to force one strategy."
         )
         with self.lock:
             self.warnings.append(msg)
@@ -305,16 +324,22 @@ class _Run:
         with self.lock:
             self.tmp_seq += 1
             seq = self.tmp_seq
-        return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-{seq}-{os.urandom(3).hex()}"
+        return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-{seq}"
 
     def record(self, strategy: Strategy, size: int) -> None:
         with self.lock:
             self.counts[strategy] += 1
             self.bytes += size
-            self.done += 1
-            done = self.done
+            self.files += 1
+            done, total = self.files + self.symlinks, self.discovered
         if self.progress is not None:
-            self.progress(done, self.total)
+            self.progress(done, total)
+
+    def src_path(self, rel: str) -> str:
+        return os.path.join(self.src_root, rel) if rel else self.src_root
+
+    def dst_path(self, rel: str) -> str:
+        return os.path.join(self.dst_root, rel) if rel else self.dst_root
 
 
 def _current_umask() -> int:
@@ -351,31 +376,33 @@ def _is_stale_tmp(name: str, dfd: int) -> bool:
         except PermissionError:
             return False
         return False
-    try:
+    try:  # another host's temporary (a shared network filesystem): go by age
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except OSError:
         return False
     return time.time() - st.st_mtime > _STALE_FOREIGN_SECONDS
 
 
-def _scan_existing(run: _Run, rel: str, dfd: int) -> None:
-    """List a destination directory that existed before: know its names, drop stale temps."""
+def _scan_existing(dfd: int) -> frozenset[str]:
+    """List a destination directory that existed before: its names, minus stale temporaries
+    (files or whole trees) left by a run that was killed."""
     names: set[str] = set()
     with os.scandir(dfd) as it:
         for e in it:
             if e.name.startswith(TMP_PREFIX) and _is_stale_tmp(e.name, dfd):
                 try:
-                    os.unlink(e.name, dir_fd=dfd)
+                    if e.is_dir(follow_symlinks=False):
+                        _rmtree_at(dfd, e.name)
+                    else:
+                        os.unlink(e.name, dir_fd=dfd)
                 except OSError:
                     pass
                 continue
             names.add(e.name)
-    with run.lock:
-        run.preexisting.add(rel)
-        run.existing_names[rel] = names
+    return frozenset(names)
 
 
-# -- per-file strategies -------------------------------------------------------------
+# -- one file --------------------------------------------------------------------------
 
 
 def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
@@ -392,7 +419,7 @@ def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
             os.setxattr(dfd, n, os.getxattr(sfd, n))
         except OSError as e:
             if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
-                # e.g. EFS has no user xattrs, security.* needs privileges: report once
+                # e.g. EFS has no user xattrs, security.* needs privileges: say so once
                 with run.lock:
                     if not run.xattr_failed:
                         run.xattr_failed = True
@@ -405,9 +432,9 @@ def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
             raise
 
 
-def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, name: str, tmp: str) -> int:
-    """Clone or copy ``name`` into ``tmp`` in ``ddir`` with mode, times and xattrs; size."""
-    sfd = os.open(name, _READ_FLAGS, dir_fd=sdir)
+def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, sname: str, tmp: str) -> int:
+    """Clone or copy ``sname`` into the new file ``tmp``, with mode, times and xattrs."""
+    sfd = os.open(sname, _READ_FLAGS, dir_fd=sdir)
     try:
         st = os.fstat(sfd)
         if not stat.S_ISREG(st.st_mode):  # swapped for something else since the walk
@@ -417,6 +444,8 @@ def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, name: str, 
             clone_at(sfd, ddir, tmp)
             dfd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ddir)
         else:
+            # The source's mode at creation (FICLONE carries none: an installer once
+            # lost exec bits that way); exclusive, so nothing existing is touched.
             dfd = os.open(tmp, _CREATE_FLAGS, mode, dir_fd=ddir)
         try:
             if strategy == "reflink":
@@ -437,87 +466,102 @@ def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, name: str, 
         os.close(sfd)
 
 
-def _place_file(run: _Run, rel_dir: str, sdir: int, ddir: int, name: str, exists: bool) -> None:
-    path = _join(rel_dir, name)
-    chain = run.snapshot()
-    i = 0
-    while i < len(chain):
-        strategy = chain[i]
+def _capability(strategy: Strategy) -> frozenset[int]:
+    if strategy == "reflink":
+        return E.CLONE_UNSUPPORTED
+    if strategy == "hardlink":
+        return E.LINK_UNSUPPORTED
+    return frozenset()
+
+
+def _place_file(
+    run: _Run,
+    rel_dir: str,
+    sdir: int,
+    ddir: int,
+    sname: str,
+    dname: str,
+    exists: bool,
+    direct: bool = False,
+) -> None:
+    """Place one regular file through the chain, sorting errors by the errno sets."""
+    path = _join(rel_dir, dname)
+    chain = list(run.chain)
+    for i, strategy in enumerate(chain):
+        nxt = chain[i + 1] if i + 1 < len(chain) else None
         tries = 0
         while True:
             try:
-                size = _attempt(run, strategy, rel_dir, sdir, ddir, name, exists)
+                size = _attempt(run, strategy, rel_dir, sdir, ddir, sname, dname, exists, direct)
             except OSError as e:
                 code = e.errno
-                nxt = chain[i + 1] if i + 1 < len(chain) else None
                 if code in E.TRANSIENT and tries < _TRANSIENT_TRIES:
                     tries += 1
                     time.sleep(0.005 * 2**tries)
                     continue
-                capability = (
-                    E.CLONE_UNSUPPORTED
-                    if strategy == "reflink"
-                    else E.LINK_UNSUPPORTED
-                    if strategy == "hardlink"
-                    else frozenset()
-                )
+                capability = code in _capability(strategy)
                 per_file = code in E.PER_FILE_LIMIT or code in E.TRANSIENT
-                if (code in capability or per_file) and nxt is not None:
+                if (capability or per_file) and nxt is not None:
+                    reason = "per-file limit" if per_file else f"pair cannot {strategy}"
                     with run.lock:
-                        run.fallbacks.append(
-                            Fallback(
-                                path,
-                                strategy,
-                                nxt,
-                                code or 0,
-                                "per-file limit" if per_file else "pair cannot " + strategy,
-                            )
-                        )
+                        run.fallbacks.append(Fallback(path, strategy, nxt, code or 0, reason))
                     if not per_file:
                         run.downgrade(strategy, e, path)
                     break
-                src = os.path.join(run.src_root, path)
-                dst = os.path.join(run.dst_root, path)
-                if code in capability and run.forced:
+                src, dst = run.src_path(_join(rel_dir, sname)), run.dst_path(path)
+                if capability and run.forced:
                     raise StrategyUnavailable(
                         code, f"forced strategy {strategy} failed: {e.strerror}", src, None, dst
                     ) from e
                 raise PlaceError(code, f"{strategy} failed: {e.strerror}", src, None, dst) from e
-            else:
-                run.record(strategy, size)
-                return
-        i += 1
+            run.record(strategy, size)
+            return
 
 
 def _attempt(
-    run: _Run, strategy: Strategy, rel_dir: str, sdir: int, ddir: int, name: str, exists: bool
+    run: _Run,
+    strategy: Strategy,
+    rel_dir: str,
+    sdir: int,
+    ddir: int,
+    sname: str,
+    dname: str,
+    exists: bool,
+    direct: bool,
 ) -> int:
+    """One strategy for one file.  ``direct``: the directory is still hidden under a
+    temporary name, so the file is written under its final name straight away."""
     if strategy == "hardlink":
-        st = os.stat(name, dir_fd=sdir, follow_symlinks=False)
+        # A hardlink writes no data: it adds nothing to report.bytes, and needs no
+        # stat of the source on the common path.
         if not exists:
-            try:
-                os.link(name, name, src_dir_fd=sdir, dst_dir_fd=ddir, follow_symlinks=False)
-                _note_created(run, rel_dir, name)
-                return st.st_size
-            except FileExistsError:
+            try:  # link(2) is atomic: the final name appears complete or not at all
+                os.link(sname, dname, src_dir_fd=sdir, dst_dir_fd=ddir, follow_symlinks=False)
+            except FileExistsError:  # another process was faster: replace atomically
                 pass
+            else:
+                _note_created(run, rel_dir, dname)
+                return 0
+        st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
         try:
-            cur = os.stat(name, dir_fd=ddir, follow_symlinks=False)
-            if (cur.st_ino, cur.st_dev) == (st.st_ino, st.st_dev):
-                return st.st_size  # already this very file
+            cur = os.stat(dname, dir_fd=ddir, follow_symlinks=False)
         except FileNotFoundError:
             pass
+        else:  # rename() onto the same inode would do nothing and leave the temporary
+            if (cur.st_ino, cur.st_dev) == (st.st_ino, st.st_dev):
+                return 0
         tmp = run.tmpname()
-        os.link(name, tmp, src_dir_fd=sdir, dst_dir_fd=ddir, follow_symlinks=False)
-        _rename_into_place(run, rel_dir, ddir, tmp, name)
-        return st.st_size
-    tmp = run.tmpname()
+        os.link(sname, tmp, src_dir_fd=sdir, dst_dir_fd=ddir, follow_symlinks=False)
+        _rename_into_place(run, rel_dir, ddir, tmp, dname)
+        return 0
+    tmp = dname if direct else run.tmpname()
     try:
-        size = _write_file(run, strategy, sdir, ddir, name, tmp)
+        size = _write_file(run, strategy, sdir, ddir, sname, tmp)
     except BaseException:
         _unlink_quiet(tmp, ddir)
         raise
-    _rename_into_place(run, rel_dir, ddir, tmp, name)
+    if not direct:
+        _rename_into_place(run, rel_dir, ddir, tmp, dname)
     return size
 
 
@@ -531,7 +575,8 @@ def _rename_into_place(run: _Run, rel_dir: str, ddir: int, tmp: str, name: str) 
 
 
 def _note_created(run: _Run, rel_dir: str, name: str) -> None:
-    if rel_dir in run.preexisting and name not in run.existing_names.get(rel_dir, ()):
+    old = run.existing.get(rel_dir)
+    if old is not None and name not in old:
         with run.lock:
             run.created_files.append((rel_dir, name))
 
@@ -543,137 +588,178 @@ def _unlink_quiet(name: str, dfd: int) -> None:
         pass
 
 
-def _place_symlink(run: _Run, rel_dir: str, sdir: int, ddir: int, name: str, exists: bool) -> None:
-    target = os.readlink(name, dir_fd=sdir)
-    path = _join(rel_dir, name)
+def _place_symlink(
+    run: _Run, rel_dir: str, sdir: int, ddir: int, sname: str, dname: str, exists: bool
+) -> None:
+    """Symlinks stay symlinks, with the same target text; never followed."""
     try:
+        target = os.readlink(sname, dir_fd=sdir)
+        done = False
         if not exists:
             try:
-                os.symlink(target, name, dir_fd=ddir)
-                _note_created(run, rel_dir, name)
-                return
+                os.symlink(target, dname, dir_fd=ddir)
+                _note_created(run, rel_dir, dname)
+                done = True
             except FileExistsError:
                 pass
-        tmp = run.tmpname()
-        os.symlink(target, tmp, dir_fd=ddir)
-        _rename_into_place(run, rel_dir, ddir, tmp, name)
+        if not done:
+            tmp = run.tmpname()
+            os.symlink(target, tmp, dir_fd=ddir)
+            _rename_into_place(run, rel_dir, ddir, tmp, dname)
     except OSError as e:
         raise PlaceError(
             e.errno,
             f"symlink failed: {e.strerror}",
-            os.path.join(run.src_root, path),
+            run.src_path(_join(rel_dir, sname)),
             None,
-            os.path.join(run.dst_root, path),
+            run.dst_path(_join(rel_dir, dname)),
         ) from e
-    finally:
-        with run.lock:
-            run.symlinks += 1
+    with run.lock:
+        run.symlinks += 1
+
+
+def _place_entries(
+    run: _Run, rel: str, sdir: int, ddir: int, items: list[Entry], hidden: bool
+) -> None:
+    existing = None if hidden else run.existing.get(rel)
+    for name, kind in items:
+        if run.stop.is_set():
+            raise _Abort
+        exists = existing is not None and name in existing
+        if kind == _LINK:
+            _place_symlink(run, rel, sdir, ddir, name, name, exists)
+        else:
+            _place_file(run, rel, sdir, ddir, name, name, exists, hidden)
+    if run.fsync:
+        os.fsync(ddir)
+
+
+# -- directories -------------------------------------------------------------------------
+
+
+def _open_pair(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> tuple[int, int]:
+    sdir = open_beneath(roots[0], rel, _DIR_FLAGS)
+    try:
+        ddir = open_beneath(roots[1], drel, _DIR_FLAGS)
+    except OSError as e:
+        os.close(sdir)
+        if e.errno in (errno.ENOTDIR, errno.ELOOP):
+            why = "destination is not a directory (or was swapped for a symlink)"
+        else:
+            why = f"cannot open destination directory: {e.strerror}"
+        raise PlaceError(e.errno, why, run.src_path(rel), None, run.dst_path(rel)) from e
+    return sdir, ddir
 
 
 def _chunk_job(
-    run: _Run, src_root_fd: int, dst_root_fd: int, rel_dir: str, items: list[tuple[str, int]]
+    run: _Run, roots: tuple[int, int], rel: str, drel: str, hidden: bool, items: list[Entry]
 ) -> None:
-    if run.stop.is_set():
-        raise _Abort
-    sdir = open_beneath(src_root_fd, rel_dir, _DIR_FLAGS)
+    sdir, ddir = _open_pair(run, roots, rel, drel)
     try:
-        ddir = open_beneath(dst_root_fd, rel_dir, _DIR_FLAGS)
-    except OSError as e:
-        os.close(sdir)
-        raise PlaceError(
-            e.errno,
-            f"cannot open destination directory: {e.strerror}",
-            os.path.join(run.src_root, rel_dir),
-            None,
-            os.path.join(run.dst_root, rel_dir),
-        ) from e
-    try:
-        existing = run.existing_names.get(rel_dir)
-        for name, kind in items:
-            if run.stop.is_set():
-                raise _Abort
-            exists = existing is not None and name in existing
-            if kind == _LINK:
-                _place_symlink(run, rel_dir, sdir, ddir, name, exists)
-            else:
-                _place_file(run, rel_dir, sdir, ddir, name, exists)
-        if run.fsync:
-            os.fsync(ddir)
+        _place_entries(run, rel, sdir, ddir, items, hidden)
     finally:
         os.close(sdir)
         os.close(ddir)
 
 
-def _make_dirs(
-    run: _Run, tree: _Tree, dst_root_fd: int, pool: ThreadPoolExecutor | None, created: list[str]
+def _dir_job(
+    run: _Run,
+    roots: tuple[int, int],
+    rel: str,
+    drel: str,
+    hidden: bool,
+    listings: dict[str, _Listing] | None,
 ) -> None:
-    """Create destination directories parents first; parallel by depth if ``pool``."""
-    by_parent: dict[str, list[str]] = {}
-    for rel in tree.dirs[1:]:
-        parent, _, _ = rel.rpartition("/")
-        by_parent.setdefault(parent, []).append(rel)
-    depth_groups: dict[int, list[str]] = {}
-    for parent in by_parent:
-        depth_groups.setdefault(parent.count("/") + (1 if parent else 0), []).append(parent)
-
-    def make_children(parent: str) -> None:
-        pfd = open_beneath(dst_root_fd, parent, _DIR_FLAGS)
-        try:
-            for rel in by_parent[parent]:
-                name = rel.rpartition("/")[2]
-                mode = tree.dir_modes.get(rel, 0o755)
-                try:
-                    os.mkdir(name, mode | 0o700, dir_fd=pfd)  # owner rwx while we fill it
-                except FileExistsError:
-                    try:
-                        cfd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-                    except OSError as e:
-                        raise PlaceError(
-                            e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
-                            "destination exists and is not a directory",
-                            os.path.join(run.src_root, rel),
-                            None,
-                            os.path.join(run.dst_root, rel),
-                        ) from e
-                    try:
-                        _scan_existing(run, rel, cfd)
-                    finally:
-                        os.close(cfd)
-                    continue
+    """One source directory ``rel``, whose destination is ``drel`` below the destination
+    root (``drel`` differs from ``rel`` below a new directory still hidden under a
+    temporary name).  Gives the destination the source's mode, makes the subdirectories
+    (each a job of its own), and places the files, in chunks on several workers."""
+    sdir, ddir = _open_pair(run, roots, rel, drel)
+    try:
+        mode = stat.S_IMODE(os.fstat(sdir).st_mode)
+        existing: frozenset[str] = frozenset()
+        if hidden:
+            if mode != 0o777 & ~run.umask:
+                os.fchmod(ddir, mode | 0o700)  # owner rwx while we fill it
+            if mode & 0o700 != 0o700:
                 with run.lock:
-                    created.append(rel)
-                if (mode | 0o700) & run.umask or mode != mode | 0o700:
-                    os.chmod(name, mode | 0o700, dir_fd=pfd, follow_symlinks=False)
+                    run.restore_modes.append((drel, mode))
+        else:
+            existing = _scan_existing(ddir)
+            with run.lock:
+                run.existing[rel] = existing
+        # (run.skipped is appended to from several threads: list.append is atomic)
+        listing = _scan_source(sdir, rel, run.skipped) if listings is None else listings[rel]
+        with run.lock:
+            run.discovered += len(listing.entries)
+            run.dirs += 1
+        for name in listing.subdirs:
+            child = _join(rel, name)
+            if hidden:
+                os.mkdir(name, 0o777, dir_fd=ddir)
+                run.submit(_dir_job, run, roots, child, _join(drel, name), True, listings)
+            elif name in existing:
+                run.submit(_dir_job, run, roots, child, _join(drel, name), False, listings)
+            else:  # new here: build it hidden, rename it into place when complete
+                tmp = run.tmpname()
+                os.mkdir(tmp, 0o777, dir_fd=ddir)
+                with run.lock:
+                    run.hidden_tops.append((child, drel, tmp, name))
+                run.submit(_dir_job, run, roots, child, _join(drel, tmp), True, listings)
+        items = listing.entries
+        chunk = run.chunk
+        for i in range(chunk, len(items), chunk):
+            run.submit(_chunk_job, run, roots, rel, drel, hidden, items[i : i + chunk])
+        _place_entries(run, rel, sdir, ddir, items[:chunk], hidden)
+    finally:
+        os.close(sdir)
+        os.close(ddir)
+
+
+def _restore_dir_modes(run: _Run, dst_root_fd: int) -> None:
+    """Directories were kept owner-writable while being filled; give them the source's mode."""
+    for drel, mode in sorted(run.restore_modes, key=lambda x: -x[0].count("/")):
+        fd = open_beneath(dst_root_fd, drel, _DIR_FLAGS)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
+
+def _reveal(run: _Run, dst_root_fd: int) -> None:
+    """Rename each new directory from its temporary name to its final one, parents first.
+
+    If another process created the final name meanwhile, merge into it instead (each
+    file renamed into place on its own) and drop the hidden copy."""
+    for rel, parent_drel, tmp, name in sorted(run.hidden_tops, key=lambda t: t[1].count("/")):
+        pfd = open_beneath(dst_root_fd, parent_drel, _DIR_FLAGS)
+        try:
+            try:
+                os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                _merge_instead(run, rel, pfd, tmp)
         finally:
             os.close(pfd)
 
-    for depth in sorted(depth_groups):
-        parents = depth_groups[depth]
-        if pool is None or len(parents) == 1:
-            for parent in parents:
-                make_children(parent)
-        else:
-            futures = [pool.submit(make_children, parent) for parent in parents]
-            for f in futures:
-                f.result()
+
+def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str) -> None:
+    sub = place(
+        run.src_path(rel),
+        run.dst_path(rel),
+        strategy=run.chain[0],
+        xattrs=run.xattrs,
+        fsync=run.fsync,
+        workers=run.workers,
+    )
+    with run.lock:
+        run.fallbacks.extend(sub.fallbacks)
+    _rmtree_at(pfd, tmp)
 
 
-def _restore_dir_modes(tree: _Tree, dst_root_fd: int, created: list[str]) -> None:
-    """Directories were made owner-writable to be filled; give them the source's mode."""
-    for rel in reversed(created):
-        mode = tree.dir_modes.get(rel, 0o755)
-        if mode & 0o700 != 0o700:
-            parent, _, name = rel.rpartition("/")
-            pfd = open_beneath(dst_root_fd, parent, _DIR_FLAGS)
-            try:
-                os.chmod(name, mode, dir_fd=pfd, follow_symlinks=False)
-            finally:
-                os.close(pfd)
-
-
-def _rollback(run: _Run, dst_root_fd: int, created: list[str]) -> None:
-    """Remove what this run added: directories it made, files new in existing directories."""
-    created_set = set(created)
+def _rollback(run: _Run, dst_root_fd: int) -> None:
+    """Remove what this run added: hidden new directories, files new in existing ones."""
     for rel_dir, name in run.created_files:
         try:
             dfd = open_beneath(dst_root_fd, rel_dir, _DIR_FLAGS)
@@ -683,17 +769,15 @@ def _rollback(run: _Run, dst_root_fd: int, created: list[str]) -> None:
             _unlink_quiet(name, dfd)
         finally:
             os.close(dfd)
-    tops = [d for d in created if d.rpartition("/")[0] not in created_set]
-    for rel in tops:
-        parent, _, name = rel.rpartition("/")
+    for rel, parent_drel, tmp, _name in run.hidden_tops:
         try:
-            pfd = open_beneath(dst_root_fd, parent, _DIR_FLAGS)
+            pfd = open_beneath(dst_root_fd, parent_drel, _DIR_FLAGS)
         except OSError:
             continue
         try:
-            _rmtree_at(pfd, name)
+            _rmtree_at(pfd, tmp)
         except OSError as e:
-            log.warning("could not roll back %s: %s", os.path.join(run.dst_root, rel), e)
+            log.warning("could not roll back %s: %s", run.dst_path(rel), e)
         finally:
             os.close(pfd)
 
@@ -714,7 +798,7 @@ def _rmtree_at(pfd: int, name: str) -> None:
     os.rmdir(name, dir_fd=pfd)
 
 
-# -- the public call -------------------------------------------------------------------
+# -- the public call ------------------------------------------------------------------------
 
 
 def _check_pair(src: str, dst: str) -> tuple[str, str]:
@@ -731,6 +815,8 @@ def _check_pair(src: str, dst: str) -> tuple[str, str]:
         raise PlaceError(errno.EINVAL, "source and destination are the same", src, None, dst)
     if stat.S_ISDIR(src_st.st_mode) and (real_dst + "/").startswith(real_src.rstrip("/") + "/"):
         raise PlaceError(errno.EINVAL, "destination is inside the source", src, None, dst)
+    if not stat.S_ISDIR(src_st.st_mode) and os.path.isdir(real_dst):
+        raise PlaceError(errno.EISDIR, "source is a file, destination a directory", src, None, dst)
     return real_src, real_dst
 
 
@@ -756,10 +842,11 @@ def place(
     the pair cannot do raises :class:`StrategyUnavailable` before anything is
     written.  ``workers``: threads (default from the plan: few on a local disk,
     many on a network filesystem).  ``files``: relative paths of the files and
-    symlinks to place (e.g. from a RECORD), skipping the source walk.
-    ``progress(done, total)`` is called after each file.  ``xattrs``: copy
-    extended attributes on clones and copies.  ``fsync``: flush each file and
-    directory before it is renamed into place.
+    symlinks to place (e.g. from a RECORD), so no source directory is listed.
+    ``progress(done, total)`` is called after each file; ``total`` counts the
+    files found so far and grows while the source is being walked.  ``xattrs``:
+    copy extended attributes on clones and copies.  ``fsync``: flush each file
+    and directory before it is renamed into place.
 
     Special files (FIFOs, sockets, devices) are never opened: they are skipped
     and listed in ``report.skipped``.  On any real error (ENOSPC, EIO, EROFS,
@@ -784,19 +871,10 @@ def place(
     if p.forced is not None:
         step = next(st for st in p.steps if st.strategy == p.forced)
         if step.impossible:
-            raise StrategyUnavailable(
-                errno.EXDEV
-                if "filesystems" in step.reason or "mounts" in step.reason
-                else errno.EOPNOTSUPP,
-                f"cannot {p.forced}: {step.reason}",
-                s,
-                None,
-                d,
-            )
+            code = errno.EXDEV if "different" in step.reason else errno.EOPNOTSUPP
+            raise StrategyUnavailable(code, f"cannot {p.forced}: {step.reason}", s, None, d)
     nworkers = max(1, workers if workers is not None else p.workers)
-    src_is_dir = os.path.isdir(real_src)
-    parent = os.path.dirname(real_dst)
-    base = os.path.basename(real_dst)
+    parent, base = os.path.split(real_dst)
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
@@ -804,285 +882,141 @@ def place(
             e.errno, f"cannot create destination parent: {e.strerror}", s, None, parent
         ) from None
     try:
-        if src_is_dir:
-            return _place_tree(
-                p, s, d, real_src, parent, base, nworkers, files, progress, xattrs, fsync, t0
+        if os.path.isdir(real_src):
+            run = _Run(
+                p,
+                real_src,
+                real_dst,
+                xattrs=xattrs,
+                fsync=fsync,
+                progress=progress,
+                workers=nworkers,
             )
-        return _place_one(p, s, d, real_src, parent, base, nworkers, progress, xattrs, fsync, t0)
+            _place_tree(run, parent, base, files)
+        else:
+            run = _Run(
+                p,
+                os.path.dirname(real_src),
+                parent,
+                xattrs=xattrs,
+                fsync=fsync,
+                progress=progress,
+                workers=1,
+            )
+            _place_one(run, os.path.basename(real_src), base)
     except PlaceError:
         raise
     except OSError as e:  # a call outside the per-file paths: still name both paths
         where = f" ({e.filename})" if isinstance(e.filename, str) else ""
         raise PlaceError(e.errno, f"{e.strerror}{where}", s, None, d) from e
-
-
-def _report(
-    run: _Run,
-    s: str,
-    d: str,
-    files: int,
-    dirs: int,
-    skipped: list[Skipped],
-    nworkers: int,
-    t0: float,
-) -> PlaceReport:
     return PlaceReport(
         src=s,
         dst=d,
-        files=files,
-        dirs=dirs,
+        files=run.files,
+        dirs=run.dirs,
         symlinks=run.symlinks,
         bytes=run.bytes,
         by_strategy=dict(run.counts),
         fallbacks=tuple(run.fallbacks),
-        skipped=tuple(skipped),
+        skipped=tuple(run.skipped),
         seconds=time.perf_counter() - t0,
-        chain=tuple(run.plan.chain),
+        chain=p.chain,
         workers=nworkers,
         warnings=tuple(run.warnings),
     )
 
 
-def _place_one(
-    p: Plan,
-    s: str,
-    d: str,
-    real_src: str,
-    parent: str,
-    base: str,
-    nworkers: int,
-    progress: Callable[[int, int], None] | None,
-    xattrs: bool,
-    fsync: bool,
-    t0: float,
-) -> PlaceReport:
-    sdir_path, sname = os.path.split(real_src)
-    run = _Run(p, sdir_path, parent, xattrs=xattrs, fsync=fsync, progress=progress, total=1)
-    sdir = os.open(sdir_path, _DIR_FLAGS | os.O_CLOEXEC)
+def _place_one(run: _Run, sname: str, dname: str) -> None:
+    sdir = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
     try:
-        ddir = os.open(parent, _DIR_FLAGS | os.O_CLOEXEC)
-    except OSError as e:
-        os.close(sdir)
-        raise PlaceError(e.errno, e.strerror, s, None, d) from None
-    try:
-        st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
-        if stat.S_ISDIR(
-            os.lstat(os.path.join(parent, base)).st_mode
-            if os.path.lexists(os.path.join(parent, base))
-            else 0
-        ):
-            raise PlaceError(errno.EISDIR, "destination is a directory", s, None, d)
-        exists = os.path.lexists(os.path.join(parent, base))
-        if stat.S_ISLNK(st.st_mode):
-            _link_as(run, sdir, ddir, sname, base, exists, symlink=True)
-            return _report(run, s, d, 0, 0, [], nworkers, t0)
-        if not stat.S_ISREG(st.st_mode):
-            return _report(
-                run, s, d, 0, 0, [Skipped(s, f"{_special(st.st_mode)}: not placed")], nworkers, t0
-            )
-        _link_as(run, sdir, ddir, sname, base, exists, symlink=False)
-        return _report(run, s, d, 1, 0, [], nworkers, t0)
+        ddir = os.open(run.dst_root, _DIR_FLAGS | os.O_CLOEXEC)
+        try:
+            st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
+            exists = True
+            try:
+                os.stat(dname, dir_fd=ddir, follow_symlinks=False)
+            except FileNotFoundError:
+                exists = False
+            run.discovered = 1
+            if stat.S_ISLNK(st.st_mode):
+                _place_symlink(run, "", sdir, ddir, sname, dname, exists)
+            elif stat.S_ISREG(st.st_mode):
+                _place_file(run, "", sdir, ddir, sname, dname, exists)
+            else:
+                run.skipped.append(Skipped(sname, f"{_special(st.st_mode)}: not placed"))
+        finally:
+            os.close(ddir)
     finally:
         os.close(sdir)
-        os.close(ddir)
 
 
-def _link_as(
-    run: _Run, sdir: int, ddir: int, sname: str, dname: str, exists: bool, symlink: bool
-) -> None:
-    """Place one file whose source and destination names differ (single-file place)."""
-    if sname == dname:
-        if symlink:
-            _place_symlink(run, "", sdir, ddir, sname, exists)
-        else:
-            _place_file(run, "", sdir, ddir, sname, exists)
-        return
-    # Give the destination name a directory fd of its own by placing through a
-    # temporary name, then renaming: keeps one code path for every strategy.
-    tmp = run.tmpname()
-    proxy = _NameProxy(sname, tmp)
+def _place_tree(run: _Run, parent: str, base: str, files: Iterable[str] | None) -> None:
+    """A fresh destination is built under a temporary name beside it and renamed into
+    place at the end: it appears complete or not at all."""
+    src_root_fd = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
+    pfd = -1
+    dst_root_fd = -1
+    hidden_root: str | None = None
     try:
-        if symlink:
-            os.symlink(os.readlink(sname, dir_fd=sdir), tmp, dir_fd=ddir)
-            run.symlinks += 1
-        else:
-            proxy.place(run, sdir, ddir)
-        os.rename(tmp, dname, src_dir_fd=ddir, dst_dir_fd=ddir)
-    except BaseException:
-        _unlink_quiet(tmp, ddir)
-        raise
-
-
-@dataclass
-class _NameProxy:
-    sname: str
-    tmp: str
-
-    def place(self, run: _Run, sdir: int, ddir: int) -> None:
-        chain = run.snapshot()
-        last: OSError | None = None
-        for i, strategy in enumerate(chain):
-            try:
-                if strategy == "hardlink":
-                    st = os.stat(self.sname, dir_fd=sdir, follow_symlinks=False)
-                    os.link(
-                        self.sname,
-                        self.tmp,
-                        src_dir_fd=sdir,
-                        dst_dir_fd=ddir,
-                        follow_symlinks=False,
-                    )
-                    size = st.st_size
-                else:
-                    size = _write_file(run, strategy, sdir, ddir, self.sname, self.tmp)
-            except OSError as e:
-                _unlink_quiet(self.tmp, ddir)
-                capability = (
-                    E.CLONE_UNSUPPORTED
-                    if strategy == "reflink"
-                    else E.LINK_UNSUPPORTED
-                    if strategy == "hardlink"
-                    else frozenset()
-                )
-                if (e.errno in capability or e.errno in E.PER_FILE_LIMIT) and i + 1 < len(chain):
-                    run.fallbacks.append(
-                        Fallback(
-                            self.sname,
-                            strategy,
-                            chain[i + 1],
-                            e.errno or 0,
-                            "pair cannot " + strategy,
-                        )
-                    )
-                    last = e
-                    continue
-                src = os.path.join(run.src_root, self.sname)
-                exc = StrategyUnavailable if (e.errno in capability and run.forced) else PlaceError
-                raise exc(
-                    e.errno,
-                    f"{strategy} failed: {e.strerror}",
-                    src,
-                    None,
-                    os.path.join(run.dst_root, self.tmp),
-                ) from e
-            run.record(strategy, size)
-            return
-        raise PlaceError(last.errno if last else errno.EIO, "no strategy worked", self.sname)
-
-
-def _place_tree(
-    p: Plan,
-    s: str,
-    d: str,
-    real_src: str,
-    parent: str,
-    base: str,
-    nworkers: int,
-    files: Iterable[str] | None,
-    progress: Callable[[int, int], None] | None,
-    xattrs: bool,
-    fsync: bool,
-    t0: float,
-) -> PlaceReport:
-    src_root_fd = os.open(real_src, _DIR_FLAGS | os.O_CLOEXEC)
-    try:
-        tree = _walk(src_root_fd) if files is None else _tree_from_list(src_root_fd, files)
+        listings = None if files is None else _listings_from_files(src_root_fd, files, run.skipped)
         pfd = os.open(parent, _DIR_FLAGS | os.O_CLOEXEC)
-        run = _Run(
-            p,
-            real_src,
-            os.path.join(parent, base),
-            xattrs=xattrs,
-            fsync=fsync,
-            progress=progress,
-            total=tree.nfiles,
-        )
-        created: list[str] = []
-        root_created = False
+        if not os.path.lexists(run.dst_root):
+            _scan_existing(pfd)  # drop temporaries a killed run left beside it
+            hidden_root = run.tmpname()
+            os.mkdir(hidden_root, 0o777, dir_fd=pfd)
         try:
-            try:
-                os.mkdir(base, tree.dir_modes[""] | 0o700, dir_fd=pfd)
-                root_created = True
-            except FileExistsError:
-                pass
-            try:
-                dst_root_fd = os.open(base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            except OSError as e:
-                raise PlaceError(
-                    e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
-                    "destination exists and is not a directory",
-                    s,
-                    None,
-                    d,
-                ) from None
-        except OSError:
-            os.close(pfd)
-            raise
+            dst_root_fd = os.open(
+                hidden_root or base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd
+            )
+        except OSError as e:
+            raise PlaceError(
+                e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
+                "destination exists and is not a directory",
+                run.src_root,
+                None,
+                run.dst_root,
+            ) from None
+        total = sum(len(x.entries) for x in listings.values()) if listings else 0
+        run.chunk = _chunk_size(total, run.workers, run.plan.network)
+        roots = (src_root_fd, dst_root_fd)
         try:
-            if not root_created:
-                _scan_existing(run, "", dst_root_fd)
-            else:
-                created.append("")
-            return _run_tree(run, tree, s, d, src_root_fd, dst_root_fd, nworkers, created, t0)
+            with ThreadPoolExecutor(run.workers, thread_name_prefix="linkstrategy") as pool:
+                run.pool = pool
+                run.submit(_dir_job, run, roots, "", "", hidden_root is not None, listings)
+                run.idle.wait()
+            run.pool = None
+            if run.error is not None:
+                raise run.error
+            _restore_dir_modes(run, dst_root_fd)
+            _reveal(run, dst_root_fd)
+            if hidden_root is not None:
+                try:
+                    os.rename(hidden_root, base, src_dir_fd=pfd, dst_dir_fd=pfd)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    _merge_instead(run, "", pfd, hidden_root)
+                hidden_root = None
         except BaseException:
             run.stop.set()
-            _rollback(run, dst_root_fd, [c for c in created if c])
-            if root_created:
-                try:
-                    os.close(dst_root_fd)
-                    dst_root_fd = -1
-                    _rmtree_at(pfd, base)
-                except OSError:
-                    pass
-            raise
-        finally:
-            if dst_root_fd >= 0:
+            _rollback(run, dst_root_fd)
+            if hidden_root is not None:
                 os.close(dst_root_fd)
-            os.close(pfd)
+                dst_root_fd = -1
+                try:
+                    _rmtree_at(pfd, hidden_root)
+                except OSError as e:
+                    log.warning("could not roll back %s: %s", run.dst_root, e)
+            raise
     finally:
-        os.close(src_root_fd)
+        for fd in (dst_root_fd, pfd, src_root_fd):
+            if fd >= 0:
+                os.close(fd)
 
 
-def _run_tree(
-    run: _Run,
-    tree: _Tree,
-    s: str,
-    d: str,
-    src_root_fd: int,
-    dst_root_fd: int,
-    nworkers: int,
-    created: list[str],
-    t0: float,
-) -> PlaceReport:
-    total = tree.nfiles
-    chunk = max(8, min(256, total // (nworkers * 4) or 8))
-    with ThreadPoolExecutor(max_workers=nworkers, thread_name_prefix="linkstrategy") as pool:
-        _make_dirs(run, tree, dst_root_fd, pool if run.plan.network else None, created)
-        futures: list[Future[None]] = []
-        for rel in tree.dirs:
-            items = tree.entries.get(rel, [])
-            for i in range(0, len(items), chunk):
-                futures.append(
-                    pool.submit(
-                        _chunk_job, run, src_root_fd, dst_root_fd, rel, items[i : i + chunk]
-                    )
-                )
-        wait(futures, return_when=FIRST_EXCEPTION)
-        first = next(
-            (
-                f.exception()
-                for f in futures
-                if f.done() and f.exception() and not isinstance(f.exception(), _Abort)
-            ),
-            None,
-        )
-        if first is not None:
-            run.stop.set()
-            for f in futures:
-                f.cancel()
-            wait(futures)
-            raise first
-    _restore_dir_modes(tree, dst_root_fd, [c for c in created if c])
-    if "" in created and tree.dir_modes[""] & 0o700 != 0o700:
-        os.fchmod(dst_root_fd, tree.dir_modes[""])
-    return _report(run, s, d, total - run.symlinks, len(tree.dirs), tree.skipped, nworkers, t0)
+def _chunk_size(total: int, workers: int, network: bool) -> int:
+    """Files per job.  Small on a network filesystem (latency-bound: spread wide), larger
+    locally (each job opens two directories)."""
+    if network:
+        return 8
+    return 256 if total == 0 else max(16, min(256, total // (workers * 4) or 16))
