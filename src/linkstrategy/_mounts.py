@@ -109,7 +109,7 @@ def _split_opts(text: str) -> tuple[str, ...]:
 def parse_mountinfo(text: str) -> list[Mount]:
     """Parse ``/proc/<pid>/mountinfo`` text (proc(5)).
 
-    >>> line = "36 35 98:0 /mnt1 /mnt/my\\\\040disk rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+    >>> line = "36 35 98:0 /mnt1 /mnt/my\\\\040disk rw,noatime master:1 - ext3 /dev/root rw"
     >>> m = parse_mountinfo(line)[0]
     >>> (m.mount_point, m.fstype, m.root, m.device)
     ('/mnt/my disk', 'ext3', '/mnt1', '98:0')
@@ -151,8 +151,8 @@ def parse_mountinfo(text: str) -> list[Mount]:
 def parse_proc_mounts(text: str) -> list[Mount]:
     """Parse ``/proc/mounts`` (fstab(5) format: source, mount point, type, options, 0, 0).
 
-    >>> parse_mounts = parse_proc_mounts("fs-1.efs.us-east-1.amazonaws.com:/ /efs nfs4 rw,vers=4.1 0 0")
-    >>> parse_mounts[0].fstype
+    >>> mounts = parse_proc_mounts("fs-1.efs.us-east-1.amazonaws.com:/ /efs nfs4 rw 0 0")
+    >>> mounts[0].fstype
     'nfs4'
     """
     mounts = []
