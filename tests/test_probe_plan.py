@@ -194,7 +194,7 @@ def test_plan_rejects_unknown_strategy(tmp_path: Path) -> None:
         linkstrategy.plan(tmp_path, tmp_path / "x", strategy="symlink")
 
 
-def test_plan_network_destination_uses_many_workers_and_no_untested_clone(
+def test_plan_network_destination_uses_many_workers_and_prefers_hardlink(
     xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
@@ -203,7 +203,9 @@ def test_plan_network_destination_uses_many_workers_and_no_untested_clone(
     _probe.clear_cache()
     pl = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
     assert pl.network and pl.workers > local.workers
-    assert pl.chain[0] == "reflink"  # tested live, so it may be kept
+    # Tested live, so the clone stays; but one LINK round trip beats create+CLONE+setattr.
+    assert pl.chain == ("hardlink", "reflink", "copy")
+    assert any("round trip" in a for a in pl.advice)
     assert any("network filesystem" in a for a in pl.advice)
 
 
@@ -217,3 +219,12 @@ def test_plan_from_saved_table_explains_efs_case() -> None:
     text = " ".join(pl.advice)
     assert "over the network" in text and "EFS" in text
     assert "/ (ext4, local)" in text
+
+
+def test_plan_never_assumes_an_untested_clone_on_a_network_filesystem() -> None:
+    nfs42 = "srv:/export /mnt/nfs nfs4 rw,vers=4.2,addr=10.0.0.1 0 0\n"
+    table = parse_mount_table("/dev/sda1 / ext4 rw 0 0\n" + nfs42)
+    pl = linkstrategy.plan("/mnt/nfs/cache/a", "/mnt/nfs/venv/a", table=table)
+    assert pl.dst_probe.reflink == "maybe"
+    assert pl.chain == ("hardlink", "copy")
+    assert any("untested clone" in r for r in pl.reasons)

@@ -175,6 +175,10 @@ def plan(
         chain: tuple[Strategy, ...] = (forced,)
     else:
         chain = tuple(st.strategy for st in steps if st.kept)
+        if network and "hardlink" in chain:
+            # On a network filesystem a hardlink is one round trip (LINK), a clone at
+            # least three (create, CLONE, setattr): prefer the link.
+            chain = ("hardlink", *(c for c in chain if c != "hardlink"))
     return Plan(
         src=s,
         dst=d,
@@ -241,6 +245,10 @@ def _hardlink_step(
     return Step("hardlink", True, f"same mount; hardlink {how} to work{limit}")
 
 
+def _network_prefers_link(sp: Probe, dp: Probe) -> bool:
+    return (sp.network or dp.network) and dp.reflink == "yes"
+
+
 def _advice(
     sp: Probe,
     dp: Probe,
@@ -285,7 +293,12 @@ def _advice(
             f"{dp.traits.kind} allows at most {dp.traits.max_links} hardlinks per file: "
             "files at the limit are copied (EMLINK), the rest stay hardlinked"
         )
-    if chain and chain[0] == "hardlink":
+    if chain and chain[0] == "hardlink" and _network_prefers_link(sp, dp):
+        out.append(
+            "on a network filesystem a hardlink costs one round trip and a clone several: "
+            "hardlinks come first; force 'reflink' if destinations are modified in place"
+        )
+    elif chain and chain[0] == "hardlink":
         out.append(
             "hardlinked files share their inode with the source: editing one in place "
             "changes the other; use strategy 'copy' (or a reflink-capable filesystem) "
