@@ -120,6 +120,26 @@ def test_copy_across_filesystems_keeps_content_mode_mtime_xattrs(ext4: Path, ext
     assert not shared_extents(big)
 
 
+def test_copy_keeps_holes_in_sparse_files(ext4: Path, ext4_b: Path) -> None:
+    src = ext4 / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.write(b"head")
+        f.seek(32 * 1024 * 1024)
+        f.write(b"tail")
+    r = linkstrategy.place(src, ext4_b / "dst")
+    out = ext4_b / "dst" / "sparse"
+    assert r.by_strategy["copy"] == 1
+    assert out.stat().st_size == (src / "sparse").stat().st_size
+    assert out.stat().st_blocks * 512 < 1024 * 1024, "the 32 MiB hole was filled in"
+    with open(out, "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(32 * 1024 * 1024)
+        assert f.read() == b"tail"
+        f.seek(1024 * 1024)
+        assert f.read(16) == bytes(16)
+
+
 def test_bind_mount_of_same_xfs_clones_but_never_hardlinks(xfs_bind: tuple[Path, Path]) -> None:
     orig, bound = xfs_bind
     files = make_tree(orig / "src")

@@ -42,7 +42,7 @@ from typing import Any
 from . import _errors as E
 from ._errors import PlaceError, StrategyUnavailable
 from ._plan import STRATEGIES, Plan, Strategy, plan
-from ._syscalls import CLONE_CREATES, clone_at, clone_fd, copy_fd, open_beneath
+from ._syscalls import CLONE_CREATES, clone_at, clone_fd, copy_fd, copy_sparse, open_beneath
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place"]
 
@@ -451,6 +451,8 @@ def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, sname: str,
             if strategy == "reflink":
                 if not CLONE_CREATES:
                     clone_fd(sfd, dfd)
+            elif st.st_blocks * 512 < st.st_size - 65536:  # has holes worth keeping
+                copy_sparse(sfd, dfd, st.st_size)
             else:
                 copy_fd(sfd, dfd, st.st_size)
             if mode & run.umask:  # create() applied the umask: set the exact mode

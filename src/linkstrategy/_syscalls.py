@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["CLONE_SUPPORTED", "clone_fd", "copy_fd"]
+__all__ = ["CLONE_SUPPORTED", "clone_fd", "copy_fd", "copy_sparse", "open_beneath"]
 
 _LINUX = sys.platform.startswith("linux")
 _DARWIN = sys.platform == "darwin"
@@ -119,6 +119,39 @@ def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
         view = memoryview(buf)
         while view:
             view = view[os.write(dst_fd, view) :]
+
+
+def copy_sparse(src_fd: int, dst_fd: int, size: int) -> None:
+    """Copy a file that has holes, keeping them holes: only the data ranges that
+    SEEK_DATA/SEEK_HOLE report are copied, then the length is set.  Where the
+    filesystem does not report holes, this is a plain copy."""
+    seek_data = getattr(os, "SEEK_DATA", None)
+    seek_hole = getattr(os, "SEEK_HOLE", None)
+    if seek_data is None or seek_hole is None:  # pragma: no cover - no hole support
+        copy_fd(src_fd, dst_fd, size)
+        return
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(src_fd, pos, seek_data)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole remains
+                break
+            raise
+        end = os.lseek(src_fd, start, seek_hole)
+        os.lseek(src_fd, start, os.SEEK_SET)
+        os.lseek(dst_fd, start, os.SEEK_SET)
+        remaining = end - start
+        while remaining > 0:
+            buf = os.read(src_fd, min(_RW_CHUNK, remaining))
+            if not buf:
+                break
+            view = memoryview(buf)
+            while view:
+                view = view[os.write(dst_fd, view) :]
+            remaining -= len(buf)
+        pos = end
+    os.ftruncate(dst_fd, size)
 
 
 def _offset(fd: int) -> int:
