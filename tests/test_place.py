@@ -500,3 +500,14 @@ def test_place_onto_latency_fuse_fs_in_parallel(
     assert r.by_strategy["copy"] == 60
     for p in src.rglob("f*"):
         assert (mp / "site" / p.relative_to(src)).read_bytes() == p.read_bytes()
+
+
+def test_place_empties_trash_an_earlier_remove_deferred(tmp_path: Path) -> None:
+    from linkstrategy._remove import TRASH_NAME
+
+    make_tree(tmp_path / "src")
+    stale = tmp_path / TRASH_NAME / f"{int(time.time()) - 3600}-999999999-abcd-old"
+    stale.mkdir(parents=True)
+    (stale / "f").write_text("x")
+    linkstrategy.place(tmp_path / "src", tmp_path / "dst")
+    assert not stale.exists()

@@ -42,6 +42,7 @@ from typing import Any
 from . import _errors as E
 from ._errors import PlaceError, StrategyUnavailable
 from ._plan import STRATEGIES, Plan, Strategy, plan
+from ._remove import collect_trash
 from ._syscalls import CLONE_CREATES, clone_at, clone_fd, copy_fd, copy_sparse, open_beneath
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place"]
@@ -883,6 +884,7 @@ def place(
         raise PlaceError(
             e.errno, f"cannot create destination parent: {e.strerror}", s, None, parent
         ) from None
+    collect_trash(parent)  # what an earlier remove() deferred here (one lstat if none)
     try:
         if os.path.isdir(real_src):
             run = _Run(

@@ -150,7 +150,10 @@ def plan(
     """
     s, d = os.fspath(src), os.fspath(dst)
     forced = _forced_from_env(strategy)
-    sp = probe(s, live=live, table=table)
+    # Only the destination is tested live: what the pair can do is decided on the
+    # destination's filesystem, and a source (a cache other processes are reading)
+    # must not get test files written into it.
+    sp = probe(s, live=False, table=table)
     dp = probe(d, live=live, table=table)
     local = table is None
     same_fs = sp.mount.superblock_key == dp.mount.superblock_key
