@@ -414,6 +414,17 @@ def test_file_list_skips_the_walk(tmp_path: Path) -> None:
 
 # -- processes ---------------------------------------------------------------------------------
 
+_CHILD_PAUSING = textwrap.dedent(
+    """
+    import sys, time, linkstrategy
+    def progress(done, total):
+        if done == 150:
+            print("ready", flush=True)
+            time.sleep(60)
+    linkstrategy.place(sys.argv[1], sys.argv[2], strategy="copy", workers=2, progress=progress)
+    """
+)
+
 _CHILD = textwrap.dedent(
     """
     import sys, linkstrategy
@@ -450,13 +461,14 @@ def test_kill_9_mid_run_then_place_again(tmp_path: Path, ext4: Path, existing: b
     if existing:
         for i in range(0, 20, 2):
             (dst / f"d{i}").mkdir(parents=True)
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(dst), "copy", "2"])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list(tmp_path.rglob(f"{TMP_PREFIX}*")):
-        time.sleep(0.001)
-    time.sleep(0.05)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD_PAUSING, str(src), str(dst)], stdout=subprocess.PIPE
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"  # 150 files placed, one worker paused
+    time.sleep(0.02)  # the other worker keeps going: the kill lands mid-write somewhere
     child.send_signal(signal.SIGKILL)
-    assert child.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert child.wait() == -signal.SIGKILL
     # Whatever the kill left, nothing partial has a final name: a fresh destination
     # does not exist yet; in a merged one every final-named file is complete.
     if not existing:
