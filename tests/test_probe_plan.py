@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ import linkstrategy
 from linkstrategy import _probe
 from linkstrategy._mounts import parse_mount_table
 from linkstrategy._probe import NETWORK_ENV, PROBE_PREFIX
+
+sys.path.insert(0, str(Path(__file__).parent))
+import mountutil
 
 DATA = Path(__file__).parent / "data" / "mounttables"
 
@@ -216,3 +221,20 @@ def test_plan_never_assumes_an_untested_clone_on_a_network_filesystem() -> None:
     assert pl.dst_probe.reflink == "maybe"
     assert pl.chain == ("hardlink", "copy")
     assert any("untested clone" in r for r in pl.reasons)
+
+
+def test_probe_of_unresponsive_network_mount_does_not_hang(
+    latencyfs: mountutil.FaultFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mp = Path(latencyfs.mountpoint)
+    (mp / "venv").mkdir()
+    monkeypatch.setenv(NETWORK_ENV, str(mp))
+    monkeypatch.setattr(_probe, "_RESOLVE_TIMEOUT", 0.3)
+    latencyfs.set_latency(3000)  # a server that takes 3 s per request: as good as gone
+    t0 = time.monotonic()
+    p = linkstrategy.probe(mp / "venv" / "lib")
+    took = time.monotonic() - t0
+    latencyfs.set_latency(0)
+    assert p.mount_point == str(mp) and p.network
+    assert not p.tested and "did not answer" in (p.untested_reason or "")
+    assert took < 2.5, "the probe must not wait for the filesystem"

@@ -297,7 +297,7 @@ def existing_ancestor(path: str) -> str:
     return os.path.realpath(p)
 
 
-def _by_prefix(path: str, table: Sequence[Mount]) -> Mount | None:
+def by_prefix(path: str, table: Sequence[Mount]) -> Mount | None:
     best: Mount | None = None
     best_len = -1
     for m in table:  # later lines win ties: the last mount on a point is the visible one
@@ -331,7 +331,7 @@ def find_mount(path: str, table: Sequence[Mount] | None = None, *, local: bool =
                     return m
     else:
         real = "/" + os.path.normpath(os.path.join("/", path)).lstrip("/")
-    found = _by_prefix(real, table)
+    found = by_prefix(real, table)
     if found is None:
         raise MountTableError(f"no mount in the table contains {path!r}")
     return found

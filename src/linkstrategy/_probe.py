@@ -18,11 +18,19 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ._classify import Traits, Tri, classify
-from ._mounts import Mount, existing_ancestor, find_mount, mount_id_of, read_mount_table
+from ._mounts import (
+    Mount,
+    by_prefix,
+    existing_ancestor,
+    find_mount,
+    mount_id_of,
+    read_mount_table,
+)
 from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd
 
 __all__ = ["Probe", "clear_cache", "network_override", "probe"]
@@ -37,7 +45,10 @@ PROBE_PREFIX = ".linkstrategy-probe-"
 #: table cannot recognise.
 NETWORK_ENV = "LINKSTRATEGY_NETWORK_MOUNTS"
 
+T = TypeVar("T")
+
 _LIVE_TIMEOUT = 10.0  # seconds a live test on a network mount may take
+_RESOLVE_TIMEOUT = 2.0  # seconds resolving a path on a network mount may take
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,10 @@ def _cached_mount(real: str) -> Mount:
         m = _table.get(mid)
         if m is not None and (real == m.mount_point or _under(real, m.mount_point)):
             return m
+    return find_mount(real, _refresh_table())
+
+
+def _refresh_table() -> list[Mount]:
     table = read_mount_table()
     with _lock:
         _table_list[:] = table
@@ -140,7 +155,7 @@ def _cached_mount(real: str) -> Mount:
         for m in table:
             if m.mount_id is not None:
                 _table[m.mount_id] = m  # later lines win: the visible mount on a point
-    return find_mount(real, table)
+    return table
 
 
 def _under(path: str, mount_point: str) -> bool:
@@ -175,8 +190,9 @@ def probe(
         where = os.path.normpath(os.path.join("/", spath))
         live = False
     else:
-        where = existing_ancestor(spath)
-        mount = _cached_mount(where)
+        where, mount, unreachable = _locate(spath)
+        if unreachable is not None:
+            live = False
     traits = classify(mount)
     network = traits.network or (table is None and mount.mount_point in network_override())
     base = Probe(
@@ -188,7 +204,9 @@ def probe(
         hardlink=traits.hardlink,
         xattr=traits.xattr,
         tested=False,
-        untested_reason="live test not requested" if table is None else "saved mount table",
+        untested_reason=(
+            "saved mount table" if table is not None else unreachable or "live test not requested"
+        ),
     )
     if not live:
         return base
@@ -220,25 +238,56 @@ def probe(
     )
 
 
-def _run_live(directory: str, timeout: float | None) -> _Live:
+def _locate(spath: str) -> tuple[str, Mount, str | None]:
+    """(nearest existing ancestor, its mount, why it could not be reached or None).
+
+    A path that lies, by its name alone, under a network mount is resolved in a
+    worker thread with a timeout: a stat on a hard NFS mount whose server is gone
+    never returns.  If it times out, the mount found by name is the answer.
+    """
+    lexical = os.path.normpath(os.path.abspath(spath))
+    table = _table_list or _refresh_table()
+    guess = by_prefix(lexical, table)
+    if guess is not None and (classify(guess).network or guess.mount_point in network_override()):
+        try:
+            where = _with_timeout(lambda: existing_ancestor(spath), _RESOLVE_TIMEOUT)
+        except TimeoutError:
+            return (
+                lexical,
+                guess,
+                (f"{guess.mount_point} did not answer within {_RESOLVE_TIMEOUT:g} s"),
+            )
+        return where, _cached_mount(where), None
+    where = existing_ancestor(spath)
+    return where, _cached_mount(where), None
+
+
+def _with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
+    """``fn()`` in a daemon thread; TimeoutError if it has not returned in time (it is
+    left blocked in the kernel; nothing else waits for it)."""
     if timeout is None:
-        return _live_test(directory)
-    box: list[_Live | BaseException] = []
+        return fn()
+    box: list[Any] = []
 
     def run() -> None:
         try:
-            box.append(_live_test(directory))
+            box.append((True, fn()))
         except BaseException as e:  # handed to the caller below
-            box.append(e)
+            box.append((False, e))
 
     t = threading.Thread(target=run, name="linkstrategy-probe", daemon=True)
     t.start()
     t.join(timeout)
     if not box:
-        raise TimeoutError(directory)
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+        raise TimeoutError(timeout)
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _run_live(directory: str, timeout: float | None) -> _Live:
+    return _with_timeout(lambda: _live_test(directory), timeout)
 
 
 def _errname(e: OSError) -> str:
