@@ -29,10 +29,12 @@ STRATEGIES: tuple[Strategy, ...] = ("reflink", "hardlink", "copy")
 #: for uv: ``reflink``, ``hardlink``, ``copy`` or ``auto``.
 STRATEGY_ENV = "LINKSTRATEGY_STRATEGY"
 
-#: Worker threads per destination.  Local disks gain little past a few threads;
-#: on a network filesystem every create/link/rename is a round trip, and
+#: Worker threads per destination.  Locally the work is kernel-bound metadata
+#: updates that scale little with threads (on a 2-core VM, XFS link/clone ran no
+#: faster with 4 threads than with 2; bench/README.md): one per core, at most 4.
+#: On a network filesystem every create/link/rename is a round trip, and
 #: throughput comes from many in flight (EFS serves ~35k ops/s per filesystem).
-LOCAL_WORKERS = 4
+LOCAL_WORKERS = max(1, min(4, os.cpu_count() or 2))
 NETWORK_WORKERS = 48
 
 
