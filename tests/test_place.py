@@ -523,3 +523,21 @@ def test_place_empties_trash_an_earlier_remove_deferred(tmp_path: Path) -> None:
     (stale / "f").write_text("x")
     linkstrategy.place(tmp_path / "src", tmp_path / "dst")
     assert not stale.exists()
+
+
+def test_copy_stops_asking_copy_file_range_after_exdev(
+    ext4: Path, ext4_b: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = make_tree(ext4 / "src")
+    real = os.copy_file_range
+    calls: list[int] = []
+
+    def spy(*args: int) -> int:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(os, "copy_file_range", spy)
+    r = linkstrategy.place(ext4 / "src", ext4_b / "dst", workers=1)
+    assert r.by_strategy["copy"] == len(files)
+    assert len(calls) == 1, "EXDEV between two filesystems is learnt once per run"
+    assert_same_tree(ext4 / "src", ext4_b / "dst", files)

@@ -255,6 +255,7 @@ class _Run:
         self.skipped: list[Skipped] = []
         self.warnings: list[str] = []
         self.xattr_failed = False
+        self.cfr = True  # copy_file_range still worth trying for this pair
         # What this run changed, for the final renames and for rollback.  New
         # directories are built under temporary names and renamed into place at
         # the end, so files inside them need no temporary names of their own.
@@ -327,12 +328,16 @@ class _Run:
             seq = self.tmp_seq
         return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-{seq}"
 
-    def record(self, strategy: Strategy, size: int) -> None:
+    def merge(self, tally: _Tally) -> None:
+        """Add a job's counts to the run's (once per job: one lock, not one per file)."""
         with self.lock:
-            self.counts[strategy] += 1
-            self.bytes += size
-            self.files += 1
+            for k, v in tally.counts.items():
+                self.counts[k] += v
+            self.bytes += tally.bytes
+            self.files += tally.files
+            self.symlinks += tally.symlinks
             done, total = self.files + self.symlinks, self.discovered
+        tally.reset()
         if self.progress is not None:
             self.progress(done, total)
 
@@ -341,6 +346,22 @@ class _Run:
 
     def dst_path(self, rel: str) -> str:
         return os.path.join(self.dst_root, rel) if rel else self.dst_root
+
+
+class _Tally:
+    """What one job placed, merged into the run when the job ends (or per file when
+    someone watches progress)."""
+
+    __slots__ = ("bytes", "counts", "files", "symlinks")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
+        self.bytes = 0
+        self.files = 0
+        self.symlinks = 0
 
 
 def _current_umask() -> int:
@@ -454,8 +475,8 @@ def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, sname: str,
                     clone_fd(sfd, dfd)
             elif st.st_blocks * 512 < st.st_size - 65536:  # has holes worth keeping
                 copy_sparse(sfd, dfd, st.st_size)
-            else:
-                copy_fd(sfd, dfd, st.st_size)
+            elif not copy_fd(sfd, dfd, st.st_size, try_cfr=run.cfr):
+                run.cfr = False  # EXDEV and friends: not for this pair; stop asking
             if mode & run.umask:  # create() applied the umask: set the exact mode
                 os.fchmod(dfd, mode)
             os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -485,6 +506,7 @@ def _place_file(
     sname: str,
     dname: str,
     exists: bool,
+    tally: _Tally,
     direct: bool = False,
 ) -> None:
     """Place one regular file through the chain, sorting errors by the errno sets."""
@@ -517,7 +539,9 @@ def _place_file(
                         code, f"forced strategy {strategy} failed: {e.strerror}", src, None, dst
                     ) from e
                 raise PlaceError(code, f"{strategy} failed: {e.strerror}", src, None, dst) from e
-            run.record(strategy, size)
+            tally.counts[strategy] += 1
+            tally.bytes += size
+            tally.files += 1
             return
 
 
@@ -592,7 +616,14 @@ def _unlink_quiet(name: str, dfd: int) -> None:
 
 
 def _place_symlink(
-    run: _Run, rel_dir: str, sdir: int, ddir: int, sname: str, dname: str, exists: bool
+    run: _Run,
+    rel_dir: str,
+    sdir: int,
+    ddir: int,
+    sname: str,
+    dname: str,
+    exists: bool,
+    tally: _Tally,
 ) -> None:
     """Symlinks stay symlinks, with the same target text; never followed."""
     try:
@@ -617,24 +648,30 @@ def _place_symlink(
             None,
             run.dst_path(_join(rel_dir, dname)),
         ) from e
-    with run.lock:
-        run.symlinks += 1
+    tally.symlinks += 1
 
 
 def _place_entries(
     run: _Run, rel: str, sdir: int, ddir: int, items: list[Entry], hidden: bool
 ) -> None:
     existing = None if hidden else run.existing.get(rel)
-    for name, kind in items:
-        if run.stop.is_set():
-            raise _Abort
-        exists = existing is not None and name in existing
-        if kind == _LINK:
-            _place_symlink(run, rel, sdir, ddir, name, name, exists)
-        else:
-            _place_file(run, rel, sdir, ddir, name, name, exists, hidden)
-    if run.fsync:
-        os.fsync(ddir)
+    tally = _Tally()
+    watched = run.progress is not None
+    try:
+        for name, kind in items:
+            if run.stop.is_set():
+                raise _Abort
+            exists = existing is not None and name in existing
+            if kind == _LINK:
+                _place_symlink(run, rel, sdir, ddir, name, name, exists, tally)
+            else:
+                _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden)
+            if watched:
+                run.merge(tally)
+        if run.fsync:
+            os.fsync(ddir)
+    finally:
+        run.merge(tally)
 
 
 # -- directories -------------------------------------------------------------------------
@@ -942,12 +979,14 @@ def _place_one(run: _Run, sname: str, dname: str) -> None:
             except FileNotFoundError:
                 exists = False
             run.discovered = 1
+            tally = _Tally()
             if stat.S_ISLNK(st.st_mode):
-                _place_symlink(run, "", sdir, ddir, sname, dname, exists)
+                _place_symlink(run, "", sdir, ddir, sname, dname, exists, tally)
             elif stat.S_ISREG(st.st_mode):
-                _place_file(run, "", sdir, ddir, sname, dname, exists)
+                _place_file(run, "", sdir, ddir, sname, dname, exists, tally)
             else:
                 run.skipped.append(Skipped(sname, f"{_special(st.st_mode)}: not placed"))
+            run.merge(tally)
         finally:
             os.close(ddir)
     finally:

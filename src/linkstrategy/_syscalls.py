@@ -79,27 +79,33 @@ def clone_at(src_fd: int, dst_dir_fd: int, name: str | bytes) -> None:  # pragma
         raise OSError(err, os.strerror(err))
 
 
-def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
+def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> bool:
     """Copy ``size`` bytes from ``src_fd`` to ``dst_fd`` at their current offsets (both at 0).
 
     In-kernel first: copy_file_range (which itself reflinks within one XFS/btrfs,
     copies server-side on NFS 4.2 and CIFS), then sendfile, then read/write.  A
     primitive is abandoned only before its first byte (``_COPY_GIVEUP``), never on
     ENOSPC or EIO, which propagate.
+
+    Returns False when copy_file_range refused this pair of files (EXDEV between
+    filesystems, EOPNOTSUPP, ...): a caller copying many files between the same
+    two filesystems passes ``try_cfr=False`` from then on and saves the attempt.
     """
     global _use_copy_file_range, _use_sendfile
     done = 0
-    if _use_copy_file_range and size:
+    cfr_ok = try_cfr
+    if _use_copy_file_range and try_cfr and size:
         try:
             done = _loop(os.copy_file_range, src_fd, dst_fd, size)
         except OSError as e:
             if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
                 raise
+            cfr_ok = False
             if e.errno == errno.ENOSYS:
                 _use_copy_file_range = False
         else:
             if done >= size:
-                return
+                return cfr_ok
     if _use_sendfile and done < size:
         try:
             done += _loop_sendfile(src_fd, dst_fd, size - done)
@@ -110,12 +116,12 @@ def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
                 _use_sendfile = False
         else:
             if done >= size:
-                return
+                return cfr_ok
     # read/write to EOF (the file may have grown; size is only a hint)
     while True:
         buf = os.read(src_fd, _RW_CHUNK)
         if not buf:
-            return
+            return cfr_ok
         view = memoryview(buf)
         while view:
             view = view[os.write(dst_fd, view) :]
