@@ -1,0 +1,931 @@
+"""Compare linkstrategy.place()/remove() with uv, cp and shutil on one machine, in one run.
+
+    python bench/compare.py [--rounds N] [--net-rounds N] [--only local|network]
+                            [--subset N] [--out bench/results.json]
+
+Local case: everything on one XFS ``reflink=1`` loop image whose backing file is
+in /dev/shm (so the "disk" is RAM and the numbers measure filesystem and syscall
+work, not a device).  Network case: a FUSE passthrough filesystem that adds a
+fixed latency to every operation (1 ms by default): an *emulated* network
+filesystem, since this kernel has no NFS client.
+
+Every contender gets a fresh destination each round; creating sources and
+removing destinations happens outside the timed region, followed by ``sync``.
+Contenders are interleaved (the order rotates each round) so that drift in a
+noisy machine is spread over all of them.  Medians are quoted; minimums are
+shown for reference.  Nothing here asserts on time.
+
+Needs root (loop devices, mounts, FUSE).  ``--local-dir DIR`` runs the local
+case in an existing directory instead of a fresh XFS image (no root needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(REPO / "tests"))
+
+import wheeltree  # noqa: E402
+
+NETWORK_ENV = "LINKSTRATEGY_NETWORK_MOUNTS"
+SHM = Path("/dev/shm")
+
+
+# -- small helpers --------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def rm_tree(path: Path) -> None:
+    """Untimed cleanup."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
+
+
+def make_copy(src: Path, dst: Path) -> None:
+    """Untimed: a real (non-shared-extent) copy of ``src`` at ``dst``."""
+    run(["cp", "-a", "--reflink=never", str(src), str(dst)])
+
+
+def sync() -> None:
+    os.sync()
+
+
+def uv_version() -> str | None:
+    exe = shutil.which("uv")
+    if exe is None:
+        return None
+    return run([exe, "--version"]).stdout.strip()
+
+
+def ensure_uv() -> str:
+    exe = shutil.which("uv")
+    if exe is None:
+        log("uv not found: pip install uv")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "uv"], check=True)
+        exe = shutil.which("uv")
+        if exe is None:
+            raise SystemExit("uv is still not on PATH after pip install uv")
+    return exe
+
+
+_UV_INSTALLED = re.compile(r"Installed (\d+) packages? in ([0-9.]+)\s*(ms|s|µs|us)")
+
+
+def parse_uv_installed(stderr: str) -> float | None:
+    """Seconds from uv's own ``Installed N packages in X`` line."""
+    m = _UV_INSTALLED.search(stderr)
+    if not m:
+        return None
+    value, unit = float(m[2]), m[3]
+    return value / {"s": 1.0, "ms": 1e3, "µs": 1e6, "us": 1e6}[unit]
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = None
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    try:
+        rev = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).stdout.strip()
+    except (subprocess.CalledProcessError, OSError):
+        rev = None
+    try:
+        import linkstrategy
+
+        ls_version = getattr(linkstrategy, "__version__", "?")
+    except ImportError:
+        ls_version = None
+    return {
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "memory": mem,
+        "python": platform.python_version(),
+        "uv": uv_version(),
+        "cp": run(["cp", "--version"]).stdout.splitlines()[0],
+        "linkstrategy": ls_version,
+        "git_rev": rev,
+        "src_digest": src_digest(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def src_digest() -> str:
+    """Short hash of src/linkstrategy/*.py, to tie results to the code measured."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted((REPO / "src" / "linkstrategy").glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def fs_description(path: Path) -> str:
+    from linkstrategy._mounts import find_mount
+
+    m = find_mount(str(path))
+    opts = ",".join(m.super_options or m.mount_options)
+    return f"{m.fstype} on {m.source} ({opts})"
+
+
+# -- linkstrategy access (the API may not exist yet) -----------------------------
+
+
+def ls_api() -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
+    try:
+        import linkstrategy
+    except ImportError:
+        return None, None
+    return getattr(linkstrategy, "place", None), getattr(linkstrategy, "remove", None)
+
+
+def ls_clear_cache() -> None:
+    with contextlib.suppress(ImportError, AttributeError):
+        from linkstrategy import _probe
+
+        _probe.clear_cache()
+
+
+def report_json(rep: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in (
+        "files",
+        "dirs",
+        "bytes",
+        "by_strategy",
+        "seconds",
+        "errors",
+        "retries",
+        "removed",
+        "workers",
+        "fallbacks",
+    ):
+        v = getattr(rep, k, None)
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            v = {str(a): b for a, b in v.items()}
+        elif isinstance(v, (list, tuple)):
+            v = [str(x) for x in v][:5] if k == "errors" else list(v)
+        elif not isinstance(v, (int, float, str, bool)):
+            v = str(v)
+        out[k] = v
+    return out
+
+
+# -- contenders --------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    """One way of doing the job.  ``once(i)`` sets up, times and cleans up round ``i``."""
+
+    name: str
+    once: Callable[[int], dict[str, Any]]
+    note: str = ""
+    samples: list[float] = field(default_factory=list)
+    reported: list[float] = field(default_factory=list)  # uv's own figure
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"note": self.note, "samples": self.samples}
+        if self.samples:
+            d["median"] = statistics.median(self.samples)
+            d["min"] = min(self.samples)
+        if self.reported:
+            d["uv_reported"] = self.reported
+            d["uv_reported_median"] = statistics.median(self.reported)
+        if self.info:
+            d["info"] = self.info
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def run_rounds(contenders: list[Contender], rounds: int, label: str) -> None:
+    n = len(contenders)
+    for r in range(rounds):
+        order = contenders[r % n :] + contenders[: r % n]
+        for c in order:
+            if c.error:
+                continue
+            try:
+                res = c.once(r)
+            except Exception as e:  # one broken contender must not sink the run
+                c.error = f"{type(e).__name__}: {e}"[:500]
+                log(f"  [{label}] {c.name}: FAILED {c.error}")
+                continue
+            c.samples.append(res.pop("seconds"))
+            if "uv_seconds" in res:
+                if res["uv_seconds"] is not None:
+                    c.reported.append(res.pop("uv_seconds"))
+                else:
+                    res.pop("uv_seconds")
+            if r == 0 or res.get("always"):
+                res.pop("always", None)
+                c.info.update(res)
+            log(f"  [{label}] round {r + 1}/{rounds} {c.name:<34} {c.samples[-1]:8.3f} s")
+
+
+def subprocess_contender(
+    name: str,
+    cmd: Callable[[Path], list[str]],
+    dst_for: Callable[[int], Path],
+    note: str = "",
+    env: dict[str, str] | None = None,
+    cleanup: Callable[[Path], None] = rm_tree,
+) -> Contender:
+    def once(i: int) -> dict[str, Any]:
+        dst = dst_for(i)
+        cleanup(dst)
+        sync()
+        secs, _ = timed(lambda: run(cmd(dst), env=env))
+        out: dict[str, Any] = {"seconds": secs}
+        if i == 0:
+            out["result"] = dict(
+                zip(("files", "dirs", "bytes"), wheeltree.tree_stats(dst), strict=True)
+            )
+        cleanup(dst)
+        sync()
+        return out
+
+    return Contender(name, once, note)
+
+
+def inproc_contender(
+    name: str,
+    fn: Callable[[Path], Any],
+    dst_for: Callable[[int], Path],
+    note: str = "",
+    cleanup: Callable[[Path], None] = rm_tree,
+) -> Contender:
+    def once(i: int) -> dict[str, Any]:
+        dst = dst_for(i)
+        cleanup(dst)
+        sync()
+        secs, rep = timed(lambda: fn(dst))
+        out: dict[str, Any] = {"seconds": secs}
+        if i == 0:
+            out["result"] = dict(
+                zip(("files", "dirs", "bytes"), wheeltree.tree_stats(dst), strict=True)
+            )
+            if rep is not None:
+                out["report"] = report_json(rep)
+        cleanup(dst)
+        sync()
+        return out
+
+    return Contender(name, once, note)
+
+
+def removal_contender(
+    name: str,
+    fn: Callable[[Path], Any],
+    src: Path,
+    tree_for: Callable[[int], Path],
+    note: str = "",
+    populate: Callable[[Path, Path], None] = make_copy,
+    cleanup: Callable[[Path], None] = rm_tree,
+) -> Contender:
+    def once(i: int) -> dict[str, Any]:
+        tree = tree_for(i)
+        cleanup(tree)
+        populate(src, tree)
+        sync()
+        secs, rep = timed(lambda: fn(tree))
+        out: dict[str, Any] = {"seconds": secs, "left_behind": tree.exists()}
+        if i == 0 and rep is not None:
+            out["report"] = report_json(rep)
+        cleanup(tree)
+        sync()
+        return out
+
+    return Contender(name, once, note)
+
+
+def uv_contender(
+    name: str,
+    uv: str,
+    wheels: list[Path],
+    link_mode: str,
+    dst_for: Callable[[int], Path],
+    uv_env: dict[str, str],
+    *,
+    target: bool,
+    prepare: Callable[[Path], None] | None = None,
+    cleanup: Callable[[Path], None] = rm_tree,
+) -> Contender:
+    """``uv pip install --offline --no-deps --link-mode M`` into a fresh venv or ``--target``."""
+
+    def once(i: int) -> dict[str, Any]:
+        dst = dst_for(i)
+        cleanup(dst)
+        if prepare is not None:
+            prepare(dst)
+        sync()
+        cmd = [uv, "pip", "install", "--offline", "--no-deps", "--link-mode", link_mode]
+        if target:
+            cmd += ["--python", sys.executable, "--target", str(dst)]
+        else:
+            cmd += ["--python", str(dst / "bin" / "python")]
+        cmd += [str(w) for w in wheels]
+        secs, cp = timed(lambda: run(cmd, env=uv_env))
+        out: dict[str, Any] = {"seconds": secs, "uv_seconds": parse_uv_installed(cp.stderr)}
+        if "Prepared" in cp.stderr:  # a cache miss: record it with every round it happens
+            out["cache_miss_round"] = i
+            out["always"] = True
+        if i == 0:
+            out["stderr"] = [ln for ln in cp.stderr.splitlines() if not ln.startswith(" + ")]
+        cleanup(dst)
+        sync()
+        return out
+
+    return Contender(name, once, f"uv --link-mode {link_mode}")
+
+
+def uv_warm(uv: str, wheels: list[Path], dst: Path, uv_env: dict[str, str], target: bool) -> str:
+    cmd = [uv, "pip", "install", "--offline", "--no-deps", "--link-mode", "copy"]
+    if target:
+        cmd += ["--python", sys.executable, "--target", str(dst)]
+    else:
+        run([uv, "venv", "-q", "--python", sys.executable, str(dst)], env=uv_env)
+        cmd += ["--python", str(dst / "bin" / "python")]
+    cp = run([*cmd, *map(str, wheels)], env=uv_env)
+    rm_tree(dst)
+    return cp.stderr
+
+
+# -- mounts (from tests/mountutil.py, written and owned by the test suite) -------
+
+
+def _mountpoint(obj: Any) -> Path:
+    return Path(getattr(obj, "mountpoint", obj))
+
+
+@contextlib.contextmanager
+def local_fs(base: Path, local_dir: Path | None, size_mb: int) -> Iterator[Path]:
+    if local_dir is not None:
+        work = Path(tempfile.mkdtemp(prefix="lsbench-", dir=local_dir))
+        try:
+            yield work
+        finally:
+            rm_tree(work)
+        return
+    import mountutil
+
+    with mountutil.loop_fs("xfs-reflink", base, size_mb=size_mb) as m:
+        yield _mountpoint(m)
+
+
+@contextlib.contextmanager
+def tmpfs_fs(base: Path) -> Iterator[Path]:
+    cm = None
+    if os.geteuid() == 0:  # else: a directory in /dev/shm, itself a tmpfs
+        try:
+            import mountutil
+
+            cm = mountutil.tmpfs_mount(base, size="2g")
+        except (ImportError, AttributeError):
+            cm = None
+    if cm is None:
+        work = Path(tempfile.mkdtemp(prefix="tmpfs-", dir=SHM))
+        try:
+            yield work
+        finally:
+            rm_tree(work)
+        return
+    with cm as m:
+        yield _mountpoint(m)
+
+
+# -- the cases -------------------------------------------------------------------
+
+
+def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) -> dict[str, Any]:
+    place, remove = ls_api()
+    uv = ensure_uv()
+    with local_fs(base, args.local_dir, size_mb=4096) as fs:
+        log(f"local filesystem: {fs_description(fs)} at {fs}")
+        src = wheeltree.unpack_tree(fs / "src", packages)
+        files, dirs, nbytes = wheeltree.tree_stats(src)
+        wheel_dir = fs / "wheels"
+        wheel_dir.mkdir()
+        wheels = [Path(shutil.copy2(w, wheel_dir)) for w in wheeltree.ensure_wheels(packages)]
+        uv_env = {**os.environ, "UV_CACHE_DIR": str(fs / "uv-cache"), "UV_NO_PROGRESS": "1"}
+        uv_env.pop("VIRTUAL_ENV", None)
+        warm = uv_warm(uv, wheels, fs / "uv-warm", uv_env, target=False)
+        out_root = fs / "out"
+        out_root.mkdir()
+        sync()
+
+        def dst(tag: str) -> Callable[[int], Path]:
+            return lambda i: out_root / f"{tag}-{i}"
+
+        def venv(path: Path) -> None:
+            run([uv, "venv", "-q", "--python", sys.executable, str(path)], env=uv_env)
+
+        contenders: list[Contender] = []
+        for s in ("reflink", "hardlink", "copy", "auto"):
+            if place is None:
+                contenders.append(
+                    Contender(
+                        f"place({s})",
+                        lambda i: {},
+                        "in-process",
+                        error="linkstrategy.place() not available yet",
+                    )
+                )
+                continue
+            contenders.append(
+                inproc_contender(
+                    f"place({s})",
+                    lambda d, s=s: place(src, d, strategy=s),  # type: ignore[misc]
+                    dst(f"place-{s}"),
+                    "linkstrategy.place(), in-process",
+                )
+            )
+        for mode, label in (
+            ("hardlink", "uv hardlink"),
+            ("clone", "uv clone"),
+            ("copy", "uv copy"),
+        ):
+            contenders.append(
+                uv_contender(
+                    label, uv, wheels, mode, dst(f"uv-{mode}"), uv_env, target=False, prepare=venv
+                )
+            )
+        contenders += [
+            subprocess_contender(
+                "cp -al", lambda d: ["cp", "-al", str(src), str(d)], dst("cpal"), "hardlinks"
+            ),
+            subprocess_contender(
+                "cp -r --reflink=always",
+                lambda d: ["cp", "-r", "--reflink=always", str(src), str(d)],
+                dst("cpref"),
+                "clones",
+            ),
+            subprocess_contender(
+                "cp -r",
+                lambda d: ["cp", "-r", str(src), str(d)],
+                dst("cpr"),
+                "coreutils >= 9 default is --reflink=auto",
+            ),
+            subprocess_contender(
+                "cp -r --reflink=never",
+                lambda d: ["cp", "-r", "--reflink=never", str(src), str(d)],
+                dst("cpnever"),
+                "real copy (copy_file_range, no clone)",
+            ),
+            inproc_contender(
+                "shutil.copytree",
+                lambda d: shutil.copytree(src, d),
+                dst("copytree"),
+                "in-process; copy2 (sendfile)",
+            ),
+        ]
+        log(
+            f"local place: {files} files, {dirs} dirs, {nbytes / 1e6:.1f} MB; "
+            f"{args.rounds} rounds x {len(contenders)} contenders"
+        )
+        run_rounds(contenders, args.rounds, "local")
+
+        # removal on XFS and on tmpfs
+        removals: dict[str, list[Contender]] = {}
+        with tmpfs_fs(base) as tfs:
+            for label, root in (("xfs", out_root), ("tmpfs", tfs)):
+
+                def tree(tag: str, root: Path = root) -> Callable[[int], Path]:
+                    return lambda i: root / f"rm-{tag}-{i}"
+
+                cs = []
+                if remove is None:
+                    cs.append(Contender("remove()", lambda i: {}, error="not available yet"))
+                else:
+                    cs.append(
+                        removal_contender(
+                            "remove()", remove, src, tree("ls"), "linkstrategy.remove(), in-process"
+                        )
+                    )
+                cs += [
+                    removal_contender(
+                        "rm -rf", lambda p: run(["rm", "-rf", str(p)]), src, tree("rm")
+                    ),
+                    removal_contender(
+                        "shutil.rmtree", shutil.rmtree, src, tree("sh"), "in-process"
+                    ),
+                ]
+                log(f"local removal on {label}: {args.rounds} rounds")
+                run_rounds(cs, args.rounds, f"rm {label}")
+                removals[label] = cs
+            tmpfs_desc = fs_description(tfs)
+
+        return {
+            "filesystem": fs_description(fs),
+            "tmpfs": tmpfs_desc,
+            "tree": {"files": files, "dirs": dirs, "bytes": nbytes, "packages": packages},
+            "rounds": args.rounds,
+            "uv_warm_stderr": warm.splitlines()[-3:],
+            "place": {c.name: c.summary() for c in contenders},
+            "remove": {k: {c.name: c.summary() for c in v} for k, v in removals.items()},
+        }
+
+
+def network_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) -> dict[str, Any]:
+    import mountutil
+
+    place, remove = ls_api()
+    uv = ensure_uv()
+    local = Path(tempfile.mkdtemp(prefix="net-local-", dir=SHM))
+    try:
+        src = wheeltree.unpack_tree(local / "src", packages)
+        files, dirs, nbytes = wheeltree.tree_stats(src)
+        wheel_dir = local / "wheels"
+        wheel_dir.mkdir()
+        wheels = [Path(shutil.copy2(w, wheel_dir)) for w in wheeltree.ensure_wheels(packages)]
+        uv_env = {**os.environ, "UV_CACHE_DIR": str(local / "uv-cache"), "UV_NO_PROGRESS": "1"}
+        uv_env.pop("VIRTUAL_ENV", None)
+        uv_warm(uv, wheels, local / "uv-warm", uv_env, target=True)
+        backing = local / "backing"
+        backing.mkdir()
+        mnt = base / "fuse"
+        mnt.mkdir()
+        with make_faultfs(mountutil, backing, mnt, args.latency_ms, args.fuse_cache_s) as ffs:
+            mp = _mountpoint(ffs)
+            log(f"network filesystem: FUSE at {mp}, {args.latency_ms} ms per operation")
+            prev_env = os.environ.get(NETWORK_ENV)
+            os.environ[NETWORK_ENV] = str(mp)
+            ls_clear_cache()
+            try:
+                probe_info = None
+                with contextlib.suppress(Exception):
+                    import linkstrategy
+
+                    p = linkstrategy.probe(mp, live=False)
+                    probe_info = {"network": p.network, "kind": p.kind}
+
+                def dst(tag: str) -> Callable[[int], Path]:
+                    return lambda i: mp / f"{tag}-{i}"
+
+                def backing_cleanup(path: Path) -> None:
+                    # Untimed cleanup goes around the latency layer, straight to the
+                    # backing directory.  Each round uses new names, so no cached
+                    # dentry in the FUSE mount can go stale.
+                    rm_tree(backing / path.relative_to(mp))
+
+                def backing_populate(s: Path, tree: Path) -> None:
+                    make_copy(s, backing / tree.relative_to(mp))
+
+                cs: list[Contender] = []
+                if place is None:
+                    cs.append(
+                        Contender(
+                            "place(auto)",
+                            lambda i: {},
+                            error="linkstrategy.place() not available yet",
+                        )
+                    )
+                else:
+                    cs.append(
+                        inproc_contender(
+                            "place(auto)",
+                            lambda d: place(src, d, strategy="auto"),
+                            dst("place"),
+                            f"in-process, {NETWORK_ENV} set",
+                            cleanup=backing_cleanup,
+                        )
+                    )
+                cs += [
+                    uv_contender(
+                        "uv copy --target",
+                        uv,
+                        wheels,
+                        "copy",
+                        dst("uv"),
+                        uv_env,
+                        target=True,
+                        cleanup=backing_cleanup,
+                    ),
+                    subprocess_contender(
+                        "cp -r",
+                        lambda d: ["cp", "-r", str(src), str(d)],
+                        dst("cpr"),
+                        cleanup=backing_cleanup,
+                    ),
+                    inproc_contender(
+                        "shutil.copytree",
+                        lambda d: shutil.copytree(src, d),
+                        dst("copytree"),
+                        "in-process",
+                        cleanup=backing_cleanup,
+                    ),
+                ]
+                log(
+                    f"network place: {files} files, {dirs} dirs, {nbytes / 1e6:.1f} MB; "
+                    f"{args.net_rounds} rounds x {len(cs)} contenders"
+                )
+                run_rounds(cs, args.net_rounds, "net")
+
+                rms: list[Contender] = []
+                if remove is None:
+                    rms.append(Contender("remove()", lambda i: {}, error="not available yet"))
+                else:
+                    rms.append(
+                        removal_contender(
+                            "remove()",
+                            remove,
+                            src,
+                            lambda i: mp / f"rm-ls-{i}",
+                            "in-process",
+                            populate=backing_populate,
+                            cleanup=backing_cleanup,
+                        )
+                    )
+                rms.append(
+                    removal_contender(
+                        "rm -rf",
+                        lambda p: run(["rm", "-rf", str(p)]),
+                        src,
+                        lambda i: mp / f"rm-rm-{i}",
+                        populate=backing_populate,
+                        cleanup=backing_cleanup,
+                    )
+                )
+                log(f"network removal: {args.net_rounds} rounds")
+                run_rounds(rms, args.net_rounds, "net rm")
+                fuse_desc = fs_description(mp)
+            finally:
+                if prev_env is None:
+                    os.environ.pop(NETWORK_ENV, None)
+                else:
+                    os.environ[NETWORK_ENV] = prev_env
+                ls_clear_cache()
+        return {
+            "filesystem": f"{fuse_desc}; emulated network: FUSE passthrough over tmpfs "
+            f"with {args.latency_ms} ms added to every operation that reaches "
+            f"the daemon "
+            f"(kernel entry/attr cache {args.fuse_cache_s:g} s)",
+            "latency_ms": args.latency_ms,
+            "fuse_cache_s": args.fuse_cache_s,
+            "source": fs_description(src),
+            "probe": probe_info,
+            "tree": {"files": files, "dirs": dirs, "bytes": nbytes, "packages": packages},
+            "rounds": args.net_rounds,
+            "place": {c.name: c.summary() for c in cs},
+            "remove": {c.name: c.summary() for c in rms},
+        }
+    finally:
+        rm_tree(local)
+
+
+def make_faultfs(
+    mountutil: Any, backing: Path, mnt: Path, latency_ms: float, cache_s: float
+) -> Any:
+    return mountutil.FaultFS(backing, mnt, latency_ms=latency_ms, cache_s=cache_s)
+
+
+# -- ratios and table ---------------------------------------------------------------
+
+#: (case, section, numerator, denominator, target ratio or None): ratios of medians
+RATIOS: list[tuple[str, str, str, str, float | None]] = [
+    ("local", "place", "place(reflink)", "uv clone", 0.9),
+    ("local", "place", "place(hardlink)", "uv hardlink", 0.9),
+    ("local", "place", "place(copy)", "uv copy", 0.9),
+    ("local", "place", "place(auto)", "uv clone", 0.9),
+    ("local", "place", "place(hardlink)", "cp -al", 1.0),
+    ("local", "place", "place(reflink)", "cp -r --reflink=always", 1.0),
+    ("local", "place", "place(reflink)", "cp -r", 1.0),
+    ("local", "place", "place(copy)", "cp -r --reflink=never", 1.0),
+    ("local", "place", "place(copy)", "shutil.copytree", 1.0),
+    ("local", "place", "place(auto)", "cp -r", 1.0),
+    ("local", "place", "place(auto)", "cp -al", None),  # auto clones on XFS: context only
+    ("local", "remove.xfs", "remove()", "rm -rf", 1.0),
+    ("local", "remove.xfs", "remove()", "shutil.rmtree", 1.0),
+    ("local", "remove.tmpfs", "remove()", "rm -rf", 1.0),
+    ("local", "remove.tmpfs", "remove()", "shutil.rmtree", 1.0),
+    ("network", "place", "place(auto)", "uv copy --target", 0.25),
+    ("network", "place", "place(auto)", "cp -r", 0.125),
+    ("network", "place", "place(auto)", "shutil.copytree", None),
+    ("network", "remove", "remove()", "rm -rf", 0.25),
+]
+
+
+def _section(results: dict[str, Any], case: str, section: str) -> dict[str, Any]:
+    node = results.get(case, {})
+    for part in section.split("."):
+        node = node.get(part, {})
+    return node
+
+
+def compute_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for case, section, num, den, target in RATIOS:
+        sec = _section(results, case, section)
+        a, b = sec.get(num, {}).get("median"), sec.get(den, {}).get("median")
+        ratio = a / b if a is not None and b else None
+        out.append(
+            {
+                "case": case,
+                "section": section,
+                "ratio": f"{num} / {den}",
+                "value": ratio,
+                "target": target,
+                "met": None if ratio is None or target is None else ratio <= target,
+            }
+        )
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    m = results["machine"]
+    lines.append(
+        f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, kernel {m['kernel']}, "
+        f"Python {m['python']}, {m['uv']}, {m['cp']}, "
+        f"linkstrategy {m['linkstrategy']} (git {m['git_rev'] or 'uncommitted'}, "
+        f"src sha256 {m['src_digest']})"
+    )
+
+    def table(title: str, sec: dict[str, Any], uv_col: bool) -> None:
+        lines.append("")
+        lines.append(f"### {title}")
+        lines.append("")
+        head = "| contender | median s | min s |"
+        lines.append(head + (' uv\'s own "Installed" s |' if uv_col else ""))
+        lines.append("|---|---:|---:|" + ("---:|" if uv_col else ""))
+        for name, d in sec.items():
+            if "median" not in d:
+                lines.append(
+                    f"| {name} | n/a ({d.get('error', 'no samples')}) | |"
+                    + (" |" if uv_col else "")
+                )
+                continue
+            row = f"| {name} | {d['median']:.3f} | {d['min']:.3f} |"
+            if uv_col:
+                r = d.get("uv_reported_median")
+                row += f" {r:.3f} |" if r is not None else " |"
+            lines.append(row)
+
+    if "local" in results:
+        loc = results["local"]
+        t = loc["tree"]
+        lines.append("")
+        lines.append(f"## Local: {loc['filesystem']}")
+        lines.append(
+            f"tree: {t['files']} files, {t['dirs']} dirs, {t['bytes'] / 1e6:.1f} MB "
+            f"({', '.join(t['packages'])}); {loc['rounds']} rounds"
+        )
+        table("place / install / copy (same XFS)", loc["place"], True)
+        table("remove on XFS", loc["remove"]["xfs"], False)
+        table(f"remove on tmpfs ({loc['tmpfs']})", loc["remove"]["tmpfs"], False)
+    if "network" in results:
+        net = results["network"]
+        t = net["tree"]
+        lines.append("")
+        lines.append(f"## Network (EMULATED): {net['filesystem']}")
+        lines.append(
+            f"tree: {t['files']} files, {t['dirs']} dirs, {t['bytes'] / 1e6:.1f} MB "
+            f"({', '.join(t['packages'])}); source {net['source']}; "
+            f"{net['rounds']} rounds; probe: {net['probe']}"
+        )
+        table("place / install / copy onto the latency FUSE mount", net["place"], True)
+        table("remove on the latency FUSE mount", net["remove"], False)
+    lines.append("")
+    lines.append("### Ratios (of medians; < 1 means linkstrategy is faster)")
+    lines.append("")
+    lines.append("| case | ratio | value | target | met |")
+    lines.append("|---|---|---:|---:|---|")
+    for r in results["ratios"]:
+        if r["case"] not in results:
+            continue
+        v = "n/a" if r["value"] is None else f"{r['value']:.2f}"
+        tgt = "" if r["target"] is None else f"<= {r['target']:g}"
+        met = {None: "", True: "yes", False: "**no**"}[r["met"]]
+        if r["met"] is False and r["value"] <= r["target"] * 1.05:
+            met += " (within 5%)"
+        where = r["case"] if r["section"] == "place" else f"{r['case']} {r['section']}"
+        lines.append(f"| {where} | {r['ratio']} | {v} | {tgt} | {met} |")
+    return "\n".join(lines)
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="rounds for the local case (5)")
+    ap.add_argument(
+        "--net-rounds",
+        type=int,
+        default=3,
+        help="rounds for the network case (3; serial peers take ~30-60 s a round)",
+    )
+    ap.add_argument("--only", choices=("local", "network"))
+    ap.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="use only the first N packages of " + ",".join(wheeltree.SUBSET_ORDER),
+    )
+    ap.add_argument(
+        "--net-subset",
+        type=int,
+        default=2,
+        help="packages for the network case when --subset is not given (2: sympy and "
+        "botocore, the small-file-heavy half: 3.6k files, 1.1k dirs; 5 for the whole tree, "
+        "which takes ~6 min per round there)",
+    )
+    ap.add_argument(
+        "--latency-ms",
+        type=float,
+        default=1.0,
+        help="per-operation latency of the emulated network filesystem (1.0)",
+    )
+    ap.add_argument(
+        "--fuse-cache-s",
+        type=float,
+        default=3.0,
+        help="kernel attribute/entry cache of the FUSE mount, seconds (3.0, like "
+        "the NFS client's acregmin; 0 sends every lookup to the daemon)",
+    )
+    ap.add_argument(
+        "--local-dir",
+        type=Path,
+        default=None,
+        help="run the local case in this existing directory, not a fresh XFS image",
+    )
+    ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json")
+    ap.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    args = ap.parse_args(argv)
+
+    if os.geteuid() != 0 and (args.only != "local" or args.local_dir is None):
+        ap.error("needs root for loop images and FUSE (or use --only local --local-dir DIR)")
+    ensure_uv()
+    packages = wheeltree.subset(args.subset)
+    net_packages = wheeltree.subset(args.net_subset if args.subset is None else args.subset)
+    wheeltree.ensure_wheels()
+    results: dict[str, Any] = {"machine": machine_info(), "wheels": dict(wheeltree.WHEELS)}
+    t0 = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="lsbench-", dir=SHM))
+    try:
+        if args.only in (None, "local"):
+            results["local"] = local_case(args, base, packages)
+        if args.only in (None, "network"):
+            results["network"] = network_case(args, base, net_packages)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    results["total_seconds"] = time.monotonic() - t0
+    results["ratios"] = compute_ratios(results)
+    text = render(results)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    log(f"wrote {args.out} ({results['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""The benchmark work tree: the unpacked files of five real wheels.
+
+numpy, pandas, scipy, sympy and botocore, unzipped merged into one ``site/``
+directory as an installer would lay them into site-packages: about 7.6k files,
+1.5k directories and 275 MB, a mix of many small ``.py`` files (sympy,
+botocore's JSON models) and a few large shared objects (scipy, numpy).
+
+The wheels are downloaded once with pip into ``bench/.cache/wheels`` (gitignored)
+at the versions pinned in :data:`WHEELS`, so runs on different days compare.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+CACHE_DIR = BENCH_DIR / ".cache"
+WHEEL_DIR = CACHE_DIR / "wheels"
+
+#: Pinned so that results stay comparable (the versions pip gave on 2026-11-25
+#: for CPython 3.11, manylinux x86_64).
+WHEELS: dict[str, str] = {
+    "numpy": "2.4.6",
+    "pandas": "3.1.1",
+    "scipy": "1.17.1",
+    "sympy": "1.14.0",
+    "botocore": "1.44.8",
+}
+
+#: Order used by ``--subset N``: the first N packages.  Small and many-file first,
+#: so a subset still has the small-file-heavy shape of the whole tree.
+SUBSET_ORDER = ("sympy", "botocore", "numpy", "pandas", "scipy")
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+def _find_wheel(name: str, version: str, wheel_dir: Path) -> Path | None:
+    prefix = f"{_norm(name)}-{version}-"
+    for p in sorted(wheel_dir.glob("*.whl")):
+        if p.name.lower().startswith(prefix):
+            return p
+    return None
+
+
+def ensure_wheels(
+    packages: tuple[str, ...] | list[str] | None = None, wheel_dir: Path = WHEEL_DIR
+) -> list[Path]:
+    """Paths of the pinned wheels, downloading those missing (``pip download``)."""
+    names = list(packages) if packages is not None else list(WHEELS)
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    missing = [n for n in names if _find_wheel(n, WHEELS[n], wheel_dir) is None]
+    if missing:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(wheel_dir),
+            *(f"{n}=={WHEELS[n]}" for n in missing),
+        ]
+        subprocess.run(cmd, check=True)
+    out = []
+    for n in names:
+        w = _find_wheel(n, WHEELS[n], wheel_dir)
+        if w is None:
+            raise RuntimeError(f"pip download did not produce a wheel for {n}=={WHEELS[n]}")
+        out.append(w)
+    return out
+
+
+def subset(n: int | None) -> tuple[str, ...]:
+    """The first ``n`` packages of :data:`SUBSET_ORDER` (all for ``None``)."""
+    if n is None or n >= len(SUBSET_ORDER):
+        return tuple(SUBSET_ORDER)
+    if n < 1:
+        raise ValueError("subset must be at least 1")
+    return SUBSET_ORDER[:n]
+
+
+def unpack_tree(dest: Path, packages: tuple[str, ...] | list[str] | None = None) -> Path:
+    """Unzip the wheels merged into ``dest/site`` and return that directory.
+
+    File modes recorded in the wheel (the executable bit of scripts and shared
+    objects) are applied, as an installer would.  An existing ``site`` is reused
+    when it holds a marker for the same package set.
+    """
+    site = Path(dest) / "site"
+    names = tuple(packages) if packages is not None else tuple(WHEELS)
+    marker = Path(dest) / ".wheeltree"
+    want = ",".join(f"{n}=={WHEELS[n]}" for n in names)
+    if site.is_dir() and marker.is_file() and marker.read_text() == want:
+        return site
+    wheels = ensure_wheels(names)
+    site.mkdir(parents=True, exist_ok=True)
+    for whl in wheels:
+        with zipfile.ZipFile(whl) as zf:
+            for info in zf.infolist():
+                target = zf.extract(info, site)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and not info.is_dir():
+                    os.chmod(target, mode | 0o600)
+    marker.write_text(want)
+    return site
+
+
+def tree_stats(path: Path | str) -> tuple[int, int, int]:
+    """``(files, dirs, bytes)`` below ``path`` (dirs excludes ``path`` itself; no symlinks)."""
+    files = dirs = size = 0
+    stack = [os.fspath(path)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    dirs += 1
+                    stack.append(e.path)
+                else:
+                    files += 1
+                    size += e.stat(follow_symlinks=False).st_size
+    return files, dirs, size
+
+
+if __name__ == "__main__":
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dest", nargs="?", help="where to unpack (default: a temp dir in /dev/shm)")
+    ap.add_argument("--subset", type=int, default=None)
+    args = ap.parse_args()
+    dest = Path(args.dest or tempfile.mkdtemp(prefix="wheeltree-", dir="/dev/shm"))
+    site = unpack_tree(dest, subset(args.subset))
+    f, d, b = tree_stats(site)
+    print(f"{site}: {f} files, {d} dirs, {b / 1e6:.1f} MB")
