@@ -13,7 +13,6 @@ cifs, fuse, tmpfs and overlay: exactly the mounts this library cares about).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 import sys
@@ -230,8 +229,9 @@ def _statx_mnt_id(path: str) -> int | None:
     if _statx_fn is None:
         _statx_fn = False
         if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            fn = getattr(libc, "statx", None)
+            from ._syscalls import libc
+
+            fn = getattr(libc(), "statx", None)
             if fn is not None:
                 fn.argtypes = [
                     ctypes.c_int,

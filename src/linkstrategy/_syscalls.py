@@ -35,11 +35,24 @@ _COPY_GIVEUP = frozenset(
     {errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.ENOTSUP, 524}
 )
 
-if _DARWIN:  # pragma: no cover - exercised on macOS only
+
+def libc() -> Any:
+    """A fresh handle on the C library (its own function objects, so callers can set
+    ``argtypes`` without stepping on each other).  Linux: the process's own symbols
+    (``dlopen(NULL)``), found without ``find_library``'s subprocess."""
     import ctypes
+
+    if _LINUX:
+        return ctypes.CDLL(None, use_errno=True)
     import ctypes.util
 
-    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+if _DARWIN:  # pragma: no cover - exercised on macOS only
+    import ctypes
+
+    _libc = libc()
     _fclonefileat = getattr(_libc, "fclonefileat", None)
     if _fclonefileat is not None:
         _fclonefileat.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
@@ -198,10 +211,8 @@ def _load_openat2() -> Any:
         _openat2 = False
         if _LINUX:
             import ctypes
-            import ctypes.util
 
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            fn = libc.syscall
+            fn = libc().syscall
             fn.restype = ctypes.c_long
             how = (ctypes.c_uint64 * 3)(os.O_RDONLY | os.O_DIRECTORY, 0, _RESOLVE_NO_SYMLINKS)
             fd = fn(_SYS_OPENAT2, -100, b".", ctypes.byref(how), ctypes.sizeof(how))

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import json
 import logging
@@ -77,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import REMOVE_GONE, REMOVE_RETRY, LinkStrategyError, TransactionBusy
 from ._mounts import mount_id_of
 from ._remove import RemoveReport, StrPath, collect_trash, remove
+from ._syscalls import libc
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
@@ -115,8 +115,7 @@ def _exchange(a: str, b: str) -> bool:
         _renameat2_fn = False
         if sys.platform.startswith("linux"):
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-                fn = libc.renameat2
+                fn = libc().renameat2
                 fn.argtypes = [
                     ctypes.c_int,
                     ctypes.c_char_p,
