@@ -147,6 +147,17 @@ def _progress_printer() -> Callable[[int, int], None] | None:
     return show
 
 
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000:
+            break
+    return f"{size:.1f} {unit}"
+
+
 def _cmd_place(args: argparse.Namespace) -> int:
     from ._place import place
 
@@ -169,7 +180,7 @@ def _cmd_place(args: argparse.Namespace) -> int:
     by = ", ".join(f"{k} {v}" for k, v in data["by_strategy"].items() if v) or "nothing"
     print(
         f"placed {data['files']} files, {data['dirs']} dirs, {data['symlinks']} symlinks "
-        f"({data['bytes']} bytes) in {data['seconds']:.3f} s: {by}"
+        f"({_size(data['bytes'])} cloned or copied) in {data['seconds']:.3f} s: {by}"
     )
     for w in data["warnings"]:
         print(f"warning: {w}")
