@@ -148,14 +148,12 @@ def _progress_printer() -> Callable[[int, int], None] | None:
 
 
 def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} bytes"
-    size = float(n)
-    for unit in ("kB", "MB", "GB"):
-        size /= 1000
+    size, unit = float(n), "bytes"
+    for bigger in ("kB", "MB", "GB"):
         if size < 1000:
             break
-    return f"{size:.1f} {unit}"
+        size, unit = size / 1000, bigger
+    return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
 
 
 def _cmd_place(args: argparse.Namespace) -> int:
