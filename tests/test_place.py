@@ -541,3 +541,19 @@ def test_copy_stops_asking_copy_file_range_after_exdev(
     assert r.by_strategy["copy"] == len(files)
     assert len(calls) == 1, "EXDEV between two filesystems is learnt once per run"
     assert_same_tree(ext4 / "src", ext4_b / "dst", files)
+
+
+def test_destination_created_by_someone_else_meanwhile_is_merged_into(tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    dst = tmp_path / "dst"
+
+    def race(done: int, total: int) -> None:
+        if not dst.exists():  # another installer got there first
+            (dst / "pkg").mkdir(parents=True)
+            (dst / "pkg" / "theirs.py").write_text("theirs")
+
+    r = linkstrategy.place(tmp_path / "src", dst, progress=race, workers=1)
+    assert r.files == len(files)
+    assert (dst / "pkg" / "theirs.py").read_text() == "theirs"
+    assert_same_tree(tmp_path / "src", dst, files)
+    assert not list(tmp_path.glob(f"{TMP_PREFIX}*")), "the hidden copy is dropped"

@@ -788,7 +788,7 @@ def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str) -> None:
     sub = place(
         run.src_path(rel),
         run.dst_path(rel),
-        strategy=run.chain[0],
+        strategy=run.plan.forced or "auto",
         xattrs=run.xattrs,
         fsync=run.fsync,
         workers=run.workers,
