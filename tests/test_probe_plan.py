@@ -238,3 +238,32 @@ def test_probe_of_unresponsive_network_mount_does_not_hang(
     assert p.mount_point == str(mp) and p.network
     assert not p.tested and "did not answer" in (p.untested_reason or "")
     assert took < 2.5, "the probe must not wait for the filesystem"
+
+
+def _fake_link(kind: str):  # type: ignore[no-untyped-def]
+    real_link = os.link
+
+    def link(src: str, dst: str, *args: object, **kw: object) -> None:
+        if PROBE_PREFIX not in str(src):
+            real_link(src, dst, *args, **kw)  # type: ignore[arg-type]
+        elif kind == "sshfs":  # the server links, the client shows another inode, nlink 1
+            with open(src, "rb") as f, open(dst, "wb") as g:
+                g.write(f.read())
+        else:  # BeeGFS before 7.4 across directories: a symlink comes back
+            os.symlink(src, dst)
+
+    return link
+
+
+@pytest.mark.parametrize("kind", ["sshfs", "beegfs"])
+def test_probe_trusts_only_a_shared_inode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setattr(os, "link", _fake_link(kind))
+    p = linkstrategy.probe(tmp_path)
+    assert p.tested and p.hardlink == "no"
+    assert (
+        "symlink" in p.errors["hardlink"] if kind == "beegfs" else "inode" in p.errors["hardlink"]
+    )
+    pl = linkstrategy.plan(tmp_path / "a", tmp_path / "b")
+    assert "hardlink" not in pl.chain
