@@ -4,7 +4,7 @@
 Run in its own process (the test helper ``mountutil.FaultFS`` does this)::
 
     python tests/faultfs.py BACKING_DIR MOUNTPOINT [--latency-ms F] [--control FILE]
-                            [--stats FILE] [--nfs] [--cache-s F]
+                            [--stats FILE] [--nfs] [--cache-s F] [--max-threads N]
 
 It stays in the foreground until unmounted (``fusermount3 -u MOUNTPOINT``) or
 sent SIGTERM/SIGINT (libfuse unmounts on those).
@@ -538,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nfs", action="store_true", help="imitate NFS silly rename")
     ap.add_argument("--cache-s", type=float, default=0.0, help="entry/attr/negative cache timeout")
     ap.add_argument(
+        "--max-threads",
+        type=int,
+        default=64,
+        help="libfuse worker threads (-o max_threads, libfuse >= 3.12; 0: its default, 10)",
+    )
+    ap.add_argument(
         "--die-with-parent", action="store_true", help="SIGTERM self when the parent dies"
     )
     args = ap.parse_args(argv)
@@ -566,7 +572,12 @@ def main(argv: list[str] | None = None) -> int:
         "attr_timeout": args.cache_s,
         "negative_timeout": args.cache_s,
         "use_ino": True,
+        # libfuse's default is 10 worker threads, far fewer requests in flight than
+        # a real NFS client keeps (64+ RPC slots); 0 keeps libfuse's default.
+        "max_threads": args.max_threads,
     }
+    if not args.max_threads or (mfusepy.fuse_version_major, mfusepy.fuse_version_minor) < (3, 12):
+        del opts["max_threads"]  # older libfuse refuses the option
     if os.geteuid() == 0:
         opts["allow_other"] = True
     if args.nfs:

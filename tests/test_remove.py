@@ -513,6 +513,134 @@ def test_latency_mount_uses_a_pool_and_removes_everything(latencyfs: Any) -> Non
     assert r.ok and r.removed == 83 and not root.exists()
 
 
+# -- the parallel walk (network mounts; workers > 1; big local trees) --------------------
+
+
+def deep_tree(root: Path, dirs: int = 12, files: int = 3) -> int:
+    """Nested and sibling directories with files; the number of entries (root too)."""
+    for d in range(dirs):
+        sub = root.joinpath(*[f"l{k}" for k in range(d % 4)], f"d{d}")
+        sub.mkdir(parents=True)
+        for i in range(files):
+            (sub / f"f{i}").write_text("x")
+    return count_entries(root)
+
+
+def test_parallel_walk_keeps_last_entries_for_the_end(
+    tmp_path: Path, unlink_spy: list[str]
+) -> None:
+    pkg, info = dist(tmp_path)
+    deep_tree(pkg / "deep")
+    r = remove([info, pkg], last=("METADATA", "RECORD"), workers=8)
+    assert r.ok and not pkg.exists() and not info.exists()
+    assert unlink_spy[-2:] == ["METADATA", "RECORD"]
+
+
+def test_parallel_walk_leaves_a_mount_alone(tmp_path: Path) -> None:
+    need_root()
+    root = tmp_path / "tree"
+    deep_tree(root)
+    (root / "l0" / "sub").mkdir(parents=True)
+    expected = count_entries(root)
+    with mountutil.tmpfs_mount(root / "l0" / "sub", size="1m", name="mnt") as mp:
+        (mp / "inside").write_text("precious")
+        r = remove(root, budget=0.2, workers=8)
+        assert r.mounts_skipped == (str(mp),) and r.errors == () and r.deferred == ()
+        assert (mp / "inside").read_text() == "precious"
+        assert sorted(os.listdir(root)) == ["l0"] and os.listdir(root / "l0") == ["sub"]
+        assert r.removed == expected - 3  # all but root, l0 and sub
+
+
+def test_parallel_walk_never_follows_a_swapped_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "t"
+    deep_tree(root)
+    (root / "victim" / "inner").mkdir(parents=True)
+    (root / "victim" / "inner" / "f").write_text("x")
+    outside = tmp_path / "outside"
+    (outside / "inner").mkdir(parents=True)
+    (outside / "inner" / "f").write_text("precious")
+    real = R._statx
+    swapped = []
+
+    def racing(dir_fd: int, name: str) -> R._Stat:
+        st = real(dir_fd, name)
+        if name == "victim" and not swapped:
+            os.rename(root / "victim", tmp_path / "moved")
+            os.symlink(outside, root / "victim")
+            swapped.append(1)
+        return st
+
+    monkeypatch.setattr(R, "_statx", racing)
+    r = remove(root, workers=8)
+    assert swapped and r.ok and not os.path.lexists(root)
+    assert (outside / "inner" / "f").read_text() == "precious"
+
+
+def test_parallel_walk_retries_busy_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "t"
+    expected = deep_tree(root)
+    left = fail_first(monkeypatch, "rmdir", errno.EBUSY, 3, lambda n: n == "l1")
+    r = remove(root, budget=5, workers=8)
+    assert left == [0] and r.ok and r.retries == 3 and r.removed == expected
+    assert not root.exists()
+
+
+def test_big_local_tree_is_handed_to_threads_midway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unlink_spy: list[str]
+) -> None:
+    monkeypatch.setattr(R, "_LOCAL_SERIAL_DIRS", 2)
+    monkeypatch.setattr(R, "_local_workers", lambda: 2)
+    handed: list[int] = []
+    real_adopt = R._ParallelWalk.adopt
+
+    def adopt(self: Any, stack: list[Any]) -> bool:
+        handed.append(len(stack))
+        return real_adopt(self, stack)
+
+    monkeypatch.setattr(R._ParallelWalk, "adopt", adopt)
+    pkg, info = dist(tmp_path)
+    deep_tree(pkg / "deep", dirs=20)
+    expected = count_entries(pkg) + count_entries(info)
+    r = remove([pkg, info], last=("METADATA", "RECORD"))
+    assert handed and r.ok and r.removed == expected
+    assert not pkg.exists() and not info.exists()
+    assert unlink_spy[-2:] == ["METADATA", "RECORD"]
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_out_of_fds_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    root = tmp_path / "t"
+    expected = deep_tree(root)
+    left = fail_first(monkeypatch, "open", errno.EMFILE, 2, lambda n: n == "d3")
+    r = remove(root, budget=5, workers=workers)
+    assert left == [0] and r.ok and r.removed == expected and not root.exists()
+
+
+def test_unexpected_error_in_a_job_is_raised_not_hung(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "t"
+    deep_tree(root)
+    real = R._Run.scan
+
+    def boom(self: Any, fr: Any, out: Any) -> list[str]:
+        if fr.path.endswith("/d5"):
+            raise RuntimeError("bug")
+        return real(self, fr, out)
+
+    monkeypatch.setattr(R._Run, "scan", boom)
+    with pytest.raises(RuntimeError, match="bug"):
+        remove(root, workers=4)
+    monkeypatch.undo()
+    assert remove(root).ok and not root.exists()
+
+
 # -- trash collection -----------------------------------------------------------------
 
 
