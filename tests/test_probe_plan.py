@@ -12,6 +12,7 @@ import pytest
 import linkstrategy
 from linkstrategy import _probe
 from linkstrategy._mounts import parse_mount_table
+from linkstrategy._owner import HOST
 from linkstrategy._probe import NETWORK_ENV, PROBE_PREFIX
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -74,14 +75,17 @@ def test_probe_is_cached_per_mount(xfs_reflink: Path, monkeypatch: pytest.Monkey
 
 
 def test_probe_removes_stale_test_dirs_of_dead_processes(tmpfs_dir: Path) -> None:
-    dead = tmpfs_dir / f"{PROBE_PREFIX}999999999-abcd"
+    dead = tmpfs_dir / f"{PROBE_PREFIX}{HOST}-999999999-abcd"
     dead.mkdir()
     (dead / "a").write_text("x")
-    mine = tmpfs_dir / f"{PROBE_PREFIX}{os.getpid()}-beef"
+    mine = tmpfs_dir / f"{PROBE_PREFIX}{HOST}-{os.getpid()}-beef"
+    foreign = tmpfs_dir / f"{PROBE_PREFIX}zzzz-1-cafe"  # another host's, and fresh
+    foreign.mkdir()
     mine.mkdir()
     linkstrategy.probe(tmpfs_dir)
     assert not dead.exists()
     assert mine.exists(), "a live process's test directory must be left alone"
+    assert foreign.exists(), "another host's pid means nothing here: judged by age"
 
 
 def test_probe_of_read_only_mount_is_untested_not_an_error(readonly_dir: Path) -> None:

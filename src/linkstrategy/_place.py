@@ -29,11 +29,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import socket
 import stat
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from typing import Any
 
 from . import _errors as E
 from ._errors import PlaceError, StrategyUnavailable
+from ._owner import HOST, is_orphan, tag
 from ._plan import STRATEGIES, Plan, Strategy, plan
 from ._remove import collect_trash
 from ._syscalls import CLONE_CREATES, clone_at, clone_fd, copy_fd, copy_sparse, open_beneath
@@ -53,7 +52,6 @@ log = logging.getLogger("linkstrategy")
 #: later place() can remove the ones whose writer is gone.  Short and independent
 #: of the final name, so 255-byte names still fit.
 TMP_PREFIX = ".lstmp-"
-_HOST = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
 _STALE_FOREIGN_SECONDS = 3600.0  # another host's temporaries: removed after an hour
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
@@ -326,7 +324,7 @@ class _Run:
         with self.lock:
             self.tmp_seq += 1
             seq = self.tmp_seq
-        return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-{seq}"
+        return f"{TMP_PREFIX}{tag()}-{seq}"
 
     def merge(self, tally: _Tally) -> None:
         """Add a job's counts to the run's (once per job: one lock, not one per file)."""
@@ -383,26 +381,15 @@ def _errname(code: int | None) -> str:
 
 
 def _is_stale_tmp(name: str, dfd: int) -> bool:
-    parts = name[len(TMP_PREFIX) :].split("-")
-    if len(parts) < 2:
-        return False
-    host, pid = parts[0], parts[1]
-    if host == _HOST and pid.isdigit():
-        pid_i = int(pid)
-        if pid_i == os.getpid():
-            return False
-        try:
-            os.kill(pid_i, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+    host, _, rest = name[len(TMP_PREFIX) :].partition("-")
+    pid = rest.partition("-")[0]
+    if host == HOST:
+        return is_orphan(host, pid, None)
     try:  # another host's temporary (a shared network filesystem): go by age
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        mtime: float | None = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mtime
     except OSError:
-        return False
-    return time.time() - st.st_mtime > _STALE_FOREIGN_SECONDS
+        mtime = None
+    return is_orphan(host, pid, mtime)
 
 
 def _scan_existing(dfd: int) -> frozenset[str]:

@@ -31,12 +31,13 @@ from ._mounts import (
     mount_id_of,
     read_mount_table,
 )
+from ._owner import is_orphan, tag
 from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd
 
 __all__ = ["Probe", "clear_cache", "network_override", "probe"]
 
-#: Prefix of live-test directories.  Recognisable, hidden, and carrying the pid so
-#: a later probe can tell a stale one (its process is gone) from a running one.
+#: Prefix of live-test directories.  Recognisable, hidden, and carrying host and pid
+#: (``_owner.tag()``) so a later probe can tell a stale one from a running one.
 PROBE_PREFIX = ".linkstrategy-probe-"
 
 #: Environment variable naming mount points to treat as network filesystems
@@ -302,22 +303,14 @@ def remove_stale_probes(directory: str) -> None:
     except OSError:
         return
     for name in names:
-        pid_text = name[len(PROBE_PREFIX) :].split("-", 1)[0]
-        if pid_text.isdigit() and _pid_alive(int(pid_text)):
+        host, _, rest = name[len(PROBE_PREFIX) :].partition("-")
+        path = os.path.join(directory, name)
+        try:
+            mtime: float | None = os.lstat(path).st_mtime
+        except OSError:
             continue
-        _rmtree_quiet(os.path.join(directory, name))
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if is_orphan(host, rest.partition("-")[0], mtime):
+            _rmtree_quiet(path)
 
 
 def _rmtree_quiet(path: str) -> None:
@@ -336,7 +329,7 @@ def _live_test(directory: str) -> _Live:
     """Try clone, link and xattr in a fresh hidden directory inside ``directory``."""
     t0 = time.perf_counter()
     remove_stale_probes(directory)
-    tmp = os.path.join(directory, f"{PROBE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
+    tmp = os.path.join(directory, f"{PROBE_PREFIX}{tag()}-{os.urandom(4).hex()}")
     os.mkdir(tmp, 0o700)  # OSError (EACCES, EROFS, ...) -> "untested" in probe()
     errors: dict[str, str] = {}
     try:

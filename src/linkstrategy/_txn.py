@@ -62,7 +62,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import stat
 import sys
 import tempfile
@@ -75,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import REMOVE_GONE, REMOVE_RETRY, LinkStrategyError, TransactionBusy
 from ._mounts import mount_id_of
+from ._owner import HOST, pid_alive
 from ._remove import RemoveReport, StrPath, collect_trash, remove
 from ._syscalls import libc
 
@@ -87,7 +87,7 @@ log = logging.getLogger("linkstrategy")
 
 TXN_SUFFIX = ".linkstrategy-txn"
 STAGE_MARK = ".linkstrategy-stage-"
-_HOST = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFFFF:08x}"
+_HOST = HOST
 _STALE_FOREIGN_STAGE = 86400.0  # another host's staging dirs: removed after a day
 _COMMIT_BUDGET = 2.0
 _RENAME_BUDGET = 2.0
@@ -514,12 +514,7 @@ def reap_stage(path: StrPath) -> bool:
     host, _, rest = tail.partition("-")
     pid_s = rest.partition("-")[0]
     if host == _HOST and pid_s.isdigit():
-        try:
-            os.kill(int(pid_s), 0)
-            return False  # alive
-        except ProcessLookupError:
-            pass
-        except PermissionError:
+        if pid_alive(int(pid_s)):
             return False
     else:
         try:
