@@ -2,18 +2,22 @@
 
 How it works:
 
-1. ``plan(src, dst)`` gives the strategy chain for the pair (live-tested, cached).
-2. The source tree is walked once with directory file descriptors (``scandir``
-   gives each entry's type without a stat); symlinks are never followed.
-3. Destination directories are created parents first (in parallel by depth on a
-   network filesystem).
-4. Files are placed by a thread pool, in chunks per directory.  Each file goes
-   through the chain: a clone or copy is written to a temporary name in the
-   destination directory and renamed over the final name; a hardlink is made
-   under the final name directly (link(2) is atomic) or, if the name exists,
-   under a temporary name that is renamed over it.  Nothing partial ever has a
-   final name.
-5. Errors are sorted by the named errno sets in :mod:`._errors`: capability
+1. ``plan(src, dst)`` gives the strategy chain for the pair (the destination's
+   filesystem live-tested, cached per mount).
+2. One pass of per-directory jobs on a thread pool: a job lists its source
+   directory with ``scandir`` (entry types without a stat; symlinks never
+   followed), makes the destination subdirectories and submits a job for each,
+   and places its files, big directories split into chunks for other workers.
+3. A directory that did not exist (a fresh ``dst``, or a directory new inside an
+   existing one) is built under a hidden temporary name beside its final name and
+   renamed into place when the run is complete: it appears whole or not at all,
+   and the files inside are written under their final names straight away.  In a
+   directory that existed, a clone or copy goes to a temporary name and is renamed
+   over the final one; a hardlink is made under the final name (link(2) is atomic)
+   or, if the name exists, under a temporary name renamed over it.  Nothing
+   partial ever has a final name; a killed run leaves only ``.lstmp-`` names,
+   which the next run there removes.
+4. Errors are sorted by the named errno sets in :mod:`._errors`: capability
    errors drop the strategy for the rest of the run, per-file limits fall back
    for one file, transient errors are retried, anything else stops the run,
    removes what this run created, and raises :class:`PlaceError` naming both
