@@ -344,10 +344,10 @@ def test_symlink_swapped_in_mid_walk_is_removed_not_followed(
     outside = tmp_path / "outside"
     (outside / "inner").mkdir(parents=True)
     (outside / "inner" / "f").write_text("precious")
-    real = R._statx
+    real = R.statx
     swapped = []
 
-    def racing(dir_fd: int, name: str) -> R._Stat:
+    def racing(dir_fd: int, name: str) -> R.StatxResult:
         st = real(dir_fd, name)
         if name == "victim" and not swapped:
             # Between the check and the open, the directory becomes a symlink out.
@@ -561,10 +561,10 @@ def test_parallel_walk_never_follows_a_swapped_symlink(
     outside = tmp_path / "outside"
     (outside / "inner").mkdir(parents=True)
     (outside / "inner" / "f").write_text("precious")
-    real = R._statx
+    real = R.statx
     swapped = []
 
-    def racing(dir_fd: int, name: str) -> R._Stat:
+    def racing(dir_fd: int, name: str) -> R.StatxResult:
         st = real(dir_fd, name)
         if name == "victim" and not swapped:
             os.rename(root / "victim", tmp_path / "moved")

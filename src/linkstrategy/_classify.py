@@ -61,33 +61,68 @@ _KERNEL: dict[str, Traits] = {
     "ext4": _t("ext4", False, "no", "yes", "yes", 65000),
     # ext2/ext3 keep their own kind: same behaviour as ext4 (today the ext4 driver serves
     # them), but the old ext2/ext3 drivers capped links at 32000, so no single known limit.
-    "ext3": _t("ext3", False, "no", "yes", "yes", None,
-               "ext3: at most 32000 links (old driver) or 65000 (ext4 driver)"),
-    "ext2": _t("ext2", False, "no", "yes", "yes", None,
-               "ext2: at most 32000 links (old driver) or 65000 (ext4 driver)"),
+    "ext3": _t(
+        "ext3",
+        False,
+        "no",
+        "yes",
+        "yes",
+        None,
+        "ext3: at most 32000 links (old driver) or 65000 (ext4 driver)",
+    ),
+    "ext2": _t(
+        "ext2",
+        False,
+        "no",
+        "yes",
+        "yes",
+        None,
+        "ext2: at most 32000 links (old driver) or 65000 (ext4 driver)",
+    ),
     # xfs reflinks only if made with mkfs reflink=1 (the default since xfsprogs 5.1,
     # git-lfs#3792); XFS_MAXLINK = 2^31-1 (fsfacts §4, VH).
-    "xfs": _t("xfs", False, "maybe", "yes", "yes", 2**31 - 1,
-              "xfs: reflink only if created with mkfs -m reflink=1"),
+    "xfs": _t(
+        "xfs",
+        False,
+        "maybe",
+        "yes",
+        "yes",
+        2**31 - 1,
+        "xfs: reflink only if created with mkfs -m reflink=1",
+    ),
     # btrfs: 65535 links VH; EXDEV for link/rename across subvolumes, clone works (VH).
-    "btrfs": _t("btrfs", False, "yes", "yes", "yes", 65535,
-                "btrfs: hardlink/rename fail with EXDEV across subvolumes; clones work"),
+    "btrfs": _t(
+        "btrfs",
+        False,
+        "yes",
+        "yes",
+        "yes",
+        65535,
+        "btrfs: hardlink/rename fail with EXDEV across subvolumes; clones work",
+    ),
     "bcachefs": _t("bcachefs", False, "yes", "yes", "yes"),  # reflink: rmw PR #527
     # ZFS block cloning: 2.2+, pool feature block_cloning and zfs_bclone_enabled; no
     # cross-dataset clones on most Linux versions (openzfs docs, #16837).
-    "zfs": _t("zfs", False, "maybe", "yes", "yes", None,
-              "zfs: clones need OpenZFS >= 2.2 with block_cloning; never across datasets"),
+    "zfs": _t(
+        "zfs",
+        False,
+        "maybe",
+        "yes",
+        "yes",
+        None,
+        "zfs: clones need OpenZFS >= 2.2 with block_cloning; never across datasets",
+    ),
     # tmpfs: no remap_file_range (VH); user xattrs only since Linux 6.6, and the
     # table may come from any kernel, so "maybe".
-    "tmpfs": _t("tmpfs", False, "no", "yes", "maybe", None,
-                "tmpfs: user xattrs only since Linux 6.6"),
+    "tmpfs": _t(
+        "tmpfs", False, "no", "yes", "maybe", None, "tmpfs: user xattrs only since Linux 6.6"
+    ),
     "devtmpfs": _t("tmpfs", False, "no", "yes", "maybe"),
     "ramfs": _t("ramfs", False, "no", "yes", "no"),
     "f2fs": _t("f2fs", False, "no", "yes", "yes"),
     "ntfs3": _t("ntfs3", False, "no", "yes", "maybe", None, "NTFS: about 1024 links per file"),
     # ocfs2 reflink: kernel commit "ocfs2: implement the VFS clone_range ... features".
-    "ocfs2": _t("ocfs2", True, "yes", "yes", "yes", None,
-                "ocfs2: shared-disk cluster filesystem"),
+    "ocfs2": _t("ocfs2", True, "yes", "yes", "yes", None, "ocfs2: shared-disk cluster filesystem"),
     "gfs2": _t("gfs2", True, "no", "yes", "yes", None, "gfs2: shared-disk cluster filesystem"),
     # No hardlinks at all on FAT-family filesystems (peers.md via fsfacts §4).
     "vfat": _t("vfat", False, "no", "no", "no"),
@@ -99,37 +134,87 @@ _KERNEL: dict[str, Traits] = {
     "iso9660": _t("iso9660", False, "no", "no", "no", None, "read-only filesystem"),
     # overlayfs: clone passes to the real files (works only if both are on one
     # reflink-capable sb, VH); link() of a lower file copies it up first (VH).
-    "overlay": _t("overlay", False, "maybe", "maybe", "maybe", None,
-                  "overlay: linking a lower-layer file copies it up first",
-                  "overlay: reflink only when both real files share a reflink-capable fs"),
+    "overlay": _t(
+        "overlay",
+        False,
+        "maybe",
+        "maybe",
+        "maybe",
+        None,
+        "overlay: linking a lower-layer file copies it up first",
+        "overlay: reflink only when both real files share a reflink-capable fs",
+    ),
     # autofs: an automount trigger; walking into it mounts (and may block).  fsfacts §2.4.
-    "autofs": _t("autofs", False, "maybe", "maybe", "maybe", None,
-                 "autofs: automount trigger; do not walk into it (that mounts and may block)"),
+    "autofs": _t(
+        "autofs",
+        False,
+        "maybe",
+        "maybe",
+        "maybe",
+        None,
+        "autofs: automount trigger; do not walk into it (that mounts and may block)",
+    ),
     # -- network and cluster filesystems --
-    "cifs": _t("cifs", True, "maybe", "maybe", "maybe", None,
-               "SMB: reflink only if the server supports FSCTL_DUPLICATE_EXTENTS (ReFS)"),
-    "smb3": _t("cifs", True, "maybe", "maybe", "maybe", None,
-               "SMB: reflink only if the server supports FSCTL_DUPLICATE_EXTENTS (ReFS)"),
+    "cifs": _t(
+        "cifs",
+        True,
+        "maybe",
+        "maybe",
+        "maybe",
+        None,
+        "SMB: reflink only if the server supports FSCTL_DUPLICATE_EXTENTS (ReFS)",
+    ),
+    "smb3": _t(
+        "cifs",
+        True,
+        "maybe",
+        "maybe",
+        "maybe",
+        None,
+        "SMB: reflink only if the server supports FSCTL_DUPLICATE_EXTENTS (ReFS)",
+    ),
     "smbfs": _t("cifs", True, "no", "maybe", "no"),
     # Lustre/CephFS/GPFS/BeeGFS: no FICLONE found (fsfacts §4).  Lustre user xattrs
     # follow the user_xattr mount option (see _refine); GPFS/BeeGFS xattrs are configurable.
     "lustre": _t("lustre", True, "no", "yes", "maybe"),
     "ceph": _t("cephfs", True, "no", "yes", "yes"),
-    "gpfs": _t("gpfs", True, "no", "yes", "maybe", None,
-               "GPFS: has its own clone API (mmclone), not FICLONE"),
+    "gpfs": _t(
+        "gpfs",
+        True,
+        "no",
+        "yes",
+        "maybe",
+        None,
+        "GPFS: has its own clone API (mmclone), not FICLONE",
+    ),
     # BeeGFS: cross-directory hardlinks only since 7.4.0 (release notes).
-    "beegfs": _t("beegfs", True, "no", "maybe", "maybe", None,
-                 "BeeGFS: hardlinks across directories only since 7.4.0"),
+    "beegfs": _t(
+        "beegfs",
+        True,
+        "no",
+        "maybe",
+        "maybe",
+        None,
+        "BeeGFS: hardlinks across directories only since 7.4.0",
+    ),
     "wekafs": _t("wekafs", True, "maybe", "yes", "maybe"),  # capabilities not researched
     # 9p: QEMU virtfs and WSL2 drvfs; no remap support (inference, fsfacts §4).
     "9p": _t("9p", True, "no", "maybe", "maybe"),
-    "drvfs": _t("drvfs", True, "no", "maybe", "maybe", None,
-                "WSL1 drvfs: Windows drive; very slow metadata"),
+    "drvfs": _t(
+        "drvfs", True, "no", "maybe", "maybe", None, "WSL1 drvfs: Windows drive; very slow metadata"
+    ),
     # virtiofs: FUSE protocol to a host daemon; every metadata op is a round trip to the
     # host, so it counts as network.  No clone opcode in FUSE (fsfacts §1, §4).
     # virtiofsd implements link(); xattrs are off unless virtiofsd runs with --xattr.
-    "virtiofs": _t("virtiofs", True, "no", "yes", "maybe", None,
-                   "virtiofs: host directory shared into a VM; metadata is a host round trip"),
+    "virtiofs": _t(
+        "virtiofs",
+        True,
+        "no",
+        "yes",
+        "maybe",
+        None,
+        "virtiofs: host directory shared into a VM; metadata is a host round trip",
+    ),
     # AFS: hardlinks only within one directory.
     "afs": _t("afs", True, "no", "maybe", "no", None, "AFS: hardlinks only within one directory"),
     "pvfs2": _t("orangefs", True, "no", "no", "maybe"),
@@ -140,11 +225,31 @@ _KERNEL: dict[str, Traits] = {
 }
 
 # Kernel pseudo filesystems: nothing to place there.
-_PSEUDO = frozenset({
-    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs",
-    "securityfs", "pstore", "bpf", "configfs", "fusectl", "binfmt_misc", "efivarfs",
-    "hugetlbfs", "nsfs", "rpc_pipefs", "selinuxfs", "nfsd", "rootfs",
-})
+_PSEUDO = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "cgroup",
+        "cgroup2",
+        "devpts",
+        "mqueue",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "pstore",
+        "bpf",
+        "configfs",
+        "fusectl",
+        "binfmt_misc",
+        "efivarfs",
+        "hugetlbfs",
+        "nsfs",
+        "rpc_pipefs",
+        "selinuxfs",
+        "nfsd",
+        "rootfs",
+    }
+)
 
 # -- FUSE subtypes -------------------------------------------------------------
 # FICLONE never works through FUSE: the protocol has no clone opcode (fsfacts §4, VH).
@@ -224,8 +329,11 @@ def _is_efs(mount: Mount) -> str | None:
     if _EFS_HOST.search(host.lower()):
         return _EFS_NOTE
     port = mount.option("port")
-    if host in ("127.0.0.1", "localhost") and port and port.isdigit() and (
-        int(port) in _EFS_UTILS_PORTS
+    if (
+        host in ("127.0.0.1", "localhost")
+        and port
+        and port.isdigit()
+        and (int(port) in _EFS_UTILS_PORTS)
     ):
         return "AWS EFS (likely): efs-utils local proxy on 127.0.0.1, port " + port
     return None
@@ -240,8 +348,15 @@ def _nfs(mount: Mount) -> Traits:
         return _t("nfs", True, "maybe", "yes", "maybe", None, "NFS: version unknown")
     if vers == "4.2":
         # CLONE and xattrs are NFSv4.2 operations; the server must support them.
-        return _t("nfs", True, "maybe", "yes", "maybe", None,
-                  "NFSv4.2: reflink and user xattrs only if the server supports them")
+        return _t(
+            "nfs",
+            True,
+            "maybe",
+            "yes",
+            "maybe",
+            None,
+            "NFSv4.2: reflink and user xattrs only if the server supports them",
+        )
     # v2/v3/v4.0/v4.1: no CLONE op, FICLONE -> EOPNOTSUPP (fs/nfs/nfs4file.c); no xattrs.
     return _t("nfs", True, "no", "yes", "no", None, f"NFS v{vers}: no reflink, no user xattrs")
 
@@ -250,8 +365,16 @@ def _fuse(mount: Mount) -> Traits:
     fstype = mount.fstype
     if fstype == "fuseblk":
         # Block-device FUSE: ntfs-3g or exfat-fuse; the source is the device.
-        return _t("fuse-local", False, "no", "maybe", "maybe", None,
-                  "fuseblk: block-device FUSE (ntfs-3g, exfat-fuse)", fuse=True)
+        return _t(
+            "fuse-local",
+            False,
+            "no",
+            "maybe",
+            "maybe",
+            None,
+            "fuseblk: block-device FUSE (ntfs-3g, exfat-fuse)",
+            fuse=True,
+        )
     subtype = fstype.partition(".")[2]
     if not subtype and "#" in mount.source:  # old style: "sshfs#user@host:/dir"
         subtype = mount.source.partition("#")[0]
@@ -268,9 +391,16 @@ def _fuse(mount: Mount) -> Traits:
     # Unknown subtype: assume network (fsfacts §1: "network unless the subtype is known
     # local").  Wrongly assuming local risks per-file probes blocking on a dead remote and
     # trusting faked st_nlink; wrongly assuming network only costs some speed.
-    return _t("fuse-network", True, "no", "maybe", "maybe", None,
-              f"unknown FUSE subtype {subtype or '(none)'!r}: treated as a network filesystem",
-              fuse=True)
+    return _t(
+        "fuse-network",
+        True,
+        "no",
+        "maybe",
+        "maybe",
+        None,
+        f"unknown FUSE subtype {subtype or '(none)'!r}: treated as a network filesystem",
+        fuse=True,
+    )
 
 
 def _refine(mount: Mount, traits: Traits) -> Traits:
@@ -283,11 +413,14 @@ def _refine(mount: Mount, traits: Traits) -> Traits:
     ):
         traits = replace(traits, xattr="yes")
     if traits.kind == "9p" and (mount.option("aname") or "").startswith("drvfs"):
-        traits = replace(traits, notes=(
-            *traits.notes,
-            "WSL2 drvfs: Windows drive over 9p; very slow metadata; linking a symlink"
-            " to a directory fails with EISDIR",
-        ))
+        traits = replace(
+            traits,
+            notes=(
+                *traits.notes,
+                "WSL2 drvfs: Windows drive over 9p; very slow metadata; linking a symlink"
+                " to a directory fails with EISDIR",
+            ),
+        )
     if mount.read_only:
         traits = replace(traits, notes=(*traits.notes, "mounted read-only"))
     return traits

@@ -12,7 +12,6 @@ cifs, fuse, tmpfs and overlay: exactly the mounts this library cares about).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import sys
@@ -216,45 +215,6 @@ def read_mount_table() -> list[Mount]:
 
 # -- path -> mount ------------------------------------------------------------
 
-_AT_FDCWD = -100
-_AT_SYMLINK_NOFOLLOW = 0x100
-_AT_NO_AUTOMOUNT = 0x800
-_STATX_MNT_ID = 0x1000
-_STATX_MNT_ID_OFFSET = 0x90  # struct statx.stx_mnt_id (statx(2)); verified on x86_64
-_statx_fn: object = None  # None: not looked up yet; False: unavailable
-
-
-def _statx_mnt_id(path: str) -> int | None:
-    global _statx_fn
-    if _statx_fn is None:
-        _statx_fn = False
-        if sys.platform.startswith("linux"):
-            from ._syscalls import libc
-
-            fn = getattr(libc(), "statx", None)
-            if fn is not None:
-                fn.argtypes = [
-                    ctypes.c_int,
-                    ctypes.c_char_p,
-                    ctypes.c_int,
-                    ctypes.c_uint,
-                    ctypes.c_char_p,
-                ]
-                fn.restype = ctypes.c_int
-                _statx_fn = fn
-    if _statx_fn is False:
-        return None
-    buf = ctypes.create_string_buffer(256)
-    rc = _statx_fn(  # type: ignore[operator]
-        _AT_FDCWD, os.fsencode(path), _AT_SYMLINK_NOFOLLOW | _AT_NO_AUTOMOUNT, _STATX_MNT_ID, buf
-    )
-    if rc != 0:
-        return None
-    mask = int.from_bytes(buf.raw[0:4], sys.byteorder)
-    if not mask & _STATX_MNT_ID:
-        return None
-    return int.from_bytes(buf.raw[_STATX_MNT_ID_OFFSET : _STATX_MNT_ID_OFFSET + 8], sys.byteorder)
-
 
 def _fdinfo_mnt_id(path: str) -> int | None:
     o_path = getattr(os, "O_PATH", None)
@@ -282,7 +242,12 @@ def mount_id_of(path: str) -> int | None:
     statx(STATX_MNT_ID) since Linux 5.8, else ``mnt_id`` from /proc/self/fdinfo of an
     O_PATH descriptor (Linux 3.15+); ``None`` where neither is available.
     """
-    mid = _statx_mnt_id(path)
+    from ._syscalls import AT_FDCWD, statx
+
+    try:
+        mid = statx(AT_FDCWD, path).mnt_id
+    except OSError:
+        mid = None
     return mid if mid is not None else _fdinfo_mnt_id(path)
 
 

@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import functools
 import logging
@@ -105,6 +104,7 @@ from ._errors import (
     RemoveError,
 )
 from ._mounts import find_mount
+from ._syscalls import StatxResult, libc, statx
 
 __all__ = [
     "TRASH_NAME",
@@ -172,74 +172,6 @@ def _is_silly(name: str) -> bool:
     return name.startswith((".nfs", ".fuse_hidden")) and _SILLY.match(name) is not None
 
 
-# -- statx by directory fd (mount ID and "is a mount root" without following) --
-
-_AT_SYMLINK_NOFOLLOW = 0x100
-_AT_NO_AUTOMOUNT = 0x800
-_AT_EMPTY_PATH = 0x1000
-_STATX_BASIC = 0x7FF
-_STATX_MNT_ID = 0x1000
-_STATX_ATTR_MOUNT_ROOT = 0x2000
-
-
-@dataclass(frozen=True)
-class _Stat:
-    mode: int
-    dev: int
-    ino: int
-    mnt_id: int | None
-    mount_root: bool | None  # None: the kernel did not say
-
-
-class _Statx:
-    """``statx(2)`` through ctypes (``os.statx`` only arrives in Python 3.15)."""
-
-    def __init__(self) -> None:
-        self.fn: Any = None
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-                fn = libc.statx
-            except (OSError, AttributeError):
-                return
-            fn.argtypes = [
-                ctypes.c_int,
-                ctypes.c_char_p,
-                ctypes.c_int,
-                ctypes.c_uint,
-                ctypes.c_char_p,
-            ]
-            fn.restype = ctypes.c_int
-            self.fn = fn
-
-    def __call__(self, dir_fd: int, name: str) -> _Stat:
-        if self.fn is None:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            return _Stat(st.st_mode, st.st_dev, st.st_ino, None, None)
-        buf = ctypes.create_string_buffer(256)
-        flags = _AT_SYMLINK_NOFOLLOW | _AT_NO_AUTOMOUNT | (_AT_EMPTY_PATH if not name else 0)
-        if self.fn(dir_fd, os.fsencode(name), flags, _STATX_BASIC | _STATX_MNT_ID, buf) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e), name)
-        raw = buf.raw
-        mask = int.from_bytes(raw[0:4], sys.byteorder)
-        attrs = int.from_bytes(raw[0x08:0x10], sys.byteorder)
-        attrs_mask = int.from_bytes(raw[0x38:0x40], sys.byteorder)
-        mode = int.from_bytes(raw[0x1C:0x1E], sys.byteorder)
-        ino = int.from_bytes(raw[0x20:0x28], sys.byteorder)
-        dev = os.makedev(
-            int.from_bytes(raw[0x88:0x8C], sys.byteorder),
-            int.from_bytes(raw[0x8C:0x90], sys.byteorder),
-        )
-        mnt_id = int.from_bytes(raw[0x90:0x98], sys.byteorder) if mask & _STATX_MNT_ID else None
-        mount_root = (
-            bool(attrs & _STATX_ATTR_MOUNT_ROOT) if attrs_mask & _STATX_ATTR_MOUNT_ROOT else None
-        )
-        return _Stat(mode, dev, ino, mnt_id, mount_root)
-
-
-_statx = _Statx()
-
 # statfs f_type of filesystems that are surely local: their removals need not read
 # the mount table to find out (fuse, nfs, cifs, ... are not in here).
 _LOCAL_MAGIC = frozenset(
@@ -262,8 +194,7 @@ class _Statfs:
         self.fn: Any = None
         if sys.platform.startswith("linux"):
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-                fn = libc.fstatfs
+                fn = libc().fstatfs
             except (OSError, AttributeError):
                 return
             fn.argtypes = [ctypes.c_int, ctypes.c_char_p]
@@ -410,7 +341,7 @@ class _Run:
         self._lock = threading.RLock()
         self.opened: list[_Root] = []
         self._workers_by_dev: dict[int, int] = {}
-        self.parent_fds: dict[str, tuple[int, _Stat]] = {}  # shared by roots in one directory
+        self.parent_fds: dict[str, tuple[int, StatxResult]] = {}  # shared by roots in one directory
         kill = os.environ.get(_KILL_AFTER_ENV)
         self._kill_after = int(kill) if kill else None
 
@@ -581,8 +512,8 @@ class _Run:
 
     def _is_mount(self, fd: int, name: str) -> bool:
         try:
-            here = _statx(fd, "")
-            there = _statx(fd, name)
+            here = statx(fd, "")
+            there = statx(fd, name)
         except OSError:
             return False
         if there.mount_root:
@@ -591,11 +522,11 @@ class _Run:
             return here.mnt_id != there.mnt_id
         return here.dev != there.dev
 
-    def open_subdir(self, fr: _Frame, name: str, root: _Stat, out: _Outcome) -> int | None:
+    def open_subdir(self, fr: _Frame, name: str, root: StatxResult, out: _Outcome) -> int | None:
         """Open ``name`` under ``fr`` for walking, or deal with it and return None."""
         full = os.path.join(fr.path, name)
         try:
-            st = _statx(fr.fd, name)
+            st = statx(fr.fd, name)
         except OSError as e:
             if e.errno in REMOVE_GONE:
                 return None
@@ -727,7 +658,7 @@ class _Run:
         return self._pool
 
     def clear_tree(
-        self, top_fd: int, top_path: str, prot: _Protect, root: _Stat, out: _Outcome
+        self, top_fd: int, top_path: str, prot: _Protect, root: StatxResult, out: _Outcome
     ) -> bool:
         """Empty the directory open at ``top_fd``; True if it is now empty."""
         workers = self._workers_for(top_fd)
@@ -849,7 +780,7 @@ class _ParallelWalk:
     the directory's lock for each round trip), different directories in parallel.
     """
 
-    def __init__(self, run: _Run, pool: _Workers, root: _Stat, out: _Outcome) -> None:
+    def __init__(self, run: _Run, pool: _Workers, root: StatxResult, out: _Outcome) -> None:
         self.run = run
         self.pool = pool
         self.root = root
@@ -1032,8 +963,8 @@ class _Root:
     name: str
     prot: _Protect = field(default_factory=_Protect)
     parent_fd: int = -1  # owned by _Run.parent_fds
-    parent_st: _Stat | None = None
-    st: _Stat | None = None  # None: does not exist
+    parent_st: StatxResult | None = None
+    st: StatxResult | None = None  # None: does not exist
     outcome: _Outcome = field(default_factory=_Outcome)
     done: bool = False
 
@@ -1173,7 +1104,7 @@ def _open_roots(run: _Run, roots: list[_Root]) -> None:
                     e.errno or 0, f"cannot open parent directory: {e.strerror}", r.path
                 ) from None
             try:
-                cached = (fd, _statx(fd, ""))
+                cached = (fd, statx(fd, ""))
             except OSError as e:
                 os.close(fd)
                 raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.parent) from None
@@ -1181,7 +1112,7 @@ def _open_roots(run: _Run, roots: list[_Root]) -> None:
         r.parent_fd, r.parent_st = cached
         run.opened.append(r)
         try:
-            r.st = _statx(r.parent_fd, r.name)
+            r.st = statx(r.parent_fd, r.name)
         except OSError as e:
             if e.errno not in REMOVE_GONE:
                 raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.path) from None
@@ -1275,7 +1206,7 @@ def _remove(run: _Run, roots: list[_Root], last: Sequence[str]) -> RemoveReport:
             r.done = True
             continue
         try:
-            r.st = _statx(r.parent_fd, r.name)
+            r.st = statx(r.parent_fd, r.name)
             r.done = False
         except OSError:
             r.st = None
@@ -1359,7 +1290,7 @@ def _passes(run: _Run, roots: list[_Root]) -> None:
 def _one_pass(run: _Run, r: _Root) -> None:
     out = r.outcome
     try:
-        st = _statx(r.parent_fd, r.name)
+        st = statx(r.parent_fd, r.name)
     except OSError as e:
         if e.errno in REMOVE_GONE:
             r.done = True
@@ -1497,7 +1428,7 @@ def gc(path: StrPath, *, min_age: float = 0.0, budget: float = 1.0) -> RemoveRep
                 trashes.append(t)
         if os.path.isdir(base) and not os.path.islink(base):
             for dirpath, dirnames, _files, dir_fd in os.fwalk(base, follow_symlinks=False):
-                here = _statx(dir_fd, "")
+                here = statx(dir_fd, "")
                 keep = []
                 for n in dirnames:
                     full = os.path.join(dirpath, n)
@@ -1509,7 +1440,7 @@ def gc(path: StrPath, *, min_age: float = 0.0, budget: float = 1.0) -> RemoveRep
                         stages.append(full)
                     else:
                         try:
-                            st = _statx(dir_fd, n)
+                            st = statx(dir_fd, n)
                         except OSError:
                             continue
                         if (

@@ -8,12 +8,25 @@ off for the process when the kernel says the call itself does not exist.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CLONE_SUPPORTED", "clone_fd", "copy_fd", "copy_sparse", "open_beneath"]
+__all__ = [
+    "AT_FDCWD",
+    "CLONE_SUPPORTED",
+    "StatxResult",
+    "clone_fd",
+    "copy_fd",
+    "copy_sparse",
+    "libc",
+    "open_beneath",
+    "statx",
+]
 
 _LINUX = sys.platform.startswith("linux")
 _DARWIN = sys.platform == "darwin"
@@ -40,18 +53,14 @@ def libc() -> Any:
     """A fresh handle on the C library (its own function objects, so callers can set
     ``argtypes`` without stepping on each other).  Linux: the process's own symbols
     (``dlopen(NULL)``), found without ``find_library``'s subprocess."""
-    import ctypes
 
     if _LINUX:
         return ctypes.CDLL(None, use_errno=True)
-    import ctypes.util
 
     return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 if _DARWIN:  # pragma: no cover - exercised on macOS only
-    import ctypes
-
     _libc = libc()
     _fclonefileat = getattr(_libc, "fclonefileat", None)
     if _fclonefileat is not None:
@@ -85,7 +94,6 @@ def clone_at(src_fd: int, dst_dir_fd: int, name: str | bytes) -> None:  # pragma
     """macOS: create ``name`` in ``dst_dir_fd`` as a clone of ``src_fd`` (fclonefileat)."""
     if not (_DARWIN and _fclonefileat is not None):
         raise OSError(errno.EOPNOTSUPP, "fclonefileat is unavailable")
-    import ctypes
 
     if _fclonefileat(src_fd, dst_dir_fd, os.fsencode(name), _CLONE_NOFOLLOW | _CLONE_NOOWNERCOPY):
         err = ctypes.get_errno()
@@ -210,8 +218,6 @@ def _load_openat2() -> Any:
     if _openat2 is None:
         _openat2 = False
         if _LINUX:
-            import ctypes
-
             fn = libc().syscall
             fn.restype = ctypes.c_long
             how = (ctypes.c_uint64 * 3)(os.O_RDONLY | os.O_DIRECTORY, 0, _RESOLVE_NO_SYMLINKS)
@@ -233,8 +239,6 @@ def open_beneath(root_fd: int, relpath: str, flags: int) -> int:
         return os.dup(root_fd)
     fn = _load_openat2()
     if fn:
-        import ctypes
-
         how = (ctypes.c_uint64 * 3)(
             flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS
         )
@@ -260,3 +264,81 @@ def open_beneath(root_fd: int, relpath: str, flags: int) -> int:
             os.close(fd)
         raise
     return fd
+
+
+# -- statx by directory fd (mount ID and "is a mount root", never following) ----------
+
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_NO_AUTOMOUNT = 0x800
+_AT_EMPTY_PATH = 0x1000
+_STATX_BASIC = 0x7FF
+_STATX_MNT_ID = 0x1000
+AT_FDCWD = -100
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+
+
+@dataclass(frozen=True)
+class StatxResult:
+    mode: int
+    dev: int
+    ino: int
+    mnt_id: int | None
+    mount_root: bool | None  # None: the kernel did not say
+
+
+class _Statx:
+    """``statx(2)`` through ctypes (``os.statx`` only arrives in Python 3.15)."""
+
+    def __init__(self) -> None:
+        self.fn: Any = None
+        self.looked_up = False
+
+    def _lookup(self) -> None:
+        self.looked_up = True
+        if _LINUX:
+            try:
+                fn = libc().statx
+            except (OSError, AttributeError):
+                return
+            fn.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_uint,
+                ctypes.c_char_p,
+            ]
+            fn.restype = ctypes.c_int
+            self.fn = fn
+
+    def __call__(self, dir_fd: int, name: str) -> StatxResult:
+        if not self.looked_up:
+            self._lookup()
+        if self.fn is None:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            return StatxResult(st.st_mode, st.st_dev, st.st_ino, None, None)
+        buf = ctypes.create_string_buffer(256)
+        flags = _AT_SYMLINK_NOFOLLOW | _AT_NO_AUTOMOUNT | (_AT_EMPTY_PATH if not name else 0)
+        if self.fn(dir_fd, os.fsencode(name), flags, _STATX_BASIC | _STATX_MNT_ID, buf) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e), name)
+        raw = buf.raw
+        mask = int.from_bytes(raw[0:4], sys.byteorder)
+        attrs = int.from_bytes(raw[0x08:0x10], sys.byteorder)
+        attrs_mask = int.from_bytes(raw[0x38:0x40], sys.byteorder)
+        mode = int.from_bytes(raw[0x1C:0x1E], sys.byteorder)
+        ino = int.from_bytes(raw[0x20:0x28], sys.byteorder)
+        dev = os.makedev(
+            int.from_bytes(raw[0x88:0x8C], sys.byteorder),
+            int.from_bytes(raw[0x8C:0x90], sys.byteorder),
+        )
+        mnt_id = int.from_bytes(raw[0x90:0x98], sys.byteorder) if mask & _STATX_MNT_ID else None
+        mount_root = (
+            bool(attrs & _STATX_ATTR_MOUNT_ROOT) if attrs_mask & _STATX_ATTR_MOUNT_ROOT else None
+        )
+        return StatxResult(mode, dev, ino, mnt_id, mount_root)
+
+
+#: ``statx(dir_fd, name)``: ``name`` relative to ``dir_fd`` (``""``: ``dir_fd`` itself;
+#: ``dir_fd`` may be ``AT_FDCWD``), without following a final symlink or triggering
+#: an automount.  Falls back to ``os.stat`` (no mount ID) where statx is missing.
+statx = _Statx()
