@@ -356,7 +356,7 @@ def test_symlink_swapped_in_mid_walk_is_removed_not_followed(
             swapped.append(1)
         return st
 
-    monkeypatch.setattr(R, "_statx", racing)
+    monkeypatch.setattr(R, "statx", racing)
     r = remove(root)
     assert swapped and r.ok and not os.path.lexists(root)
     assert (outside / "inner" / "f").read_text() == "precious"
@@ -572,7 +572,7 @@ def test_parallel_walk_never_follows_a_swapped_symlink(
             swapped.append(1)
         return st
 
-    monkeypatch.setattr(R, "_statx", racing)
+    monkeypatch.setattr(R, "statx", racing)
     r = remove(root, workers=8)
     assert swapped and r.ok and not os.path.lexists(root)
     assert (outside / "inner" / "f").read_text() == "precious"
