@@ -14,7 +14,6 @@ from linkstrategy._mounts import (
     Mount,
     MountTableError,
     find_mount,
-    iter_under,
     parse_mount_table,
     parse_mountinfo,
     parse_proc_mounts,
@@ -248,11 +247,6 @@ def test_empty_source_field_mountinfo() -> None:
 def test_empty_source_field_proc_mounts() -> None:
     m = parse_proc_mounts(" /mnt/x tmpfs rw,relatime 0 0")[0]
     assert (m.source, m.mount_point, m.fstype) == ("", "/mnt/x", "tmpfs")
-
-
-def test_iter_under_root_excludes_root() -> None:
-    table = [Mount("/", "ext4", "/dev/sda1"), Mount("/tmp", "tmpfs", "tmpfs")]
-    assert [m.mount_point for m in iter_under("/", table)] == ["/tmp"]
 
 
 def test_leading_double_slash_path() -> None:

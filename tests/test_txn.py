@@ -19,6 +19,7 @@ import pytest
 import linkstrategy._txn as T
 from linkstrategy._errors import LinkStrategyError, TransactionBusy
 from linkstrategy._mounts import mount_id_of
+from linkstrategy._owner import HOST
 from linkstrategy._remove import TRASH_NAME, gc, remove
 from linkstrategy._txn import recover_for, replace, staging_dir
 
@@ -309,9 +310,9 @@ def test_gc_removes_staging_dirs_of_dead_processes(tmp_path: Path) -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     ).stdout.strip()
-    stale = tmp_path / f".pkg{T.STAGE_MARK}{T._HOST}-{dead}-abc"
+    stale = tmp_path / f".pkg{T.STAGE_MARK}{HOST}-{dead}-abc"
     (stale / "x").mkdir(parents=True)
-    live = tmp_path / f".pkg{T.STAGE_MARK}{T._HOST}-{os.getpid()}-abc"
+    live = tmp_path / f".pkg{T.STAGE_MARK}{HOST}-{os.getpid()}-abc"
     live.mkdir()
     assert gc(tmp_path).ok
     assert not stale.exists() and live.exists()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -300,11 +300,3 @@ def find_mount(path: str, table: Sequence[Mount] | None = None, *, local: bool =
     if found is None:
         raise MountTableError(f"no mount in the table contains {path!r}")
     return found
-
-
-def iter_under(mount_point: str, table: Iterable[Mount]) -> list[Mount]:
-    """Mounts strictly below ``mount_point`` (for walkers that must not cross them)."""
-    base = mount_point.rstrip("/")
-    return [
-        m for m in table if m.mount_point != (base or "/") and m.mount_point.startswith(base + "/")
-    ]

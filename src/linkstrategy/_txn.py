@@ -87,7 +87,6 @@ log = logging.getLogger("linkstrategy")
 
 TXN_SUFFIX = ".linkstrategy-txn"
 STAGE_MARK = ".linkstrategy-stage-"
-_HOST = HOST
 _STALE_FOREIGN_STAGE = 86400.0  # another host's staging dirs: removed after a day
 _COMMIT_BUDGET = 2.0
 _RENAME_BUDGET = 2.0
@@ -262,7 +261,7 @@ class _Txn:
 
     def set(self, **kw: Any) -> None:
         self.state.update(kw)
-        self.state.update(version=1, dst=self.name, pid=os.getpid(), host=_HOST, time=time.time())
+        self.state.update(version=1, dst=self.name, pid=os.getpid(), host=HOST, time=time.time())
 
     def write(self, **kw: Any) -> None:
         self.set(**kw)
@@ -497,10 +496,10 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
     os.makedirs(parent, exist_ok=True)
     tmpdir = os.environ.get("TMPDIR")
     if tmpdir and os.path.isdir(tmpdir) and _same_place(tmpdir, parent):
-        path = tempfile.mkdtemp(prefix=f"linkstrategy-stage-{_HOST}-{os.getpid()}-", dir=tmpdir)
+        path = tempfile.mkdtemp(prefix=f"linkstrategy-stage-{HOST}-{os.getpid()}-", dir=tmpdir)
     else:
         short = os.fsdecode(os.fsencode(name)[:100])
-        path = tempfile.mkdtemp(prefix=f".{short}{STAGE_MARK}{_HOST}-{os.getpid()}-", dir=parent)
+        path = tempfile.mkdtemp(prefix=f".{short}{STAGE_MARK}{HOST}-{os.getpid()}-", dir=parent)
     try:
         yield Path(path)
     finally:
@@ -513,7 +512,7 @@ def reap_stage(path: StrPath) -> bool:
     tail = os.path.basename(p).rpartition(STAGE_MARK)[2]
     host, _, rest = tail.partition("-")
     pid_s = rest.partition("-")[0]
-    if host == _HOST and pid_s.isdigit():
+    if host == HOST and pid_s.isdigit():
         if pid_alive(int(pid_s)):
             return False
     else:
