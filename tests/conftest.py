@@ -45,6 +45,32 @@ MOUNT_FIXTURES = frozenset(
 )
 
 _REQUIRE = os.environ.get("LINKSTRATEGY_REQUIRE_MOUNTS", "") not in ("", "0")
+_REQUIRE_SPEEDUPS = os.environ.get("LINKSTRATEGY_REQUIRE_SPEEDUPS", "") not in ("", "0")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests using ``place_loop`` run once with place()'s C per-file loop and once with
+    the Python one; those marked ``python_loop`` (faults injected at a Python call
+    site, which the C loop does not go through) run with the Python loop only."""
+    if "place_loop" in metafunc.fixturenames:
+        only_python = metafunc.definition.get_closest_marker("python_loop") is not None
+        params = ["python"] if only_python else ["c", "python"]
+        metafunc.parametrize("place_loop", params, indirect=True)
+
+
+@pytest.fixture
+def place_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which per-file loop place() uses: "c" (the ``_speedups`` extension) or "python"."""
+    from linkstrategy import _place
+
+    if request.param == "python":
+        monkeypatch.setattr(_place, "_fast", None)
+    elif _place._fast is None:
+        msg = "the C extension linkstrategy._speedups is not built or is switched off"
+        if _REQUIRE_SPEEDUPS:
+            pytest.fail(f"{msg} (LINKSTRATEGY_REQUIRE_SPEEDUPS is set)", pytrace=False)
+        pytest.skip(msg)
+    return str(request.param)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -25,8 +25,14 @@ import mountutil
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh_cache(monkeypatch: pytest.MonkeyPatch, place_loop: str) -> None:
+    """Every test here runs with the C per-file loop and with the Python one
+    (``place_loop``, see conftest); subprocesses are told through the environment."""
     _probe.clear_cache()
+    if place_loop == "python":
+        monkeypatch.setenv("LINKSTRATEGY_NO_SPEEDUPS", "1")
+    else:
+        monkeypatch.delenv("LINKSTRATEGY_NO_SPEEDUPS", raising=False)
     monkeypatch.delenv("LINKSTRATEGY_STRATEGY", raising=False)
     monkeypatch.delenv("LINKSTRATEGY_NETWORK_MOUNTS", raising=False)
 
@@ -191,6 +197,7 @@ def test_single_file_under_another_name(xfs_reflink: Path) -> None:
 # -- fallback by errno class (fault injection at the call site) ----------------------------
 
 
+@pytest.mark.python_loop
 def test_clone_capability_error_downgrades_the_pair_and_warns_once(
     xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -214,6 +221,7 @@ def test_clone_capability_error_downgrades_the_pair_and_warns_once(
     assert xfs_reflink.as_posix().split("/")[1] in warnings[0].getMessage()
 
 
+@pytest.mark.python_loop
 def test_transient_eagain_is_retried_not_downgraded(
     xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,10 +424,12 @@ def test_file_list_skips_the_walk(tmp_path: Path) -> None:
 
 _CHILD_PAUSING = textwrap.dedent(
     """
-    import sys, time, linkstrategy
+    import sys, threading, time, linkstrategy
+    first = threading.Lock()
     def progress(done, total):
-        if done == 150:
-            print("ready", flush=True)
+        if done >= 150:  # called per file, or per batch with the C loop
+            if first.acquire(blocking=False):
+                print("ready", flush=True)
             time.sleep(60)
     linkstrategy.place(sys.argv[1], sys.argv[2], strategy="copy", workers=2, progress=progress)
     """
@@ -525,6 +535,7 @@ def test_place_empties_trash_an_earlier_remove_deferred(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
+@pytest.mark.python_loop
 def test_copy_stops_asking_copy_file_range_after_exdev(
     ext4: Path, ext4_b: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,6 +17,9 @@ How it works:
    or, if the name exists, under a temporary name renamed over it.  Nothing
    partial ever has a final name; a killed run leaves only ``.lstmp-`` names,
    which the next run there removes.
+   Files going into a new directory are placed by the optional C loop
+   (``_speedups.c``, no GIL held) when it is built; it hands any file that does
+   not go plainly back to the Python path below, which owns every decision.
 4. Errors are sorted by the named errno sets in :mod:`._errors`: capability
    errors drop the strategy for the rest of the run, per-file limits fall back
    for one file, transient errors are retried, anything else stops the run,
@@ -33,11 +36,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import queue
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +49,15 @@ from ._errors import PlaceError, StrategyUnavailable
 from ._owner import HOST, is_orphan, tag
 from ._plan import STRATEGIES, Plan, Strategy, plan
 from ._remove import collect_trash
-from ._syscalls import CLONE_CREATES, clone_at, clone_fd, copy_fd, copy_sparse, open_beneath
+from ._syscalls import (
+    CLONE_CREATES,
+    clone_at,
+    clone_fd,
+    copy_fd,
+    copy_sparse,
+    load_speedups,
+    open_beneath,
+)
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place"]
 
@@ -60,8 +71,14 @@ _STALE_FOREIGN_SECONDS = 3600.0  # another host's temporaries: removed after an 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in for a file since the walk must not block the open
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TRANSIENT_TRIES = 4
+
+#: The optional C per-file loop (``_speedups.c``), or None: then every file takes
+#: the Python path.  Tests set this to None to run that path.
+_fast: Any = load_speedups()
+_FAST_CODES: dict[str, int] = {"hardlink": 0, "reflink": 1, "copy": 2}
 
 _warned: set[tuple[Any, ...]] = set()
 _warned_lock = threading.Lock()
@@ -143,9 +160,6 @@ class PlaceReport:
 
 # -- the source ----------------------------------------------------------------------
 
-_FILE, _LINK = 0, 1
-Entry = tuple[str, int]  # (name, _FILE | _LINK)
-
 
 def _join(d: str, name: str) -> str:
     return f"{d}/{name}" if d else name
@@ -165,7 +179,8 @@ def _special(mode: int) -> str:
 class _Listing:
     """What one source directory holds (from scandir, or from the caller's file list)."""
 
-    entries: list[Entry] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
     subdirs: list[str] = field(default_factory=list)
 
 
@@ -177,9 +192,9 @@ def _scan_source(sdir: int, rel: str, skipped: list[Skipped]) -> _Listing:
             if e.is_dir(follow_symlinks=False):
                 out.subdirs.append(e.name)
             elif e.is_symlink():
-                out.entries.append((e.name, _LINK))
+                out.links.append(e.name)
             elif e.is_file(follow_symlinks=False):
-                out.entries.append((e.name, _FILE))
+                out.files.append(e.name)
             else:  # never opened: opening a FIFO blocks, a device may do anything
                 kind = _special(e.stat(follow_symlinks=False).st_mode)
                 skipped.append(Skipped(_join(rel, e.name), f"{kind}: not placed"))
@@ -204,9 +219,9 @@ def _listings_from_files(
                 listings[sub] = _Listing()
                 listings["/".join(parts[:i])].subdirs.append(parts[i])
         if stat.S_ISLNK(st.st_mode):
-            listings[d].entries.append((name, _LINK))
+            listings[d].links.append(name)
         elif stat.S_ISREG(st.st_mode):
-            listings[d].entries.append((name, _FILE))
+            listings[d].files.append(name)
         elif stat.S_ISDIR(st.st_mode):
             raise ValueError(f"file list entry {raw!r} is a directory")
         else:
@@ -266,25 +281,56 @@ class _Run:
         self.created_files: list[tuple[str, str]] = []  # new names in pre-existing dirs
         self.existing: dict[str, frozenset[str]] = {}  # pre-existing dir -> its names
         self.tmp_seq = 0
-        # scheduling
-        self.pool: ThreadPoolExecutor | None = None
+        # scheduling: a queue, ``workers`` threads, and a count of unfinished jobs
+        self.queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]
+        self.queue = queue.SimpleQueue()
+        self.threaded = False
         self.chunk = 64
         self.pending = 0
-        self.idle = threading.Event()
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
     # scheduling ------------------------------------------------------------------------
+    def run_jobs(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` and every job it submits on ``workers`` threads; return when
+        all are done (or, after an error, skipped).  The error is left in ``self.error``."""
+        self.threaded = True
+        self.submit(fn, *args)
+        threads = [
+            threading.Thread(target=self._worker, name=f"linkstrategy-{i}")
+            for i in range(self.workers)
+        ]
+        try:
+            for t in threads:
+                t.start()
+        finally:
+            try:
+                for t in threads:
+                    if t.ident is not None:
+                        t.join()
+            except BaseException:  # e.g. KeyboardInterrupt: stop the jobs, then wait
+                self.stop.set()
+                for t in threads:
+                    if t.ident is not None:
+                        t.join()
+                raise
+            finally:
+                self.threaded = False
+
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        if self.pool is None:  # single file: run inline
+        if not self.threaded:  # single file: run inline
             fn(*args)
             return
         with self.lock:
             self.pending += 1
-            self.idle.clear()
-        self.pool.submit(self._guarded, fn, *args)
+        self.queue.put((fn, args))
 
-    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+    def _worker(self) -> None:
+        get = self.queue.get
+        while (job := get()) is not None:
+            self._guarded(job[0], job[1])
+
+    def _guarded(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         try:
             if not self.stop.is_set():
                 fn(*args)
@@ -298,8 +344,10 @@ class _Run:
         finally:
             with self.lock:
                 self.pending -= 1
-                if self.pending == 0:
-                    self.idle.set()
+                last = self.pending == 0
+            if last:  # nothing queued or running: let every worker go
+                for _ in range(self.workers):
+                    self.queue.put(None)
 
     # chain management --------------------------------------------------------------------
     def downgrade(self, strategy: Strategy, err: OSError, path: str) -> None:
@@ -643,26 +691,64 @@ def _place_symlink(
 
 
 def _place_entries(
-    run: _Run, rel: str, sdir: int, ddir: int, items: list[Entry], hidden: bool
+    run: _Run, rel: str, sdir: int, ddir: int, files: list[str], links: list[str], hidden: bool
 ) -> None:
     existing = None if hidden else run.existing.get(rel)
     tally = _Tally()
     watched = run.progress is not None
     try:
-        for name, kind in items:
+        if hidden and _fast is not None:
+            _place_new_files(run, rel, sdir, ddir, files, tally)
+            files = []
+        for name in files:
             if run.stop.is_set():
                 raise _Abort
             exists = existing is not None and name in existing
-            if kind == _LINK:
-                _place_symlink(run, rel, sdir, ddir, name, name, exists, tally)
-            else:
-                _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden)
+            _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden)
             if watched:
                 run.merge(tally)
+        for name in links:
+            exists = existing is not None and name in existing
+            _place_symlink(run, rel, sdir, ddir, name, name, exists, tally)
         if run.fsync:
             os.fsync(ddir)
     finally:
         run.merge(tally)
+
+
+def _place_new_files(
+    run: _Run, rel: str, sdir: int, ddir: int, names: list[str], tally: _Tally
+) -> None:
+    """Files into a directory this run created, through the C loop of ``_speedups``
+    (no GIL, so the workers run in parallel).  It stops at the first file that does
+    not go plainly (an error, extended attributes, holes); that file takes the
+    Python path, which decides about errors and fallbacks, and the loop goes on."""
+    assert _fast is not None
+    i, n = 0, len(names)
+    while i < n:
+        if run.stop.is_set():
+            raise _Abort
+        strategy = run.chain[0]
+        nxt, nbytes, run.cfr = _fast.place_files(
+            _FAST_CODES[strategy],
+            sdir,
+            ddir,
+            names,
+            i,
+            run.umask,
+            run.xattrs and not run.xattr_failed,
+            run.fsync,
+            run.cfr,
+        )
+        tally.counts[strategy] += nxt - i
+        tally.files += nxt - i
+        tally.bytes += nbytes
+        if nxt < n:
+            _place_file(run, rel, sdir, ddir, names[nxt], names[nxt], False, tally, True)
+            nxt += 1
+        i = nxt
+        if run.progress is not None:
+            run.merge(tally)
 
 
 # -- directories -------------------------------------------------------------------------
@@ -683,11 +769,11 @@ def _open_pair(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> tuple[
 
 
 def _chunk_job(
-    run: _Run, roots: tuple[int, int], rel: str, drel: str, hidden: bool, items: list[Entry]
+    run: _Run, roots: tuple[int, int], rel: str, drel: str, hidden: bool, files: list[str]
 ) -> None:
     sdir, ddir = _open_pair(run, roots, rel, drel)
     try:
-        _place_entries(run, rel, sdir, ddir, items, hidden)
+        _place_entries(run, rel, sdir, ddir, files, [], hidden)
     finally:
         os.close(sdir)
         os.close(ddir)
@@ -722,7 +808,7 @@ def _dir_job(
         # (run.skipped is appended to from several threads: list.append is atomic)
         listing = _scan_source(sdir, rel, run.skipped) if listings is None else listings[rel]
         with run.lock:
-            run.discovered += len(listing.entries)
+            run.discovered += len(listing.files) + len(listing.links)
             run.dirs += 1
         for name in listing.subdirs:
             child = _join(rel, name)
@@ -737,11 +823,11 @@ def _dir_job(
                 with run.lock:
                     run.hidden_tops.append((child, drel, tmp, name))
                 run.submit(_dir_job, run, roots, child, _join(drel, tmp), True, listings)
-        items = listing.entries
+        files = listing.files
         chunk = run.chunk
-        for i in range(chunk, len(items), chunk):
-            run.submit(_chunk_job, run, roots, rel, drel, hidden, items[i : i + chunk])
-        _place_entries(run, rel, sdir, ddir, items[:chunk], hidden)
+        for i in range(chunk, len(files), chunk):
+            run.submit(_chunk_job, run, roots, rel, drel, hidden, files[i : i + chunk])
+        _place_entries(run, rel, sdir, ddir, files[:chunk], listing.links, hidden)
     finally:
         os.close(sdir)
         os.close(ddir)
@@ -874,8 +960,9 @@ def place(
     written.  ``workers``: threads (default from the plan: few on a local disk,
     many on a network filesystem).  ``files``: relative paths of the files and
     symlinks to place (e.g. from a RECORD), so no source directory is listed.
-    ``progress(done, total)`` is called after each file; ``total`` counts the
-    files found so far and grows while the source is being walked.  ``xattrs``:
+    ``progress(done, total)`` is called as files are placed (after each file, or
+    each batch the C loop placed); ``total`` counts the files found so far and
+    grows while the source is being walked.  ``xattrs``:
     copy extended attributes on clones and copies.  ``fsync``: flush each file
     and directory before it is renamed into place.
 
@@ -1010,15 +1097,11 @@ def _place_tree(run: _Run, parent: str, base: str, files: Iterable[str] | None) 
                 None,
                 run.dst_root,
             ) from None
-        total = sum(len(x.entries) for x in listings.values()) if listings else 0
+        total = sum(len(x.files) for x in listings.values()) if listings else 0
         run.chunk = _chunk_size(total, run.workers, run.plan.network)
         roots = (src_root_fd, dst_root_fd)
         try:
-            with ThreadPoolExecutor(run.workers, thread_name_prefix="linkstrategy") as pool:
-                run.pool = pool
-                run.submit(_dir_job, run, roots, "", "", hidden_root is not None, listings)
-                run.idle.wait()
-            run.pool = None
+            run.run_jobs(_dir_job, run, roots, "", "", hidden_root is not None, listings)
             if run.error is not None:
                 raise run.error
             _restore_dir_modes(run, dst_root_fd)

@@ -24,6 +24,7 @@ __all__ = [
     "copy_fd",
     "copy_sparse",
     "libc",
+    "load_speedups",
     "open_beneath",
     "statx",
 ]
@@ -203,6 +204,19 @@ def _loop_sendfile(src_fd: int, dst_fd: int, size: int) -> int:
             break
         done += n
     return done
+
+
+def load_speedups() -> Any:
+    """The optional C extension ``linkstrategy._speedups`` (place()'s per-file loop
+    without the GIL), or None: not Linux, not built (no compiler at install), or
+    ``$LINKSTRATEGY_NO_SPEEDUPS`` set to a non-empty value."""
+    if not _LINUX or os.environ.get("LINKSTRATEGY_NO_SPEEDUPS"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return _speedups
 
 
 # -- opening paths beneath a directory without following symlinks ------------------

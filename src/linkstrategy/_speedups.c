@@ -1,0 +1,294 @@
+/*
+ * linkstrategy._speedups: place()'s per-file loop in C, run without the GIL.
+ *
+ * Optional.  place() works the same without it (the pure-Python loop in
+ * _place.py); with it, the workers of one place() call really run in parallel
+ * instead of taking turns at the GIL between two syscalls.
+ *
+ * Only the common case is done here: regular files written under their final
+ * names into a directory this run created (still hidden under a temporary
+ * name), by one strategy.  At the first file that does not go plainly -- any
+ * error at all, a source with extended attributes, a sparse file, a name that
+ * already exists -- the loop stops, removes what it created for that file, and
+ * returns its index.  The caller then places that one file through the Python
+ * path, which owns every decision about errors (the errno classes in
+ * _errors.py), fallbacks and warnings, and calls back in for the rest.  So
+ * there is exactly one copy of the policy, and this file only has to be
+ * correct for the plain case.
+ *
+ * place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask,
+ *             xattrs, fsync, copy_file_range) -> (next, bytes, copy_file_range)
+ *
+ *   strategy         0 hardlink, 1 reflink (FICLONE), 2 copy
+ *   names            list of str or bytes (file names, no "/")
+ *   start            index of the first name to place
+ *   umask            the process umask: modes it would strip are set with fchmod
+ *   xattrs           stop at a source with extended attributes (Python copies them)
+ *   fsync            fsync each file before closing it
+ *   copy_file_range  try copy_file_range first (copy only)
+ *
+ *   next             index of the first name not placed (len(names) when all were)
+ *   bytes            data cloned or copied (a hardlink adds nothing)
+ *   copy_file_range  False once copy_file_range refused this pair of files
+ *
+ * Clones and copies: open the source O_NOFOLLOW, fstat it (it must still be a
+ * regular file), create the destination O_CREAT|O_EXCL|O_NOFOLLOW with the
+ * source's mode, clone or copy, fchmod when the umask took bits away, futimens
+ * with the source's times (nanoseconds), close.  The same syscalls, in the same
+ * order, as _place._write_file.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#ifndef FICLONE
+#define FICLONE _IOW(0x94, 9, int)
+#endif
+
+enum { HARDLINK = 0, REFLINK = 1, COPY = 2 };
+
+#define CHUNK ((size_t)1 << 30)
+#define RW_CHUNK (1 << 20)
+#define SPARSE_SLACK 65536 /* as in _place._write_file: holes worth keeping */
+
+/* copy_file_range/sendfile not available for this pair: try the next primitive
+   (the same set as _syscalls._COPY_GIVEUP; 524 is the kernel's ENOTSUPP). */
+static int giveup(int e)
+{
+    return e == EXDEV || e == EOPNOTSUPP || e == ENOSYS || e == EPERM || e == EINVAL ||
+           e == ENOTSUP || e == 524;
+}
+
+/* Copy the data of sfd to dfd (both at offset 0).  0 on success, -1 on error. */
+static int copy_data(int sfd, int dfd, off_t size, int *cfr)
+{
+    off_t done = 0;
+    ssize_t n;
+
+    if (*cfr) {
+        while (done < size) {
+            size_t want = (size_t)(size - done) < CHUNK ? (size_t)(size - done) : CHUNK;
+            n = copy_file_range(sfd, NULL, dfd, NULL, want, 0);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (done == 0 && giveup(errno)) {
+                    *cfr = 0;
+                    break;
+                }
+                return -1;
+            }
+            if (n == 0) /* EOF: the file shrank */
+                break;
+            done += n;
+        }
+        if (done >= size && *cfr)
+            return 0;
+    }
+    if (done < size) {
+        int started = done > 0;
+        int sendfile_ok = 1;
+        while (done < size) {
+            size_t want = (size_t)(size - done) < CHUNK ? (size_t)(size - done) : CHUNK;
+            n = sendfile(dfd, sfd, NULL, want);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (!started && giveup(errno)) {
+                    sendfile_ok = 0;
+                    break;
+                }
+                return -1;
+            }
+            if (n == 0)
+                break;
+            started = 1;
+            done += n;
+        }
+        if (sendfile_ok && done >= size)
+            return 0;
+    }
+    /* read/write to EOF (the file may have grown; size is only a hint) */
+    {
+        char *buf = malloc(RW_CHUNK);
+        int rc = -1;
+        if (buf == NULL)
+            return -1;
+        for (;;) {
+            ssize_t r = read(sfd, buf, RW_CHUNK);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                break;
+            }
+            if (r == 0) {
+                rc = 0;
+                break;
+            }
+            char *p = buf;
+            while (r > 0) {
+                ssize_t w = write(dfd, p, (size_t)r);
+                if (w < 0) {
+                    if (errno == EINTR)
+                        continue;
+                    goto out;
+                }
+                p += w;
+                r -= w;
+            }
+        }
+    out:
+        free(buf);
+        return rc;
+    }
+}
+
+/* Place one file.  0 placed; -1 not placed, nothing left behind for it. */
+static int place_one(int strategy, int sdir, int ddir, const char *name, mode_t umask_,
+                     int xattrs, int do_fsync, int *cfr, long long *bytes)
+{
+    struct stat st;
+    int sfd, dfd;
+
+    if (strategy == HARDLINK)
+        return linkat(sdir, name, ddir, name, 0) == 0 ? 0 : -1;
+
+    sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); /* a FIFO swapped in must not block */
+    if (sfd < 0)
+        return -1;
+    if (fstat(sfd, &st) != 0 || !S_ISREG(st.st_mode))
+        goto fail_src;
+    if (xattrs) {
+        ssize_t x = flistxattr(sfd, NULL, 0);
+        if (x > 0 || (x < 0 && errno != ENOTSUP && errno != EOPNOTSUPP))
+            goto fail_src;
+    }
+    if (strategy == COPY && (long long)st.st_blocks * 512 < (long long)st.st_size - SPARSE_SLACK)
+        goto fail_src; /* has holes: the Python path keeps them */
+
+    mode_t mode = st.st_mode & 07777;
+    dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (dfd < 0)
+        goto fail_src;
+    if (strategy == REFLINK) {
+        if (ioctl(dfd, FICLONE, sfd) != 0)
+            goto fail_dst;
+    } else if (copy_data(sfd, dfd, st.st_size, cfr) != 0) {
+        goto fail_dst;
+    }
+    if ((mode & umask_) && fchmod(dfd, mode) != 0)
+        goto fail_dst;
+    {
+        struct timespec times[2] = {st.st_atim, st.st_mtim};
+        if (futimens(dfd, times) != 0)
+            goto fail_dst;
+    }
+    if (do_fsync && fsync(dfd) != 0)
+        goto fail_dst;
+    if (close(dfd) != 0) { /* NFS reports write-back errors here */
+        unlinkat(ddir, name, 0);
+        goto fail_src;
+    }
+    close(sfd);
+    *bytes += st.st_size;
+    return 0;
+
+fail_dst:
+    close(dfd);
+    unlinkat(ddir, name, 0);
+fail_src:
+    close(sfd);
+    return -1;
+}
+
+static PyObject *place_files(PyObject *self, PyObject *args)
+{
+    int strategy, sdir, ddir, umask_, xattrs, do_fsync, cfr;
+    PyObject *names;
+    Py_ssize_t start, n, i, k;
+    long long bytes = 0;
+    PyObject **enc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iiiO!nippp", &strategy, &sdir, &ddir, &PyList_Type, &names,
+                          &start, &umask_, &xattrs, &do_fsync, &cfr))
+        return NULL;
+    if (strategy < HARDLINK || strategy > COPY) {
+        PyErr_Format(PyExc_ValueError, "unknown strategy %d", strategy);
+        return NULL;
+    }
+    n = PyList_GET_SIZE(names);
+    if (start < 0 || start > n) {
+        PyErr_SetString(PyExc_IndexError, "start out of range");
+        return NULL;
+    }
+    enc = PyMem_Calloc((size_t)(n - start) + 1, sizeof(PyObject *));
+    if (enc == NULL)
+        return PyErr_NoMemory();
+    for (k = 0; k < n - start; k++) {
+        if (!PyUnicode_FSConverter(PyList_GET_ITEM(names, start + k), &enc[k]))
+            goto error;
+        if (strchr(PyBytes_AS_STRING(enc[k]), '/') != NULL) {
+            PyErr_Format(PyExc_ValueError, "not a file name: %R", PyList_GET_ITEM(names, start + k));
+            goto error;
+        }
+    }
+
+    Py_BEGIN_ALLOW_THREADS
+    for (i = 0; i < n - start; i++) {
+        if (place_one(strategy, sdir, ddir, PyBytes_AS_STRING(enc[i]), (mode_t)umask_, xattrs,
+                      do_fsync, &cfr, &bytes) != 0)
+            break;
+    }
+    Py_END_ALLOW_THREADS
+
+    for (k = 0; k < n - start; k++)
+        Py_XDECREF(enc[k]);
+    PyMem_Free(enc);
+    return Py_BuildValue("nLO", start + i, bytes, cfr ? Py_True : Py_False);
+
+error:
+    for (k = 0; k < n - start; k++)
+        Py_XDECREF(enc[k]);
+    PyMem_Free(enc);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"place_files", place_files, METH_VARARGS,
+     "place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask, xattrs, fsync,\n"
+     "            copy_file_range) -> (next, bytes, copy_file_range)\n\n"
+     "Place names[start:] from src_dir_fd into dst_dir_fd under the same names, stopping\n"
+     "at the first one that does not go plainly (see the comment atop _speedups.c)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "linkstrategy._speedups",
+    "place()'s per-file loop in C, run without the GIL (optional).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "HARDLINK", HARDLINK) || PyModule_AddIntConstant(m, "REFLINK", REFLINK) ||
+        PyModule_AddIntConstant(m, "COPY", COPY)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
