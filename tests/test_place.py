@@ -420,6 +420,20 @@ def test_file_list_skips_the_walk(tmp_path: Path) -> None:
         linkstrategy.place(tmp_path / "src", tmp_path / "dst2", files=["../escape"])
 
 
+@pytest.mark.parametrize("strategy", ["copy", "hardlink"])
+def test_file_list_with_repeated_entries(tmp_path: Path, strategy: str) -> None:
+    """A RECORD can list a file twice (or as ./x and x): it is placed once."""
+    files = make_tree(tmp_path / "src")
+    r = linkstrategy.place(
+        tmp_path / "src",
+        tmp_path / "dst",
+        strategy=strategy,
+        files=["pkg/__init__.py", "pkg/__init__.py", "./pkg/__init__.py", "pkg//big.bin"],
+    )
+    assert r.files == 2
+    assert (tmp_path / "dst/pkg/__init__.py").read_bytes() == files["pkg/__init__.py"]
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 _CHILD_PAUSING = textwrap.dedent(

@@ -206,10 +206,14 @@ def _listings_from_files(
 ) -> dict[str, _Listing]:
     """Listings built from a caller's file list (e.g. a RECORD): no directory is read."""
     listings: dict[str, _Listing] = {"": _Listing()}
+    seen: set[str] = set()
     for raw in files:
         rel = os.path.normpath(os.fspath(raw)).strip("/")
         if rel in ("", ".", "..") or rel.startswith("../"):
             raise ValueError(f"file list entry {raw!r} is not a path inside the source")
+        if rel in seen:  # listed twice (a RECORD can be sloppy): place it once
+            continue
+        seen.add(rel)
         d, _, name = rel.rpartition("/")
         st = os.stat(rel, dir_fd=src_root_fd, follow_symlinks=False)
         parts = d.split("/") if d else []
