@@ -398,9 +398,11 @@ def test_last_accepts_absolute_paths(tmp_path: Path, unlink_spy: list[str]) -> N
 
 _KILL_CHILD = textwrap.dedent(
     """
-    import sys
-    from linkstrategy._remove import remove
-    remove(sys.argv[1:3], last=("METADATA", "RECORD"))
+    import os, sys
+    from linkstrategy import _remove
+    k = int(sys.argv[3])  # kill -9 after the k-th unlink
+    _remove.unlink_hook = lambda n: n >= k and os.kill(os.getpid(), 9)
+    _remove.remove(sys.argv[1:3], last=("METADATA", "RECORD"))
     """
 )
 
@@ -412,9 +414,8 @@ def test_kill_at_random_points_never_orphans_files(tmp_path: Path) -> None:
     for k in points:
         base = tmp_path / f"k{k}"
         pkg, info = dist(base)
-        env = dict(os.environ, LINKSTRATEGY_TEST_KILL_AFTER_UNLINKS=str(k))
         res = subprocess.run(
-            [sys.executable, "-c", _KILL_CHILD, str(pkg), str(info)], env=env, capture_output=True
+            [sys.executable, "-c", _KILL_CHILD, str(pkg), str(info), str(k)], capture_output=True
         )
         assert res.returncode == -9, (k, res.stderr)
         left = {p.name for p in pkg.rglob("*") if p.is_file()} if pkg.exists() else set()

@@ -139,13 +139,19 @@ def test_failure_during_swap_rolls_back(
 _CHILD = textwrap.dedent(
     """
     import os, sys
+    import linkstrategy._remove as R
     import linkstrategy._txn as T
     if sys.argv[3] == "noexchange":
         T._renameat2_fn = False  # as on NFS: two renames
+    point = sys.argv[4]  # kill -9 there
+    kill = lambda: os.kill(os.getpid(), 9)
     kw = {}
-    if os.environ.get("LINKSTRATEGY_TEST_TXN_KILL_AT") == "mid-place":
-        # kill -9 while place() is half way through the new tree
-        kw["progress"] = lambda done, total: done >= 6 and os.kill(os.getpid(), 9)
+    if point == "mid-place":  # while place() is half way through the new tree
+        kw["progress"] = lambda done, total: done >= 6 and kill()
+    elif point == "commit-unlink":  # while the old tree is being removed
+        R.unlink_hook = lambda n: n >= 3 and kill()
+    else:
+        T.step_hook = lambda name: name == point and kill()
     T.replace(sys.argv[1], sys.argv[2], **kw)
     """
 )
@@ -173,13 +179,8 @@ def test_kill_9_during_replace_then_recovery(tmp_path: Path, recover_by: str) ->
         build(dst, "old", n=7)
         build(other, "third", n=2)
         want = {"new": snapshot(new), "old": snapshot(dst)}
-        env = dict(os.environ)
-        if point == "commit-unlink":
-            env["LINKSTRATEGY_TEST_KILL_AFTER_UNLINKS"] = "3"
-        else:
-            env["LINKSTRATEGY_TEST_TXN_KILL_AT"] = point
         res = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(new), str(dst), mode], env=env, capture_output=True
+            [sys.executable, "-c", _CHILD, str(new), str(dst), mode, point], capture_output=True
         )
         assert res.returncode == -9, (point, res.stderr)
         # Right after the kill, dst is one complete tree (or, between the two renames

@@ -164,8 +164,9 @@ _BACKOFF_MAX = 0.5
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
-# Test-only hook: kill this process after that many successful unlinks (kill -9 tests).
-_KILL_AFTER_ENV = "LINKSTRATEGY_TEST_KILL_AFTER_UNLINKS"
+#: Called with the running count after each successful unlink, when set.  A seam for
+#: the kill -9 tests (their child process sets it); None in normal use.
+unlink_hook: Callable[[int], None] | None = None
 
 
 def _is_silly(name: str) -> bool:
@@ -342,8 +343,7 @@ class _Run:
         self.opened: list[_Root] = []
         self._workers_by_dev: dict[int, int] = {}
         self.parent_fds: dict[str, tuple[int, StatxResult]] = {}  # shared by roots in one directory
-        kill = os.environ.get(_KILL_AFTER_ENV)
-        self._kill_after = int(kill) if kill else None
+        self._hook = unlink_hook
 
     # bookkeeping ---------------------------------------------------------
 
@@ -378,8 +378,8 @@ class _Run:
     def _count(self, n: int = 1) -> None:
         with self._lock:
             self.removed += n
-        if self._kill_after is not None and self.removed >= self._kill_after:
-            os.kill(os.getpid(), 9)
+        if self._hook is not None:
+            self._hook(self.removed)
 
     def _retried(self) -> None:
         with self._lock:
@@ -629,7 +629,7 @@ class _Run:
         """Unlink ``files`` (non-directories of ``fr``), one after another."""
         if not files:
             return
-        if self._kill_after is not None:
+        if self._hook is not None:  # one file at a time, so the hook sees each
             for name in files:
                 if not self.unlink(fr.fd, fr.path, name, out):
                     fr.blocked = True

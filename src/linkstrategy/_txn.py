@@ -67,7 +67,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace as _dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,13 +91,14 @@ _STALE_FOREIGN_STAGE = 86400.0  # another host's staging dirs: removed after a d
 _COMMIT_BUDGET = 2.0
 _RENAME_BUDGET = 2.0
 
-# Test-only hook (kill -9 tests): SIGKILL this process at the named step.
-_KILL_AT_ENV = "LINKSTRATEGY_TEST_TXN_KILL_AT"
+#: Called with the name of each step of replace() as it is reached, when set.  A
+#: seam for the kill -9 tests (their child process sets it); None in normal use.
+step_hook: Callable[[str], None] | None = None
 
 
-def _kill_point(name: str) -> None:
-    if os.environ.get(_KILL_AT_ENV) == name:
-        os.kill(os.getpid(), 9)
+def _step(name: str) -> None:
+    if step_hook is not None:
+        step_hook(name)
 
 
 # -- renameat2 ----------------------------------------------------------------------
@@ -433,26 +434,26 @@ def replace(src: StrPath, dst: StrPath, **place_kwargs: Any) -> PlaceReport:
         recover_for(d)  # a journal appeared since: TransactionBusy if its owner lives
         txn.begin()
     try:
-        _kill_point("building")
+        _step("building")
         report = place(src, txn.new, **place_kwargs)
-        _kill_point("placed")
+        _step("placed")
         new = _ident(txn.new)
         if new is None:
             raise LinkStrategyError(errno.ENOENT, "placed tree vanished", txn.new)
         txn.write(phase="swapping", new=new)
-        _kill_point("swapping")
+        _step("swapping")
         old = _ident(d)
         if old is not None and _exchange(txn.new, d):
             pass
         else:
             if old is not None:
                 _rename(d, txn.old)
-                _kill_point("moved-old")
+                _step("moved-old")
             _rename(txn.new, d)
         _fsync_dir(parent)
-        _kill_point("swapped")
+        _step("swapped")
         txn.write(phase="committing")
-        _kill_point("committing")
+        _step("committing")
     except BaseException:
         try:
             txn.rollback()  # the old tree is found by inode wherever the swap left it
