@@ -40,6 +40,7 @@ MOUNT_FIXTURES = frozenset(
         "fusefs",
         "nfslike",
         "latencyfs",
+        "latency_mount",
         "mounts_base",
     }
 )

@@ -1,5 +1,9 @@
 """Real mounts for tests: loop-image filesystems, tmpfs, bind mounts, FUSE.
 
+FUSE daemons: ``FaultFS`` (tests/faultfs.py, Python: latency and fault
+injection) and ``LatencyFS`` (tests/latencyfs.c, compiled on first use into
+tests/.build/: latency only, cheap enough for benchmarks).
+
 Everything here mounts only under a directory the caller gives, and every
 context manager unmounts (``umount``, then lazy ``umount -l``) and detaches its
 loop device (``losetup -d``) on the way out, also after exceptions.  No pytest
@@ -14,6 +18,9 @@ Command-line use (for stale state after a killed test run)::
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import hashlib
 import json
 import os
 import re
@@ -25,18 +32,22 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "FaultFS",
+    "LatencyFS",
+    "LatencyFSBuildError",
     "MountError",
     "bind_mount",
     "btrfs_subvolume",
     "cleanup_stale",
     "fuse_skip_reason",
     "is_mounted",
+    "latencyfs_binary",
+    "latencyfs_skip_reason",
     "loop_fs",
     "mount_info",
     "mount_skip_reason",
@@ -45,6 +56,8 @@ __all__ = [
 ]
 
 FAULTFS_SCRIPT = Path(__file__).with_name("faultfs.py")
+LATENCYFS_SOURCE = Path(__file__).with_name("latencyfs.c")
+BUILD_DIR = Path(__file__).with_name(".build")  # in .gitignore
 IMAGE_PREFIX = "linkstrategy-test-"
 
 # Smallest sizes that mkfs accepts here (xfsprogs >= 5.19 refuses < 300 MB;
@@ -109,8 +122,8 @@ def mount_skip_reason(kind: str | None = None) -> str | None:
     return None
 
 
-def fuse_skip_reason() -> str | None:
-    """None if this process can mount tests/faultfs.py."""
+def _fuse_device_skip_reason() -> str | None:
+    """None if this process can mount (and unmount) a FUSE filesystem."""
     if not os.path.exists("/dev/fuse"):
         return "/dev/fuse is absent"
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
@@ -119,10 +132,30 @@ def fuse_skip_reason() -> str | None:
         if os.geteuid() != 0:
             return "fusermount3 not found and not root"
         return "fusermount3 not found (needed to unmount; Debian package fuse3)"
+    return None
+
+
+def fuse_skip_reason() -> str | None:
+    """None if this process can mount tests/faultfs.py."""
+    reason = _fuse_device_skip_reason()
+    if reason:
+        return reason
     try:
         import mfusepy  # noqa: F401
     except Exception as e:  # OSError when libfuse is missing, ImportError without mfusepy
         return f"mfusepy not importable: {e}"
+    return None
+
+
+def latencyfs_skip_reason() -> str | None:
+    """None if this process can build and mount tests/latencyfs.c (builds it if needed)."""
+    reason = _fuse_device_skip_reason()
+    if reason:
+        return reason
+    try:
+        latencyfs_binary()
+    except MountError as e:
+        return str(e)
     return None
 
 
@@ -362,6 +395,67 @@ def cleanup_stale() -> list[str]:
 
 
 # --------------------------------------------------------------------- FUSE
+class _FuseDaemon(Protocol):  # what the helpers below need (FaultFS, LatencyFS)
+    mountpoint: Path
+    proc: subprocess.Popen[bytes] | None
+    timeout: float
+
+    def daemon_log(self) -> str: ...
+    def stop(self) -> None: ...
+
+
+def _wait_for_fuse_mount(fs: _FuseDaemon, subtype: str) -> None:
+    """Wait until ``fs.mountpoint`` shows in mountinfo as fuse.<subtype>; stop and
+    raise MountError if the daemon exits first or ``fs.timeout`` passes."""
+    assert fs.proc is not None
+    deadline = time.monotonic() + fs.timeout
+    while True:
+        ent = mount_entry(fs.mountpoint)
+        if ent is not None and ent["fstype"] == f"fuse.{subtype}":
+            return
+        if fs.proc.poll() is not None:
+            raise MountError(
+                f"{subtype} exited with {fs.proc.returncode} before mounting "
+                f"{fs.mountpoint}: {fs.daemon_log()}"
+            )
+        if time.monotonic() > deadline:
+            log = fs.daemon_log()  # before stop(), which may delete it
+            fs.stop()
+            raise MountError(f"{subtype} did not mount {fs.mountpoint} within {fs.timeout}s: {log}")
+        time.sleep(0.005)
+
+
+def _stop_fuse_daemon(
+    mountpoint: Path, proc: subprocess.Popen[bytes] | None, what: str
+) -> list[str]:
+    """Unmount (lazily if busy), reap the daemon (SIGTERM, then SIGKILL); return errors."""
+    errors: list[str] = []
+    mp = str(mountpoint)
+    grace = 5.0
+    if is_mounted(mp):
+        res = _run(["fusermount3", "-u", mp], check=False)
+        if res.returncode != 0:
+            # Busy (a test left a file open): detach lazily.  The daemon would
+            # serve the open files until they close, so stop it soon.
+            _run(["fusermount3", "-uz", mp], check=False)
+            grace = 0.2
+    if proc is not None:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if is_mounted(mp):
+        _run(["umount", "-l", mp], check=False)
+        if is_mounted(mp):
+            errors.append(f"{what} mount {mp} is still mounted")
+    return errors
+
+
 class FaultFS:
     """Run tests/faultfs.py in a subprocess over ``backing``, mounted at ``mountpoint``.
 
@@ -481,23 +575,8 @@ class FaultFS:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
             )
-        deadline = time.monotonic() + self.timeout
-        while True:
-            ent = mount_entry(self.mountpoint)
-            if ent is not None and ent["fstype"] == "fuse.faultfs":
-                return self
-            if self.proc.poll() is not None:
-                raise MountError(
-                    f"faultfs exited with {self.proc.returncode} before mounting "
-                    f"{self.mountpoint}: {self.daemon_log()}"
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise MountError(
-                    f"faultfs did not mount {self.mountpoint} within {self.timeout}s: "
-                    f"{self.daemon_log()}"
-                )
-            time.sleep(0.005)
+        _wait_for_fuse_mount(self, "faultfs")
+        return self
 
     def daemon_log(self) -> str:
         try:
@@ -506,30 +585,7 @@ class FaultFS:
             return ""
 
     def stop(self) -> None:
-        errors: list[str] = []
-        mp = str(self.mountpoint)
-        grace = 5.0
-        if is_mounted(mp):
-            res = _run(["fusermount3", "-u", mp], check=False)
-            if res.returncode != 0:
-                # Busy (a test left a file open): detach lazily.  The daemon would
-                # serve the open files until they close, so stop it soon.
-                _run(["fusermount3", "-uz", mp], check=False)
-                grace = 0.2
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        if is_mounted(mp):
-            _run(["umount", "-l", mp], check=False)
-            if is_mounted(mp):
-                errors.append(f"faultfs mount {mp} is still mounted")
+        errors = _stop_fuse_daemon(self.mountpoint, self.proc, "faultfs")
         if self._own_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         _finish(errors)
@@ -542,6 +598,169 @@ class FaultFS:
 
     def __repr__(self) -> str:
         return f"FaultFS({str(self.backing)!r}, {str(self.mountpoint)!r}, nfs={self.nfs})"
+
+
+# --------------------------------------------------------------------- latencyfs
+class LatencyFSBuildError(MountError):
+    """tests/latencyfs.c cannot be compiled (a tool, libfuse3-dev, or the compile failed)."""
+
+
+def latencyfs_binary() -> Path:
+    """Path of tests/latencyfs.c compiled; builds it (gcc, pkg-config fuse3) if missing.
+
+    Cached as tests/.build/latencyfs-<first 12 hex of the source's sha256>.
+    Raises LatencyFSBuildError naming what is missing.
+    """
+    digest = hashlib.sha256(LATENCYFS_SOURCE.read_bytes()).hexdigest()[:12]
+    out = BUILD_DIR / f"latencyfs-{digest}"
+    if out.is_file():
+        return out
+    missing = _missing_tools(["gcc", "pkg-config"])
+    if missing:
+        raise LatencyFSBuildError(
+            f"cannot build latencyfs: {', '.join(missing)} not found (Debian packages "
+            f"{' '.join(missing)})"
+        )
+    res = _run(["pkg-config", "--cflags", "--libs", "fuse3"], check=False)
+    if res.returncode != 0:
+        raise LatencyFSBuildError(
+            "cannot build latencyfs: pkg-config finds no fuse3 (headers: Debian package "
+            f"libfuse3-dev): {(res.stderr or res.stdout).strip()}"
+        )
+    cflags = _run(["pkg-config", "--cflags", "fuse3"]).stdout.split()
+    libs = _run(["pkg-config", "--libs", "fuse3"]).stdout.split()
+    try:
+        BUILD_DIR.mkdir(exist_ok=True)
+    except OSError as e:
+        raise LatencyFSBuildError(f"cannot build latencyfs: {e}") from e
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    cmd = ["gcc", "-O2", "-Wall", "-Wextra", *cflags, "-o", str(tmp), str(LATENCYFS_SOURCE)]
+    cmd += [*libs, "-lpthread"]
+    try:
+        res = _run(cmd, check=False, timeout=300)
+        if res.returncode != 0:
+            raise LatencyFSBuildError(
+                f"cannot build latencyfs: {' '.join(cmd)} failed ({res.returncode}): "
+                f"{res.stderr.strip()}"
+            )
+        os.replace(tmp, out)  # atomic: concurrent builders race harmlessly
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return out
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec_fn: SIGTERM the child when this thread dies (libfuse then unmounts)."""
+    prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class LatencyFS:
+    """Run tests/latencyfs.c over ``backing``, mounted at ``mountpoint``.
+
+    Every FUSE request sleeps ``latency_ms`` once in one of up to ``max_threads``
+    daemon threads, so concurrent requests overlap as on a network filesystem.
+    ``cache_s`` sets libfuse's entry/attr/negative timeouts (0: every syscall
+    reaches the daemon).  ``debug`` runs the daemon with -d: each request is then
+    logged to ``daemon_log()``.  Use as a context manager.
+    """
+
+    def __init__(
+        self,
+        backing: str | os.PathLike[str],
+        mountpoint: str | os.PathLike[str],
+        *,
+        latency_ms: float = 0.0,
+        cache_s: float = 0.0,
+        max_threads: int = 64,
+        timeout: float = 10.0,
+        debug: bool = False,
+    ) -> None:
+        self.backing = Path(backing).absolute()
+        self.mountpoint = Path(mountpoint).absolute()
+        self.latency_ms = latency_ms
+        self.cache_s = cache_s
+        self.max_threads = max_threads
+        self.timeout = timeout
+        self.debug = debug
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None  # anonymous temp file: the daemon's stderr
+
+    def command(self) -> list[str]:
+        opts = [
+            f"latency_us={round(self.latency_ms * 1000)}",
+            f"entry_timeout={self.cache_s}",
+            f"attr_timeout={self.cache_s}",
+            f"negative_timeout={self.cache_s}",
+            "default_permissions",
+            "fsname=latencyfs",
+            "subtype=latencyfs",
+        ]
+        if self.max_threads:
+            opts.append(f"max_threads={self.max_threads}")
+        if os.geteuid() == 0:
+            opts.append("allow_other")
+        cmd = [str(latencyfs_binary()), str(self.backing), str(self.mountpoint), "-f"]
+        if self.debug:
+            cmd.append("-d")
+        return [*cmd, "-o", ",".join(opts)]
+
+    def start(self) -> LatencyFS:
+        cmd = self.command()  # builds first: a build error raises before anything runs
+        self.backing.mkdir(parents=True, exist_ok=True)
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        # Append mode: daemon_log() reads with pread while the daemon writes.
+        self._log = tempfile.TemporaryFile(mode="a+b", prefix="latencyfs-")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+        try:
+            _wait_for_fuse_mount(self, "latencyfs")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def daemon_log(self) -> str:
+        if self._log is None:
+            return ""
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace").strip()
+
+    def stop(self) -> None:
+        errors = _stop_fuse_daemon(self.mountpoint, self.proc, "latencyfs")
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        _finish(errors)
+
+    def __enter__(self) -> LatencyFS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"LatencyFS({str(self.backing)!r}, {str(self.mountpoint)!r}, "
+            f"latency_ms={self.latency_ms}, cache_s={self.cache_s})"
+        )
 
 
 if __name__ == "__main__":

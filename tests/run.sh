@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with its own set-up: `bash tests/run.sh [pytest args]`.
 # As root it installs the Debian packages the real-filesystem tests need
-# (xfsprogs, btrfs-progs, fuse3); elsewhere those tests skip with a reason.
+# (xfsprogs, btrfs-progs, fuse3; gcc, pkg-config, libfuse3-dev to build
+# tests/latencyfs.c); elsewhere those tests skip with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -12,6 +13,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs)
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   command -v filefrag >/dev/null || missing+=(e2fsprogs)
+  # tests/latencyfs.c is compiled on first use (mountutil.latencyfs_binary)
+  command -v gcc >/dev/null || missing+=(gcc)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     apt-get update -qq
