@@ -95,7 +95,7 @@ def ensure_uv() -> str:
     return exe
 
 
-_UV_INSTALLED = re.compile(r"Installed (\d+) packages? in ([0-9.]+)\s*(ms|s|µs|us)")
+_UV_INSTALLED = re.compile(r"Installed (\d+) packages? in (?:(\d+)m )?([0-9.]+)\s*(ms|s|µs|us)")
 
 
 def parse_uv_installed(stderr: str) -> float | None:
@@ -103,8 +103,8 @@ def parse_uv_installed(stderr: str) -> float | None:
     m = _UV_INSTALLED.search(stderr)
     if not m:
         return None
-    value, unit = float(m[2]), m[3]
-    return value / {"s": 1.0, "ms": 1e3, "µs": 1e6, "us": 1e6}[unit]
+    minutes, value, unit = float(m[2] or 0), float(m[3]), m[4]  # "1m 13s" past a minute
+    return 60 * minutes + value / {"s": 1.0, "ms": 1e3, "µs": 1e6, "us": 1e6}[unit]
 
 
 def machine_info() -> dict[str, Any]:

@@ -1,0 +1,129 @@
+/*
+ * floor: the least work that hardlinks or clones a tree, as a yardstick for place().
+ *
+ *   gcc -O2 -o /tmp/floor bench/floor.c -lpthread
+ *   /tmp/floor SRC DST MODE THREADS      MODE 0: link(2) each file, 1: FICLONE each file
+ *
+ * Walks SRC once (untimed), then, timed: makes every directory of DST in one thread,
+ * and links or clones the regular files of each directory on THREADS threads, one
+ * directory at a time.  No modes, times, xattrs, symlinks, temporary names, error
+ * handling or fallbacks: a floor, not a tool.  Prints the seconds.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char **dirs;
+static int ndirs, capdirs, next_dir, mode;
+static const char *src, *dst;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void collect(const char *rel)
+{
+	char p[4096];
+	DIR *d;
+	struct dirent *e;
+
+	if (ndirs == capdirs) {
+		capdirs = capdirs ? 2 * capdirs : 1024;
+		dirs = realloc(dirs, capdirs * sizeof(*dirs));
+	}
+	dirs[ndirs++] = strdup(rel);
+	snprintf(p, sizeof p, "%s/%s", src, rel);
+	d = opendir(p);
+	while (d && (e = readdir(d))) {
+		if (e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			char r[4096];
+			snprintf(r, sizeof r, "%s/%s", rel, e->d_name);
+			collect(r);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+static void one_dir(const char *rel)
+{
+	char s[4096], d[4096];
+	int sfd, dfd;
+	DIR *dp;
+	struct dirent *e;
+
+	snprintf(s, sizeof s, "%s/%s", src, rel);
+	snprintf(d, sizeof d, "%s/%s", dst, rel);
+	sfd = open(s, O_RDONLY | O_DIRECTORY);
+	dfd = open(d, O_RDONLY | O_DIRECTORY);
+	dp = fdopendir(dup(sfd));
+	while ((e = readdir(dp))) {
+		if (e->d_type != DT_REG)
+			continue;
+		if (mode == 0) {
+			linkat(sfd, e->d_name, dfd, e->d_name, 0);
+		} else {
+			int a = openat(sfd, e->d_name, O_RDONLY);
+			int b = openat(dfd, e->d_name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+			ioctl(b, FICLONE, a);
+			close(a);
+			close(b);
+		}
+	}
+	closedir(dp);
+	close(sfd);
+	close(dfd);
+}
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int i;
+		pthread_mutex_lock(&mu);
+		i = next_dir++;
+		pthread_mutex_unlock(&mu);
+		if (i >= ndirs)
+			return NULL;
+		one_dir(dirs[i]);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct timespec t0, t1;
+	pthread_t th[64];
+	int i, nthreads;
+
+	if (argc != 5) {
+		fprintf(stderr, "usage: %s SRC DST MODE(0 link, 1 clone) THREADS\n", argv[0]);
+		return 2;
+	}
+	src = argv[1];
+	dst = argv[2];
+	mode = atoi(argv[3]);
+	nthreads = atoi(argv[4]);
+	if (nthreads < 1 || nthreads > 64)
+		nthreads = 1;
+	collect(".");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	mkdir(dst, 0755);
+	for (i = 1; i < ndirs; i++) {
+		char d[4096];
+		snprintf(d, sizeof d, "%s/%s", dst, dirs[i]);
+		mkdir(d, 0755);
+	}
+	for (i = 0; i < nthreads; i++)
+		pthread_create(&th[i], NULL, worker, NULL);
+	for (i = 0; i < nthreads; i++)
+		pthread_join(th[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("%.3f\n", (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return 0;
+}
