@@ -41,6 +41,7 @@ MOUNT_FIXTURES = frozenset(
         "nfslike",
         "latencyfs",
         "latency_mount",
+        "clatencyfs",
         "mounts_base",
     }
 )
@@ -323,3 +324,15 @@ def nfslike(tmp_path: Path) -> Iterator[FaultFS]:
 def latencyfs(tmp_path: Path) -> Iterator[FaultFS]:
     """FaultFS with 1 ms latency before every operation."""
     yield from _faultfs(tmp_path, latency_ms=1.0)
+
+
+@pytest.fixture
+def clatencyfs(tmp_path: Path) -> Iterator[mountutil.LatencyFS]:
+    """tests/latencyfs.c (the benchmarks' network emulator) with 1 ms per request."""
+    reason = mountutil.latencyfs_skip_reason()
+    if reason:
+        _skip(f"needs latencyfs: {reason}")
+    # a 3 s kernel entry/attr cache, as in the benchmarks (and the NFS client)
+    lfs = mountutil.LatencyFS(tmp_path / "lbacking", tmp_path / "lmnt", latency_ms=1.0, cache_s=3)
+    with lfs as fs:
+        yield fs

@@ -538,6 +538,30 @@ def test_place_onto_latency_fuse_fs_in_parallel(
         assert (mp / "site" / p.relative_to(src)).read_bytes() == p.read_bytes()
 
 
+def test_place_onto_the_benchmark_latency_fs_keeps_everything(
+    clatencyfs: mountutil.LatencyFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network policy against the C emulator the benchmarks use (48 requests in
+    flight really overlap there): content, modes, nanosecond mtimes and symlinks."""
+    src = tmp_path / "src"
+    files = make_tree(src)
+    for i in range(120):
+        (src / "many" / f"m{i % 12}").mkdir(parents=True, exist_ok=True)
+        p = src / "many" / f"m{i % 12}" / f"f{i}.py"
+        p.write_bytes(os.urandom(100 + i))
+        os.utime(p, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_123_456_789 + i))
+    mp = Path(clatencyfs.mountpoint)
+    monkeypatch.setenv("LINKSTRATEGY_NETWORK_MOUNTS", str(mp))
+    r = linkstrategy.place(src, mp / "site")
+    assert r.workers >= 32 and r.by_strategy["copy"] == r.files == len(files) + 120
+    assert_same_tree(src, mp / "site", files)
+    for p in (src / "many").rglob("f*"):
+        d = mp / "site" / p.relative_to(src)
+        assert d.read_bytes() == p.read_bytes()
+        assert d.stat().st_mtime_ns == p.stat().st_mtime_ns
+    assert no_temporaries(mp) == []
+
+
 def test_place_empties_trash_an_earlier_remove_deferred(tmp_path: Path) -> None:
     from linkstrategy._remove import TRASH_NAME
 
