@@ -67,26 +67,32 @@ CASES = [
     ("hpc.txt", "/home", "nfs", True, False, "maybe", "yes", "maybe", None),
     ("gpfs_beegfs.txt", "/mnt/nobackup", "gpfs", True, False, "no", "yes", "maybe", None),
     ("gpfs_beegfs.txt", "/soft", "gpfs", True, False, "no", "yes", "maybe", None),
-    ("gpfs_beegfs.txt", "/beegfs", "beegfs", True, False, "no", "maybe", "maybe", None),
-    ("ceph.txt", "/mnt/mycephfs", "cephfs", True, False, "no", "yes", "yes", None),
-    ("ceph.txt", "/mnt/cephfuse", "fuse-network", True, True, "no", "yes", "yes", None),
+    ("gpfs_beegfs.txt", "/mnt/beegfs", "beegfs", True, False, "no", "maybe", "maybe", None),
+    ("ceph.txt", "/mnt/cephfs", "cephfs", True, False, "no", "yes", "yes", None),
+    ("ceph.txt", "/cephfs-share", "fuse-network", True, True, "no", "yes", "yes", None),
     ("fuse.txt", "/mnt/s3", "fuse-network", True, True, "no", "no", "maybe", None),
     ("fuse.txt", "/foo/bar/AA", "fuse-network", True, True, "no", "no", "no", None),
     ("fuse.txt", "/mnt/gluster", "glusterfs", True, True, "no", "yes", "maybe", None),
-    ("fuse.txt", "/mnt/ssh", "fuse-network", True, True, "no", "maybe", "maybe", None),
-    ("fuse.txt", "/mnt/gcs", "fuse-network", True, True, "no", "no", "no", None),
+    (
+        "fuse.txt", "/home/adrian/sshfs-grimlock",
+        "fuse-network", True, True, "no", "maybe", "maybe", None,
+    ),
+    (
+        "fuse.txt", "/home/jupyter/workspace/phonefm-data",
+        "fuse-network", True, True, "no", "no", "no", None,
+    ),
     ("fuse.txt", "/run/user/1000/gvfs", "fuse-network", True, True, "no", "no", "maybe", None),
     (
         "fuse.txt",
         "/home/u/.local/share/containers/storage/overlay/0f1e/merged",
         "fuse-local", False, True, "no", "maybe", "maybe", None,
     ),
-    ("fuse.txt", "/media/usb", "fuse-local", False, True, "no", "maybe", "maybe", None),
+    ("fuse.txt", "/media/Music", "fuse-local", False, True, "no", "maybe", "maybe", None),
     ("fuse.txt", "/var/lib/lxcfs", "fuse-local", False, True, "no", "no", "no", None),
     ("fuse.txt", "/mnt/mystery", "fuse-network", True, True, "no", "maybe", "maybe", None),
     ("wsl2.txt", "/mnt/c", "9p", True, False, "no", "maybe", "maybe", None),
     ("wsl2.txt", "/mnt/d", "9p", True, False, "no", "maybe", "maybe", None),
-    ("wsl2.txt", "/mnt/host", "9p", True, False, "no", "maybe", "maybe", None),
+    ("wsl2.txt", "/mnt", "9p", True, False, "no", "maybe", "maybe", None),
     ("wsl2.txt", "/mnt/e", "virtiofs", True, False, "no", "yes", "maybe", None),
     (
         "wsl2.txt", "/mnt/wslg/versions.txt",
@@ -148,7 +154,7 @@ def test_efs_utils_port_outside_range_is_plain_nfs() -> None:
 
 def test_wsl_drvfs_note_and_unknown_fuse_note() -> None:
     assert any("WSL2 drvfs" in n for n in classify(_at("wsl2.txt", "/mnt/c")).notes)
-    assert not any("drvfs" in n for n in classify(_at("wsl2.txt", "/mnt/host")).notes)
+    assert not any("drvfs" in n for n in classify(_at("wsl2.txt", "/mnt")).notes)
     assert any("somethingnew" in n for n in classify(_at("fuse.txt", "/mnt/mystery")).notes)
 
 
