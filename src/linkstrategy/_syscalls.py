@@ -37,6 +37,14 @@ _DARWIN = sys.platform == "darwin"
 _FICLONE = 0x40049409
 
 _use_copy_file_range = hasattr(os, "copy_file_range")
+# macOS: fcopyfile(3) through the private binding CPython's shutil uses (feature-detected
+# the same way, so it is simply absent elsewhere).
+_fcopyfile: Any = None
+if _DARWIN:  # pragma: no cover - exercised on macOS only
+    import posix
+
+    _fcopyfile = getattr(posix, "_fcopyfile", None)
+    _COPYFILE_DATA = getattr(posix, "_COPYFILE_DATA", 8)
 _use_sendfile = hasattr(os, "sendfile") and _LINUX
 
 _COPY_CHUNK = 1 << 30  # copy_file_range/sendfile request size; the kernel caps it anyway
@@ -104,8 +112,9 @@ def clone_at(src_fd: int, dst_dir_fd: int, name: str | bytes) -> None:  # pragma
 def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> bool:
     """Copy ``size`` bytes from ``src_fd`` to ``dst_fd`` at their current offsets (both at 0).
 
-    In-kernel first: copy_file_range (which itself reflinks within one XFS/btrfs,
-    copies server-side on NFS 4.2 and CIFS), then sendfile, then read/write.  A
+    In-kernel first: fcopyfile on macOS; on Linux copy_file_range (which itself
+    reflinks within one XFS/btrfs, copies server-side on NFS 4.2 and CIFS), then
+    sendfile; then read/write.  A
     primitive is abandoned only before its first byte (``_COPY_GIVEUP``), never on
     ENOSPC or EIO, which propagate.
 
@@ -114,6 +123,13 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> boo
     two filesystems passes ``try_cfr=False`` from then on and saves the attempt.
     """
     global _use_copy_file_range, _use_sendfile
+    if _fcopyfile is not None and size:  # pragma: no cover - macOS
+        try:
+            _fcopyfile(src_fd, dst_fd, _COPYFILE_DATA)
+            return False
+        except OSError as e:
+            if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
+                raise
     done = 0
     cfr_ok = try_cfr
     if _use_copy_file_range and try_cfr and size:
