@@ -277,21 +277,10 @@ def subprocess_contender(
     env: dict[str, str] | None = None,
     cleanup: Callable[[Path], None] = rm_tree,
 ) -> Contender:
-    def once(i: int) -> dict[str, Any]:
-        dst = dst_for(i)
-        cleanup(dst)
-        sync()
-        secs, _ = timed(lambda: run(cmd(dst), env=env))
-        out: dict[str, Any] = {"seconds": secs}
-        if i == 0:
-            out["result"] = dict(
-                zip(("files", "dirs", "bytes"), wheeltree.tree_stats(dst), strict=True)
-            )
-        cleanup(dst)
-        sync()
-        return out
+    def command(dst: Path) -> None:
+        run(cmd(dst), env=env)
 
-    return Contender(name, once, note)
+    return inproc_contender(name, command, dst_for, note, cleanup)
 
 
 def inproc_contender(
@@ -365,12 +354,7 @@ def uv_contender(
         if prepare is not None:
             prepare(dst)
         sync()
-        cmd = [uv, "pip", "install", "--offline", "--no-deps", "--link-mode", link_mode]
-        if target:
-            cmd += ["--python", sys.executable, "--target", str(dst)]
-        else:
-            cmd += ["--python", str(dst / "bin" / "python")]
-        cmd += [str(w) for w in wheels]
+        cmd = uv_install(uv, wheels, link_mode, dst, target)
         secs, cp = timed(lambda: run(cmd, env=uv_env))
         out: dict[str, Any] = {"seconds": secs, "uv_seconds": parse_uv_installed(cp.stderr)}
         if "Prepared" in cp.stderr:  # a cache miss: record it with every round it happens
@@ -385,14 +369,20 @@ def uv_contender(
     return Contender(name, once, f"uv --link-mode {link_mode}")
 
 
-def uv_warm(uv: str, wheels: list[Path], dst: Path, uv_env: dict[str, str], target: bool) -> str:
-    cmd = [uv, "pip", "install", "--offline", "--no-deps", "--link-mode", "copy"]
+def uv_install(uv: str, wheels: list[Path], link_mode: str, dst: Path, target: bool) -> list[str]:
+    """The uv command that installs ``wheels`` into the venv ``dst`` (or ``--target dst``)."""
+    cmd = [uv, "pip", "install", "--offline", "--no-deps", "--link-mode", link_mode]
     if target:
         cmd += ["--python", sys.executable, "--target", str(dst)]
     else:
-        run([uv, "venv", "-q", "--python", sys.executable, str(dst)], env=uv_env)
         cmd += ["--python", str(dst / "bin" / "python")]
-    cp = run([*cmd, *map(str, wheels)], env=uv_env)
+    return cmd + [str(w) for w in wheels]
+
+
+def uv_warm(uv: str, wheels: list[Path], dst: Path, uv_env: dict[str, str], target: bool) -> str:
+    if not target:
+        run([uv, "venv", "-q", "--python", sys.executable, str(dst)], env=uv_env)
+    cp = run(uv_install(uv, wheels, "copy", dst, target), env=uv_env)
     rm_tree(dst)
     return cp.stderr
 

@@ -303,20 +303,10 @@ def tmpfs_mount(
     base_dir: str | os.PathLike[str], size: str = "16m", name: str = "tmpfs"
 ) -> Iterator[Path]:
     """Mount a tmpfs at base_dir/name (name may contain spaces)."""
-    errors: list[str] = []
     mp = _mount_dir(base_dir, name)
-    mounted = False
-    try:
-        _run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "linkstrategy-test", str(mp)])
-        mounted = True
+    opts = f"size={size},mode=0755"
+    with _mounted(mp, ["mount", "-t", "tmpfs", "-o", opts, "linkstrategy-test", str(mp)]):
         yield mp
-    finally:
-        if mounted:
-            _unmount(mp, errors)
-        if not is_mounted(mp):
-            with contextlib.suppress(OSError):
-                mp.rmdir()
-        _finish(errors)
 
 
 @contextlib.contextmanager
@@ -327,15 +317,24 @@ def bind_mount(
     readonly: bool = False,
 ) -> Iterator[Path]:
     """Bind-mount ``src_dir`` at base_dir/name (read-only if asked)."""
-    errors: list[str] = []
     mp = _mount_dir(base_dir, name)
+    then = [["mount", "-o", "remount,ro,bind", str(mp)]] if readonly else []
+    with _mounted(mp, ["mount", "--bind", str(src_dir), str(mp)], *then):
+        yield mp
+
+
+@contextlib.contextmanager
+def _mounted(mp: Path, mount: list[str], *then: list[str]) -> Iterator[None]:
+    """Run ``mount`` (which mounts at ``mp``), then ``then``; on the way out unmount and
+    remove the mount point, reporting what could not be cleaned up."""
+    errors: list[str] = []
     mounted = False
     try:
-        _run(["mount", "--bind", str(src_dir), str(mp)])
+        _run(mount)
         mounted = True
-        if readonly:
-            _run(["mount", "-o", "remount,ro,bind", str(mp)])
-        yield mp
+        for cmd in then:
+            _run(cmd)
+        yield
     finally:
         if mounted:
             _unmount(mp, errors)

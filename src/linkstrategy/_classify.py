@@ -54,6 +54,16 @@ def _t(
 
 
 # -- kernel filesystems, by fstype ---------------------------------------------
+_SMB = _t(
+    "cifs",
+    True,
+    "maybe",
+    "maybe",
+    "maybe",
+    None,
+    "SMB: reflink only if the server supports FSCTL_DUPLICATE_EXTENTS (ReFS)",
+)
+
 # (kind, network, reflink, hardlink, xattr, max_links, notes...)
 _KERNEL: dict[str, Traits] = {
     # Local filesystems (fsfacts §4, VH = verified on Linux 6.18).
@@ -155,24 +165,8 @@ _KERNEL: dict[str, Traits] = {
         "autofs: automount trigger; do not walk into it (that mounts and may block)",
     ),
     # -- network and cluster filesystems --
-    "cifs": _t(
-        "cifs",
-        True,
-        "maybe",
-        "maybe",
-        "maybe",
-        None,
-        "SMB: reflink only if the server supports FSCTL_DUPLICATE_EXTENTS (ReFS)",
-    ),
-    "smb3": _t(
-        "cifs",
-        True,
-        "maybe",
-        "maybe",
-        "maybe",
-        None,
-        "SMB: reflink only if the server supports FSCTL_DUPLICATE_EXTENTS (ReFS)",
-    ),
+    "cifs": _SMB,
+    "smb3": _SMB,  # the same cifs.ko, mounted as smb3 (Linux 4.18+)
     "smbfs": _t("cifs", True, "no", "maybe", "no"),
     # Lustre/CephFS/GPFS/BeeGFS: no FICLONE found (fsfacts §4).  Lustre user xattrs
     # follow the user_xattr mount option (see _refine); GPFS/BeeGFS xattrs are configurable.

@@ -307,19 +307,16 @@ class _Run:
         try:
             for t in threads:
                 t.start()
+            for t in threads:
+                t.join()
+        except BaseException:  # KeyboardInterrupt, or no thread: stop the jobs, then wait
+            self.stop.set()
+            for t in threads:
+                if t.ident is not None:
+                    t.join()
+            raise
         finally:
-            try:
-                for t in threads:
-                    if t.ident is not None:
-                        t.join()
-            except BaseException:  # e.g. KeyboardInterrupt: stop the jobs, then wait
-                self.stop.set()
-                for t in threads:
-                    if t.ident is not None:
-                        t.join()
-                raise
-            finally:
-                self.threaded = False
+            self.threaded = False
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         if not self.threaded:  # single file: run inline
