@@ -1,0 +1,244 @@
+"""The tree engine (_tree.rmtree_at, reap_stale) and temporary ownership (_owner)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from linkstrategy import _owner, _tree
+
+
+def _digest(root: Path) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath, n)
+            if p.is_symlink():
+                out[str(p.relative_to(root))] = ("l", os.readlink(p))
+            elif p.is_dir():
+                out[str(p.relative_to(root))] = ("d", oct(p.stat().st_mode))
+            else:
+                out[str(p.relative_to(root))] = ("f", p.read_text())
+    return out
+
+
+def _deep(base: Path, depth: int) -> None:
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            f = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+            os.write(f, b"x")
+            os.close(f)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+
+
+def test_deep_tree_under_a_small_fd_limit(tmp_path: Path) -> None:
+    """2,500 levels with 64 fds allowed: iterative, bounded fds, everything gone."""
+    (tmp_path / "t").mkdir()
+    _deep(tmp_path / "t", 2500)
+    code = textwrap.dedent(
+        f"""
+        import os, resource
+        from linkstrategy import _tree
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        pfd = os.open({str(tmp_path)!r}, os.O_RDONLY | os.O_DIRECTORY)
+        _tree.rmtree_at(pfd, "t")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert os.listdir(tmp_path) == []
+
+
+def test_symlinks_are_unlinked_not_followed(tmp_path: Path) -> None:
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "precious").write_text("p")
+    t = tmp_path / "t" / "a" / "b"
+    t.mkdir(parents=True)
+    (t / "to_dir").symlink_to(keep)
+    (t / "to_file").symlink_to(keep / "precious")
+    before = _digest(keep)
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        _tree.rmtree_at(pfd, "t")
+    finally:
+        os.close(pfd)
+    assert _digest(keep) == before
+    assert sorted(os.listdir(tmp_path)) == ["keep"]
+
+
+def test_expect_protects_a_replaced_entry(tmp_path: Path) -> None:
+    """What this run made, not whatever has its name now."""
+    (tmp_path / "x").mkdir()
+    ident = (os.stat(tmp_path / "x").st_dev, os.stat(tmp_path / "x").st_ino)
+    (tmp_path / "x").rename(tmp_path / "moved")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "theirs").write_text("t")
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(_tree.TreeChanged):
+            _tree.rmtree_at(pfd, "x", expect=ident)
+        assert (tmp_path / "x" / "theirs").read_text() == "t"
+        _tree.rmtree_at(pfd, "moved", expect=ident)
+    finally:
+        os.close(pfd)
+    assert not (tmp_path / "moved").exists()
+
+
+def test_read_only_directories_of_ours_are_removed(tmp_path: Path) -> None:
+    d = tmp_path / "t" / "ro"
+    d.mkdir(parents=True)
+    (d / "f").write_text("x")
+    (d / "locked").mkdir()
+    d.chmod(0o555)
+    (d / "locked").chmod(0o000)
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        _tree.rmtree_at(pfd, "t")
+    finally:
+        os.close(pfd)
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_mount_inside_is_never_entered(tmpfs_dir: Path, tmp_path: Path) -> None:
+    """A tmpfs mounted inside the tree: the walk stops there, the mount's files stay."""
+    t = tmp_path / "t"
+    (t / "sub").mkdir(parents=True)
+    (t / "sub" / "f").write_text("x")
+    mnt = t / "sub" / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "--bind", str(tmpfs_dir), str(mnt)], check=True)
+    try:
+        (mnt / "theirs").write_text("keep me")
+        pfd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as ei:
+                _tree.rmtree_at(pfd, "t")
+        finally:
+            os.close(pfd)
+        assert ei.value.errno == __import__("errno").EXDEV
+        assert (mnt / "theirs").read_text() == "keep me"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+# -- owner IDs and liveness -----------------------------------------------------------
+
+
+def test_owner_ids_are_random_and_strict() -> None:
+    name = _owner.tmp_name(7)
+    assert _owner.is_tmp_name(name)
+    oid = name[len(_owner.TMP_PREFIX) :].split("-")[0]
+    assert len(oid) == 16 and oid == _owner.owner()
+    for bad in (".lstmp-d16a-123-1", ".lstmp-" + "g" * 16 + "-1", name + "x", name + "/x"):
+        assert not _owner.is_tmp_name(bad)
+    r = subprocess.run(
+        [sys.executable, "-c", "from linkstrategy import _owner; print(_owner.owner())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert r.stdout.strip() != _owner.owner()
+
+
+def test_forked_child_gets_a_new_owner() -> None:
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.write(wfd, _owner.owner().encode())
+        os._exit(0)
+    os.close(wfd)
+    child = os.read(rfd, 64).decode()
+    os.close(rfd)
+    os.waitpid(pid, 0)
+    assert child and child != _owner.owner()
+
+
+_HOLDER = """
+import os, sys, time
+from linkstrategy import _owner
+pfd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+name = _owner.tmp_name(1)
+os.mkdir(name, dir_fd=pfd)
+fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=pfd)
+lk = _owner.hold(fd)
+f = os.open(_owner.tmp_name(2), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=pfd)
+assert _owner.lock_file(f)
+print(name, _owner.tmp_name(2), flush=True)
+time.sleep(60)
+"""
+
+
+def test_liveness_is_the_lock_not_the_pid(tmp_path: Path) -> None:
+    """Another process's temporaries are live while it holds their locks, dead as soon
+    as it is killed -9 (no grace, no PID), and reap_stale removes only the dead."""
+    p = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        dname, fname = p.stdout.readline().decode().split()
+        pfd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            for n in (dname, fname):
+                assert _owner.judge(pfd, n, os.stat(n, dir_fd=pfd)) == "live"
+            assert _tree.reap_stale(pfd) == ([], [])
+            assert sorted(os.listdir(tmp_path)) == sorted([dname, fname])
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            assert _owner.judge(pfd, dname, os.stat(dname, dir_fd=pfd)) == "dead"
+            # a temp file with a free lock: dead only after a grace (the create->lock gap)
+            assert _owner.judge(pfd, fname, os.stat(fname, dir_fd=pfd)) == "live"
+            old = time.time() - _owner.GRACE_FILE - 10
+            os.utime(fname, (old, old), dir_fd=pfd)
+            removed, _ = _tree.reap_stale(pfd)
+            assert sorted(removed) == [dname]
+        finally:
+            os.close(pfd)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_lockless_fresh_directory_is_live(tmp_path: Path) -> None:
+    name = _owner.tmp_name(99).replace(_owner.owner(), "0" * 16)
+    (tmp_path / name).mkdir()
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "live"
+        assert _tree.reap_stale(pfd) == ([], [])
+    finally:
+        os.close(pfd)
+    assert (tmp_path / name).is_dir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make another user's temporary")
+def test_another_users_temporary_is_foreign(tmp_path: Path) -> None:
+    """In a directory owned by root, a dead temporary of uid 65534 is left alone."""
+    name = "0" * 16
+    name = f"{_owner.TMP_PREFIX}{name}-1"
+    d = tmp_path / name
+    d.mkdir()
+    (d / "f").write_text("theirs")
+    os.chown(d, 65534, 65534)
+    os.chown(d / "f", 65534, 65534)
+    old = time.time() - _owner.GRACE_NO_LOCK - 10
+    os.utime(d, (old, old))
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "foreign"
+        assert _tree.reap_stale(pfd) == ([], [name])
+    finally:
+        os.close(pfd)
+    assert (d / "f").read_text() == "theirs"
