@@ -18,7 +18,7 @@ import linkstrategy._remove as R
 from linkstrategy._cli_remove import add_remove_commands
 from linkstrategy._remove import TRASH_NAME
 
-KEYS = {"removed", "retries", "deferred", "errors", "mounts_skipped", "seconds"}
+KEYS = {"removed", "retries", "deferred", "errors", "mounts_skipped", "foreign", "seconds"}
 
 
 def run(argv: list[str]) -> int:
@@ -97,7 +97,7 @@ def test_real_error_names_path_and_reason(
     monkeypatch.setattr(R.os, "unlink", fake)
     assert run(["remove", str(root)]) == 1
     _out, err = capsys.readouterr()
-    assert err == f"linkstrategy: error: {root / 'g'}: cannot unlink: Input/output error\n"
+    assert err == f"linkstrategy: error: {root / 'g'}: cannot unlink: Input/output error (EIO)\n"
 
 
 def test_deferred_entry_is_shown_not_an_error(
