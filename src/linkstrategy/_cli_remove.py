@@ -75,6 +75,12 @@ def add_remove_commands(subparsers: Any) -> None:
         metavar="SECONDS",
         help="keep trash entries younger than this (default 0)",
     )
+    g.add_argument(
+        "--recursive",
+        action="store_true",
+        help="look in every directory below PATH too (default: PATH, its entries and its "
+        "parent only, so gc costs what there is to collect, not the size of the tree)",
+    )
     g.set_defaults(func=_cmd_gc)
 
 
@@ -87,6 +93,8 @@ def _finish(args: argparse.Namespace, report: RemoveReport, verb: str) -> int:
         _err(e.path, e.reason)
     for m in report.mounts_skipped:
         _err(m, "mount point (or btrfs subvolume) inside the tree: left alone")
+    for f in report.foreign:
+        print(f"{PROG}: left alone: {f}", file=sys.stderr)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -127,7 +135,7 @@ def _cmd_remove(args: argparse.Namespace) -> int:
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     try:
-        report = gc(args.path, min_age=args.min_age)
+        report = gc(args.path, min_age=args.min_age, recursive=args.recursive)
     except (LinkStrategyError, OSError) as e:
         return _refused(args, e)
     return _finish(args, report, "collected")

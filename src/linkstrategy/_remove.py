@@ -1042,7 +1042,8 @@ def _local_workers() -> int:
 def _network_workers(fd: int) -> int:
     """Workers for unlinking in the directory open at ``fd``: many on network mounts."""
     workers = 1
-    if _fs_magic(fd) in _LOCAL_MAGIC:
+    override = network_override()  # the user's word wins over any classification
+    if not override and _fs_magic(fd) in _LOCAL_MAGIC:
         return workers
     try:
         mount = find_mount(f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else ".")
@@ -1344,6 +1345,11 @@ def _remove(run: _Run, roots: list[_Root], last: Sequence[str]) -> RemoveReport:
         try:
             if not recover_at(r.parent_fd, r.parent, r.name):
                 continue
+        except RemoveError as e:
+            # Not ours to act on (another user's, or not made for this name): the
+            # journal is left alone and the root removed like any other.
+            log.warning("%s", e)
+            continue
         except OSError as e:
             run.errors.append(
                 RemoveFailure(r.path, e.errno or 0, f"interrupted replace() not recovered: {e}")
