@@ -1762,7 +1762,12 @@ class _Gc:
                         continue
                     try:
                         fd = os.open(n, _O_DIR, dir_fd=fr[0])
-                    except OSError:
+                    except OSError as e:
+                        if e.errno not in REMOVE_GONE and e.errno not in REMOVE_SWAPPED:
+                            p = os.path.join(fr[2], n)
+                            self.run.errors.append(
+                                RemoveFailure(p, e.errno or 0, f"cannot open: {_why(e.errno or 0)}")
+                            )
                         continue
                     fst = os.fstat(fd)
                     if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
