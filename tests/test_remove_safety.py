@@ -584,3 +584,58 @@ def test_trash_name_is_per_user_where_the_directory_is_shared(tmp_path: Path) ->
     os.chmod(tmp_path, 0o755)
     assert TR.is_trash_name(TRASH_NAME) and TR.is_trash_name(f"{TRASH_NAME}-0")
     assert not TR.is_trash_name(f"{TRASH_NAME}-x") and not TR.is_trash_name(f"{TRASH_NAME}-")
+
+
+# -- the same as an unprivileged user -----------------------------------------------------
+
+
+NOBODY_PATHS = """
+import json
+from linkstrategy._errors import RemoveError
+from linkstrategy._remove import remove
+os.chdir(sys.argv[1])
+out = {}
+for arg in ("", ".", ".."):
+    try:
+        remove(arg)
+        out[arg] = "removed"
+    except RemoveError as e:
+        out[arg] = e.strerror
+os.makedirs("keep")
+open("keep/victim", "w").write("lexical")
+os.makedirs("other/sub")
+os.makedirs("other/victim/d")
+os.symlink("../other/sub", "keep/link")
+r = remove("keep/link/../victim")
+out["kernel"] = [r.ok, os.path.exists("keep/victim"), os.path.exists("other/victim")]
+print(json.dumps(out))
+"""
+
+
+def test_paths_as_an_unprivileged_user(sandbox: Path) -> None:
+    need_root()
+    base = sandbox / "u"
+    base.mkdir()
+    os.chown(base, NOBODY, NOBODY)
+    res = run_child(NOBODY_PATHS, str(base), uid=NOBODY)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out[""] == "refusing to remove an empty path"
+    assert out["."] == out[".."] == "refusing to remove '.' or '..'"
+    assert out["kernel"] == [True, True, False]
+    assert base.is_dir() and sandbox.is_dir()
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_2000_deep_tree_under_ulimit_n_1024_as_an_unprivileged_user(
+    sandbox: Path, workers: int
+) -> None:
+    need_root()
+    base = sandbox / "u"
+    base.mkdir()
+    os.chown(base, NOBODY, NOBODY)
+    res = run_child(DEEP, str(base), "remove", str(workers), uid=NOBODY, nofile=1024)
+    assert res.returncode == 0, res.stderr[-2000:]
+    r = json.loads(res.stdout)
+    assert not r["errors"] and not r["deferred"] and r["removed"] == 4001, r
+    assert os.listdir(base) == []

@@ -103,6 +103,7 @@ from ._errors import (
     REMOVE_RETRY,
     REMOVE_SWAPPED,
     RemoveError,
+    TransactionBusy,
 )
 from ._mounts import find_mount
 from ._owner import is_tmp_name, judge, may_act
@@ -701,11 +702,12 @@ class _Run:
         self.unlink_files(top, self.scan(top, out), out)
         stack = [top]
         opened = 0  # open fds in stack, top excluded
+        closed = 0  # frames in stack whose fd was closed to stay within max_fds
         try:
             while stack:
                 fr = stack[-1]
                 if fr.subdirs:
-                    if serial_dirs <= 0 and later > 1 and all(f.fd >= 0 for f in stack):
+                    if serial_dirs <= 0 and later > 1 and not closed:
                         walk = _ParallelWalk(self, self._get_pool(later), root, out)
                         handed, stack = stack, []  # its fds are the walk's to close now
                         return walk.adopt(handed)
@@ -730,6 +732,7 @@ class _Run:
                         os.close(old.fd)
                         old.fd = -1
                         opened -= 1
+                        closed += 1
                     self.unlink_files(child, self.scan(child, out), out)
                     continue
                 stack.pop()
@@ -754,6 +757,7 @@ class _Run:
                         return False
                     parent.fd = pfd
                     opened += 1
+                    closed -= 1
                 os.close(fr.fd)
                 fr.fd = -1
                 opened -= 1
@@ -1693,6 +1697,8 @@ class _Gc:
         try:
             if recover_journal_at(dir_fd, dir_path, name):
                 self.run.removed += 1
+        except TransactionBusy:
+            log.info("gc: %s is a live replace(); left to it", path)
         except RemoveError as e:
             if e.errno == errno.EPERM:
                 self.leave(path, str(e.strerror))

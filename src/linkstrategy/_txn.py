@@ -13,7 +13,10 @@ hidden directory next to ``dst``, ``<parent>/.<name>.linkstrategy-txn/``:
 ``state``
     JSON, replaced atomically (write ``state.tmp``, fsync, rename, fsync the
     directory): ``{"version": 1, "dst": name, "phase": ..., "old": [dev, ino] |
-    null, "new": [dev, ino] | null, "pid": ..., "time": ...}``.
+    null, "new": [dev, ino] | null, "owner": <owner id>, "time": ...}``, plus
+    ``new_mode``/``old_mode`` when a read-only top directory was made writable for
+    the swap.  Removed last when the journal is deleted, so a journal cut short
+    while being deleted still says what it is.
 ``new``
     The new tree while it is being placed (same directory as ``dst``, so the same
     mount and btrfs subvolume: every move below is one ``rename``).
@@ -298,6 +301,16 @@ def _lock(jfd: int, path: str, *, create: bool) -> int | None:
     return fd
 
 
+def _open_own_dir(dir_fd: int, name: str, path: str) -> int:
+    """Open a directory we just made (``O_NOFOLLOW``) and check it still is ours."""
+    fd = os.open(name, _O_DIR, dir_fd=dir_fd)
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise LinkStrategyError(errno.EPERM, "replaced by another user's directory", path)
+    return fd
+
+
 def _fsync(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.fsync(fd)
@@ -356,7 +369,7 @@ class _Txn:
     def begin(self) -> None:
         tmp = f"{self.jname}-{secrets.token_hex(4)}"
         os.mkdir(tmp, 0o700, dir_fd=self.parent_fd)
-        jfd = os.open(tmp, _O_DIR, dir_fd=self.parent_fd)
+        jfd = _open_own_dir(self.parent_fd, tmp, os.path.join(self.parent, tmp))
         try:
             self.lock_fd = _lock(jfd, self.path, create=True)
             self.set(phase="building", old=_ident_at(self.parent_fd, self.name), new=None)
@@ -742,7 +755,7 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
                 break
             except FileExistsError:
                 continue
-        sfd = os.open(sname, _O_DIR, dir_fd=pfd)
+        sfd = _open_own_dir(pfd, sname, os.path.join(parent, sname))
         lock_fd: int | None = None
         try:
             lock_fd = hold(sfd)
