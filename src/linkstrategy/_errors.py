@@ -66,6 +66,13 @@ TRANSIENT = frozenset(
     }
 )
 
+#: Extended attributes: the filesystem has none (EFS, some FUSE): stop trying for the run.
+XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+
+#: Extended attributes: this one name may not be set here (``security.*``, ``trusted.*``
+#: without privileges): skip it, keep the others.
+XATTR_DENIED = frozenset({errno.EPERM, errno.EACCES})
+
 #: Never fall back on these: falling back would hide the problem or make it worse.
 #: (Listed for documentation; they propagate as PlaceError because no set catches them.)
 FATAL = frozenset(
