@@ -292,8 +292,9 @@ class _Run:
         # new names in pre-existing dirs, with the inode this run put there
         self.created_files: list[tuple[str, str, tuple[int, int]]] = []
         self.existing: dict[str, frozenset[str]] = {}  # pre-existing dir -> its names
-        # hard-linked sources already placed once: (dev, ino) -> (drel dir, name)
-        self.linked: dict[tuple[int, int], tuple[str, str]] = {}
+        # hard-linked sources: (dev, ino) -> (drel dir, name) once placed, or an Event
+        # while the first of its names is being written
+        self.linked: dict[tuple[int, int], tuple[str, str] | threading.Event] = {}
         # scheduling: a queue, ``workers`` threads, and a count of unfinished jobs
         self.queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]
         self.queue = queue.SimpleQueue()
@@ -666,7 +667,10 @@ def _attempt(
         _note_created(run, rel_dir, ddir, dname, ident)
     if key is not None:
         with run.lock:
-            run.linked.setdefault(key, (run.drels.get(rel_dir, rel_dir), dname))
+            claim = run.linked.get(key)
+            run.linked[key] = (run.drels.get(rel_dir, rel_dir), dname)
+        if isinstance(claim, threading.Event):
+            claim.set()
     return size
 
 
@@ -686,21 +690,37 @@ def _write_or_link(
     file's inode, the source's (dev, ino) when it has several links)."""
     st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
     key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
-    if key is not None:
+    if key is None or run.dst_root_fd < 0:
+        return (*_write_file(run, strategy, sdir, ddir, sname, tmp, locked), None)
+    for _ in range(2):
         with run.lock:
             first = run.linked.get(key)
-        if first is not None and run.dst_root_fd >= 0:
+            if first is None:  # ours to write; the others wait for it
+                run.linked[key] = threading.Event()
+                break
+        if isinstance(first, threading.Event):
+            first.wait(30.0)
+            continue
+        try:
+            fd = open_beneath(run.dst_root_fd, first[0], _DIR_FLAGS)
             try:
-                fd = open_beneath(run.dst_root_fd, first[0], _DIR_FLAGS)
-                try:
-                    os.link(first[1], tmp, src_dir_fd=fd, dst_dir_fd=ddir, follow_symlinks=False)
-                    lst = os.stat(tmp, dir_fd=ddir, follow_symlinks=False)
-                finally:
-                    os.close(fd)
-                return 0, (lst.st_dev, lst.st_ino), None
-            except OSError:
-                pass  # EMLINK, gone, ...: write a copy of its own
-    size, ident = _write_file(run, strategy, sdir, ddir, sname, tmp, locked)
+                os.link(first[1], tmp, src_dir_fd=fd, dst_dir_fd=ddir, follow_symlinks=False)
+                lst = os.stat(tmp, dir_fd=ddir, follow_symlinks=False)
+            finally:
+                os.close(fd)
+            return 0, (lst.st_dev, lst.st_ino), None
+        except OSError:
+            return (*_write_file(run, strategy, sdir, ddir, sname, tmp, locked), None)
+    else:  # the first writer is still not done: write a copy of our own
+        return (*_write_file(run, strategy, sdir, ddir, sname, tmp, locked), None)
+    try:
+        size, ident = _write_file(run, strategy, sdir, ddir, sname, tmp, locked)
+    except BaseException:
+        with run.lock:
+            claim = run.linked.pop(key, None)
+        if isinstance(claim, threading.Event):
+            claim.set()  # let a waiting name write its own
+        raise
     return size, ident, key
 
 
