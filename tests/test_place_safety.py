@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import linkstrategy
-from linkstrategy import PlaceError, _owner, _place, _probe, _tree
+from linkstrategy import PlaceError, _owner, _place, _pool, _probe, _tree
 
 ROOT = os.geteuid() == 0
 NOT_AS_ROOT = pytest.mark.skipif(
@@ -392,15 +392,17 @@ def test_fewer_threads_than_asked_still_places_everything(
     started = []
 
     def start(self: threading.Thread) -> None:
-        if self.name.startswith("linkstrategy-") and len(started) >= 1:
+        if self.name.startswith("linkstrategy") and len(started) >= 1:
             raise RuntimeError("can't start new thread")
         started.append(self)
         real_start(self)
 
+    monkeypatch.setattr(_pool, "_shared", None)  # a fresh pool: its threads start now
     monkeypatch.setattr(threading.Thread, "start", start)
     r = linkstrategy.place(tmp_path / "src", tmp_path / "dst", workers=48)
     assert r.files == 201
     started.clear()
+    monkeypatch.setattr(_pool, "_shared", None)
     monkeypatch.setattr(
         threading.Thread, "start", lambda self: (_ for _ in ()).throw(RuntimeError("no threads"))
     )

@@ -38,7 +38,6 @@ import errno
 import itertools
 import logging
 import os
-import queue
 import stat
 import threading
 import time
@@ -50,6 +49,7 @@ from . import _errors as E
 from ._errors import PlaceError, StrategyUnavailable
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, plan
+from ._pool import Abort, Tasks, shared
 from ._remove import collect_trash
 from ._syscalls import (
     CLONE_CREATES,
@@ -238,10 +238,6 @@ def _listings_from_files(
 # -- the run ---------------------------------------------------------------------------
 
 
-class _Abort(Exception):
-    """Another job failed; stop quietly."""
-
-
 class _Run:
     """State shared by the jobs of one place() call, and the little scheduler they use."""
 
@@ -295,37 +291,24 @@ class _Run:
         # hard-linked sources: (dev, ino) -> (drel dir, name) once placed, or an Event
         # while the first of its names is being written
         self.linked: dict[tuple[int, int], tuple[str, str] | threading.Event] = {}
-        # scheduling: a queue, ``workers`` threads, and a count of unfinished jobs
-        self.queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]
-        self.queue = queue.SimpleQueue()
+        # scheduling: the jobs of this call on the process's shared pool
+        self.tasks = Tasks(shared(), workers)
+        self.stop = self.tasks.stop
         self.threaded = False
         self.chunk = 64
-        self.pending = 0
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.tasks.error
 
     # scheduling ------------------------------------------------------------------------
     def run_jobs(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` and every job it submits on ``workers`` threads; return when
-        all are done (or, after an error, skipped).  The error is left in ``self.error``."""
+        """Run ``fn(*args)`` and every job it submits on the pool; return when all are
+        done (or, after an error, skipped).  The error is left in ``self.error``."""
         self.threaded = True
-        self.submit(fn, *args)
-        threads = [
-            threading.Thread(target=self._worker, name=f"linkstrategy-{i}")
-            for i in range(self.workers)
-        ]
         try:
-            started = _start_threads(threads)
-            if not started:  # no thread could start (ulimit -u): work in this one
-                self._worker()
-            for t in started:
-                t.join()
-        except BaseException:  # KeyboardInterrupt: stop the jobs, then wait
-            self.stop.set()
-            for t in threads:
-                if t.ident is not None:
-                    t.join()
-            raise
+            self.tasks.submit(fn, *args)
+            self.tasks.run()
         finally:
             self.threaded = False
 
@@ -333,33 +316,7 @@ class _Run:
         if not self.threaded:  # single file: run inline
             fn(*args)
             return
-        with self.lock:
-            self.pending += 1
-        self.queue.put((fn, args))
-
-    def _worker(self) -> None:
-        get = self.queue.get
-        while (job := get()) is not None:
-            self._guarded(job[0], job[1])
-
-    def _guarded(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        try:
-            if not self.stop.is_set():
-                fn(*args)
-        except _Abort:
-            pass
-        except BaseException as e:
-            with self.lock:
-                if self.error is None:
-                    self.error = e
-            self.stop.set()
-        finally:
-            with self.lock:
-                self.pending -= 1
-                last = self.pending == 0
-            if last:  # nothing queued or running: let every worker go
-                for _ in range(self.workers):
-                    self.queue.put(None)
+        self.tasks.submit(fn, *args)
 
     # chain management --------------------------------------------------------------------
     def downgrade(self, strategy: Strategy, err: OSError, path: str) -> None:
@@ -439,20 +396,6 @@ def _current_umask() -> int:
 
 def _errname(code: int | None) -> str:
     return errno.errorcode.get(code or 0, str(code))
-
-
-def _start_threads(threads: list[threading.Thread]) -> list[threading.Thread]:
-    """Start as many of ``threads`` as the process may (``ulimit -u``); the started ones."""
-    started: list[threading.Thread] = []
-    for t in threads:
-        try:
-            t.start()
-        except RuntimeError:  # "can't start new thread": go on with fewer
-            if not started:
-                log.debug("no worker thread could be started; placing in the calling thread")
-            break
-        started.append(t)
-    return started
 
 
 def _scan_existing(dfd: int) -> frozenset[str]:
@@ -808,7 +751,7 @@ def _place_entries(
             files = []
         for name in files:
             if run.stop.is_set():
-                raise _Abort
+                raise Abort
             exists = existing is not None and name in existing
             _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden)
             if watched:
@@ -833,7 +776,7 @@ def _place_new_files(
     i, n = 0, len(names)
     while i < n:
         if run.stop.is_set():
-            raise _Abort
+            raise Abort
         strategy = run.chain[0]
         nxt, nbytes, run.cfr = _fast.place_files(
             _FAST_CODES[strategy],
