@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 
 __all__ = [
+    "InvalidArgument",
     "LinkStrategyError",
     "PlaceError",
     "RemoveError",
@@ -126,6 +127,12 @@ class LinkStrategyError(OSError):
 
 class PlaceError(LinkStrategyError):
     """Placing ``filename`` (source) at ``filename2`` (destination) failed."""
+
+
+class InvalidArgument(LinkStrategyError, ValueError):
+    """An argument that can never work (a ``files=`` entry with ``..``, a directory in a
+    file list, a bad ``last=`` entry).  Both an :class:`OSError` (``errno`` EINVAL or
+    EISDIR, the path in ``filename``) and a :class:`ValueError`."""
 
 
 class StrategyUnavailable(PlaceError):

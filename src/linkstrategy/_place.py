@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _errors as E
-from ._errors import PlaceError, StrategyUnavailable
+from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, plan
-from ._pool import Abort, Tasks, shared
+from ._pool import Abort, Group, Tasks, shared
 from ._remove import collect_trash
 from ._syscalls import (
     CLONE_CREATES,
@@ -62,7 +62,7 @@ from ._syscalls import (
 )
 from ._tree import reap_stale, rmtree_at
 
-__all__ = ["Fallback", "PlaceReport", "Skipped", "place"]
+__all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
 
 log = logging.getLogger("linkstrategy")
 
@@ -179,11 +179,13 @@ def _special(mode: int) -> str:
 
 @dataclass
 class _Listing:
-    """What one source directory holds (from scandir, or from the caller's file list)."""
+    """What one source directory holds (from scandir, or from the caller's file list:
+    then ``listed`` holds names whose type the directory's job finds out)."""
 
     files: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     subdirs: list[str] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
 
 
 def _scan_source(sdir: int, rel: str, skipped: list[Skipped]) -> _Listing:
@@ -203,35 +205,57 @@ def _scan_source(sdir: int, rel: str, skipped: list[Skipped]) -> _Listing:
     return out
 
 
-def _listings_from_files(
-    src_root_fd: int, files: Iterable[str], skipped: list[Skipped]
-) -> dict[str, _Listing]:
-    """Listings built from a caller's file list (e.g. a RECORD): no directory is read."""
+def _classify_listed(run: _Run, sdir: int, rel: str, listing: _Listing) -> _Listing:
+    """The types of a file list's names in one directory, found by this directory's job
+    (so a long RECORD on a network filesystem is stat'ed in parallel)."""
+    out = _Listing(subdirs=listing.subdirs)
+    for name in listing.listed:
+        try:
+            st = os.stat(name, dir_fd=sdir, follow_symlinks=False)
+        except OSError as e:
+            raise PlaceError(
+                e.errno, f"listed file: {e.strerror}", run.src_path(_join(rel, name)), None,
+                run.dst_path(_join(rel, name)),
+            ) from None  # fmt: skip
+        if stat.S_ISLNK(st.st_mode):
+            out.links.append(name)
+        elif stat.S_ISREG(st.st_mode):
+            out.files.append(name)
+        elif stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(
+                errno.EISDIR, "listed entry is a directory (list its files)",
+                run.src_path(_join(rel, name)),
+            )  # fmt: skip
+        else:
+            run.skipped.append(Skipped(_join(rel, name), f"{_special(st.st_mode)}: not placed"))
+    return out
+
+
+def _listings_from_files(files: Iterable[str | os.PathLike[str]], src: str) -> dict[str, _Listing]:
+    """Listings built from a caller's file list (e.g. a RECORD), by name alone: no
+    directory is read and nothing is stat'ed here.  Entries are relative paths inside
+    the source; ``.`` components are dropped, ``..`` and absolute paths refused
+    (never resolved by string: the kernel decides what a symlink means)."""
     listings: dict[str, _Listing] = {"": _Listing()}
     seen: set[str] = set()
     for raw in files:
-        rel = os.path.normpath(os.fspath(raw)).strip("/")
-        if rel in ("", ".", "..") or rel.startswith("../"):
-            raise ValueError(f"file list entry {raw!r} is not a path inside the source")
+        entry = os.fspath(raw)
+        parts = [x for x in entry.split("/") if x not in ("", ".")]
+        if not parts or ".." in parts or entry.startswith("/") or "\0" in entry:
+            raise InvalidArgument(
+                errno.EINVAL, f"file list entry {entry!r} is not a relative path inside the source",
+                src,
+            )  # fmt: skip
+        rel = "/".join(parts)
         if rel in seen:  # listed twice (a RECORD can be sloppy): place it once
             continue
         seen.add(rel)
-        d, _, name = rel.rpartition("/")
-        st = os.stat(rel, dir_fd=src_root_fd, follow_symlinks=False)
-        parts = d.split("/") if d else []
-        for i in range(len(parts)):
+        for i in range(len(parts) - 1):
             sub = "/".join(parts[: i + 1])
             if sub not in listings:
                 listings[sub] = _Listing()
                 listings["/".join(parts[:i])].subdirs.append(parts[i])
-        if stat.S_ISLNK(st.st_mode):
-            listings[d].links.append(name)
-        elif stat.S_ISREG(st.st_mode):
-            listings[d].files.append(name)
-        elif stat.S_ISDIR(st.st_mode):
-            raise ValueError(f"file list entry {raw!r} is a directory")
-        else:
-            skipped.append(Skipped(rel, f"{_special(st.st_mode)}: not placed"))
+        listings["/".join(parts[:-1])].listed.append(parts[-1])
     return listings
 
 
@@ -251,6 +275,9 @@ class _Run:
         fsync: bool,
         progress: Callable[[int, int], None] | None,
         workers: int,
+        tasks: Tasks | None = None,
+        private: Callable[[str], bool] | None = None,
+        observer: Callable[[str, str], None] | None = None,
     ) -> None:
         self.plan = p
         self.src_root = src_root
@@ -260,6 +287,8 @@ class _Run:
         self.xattrs = xattrs
         self.fsync = fsync
         self.progress = progress
+        self.private = private
+        self.observer = observer
         self.workers = workers
         self.umask = _current_umask()
         self.lock = threading.Lock()
@@ -291,24 +320,30 @@ class _Run:
         # hard-linked sources: (dev, ino) -> (drel dir, name) once placed, or an Event
         # while the first of its names is being written
         self.linked: dict[tuple[int, int], tuple[str, str] | threading.Event] = {}
-        # scheduling: the jobs of this call on the process's shared pool
-        self.tasks = Tasks(shared(), workers)
-        self.stop = self.tasks.stop
+        # scheduling: this tree's jobs, on a Tasks of the process's shared pool
+        self.group = Group(tasks if tasks is not None else Tasks(shared(), workers))
+        self.stop = self.group.stop
         self.threaded = False
         self.chunk = 64
 
     @property
     def error(self) -> BaseException | None:
-        return self.tasks.error
+        return self.group.error
 
     # scheduling ------------------------------------------------------------------------
     def run_jobs(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` and every job it submits on the pool; return when all are
         done (or, after an error, skipped).  The error is left in ``self.error``."""
+        self.start_jobs(fn, *args)
+        self.wait_jobs()
+
+    def start_jobs(self, fn: Callable[..., None], *args: Any) -> None:
         self.threaded = True
+        self.group.submit(fn, *args)
+
+    def wait_jobs(self) -> None:
         try:
-            self.tasks.submit(fn, *args)
-            self.tasks.run()
+            self.group.wait()
         finally:
             self.threaded = False
 
@@ -316,7 +351,7 @@ class _Run:
         if not self.threaded:  # single file: run inline
             fn(*args)
             return
-        self.tasks.submit(fn, *args)
+        self.group.submit(fn, *args)
 
     # chain management --------------------------------------------------------------------
     def downgrade(self, strategy: Strategy, err: OSError, path: str) -> None:
@@ -529,10 +564,14 @@ def _place_file(
     exists: bool,
     tally: _Tally,
     direct: bool = False,
+    private: bool = False,
 ) -> None:
-    """Place one regular file through the chain, sorting errors by the errno sets."""
+    """Place one regular file through the chain, sorting errors by the errno sets.
+    ``private``: the caller's policy says never a hardlink for this one."""
     path = _join(rel_dir, dname)
     chain = list(run.chain)
+    if private:
+        chain = [x for x in chain if x != "hardlink"] or ["copy"]
     for i, strategy in enumerate(chain):
         nxt = chain[i + 1] if i + 1 < len(chain) else None
         tries = 0
@@ -563,6 +602,8 @@ def _place_file(
             tally.counts[strategy] += 1
             tally.bytes += size
             tally.files += 1
+            if run.observer is not None:
+                run.observer(path, strategy)
             return
 
 
@@ -746,19 +787,28 @@ def _place_entries(
     tally = _Tally()
     watched = run.progress is not None
     try:
+        private: list[str] = []
+        if run.private is not None:  # never hardlinked: the caller will rewrite them
+            keep = run.private
+            private = [n for n in files if keep(_join(rel, n))]
+            if private:
+                files = [n for n in files if n not in set(private)]
         if hidden and _fast is not None:
             _place_new_files(run, rel, sdir, ddir, files, tally)
             files = []
-        for name in files:
-            if run.stop.is_set():
-                raise Abort
-            exists = existing is not None and name in existing
-            _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden)
-            if watched:
-                run.merge(tally)
+        for names, own in ((files, False), (private, True)):
+            for name in names:
+                if run.stop.is_set():
+                    raise Abort
+                exists = existing is not None and name in existing
+                _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden, own)
+                if watched:
+                    run.merge(tally)
         for name in links:
             exists = existing is not None and name in existing
             _place_symlink(run, rel, sdir, ddir, name, name, exists, tally)
+            if run.observer is not None:
+                run.observer(_join(rel, name), "symlink")
         if run.fsync:
             os.fsync(ddir)
     finally:
@@ -792,6 +842,9 @@ def _place_new_files(
         tally.counts[strategy] += nxt - i
         tally.files += nxt - i
         tally.bytes += nbytes
+        if run.observer is not None:
+            for name in names[i:nxt]:
+                run.observer(_join(rel, name), strategy)
         if nxt < n:
             _place_file(run, rel, sdir, ddir, names[nxt], names[nxt], False, tally, True)
             nxt += 1
@@ -862,7 +915,10 @@ def _dir_job(
             with run.lock:
                 run.existing[rel] = existing
         # (run.skipped is appended to from several threads: list.append is atomic)
-        listing = _scan_source(sdir, rel, run.skipped) if listings is None else listings[rel]
+        if listings is None:
+            listing = _scan_source(sdir, rel, run.skipped)
+        else:
+            listing = _classify_listed(run, sdir, rel, listings[rel])
         with run.lock:
             run.discovered += len(listing.files) + len(listing.links)
             run.dirs += 1
@@ -1100,16 +1156,237 @@ def _open_parent(src: str, parent: str, dst: str) -> int:
         ) from None
 
 
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class _Options:
+    strategy: str
+    workers: int | None
+    progress: Callable[[int, int], None] | None
+    xattrs: bool
+    fsync: bool
+    private: Callable[[str], bool] | None
+    observer: Callable[[str, str], None] | None
+
+
+def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool] | None:
+    if copy is None:
+        return None
+    if callable(copy):
+        return copy
+    if isinstance(copy, str):
+        copy = [copy]
+    patterns = tuple(copy)
+    if not patterns:
+        return None
+    import fnmatch
+
+    return lambda rel: any(fnmatch.fnmatchcase(rel, pat) for pat in patterns)
+
+
+class _Placement:
+    """One ``(src, dst)`` placement in three steps -- :meth:`prepare` (checks, plan;
+    nothing written), :meth:`start` (the jobs go to the pool) and :meth:`finish`
+    (wait, reveal or roll back, the report) -- so that :func:`place_many` can run
+    many at once on one pool."""
+
+    def __init__(self, src: PathLike, dst: PathLike, files: Iterable[PathLike] | None) -> None:
+        self.s, self.d = os.fspath(src), os.fspath(dst)
+        self.files = files
+        self.pfd = -1
+        self.src_root_fd = -1
+        self.dst_root_fd = -1
+        self.hidden_root: str | None = None
+        self.hidden_ident = _NO_IDENT
+        self.base = ""
+        self.run: _Run | None = None
+        self.started = False
+        self.t0 = time.perf_counter()
+
+    # -- prepare: nothing written yet ----------------------------------------------------
+    def prepare(
+        self, opts: _Options, tasks: Tasks | None, plans: dict[tuple[str, str, str], Plan]
+    ) -> None:
+        s, d = self.s, self.d
+        parent_arg, self.base = _split_dst(s, d)
+        try:
+            src_st = os.stat(s)
+        except OSError as e:
+            raise PlaceError(e.errno, f"cannot read source: {e.strerror}", s, None, d) from None
+        real_src = os.path.realpath(s)
+        self.pfd = _open_parent(s, parent_arg, d)
+        _check_pair(s, src_st, self.pfd, self.base, d)
+        parent = _fd_path(self.pfd, parent_arg)
+        real_dst = os.path.join(parent, self.base)
+        is_dir = stat.S_ISDIR(src_st.st_mode)
+        key = (real_src if is_dir else os.path.dirname(real_src), parent, opts.strategy)
+        p = plans.get(key)
+        if p is None:
+            try:
+                p = plan(real_src, real_dst, strategy=opts.strategy)
+            except ValueError as e:
+                raise PlaceError(errno.EINVAL, str(e), s, None, d) from None
+            plans[key] = p
+        if p.forced is not None:
+            step = next(st for st in p.steps if st.strategy == p.forced)
+            if step.impossible:
+                code = errno.EXDEV if "different" in step.reason else errno.EOPNOTSUPP
+                raise StrategyUnavailable(code, f"cannot {p.forced}: {step.reason}", s, None, d)
+        nworkers = max(1, opts.workers if opts.workers is not None else p.workers)
+        collect_trash(parent)  # what an earlier remove() deferred here (one lstat if none)
+        self.run = _Run(
+            p,
+            real_src if is_dir else os.path.dirname(real_src),
+            real_dst if is_dir else parent,
+            xattrs=opts.xattrs,
+            fsync=opts.fsync,
+            progress=opts.progress,
+            workers=nworkers if is_dir else 1,
+            tasks=tasks,
+            private=opts.private,
+            observer=opts.observer,
+        )
+        self.sname = None if is_dir else os.path.basename(real_src)
+        if is_dir:
+            self._open_tree()
+
+    def _open_tree(self) -> None:
+        run, pfd, base = self.run, self.pfd, self.base
+        assert run is not None
+        self.src_root_fd = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
+        self.listings = None if self.files is None else _listings_from_files(self.files, self.s)
+        try:
+            os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            _scan_existing(pfd)  # drop temporaries a killed run left beside it
+            self.hidden_root = run.tmpname()
+            self.hidden_ident = _make_hidden(run, pfd, "..", self.hidden_root)
+        try:
+            self.dst_root_fd = os.open(
+                self.hidden_root or base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd
+            )
+        except OSError as e:
+            raise PlaceError(
+                e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
+                "destination exists and is not a directory",
+                self.s,
+                None,
+                self.d,
+            ) from None
+        run.dst_root_fd = self.dst_root_fd
+        total = sum(len(x.listed) for x in self.listings.values()) if self.listings else 0
+        run.chunk = _chunk_size(total, run.workers, run.plan.network)
+
+    # -- start and finish ------------------------------------------------------------------
+    def start(self) -> None:
+        run = self.run
+        assert run is not None
+        self.started = True
+        if self.sname is None:
+            roots = (self.src_root_fd, self.dst_root_fd)
+            run.start_jobs(
+                _dir_job, run, roots, "", "", self.hidden_root is not None, self.listings
+            )
+        else:
+            _place_one(run, self.pfd, self.sname, self.base)
+
+    def finish(self) -> PlaceReport:
+        run = self.run
+        assert run is not None
+        if self.sname is None:
+            self._finish_tree(run)
+        return PlaceReport(
+            src=self.s,
+            dst=self.d,
+            files=run.files,
+            dirs=run.dirs,
+            symlinks=run.symlinks,
+            bytes=run.bytes,
+            by_strategy=dict(run.counts),
+            fallbacks=tuple(run.fallbacks),
+            skipped=tuple(run.skipped),
+            seconds=time.perf_counter() - self.t0,
+            chain=run.plan.chain,
+            workers=run.workers,
+            warnings=tuple(run.warnings),
+        )
+
+    def _finish_tree(self, run: _Run) -> None:
+        pfd, base = self.pfd, self.base
+        try:
+            run.wait_jobs()
+            if run.error is not None:
+                raise run.error
+            _restore_dir_modes(run, self.dst_root_fd)
+            _reveal(run, self.dst_root_fd)
+            if self.hidden_root is not None:
+                _unhold(run, pfd, "..", self.hidden_root)
+                try:
+                    os.rename(self.hidden_root, base, src_dir_fd=pfd, dst_dir_fd=pfd)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    _merge_instead(run, "", pfd, self.hidden_root, self.hidden_ident)
+                self.hidden_root = None
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Roll back whatever this placement made (after a failure anywhere)."""
+        run = self.run
+        if run is None:
+            return
+        run.stop.set()
+        if self.started and self.sname is None:
+            with contextlib.suppress(BaseException):
+                run.wait_jobs()
+        if self.dst_root_fd >= 0:
+            _rollback(run, self.dst_root_fd)
+        if self.hidden_root is not None:
+            if self.dst_root_fd >= 0:
+                os.close(self.dst_root_fd)
+                self.dst_root_fd = -1
+            try:
+                rmtree_at(self.pfd, self.hidden_root, expect=self.hidden_ident)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("could not roll back %s: %s", run.dst_root, e)
+            self.hidden_root = None
+
+    def close(self) -> None:
+        if self.run is not None:
+            _close_locks(self.run)
+        for fd in (self.dst_root_fd, self.src_root_fd, self.pfd):
+            if fd >= 0:
+                os.close(fd)
+        self.dst_root_fd = self.src_root_fd = self.pfd = -1
+
+    def error(self, e: OSError) -> LinkStrategyError:
+        """A call outside the per-file paths failed: name both paths, never a temporary."""
+        if isinstance(e, LinkStrategyError):
+            return e
+        fn = e.filename if isinstance(e.filename, str) else None
+        where = f" ({fn})" if fn and not is_tmp_name(os.path.basename(fn)) else ""
+        err = PlaceError(e.errno, f"{e.strerror}{where}", self.s, None, self.d)
+        err.__cause__ = e
+        return err
+
+
 def place(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    src: PathLike,
+    dst: PathLike,
     *,
     strategy: str = "auto",
     workers: int | None = None,
-    files: Iterable[str] | None = None,
+    files: Iterable[PathLike] | None = None,
     progress: Callable[[int, int], None] | None = None,
     xattrs: bool = True,
     fsync: bool = False,
+    copy: Callable[[str], bool] | Iterable[str] | None = None,
+    observer: Callable[[str, str], None] | None = None,
 ) -> PlaceReport:
     """Place the file or tree ``src`` at ``dst`` by reflink, hardlink or copy.
 
@@ -1127,7 +1404,13 @@ def place(
     each batch the C loop placed); ``total`` counts the files found so far and
     grows while the source is being walked.  ``xattrs``:
     copy extended attributes on clones and copies.  ``fsync``: flush each file
-    and directory before it is renamed into place.
+    and directory before it is renamed into place.  ``copy``: files the caller
+    will rewrite (RECORD, INSTALLER, ...) -- glob patterns matched against the path
+    relative to ``src`` (``fnmatch``; ``*`` crosses ``/``), or a callable taking
+    that path -- are never hardlinked: cloned where the pair can, else copied,
+    so editing them never edits the cache.  ``observer(path, how)`` is called
+    from the worker threads for every entry placed (``how``: the strategy, or
+    ``"symlink"`` for a symlink recreated); it must be thread-safe and quick.
 
     Special files (FIFOs, sockets, devices) are never opened: they are skipped
     and listed in ``report.skipped``.  On any real error (ENOSPC, EIO, EROFS,
@@ -1142,76 +1425,95 @@ def place(
     >>> (r.files, (d / "site" / "a.txt").read_text())
     (1, 'hi')
     """
-    t0 = time.perf_counter()
-    s, d = os.fspath(src), os.fspath(dst)
-    parent_arg, base = _split_dst(s, d)
+    opts = _Options(strategy, workers, progress, xattrs, fsync, _policy(copy), observer)
+    job = _Placement(src, dst, files)
     try:
-        src_st = os.stat(s)
+        job.prepare(opts, None, {})
+        job.start()
+        return job.finish()
     except OSError as e:
-        raise PlaceError(e.errno, f"cannot read source: {e.strerror}", s, None, d) from None
-    real_src = os.path.realpath(s)
-    pfd = _open_parent(s, parent_arg, d)
-    try:
-        _check_pair(s, src_st, pfd, base, d)
-        parent = _fd_path(pfd, parent_arg)
-        real_dst = os.path.join(parent, base)
-        try:
-            p = plan(real_src, real_dst, strategy=strategy)
-        except ValueError as e:
-            raise PlaceError(errno.EINVAL, str(e), s, None, d) from None
-        if p.forced is not None:
-            step = next(st for st in p.steps if st.strategy == p.forced)
-            if step.impossible:
-                code = errno.EXDEV if "different" in step.reason else errno.EOPNOTSUPP
-                raise StrategyUnavailable(code, f"cannot {p.forced}: {step.reason}", s, None, d)
-        nworkers = max(1, workers if workers is not None else p.workers)
-        collect_trash(parent)  # what an earlier remove() deferred here (one lstat if none)
-        try:
-            if stat.S_ISDIR(src_st.st_mode):
-                run = _Run(
-                    p,
-                    real_src,
-                    real_dst,
-                    xattrs=xattrs,
-                    fsync=fsync,
-                    progress=progress,
-                    workers=nworkers,
-                )
-                _place_tree(run, pfd, base, files)
-            else:
-                run = _Run(
-                    p,
-                    os.path.dirname(real_src),
-                    parent,
-                    xattrs=xattrs,
-                    fsync=fsync,
-                    progress=progress,
-                    workers=1,
-                )
-                _place_one(run, pfd, os.path.basename(real_src), base)
-        except PlaceError:
-            raise
-        except OSError as e:  # a call outside the per-file paths: still name both paths
-            fn = e.filename if isinstance(e.filename, str) else None
-            where = f" ({fn})" if fn and not is_tmp_name(os.path.basename(fn)) else ""
-            raise PlaceError(e.errno, f"{e.strerror}{where}", s, None, d) from e
+        job.abandon()
+        raise job.error(e) from e.__cause__
+    except BaseException:
+        job.abandon()
+        raise
     finally:
-        os.close(pfd)
-    return PlaceReport(
-        src=s,
-        dst=d,
-        files=run.files,
-        dirs=run.dirs,
-        symlinks=run.symlinks,
-        bytes=run.bytes,
-        by_strategy=dict(run.counts),
-        fallbacks=tuple(run.fallbacks),
-        skipped=tuple(run.skipped),
-        seconds=time.perf_counter() - t0,
-        chain=p.chain,
-        workers=nworkers,
-        warnings=tuple(run.warnings),
-    )
+        job.close()
+
+
+#: One job of :func:`place_many`: ``(src, dst)`` or ``(src, dst, files)``.
+JobSpec = tuple[PathLike, PathLike] | tuple[PathLike, PathLike, Iterable[PathLike] | None]
+
+
+def place_many(
+    jobs: Iterable[JobSpec],
+    *,
+    strategy: str = "auto",
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    xattrs: bool = True,
+    fsync: bool = False,
+    copy: Callable[[str], bool] | Iterable[str] | None = None,
+    observer: Callable[[str, str], None] | None = None,
+    check: bool = True,
+) -> list[PlaceReport | LinkStrategyError]:
+    """Place many ``(src, dst)`` or ``(src, dst, files)`` at once: the way to install many
+    packages.  All run together on one pool of ``workers`` threads (default: the
+    largest a plan asks for) with one plan per (cache, destination directory), so a
+    small package costs its syscalls, not a call's set-up.  Options as for
+    :func:`place`, for every job.
+
+    Returns one :class:`PlaceReport` per job, in order.  A job that fails is rolled
+    back on its own (the others go on); with ``check=True`` (the default) the first
+    failure is raised once every job has finished, else it stands in the list as a
+    :class:`PlaceError`.  Destinations should not overlap (two jobs into one
+    directory tree are merged by whichever is second, as two calls would be).
+
+    >>> import linkstrategy, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     (d / "cache" / name).mkdir(parents=True)
+    ...     _ = (d / "cache" / name / "m.py").write_text(name)
+    >>> rs = linkstrategy.place_many([(d / "cache/a", d / "site/a"), (d / "cache/b", d / "site/b")])
+    >>> [r.files for r in rs], (d / "site/b/m.py").read_text()
+    ([1, 1], 'b')
+    """
+    opts = _Options(strategy, workers, progress, xattrs, fsync, _policy(copy), observer)
+    placements = [_Placement(j[0], j[1], j[2] if len(j) > 2 else None) for j in jobs]
+    results: list[PlaceReport | LinkStrategyError | None] = [None] * len(placements)
+    plans: dict[tuple[str, str, str], Plan] = {}
+    # One set of threads for every job: the width the caller asks, else the widest plan's.
+    tasks = Tasks(shared(), workers or 1)
+    try:
+        for i, job in enumerate(placements):
+            try:
+                job.prepare(opts, tasks, plans)
+                if workers is None and job.run is not None:
+                    tasks.workers = max(tasks.workers, job.run.plan.workers)
+                job.start()
+            except OSError as e:
+                job.abandon()
+                results[i] = job.error(e)
+        for i, job in enumerate(placements):
+            if results[i] is not None:
+                continue
+            try:
+                results[i] = job.finish()
+            except OSError as e:
+                results[i] = job.error(e)
+    except BaseException:
+        for job in placements:
+            job.abandon()
+        raise
+    finally:
+        for job in placements:
+            job.close()
+    out = [r for r in results if r is not None]
+    if check:
+        for r in out:
+            if isinstance(r, LinkStrategyError):
+                raise r
+    return out
 
 
 def _place_one(run: _Run, ddir: int, sname: str, dname: str) -> None:
@@ -1230,7 +1532,9 @@ def _place_one(run: _Run, ddir: int, sname: str, dname: str) -> None:
         if stat.S_ISLNK(st.st_mode):
             _place_symlink(run, "", sdir, ddir, sname, dname, exists, tally)
         elif stat.S_ISREG(st.st_mode):
-            _place_file(run, "", sdir, ddir, sname, dname, exists, tally)
+            _place_file(
+                run, "", sdir, ddir, sname, dname, exists, tally, False, _private(run, dname)
+            )
         else:
             run.skipped.append(Skipped(sname, f"{_special(st.st_mode)}: not placed"))
         run.merge(tally)
@@ -1238,70 +1542,8 @@ def _place_one(run: _Run, ddir: int, sname: str, dname: str) -> None:
         os.close(sdir)
 
 
-def _place_tree(run: _Run, pfd: int, base: str, files: Iterable[str] | None) -> None:
-    """A fresh destination is built under a temporary name beside it and renamed into
-    place at the end: it appears complete or not at all."""
-    src_root_fd = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
-    dst_root_fd = -1
-    hidden_root: str | None = None
-    hidden_ident = _NO_IDENT
-    try:
-        listings = None if files is None else _listings_from_files(src_root_fd, files, run.skipped)
-        try:
-            os.stat(base, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            _scan_existing(pfd)  # drop temporaries a killed run left beside it
-            hidden_root = run.tmpname()
-            hidden_ident = _make_hidden(run, pfd, "..", hidden_root)
-        try:
-            dst_root_fd = os.open(
-                hidden_root or base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd
-            )
-        except OSError as e:
-            raise PlaceError(
-                e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
-                "destination exists and is not a directory",
-                run.src_root,
-                None,
-                run.dst_root,
-            ) from None
-        run.dst_root_fd = dst_root_fd
-        total = sum(len(x.files) for x in listings.values()) if listings else 0
-        run.chunk = _chunk_size(total, run.workers, run.plan.network)
-        roots = (src_root_fd, dst_root_fd)
-        try:
-            run.run_jobs(_dir_job, run, roots, "", "", hidden_root is not None, listings)
-            if run.error is not None:
-                raise run.error
-            _restore_dir_modes(run, dst_root_fd)
-            _reveal(run, dst_root_fd)
-            if hidden_root is not None:
-                _unhold(run, pfd, "..", hidden_root)
-                try:
-                    os.rename(hidden_root, base, src_dir_fd=pfd, dst_dir_fd=pfd)
-                except OSError as e:
-                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise
-                    _merge_instead(run, "", pfd, hidden_root, hidden_ident)
-                hidden_root = None
-        except BaseException:
-            run.stop.set()
-            _rollback(run, dst_root_fd)
-            if hidden_root is not None:
-                os.close(dst_root_fd)
-                dst_root_fd = -1
-                try:
-                    rmtree_at(pfd, hidden_root, expect=hidden_ident)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    log.warning("could not roll back %s: %s", run.dst_root, e)
-            raise
-    finally:
-        _close_locks(run)
-        for fd in (dst_root_fd, src_root_fd):
-            if fd >= 0:
-                os.close(fd)
+def _private(run: _Run, rel: str) -> bool:
+    return run.private is not None and run.private(rel)
 
 
 def _chunk_size(total: int, workers: int, network: bool) -> int:

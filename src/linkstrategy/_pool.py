@@ -5,12 +5,13 @@ A place() of a small package is a few dozen syscalls: starting threads for it
 workers live in one pool per process, started as they are first needed, and each
 leaves after :data:`IDLE_SECONDS` without work; a forked child starts afresh.
 
-Each call has its own :class:`Tasks`: a queue of its jobs, the first error, a stop
-flag, and at most ``workers`` pool threads working on it at once (``workers=1``
-is serial, whatever else the pool is doing).  A thread takes a call's *slot* from
-the pool's queue and does that call's jobs until it has none left.  Calls in many
-threads (an installer's) or in :func:`~linkstrategy.place_many` share the pool;
-each waits only for its own jobs.
+Each call has its own :class:`Tasks`, a queue of its jobs done by at most
+``workers`` pool threads at once (``workers=1`` is serial, whatever else the pool
+is doing): a thread takes a *slot* from the pool's queue and does that queue's
+jobs until it has none left.  A :class:`Group` is one tree's jobs in a Tasks: its
+first error, its stop flag, and an event when all are done; the trees of one
+:func:`~linkstrategy.place_many` share one Tasks (one limit on threads) and keep
+their own Groups (one tree's failure stops only that tree).
 
 A thread that cannot be started (``ulimit -u``) is not an error: the pool goes on
 with the threads it has, and a caller whose pool has none does its own jobs.
@@ -27,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Abort", "Pool", "Tasks", "shared"]
+__all__ = ["Abort", "Group", "Pool", "Tasks", "shared"]
 
 log = logging.getLogger("linkstrategy")
 
@@ -42,25 +43,20 @@ class Abort(Exception):
 
 
 class Tasks:
-    """The jobs of one call, done by at most ``workers`` threads of ``pool`` at a time."""
+    """A queue of jobs done by at most ``workers`` threads of ``pool`` at a time: one
+    call's, or one batch's (:func:`~linkstrategy.place_many`).  A job is any
+    callable; errors are the submitter's to catch (see :class:`Group`)."""
 
     def __init__(self, pool: Pool, workers: int) -> None:
         self.pool = pool
         self.workers = max(1, workers)
         self.lock = threading.Lock()
         self.jobs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self.slots = 0  # threads working on this call now
-        self.pending = 0  # jobs submitted and not finished
-        self.done = threading.Event()
-        self.done.set()
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
+        self.slots = 0  # threads working on these jobs now
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         with self.lock:
             self.jobs.append((fn, args))
-            self.pending += 1
-            self.done.clear()
             grant = self.slots < self.workers
             if grant:
                 self.slots += 1
@@ -68,30 +64,50 @@ class Tasks:
             self.pool.put(self)
 
     def work(self) -> None:
-        """Do this call's jobs until it has none queued (one slot's worth)."""
+        """Do jobs until none is queued (one slot's worth)."""
         while True:
             with self.lock:
                 if not self.jobs:
                     self.slots -= 1
                     return
                 fn, args = self.jobs.popleft()
-            self._guarded(fn, args)
+            fn(*args)
 
-    def run(self) -> None:
-        """Wait until every job submitted so far (and all they submit) is done.  If the
-        pool has no thread, do the jobs in this one."""
-        try:
-            self._wait()
-        except BaseException:  # KeyboardInterrupt: stop the jobs, wait for the running ones
-            self.stop.set()
-            self._wait()
-            raise
-
-    def _wait(self) -> None:
-        # Never an unbounded wait: the last thread may leave just as a slot is queued.
-        while not self.done.wait(0.05 if self.pool.alive() else 0.001):
+    def wait(self, done: threading.Event) -> None:
+        """Wait for ``done``; if the pool has no thread, do queued jobs in this one.
+        Never an unbounded wait: the last thread may leave just as a slot is queued."""
+        while not done.wait(0.05 if self.pool.alive() else 0.001):
             if not self.pool.alive():
                 self.pool.work_once()
+
+
+class Group:
+    """Jobs that belong together (one tree): a count of unfinished ones, the first
+    error, a stop flag, and an event set when all are done."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self.tasks = tasks
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.done = threading.Event()
+        self.done.set()
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self.lock:
+            self.pending += 1
+            self.done.clear()
+        self.tasks.submit(self._guarded, fn, args)
+
+    def wait(self) -> None:
+        """Until every job submitted so far (and all they submit) is done."""
+        try:
+            self.tasks.wait(self.done)
+        except BaseException:  # KeyboardInterrupt: stop the jobs, wait for the running ones
+            self.stop.set()
+            self.tasks.wait(self.done)
+            raise
 
     def _guarded(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         try:
