@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Fallback",
+    "InvalidArgument",
     "LinkStrategyError",
     "Mount",
     "PlaceError",
@@ -36,6 +37,7 @@ __all__ = [
     "__version__",
     "gc",
     "place",
+    "place_many",
     "plan",
     "probe",
     "remove",
@@ -48,6 +50,7 @@ _LAZY = {
     "PlaceReport": "._place",
     "Skipped": "._place",
     "place": "._place",
+    "place_many": "._place",
     "Plan": "._plan",
     "Step": "._plan",
     "plan": "._plan",
@@ -55,6 +58,7 @@ _LAZY = {
     "probe": "._probe",
     "Mount": "._mounts",
     "Traits": "._classify",
+    "InvalidArgument": "._errors",
     "LinkStrategyError": "._errors",
     "PlaceError": "._errors",
     "RemoveError": "._errors",
@@ -68,9 +72,15 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from ._classify import Traits
-    from ._errors import LinkStrategyError, PlaceError, RemoveError, StrategyUnavailable
+    from ._errors import (
+        InvalidArgument,
+        LinkStrategyError,
+        PlaceError,
+        RemoveError,
+        StrategyUnavailable,
+    )
     from ._mounts import Mount
-    from ._place import Fallback, PlaceReport, Skipped, place
+    from ._place import Fallback, PlaceReport, Skipped, place, place_many
     from ._plan import Plan, Step, plan
     from ._probe import Probe, probe
     from ._remove import RemoveReport, gc, remove

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 
 __all__ = [
+    "InvalidArgument",
     "LinkStrategyError",
     "PlaceError",
     "RemoveError",
@@ -66,6 +67,13 @@ TRANSIENT = frozenset(
     }
 )
 
+#: Extended attributes: the filesystem has none (EFS, some FUSE): stop trying for the run.
+XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+
+#: Extended attributes: this one name may not be set here (``security.*``, ``trusted.*``
+#: without privileges): skip it, keep the others.
+XATTR_DENIED = frozenset({errno.EPERM, errno.EACCES})
+
 #: Never fall back on these: falling back would hide the problem or make it worse.
 #: (Listed for documentation; they propagate as PlaceError because no set catches them.)
 FATAL = frozenset(
@@ -119,6 +127,12 @@ class LinkStrategyError(OSError):
 
 class PlaceError(LinkStrategyError):
     """Placing ``filename`` (source) at ``filename2`` (destination) failed."""
+
+
+class InvalidArgument(LinkStrategyError, ValueError):
+    """An argument that can never work (a ``files=`` entry with ``..``, a directory in a
+    file list, a bad ``last=`` entry).  Both an :class:`OSError` (``errno`` EINVAL or
+    EISDIR, the path in ``filename``) and a :class:`ValueError`."""
 
 
 class StrategyUnavailable(PlaceError):

@@ -33,10 +33,11 @@ symlink during the run makes the run fail; it never leads outside ``dst``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import logging
 import os
-import queue
 import stat
 import threading
 import time
@@ -45,9 +46,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _errors as E
-from ._errors import PlaceError, StrategyUnavailable
-from ._owner import HOST, is_orphan, tag
+from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
+from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, plan
+from ._pool import Abort, Group, Tasks, shared
 from ._remove import collect_trash
 from ._syscalls import (
     CLONE_CREATES,
@@ -58,22 +60,22 @@ from ._syscalls import (
     load_speedups,
     open_beneath,
 )
+from ._tree import reap_stale, rmtree_at
 
-__all__ = ["Fallback", "PlaceReport", "Skipped", "place"]
+__all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
 
 log = logging.getLogger("linkstrategy")
 
-#: Temporary names start with this; the host tag and pid say whose they are, so a
-#: later place() can remove the ones whose writer is gone.  Short and independent
-#: of the final name, so 255-byte names still fit.
-TMP_PREFIX = ".lstmp-"
-_STALE_FOREIGN_SECONDS = 3600.0  # another host's temporaries: removed after an hour
+#: Temporary names: ``.lstmp-<owner>-<seq>`` (:mod:`._owner`), unique per process
+#: across hosts; a later place() removes the ones whose maker is gone (by lock).
+_seq = itertools.count(1)  # one sequence per process: runs in threads never collide
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in for a file since the walk must not block the open
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TRANSIENT_TRIES = 4
+_NO_IDENT = (-1, -1)  # an inode nobody needs to know
 
 #: The optional C per-file loop (``_speedups.c``), or None: then every file takes
 #: the Python path.  Tests set this to None to run that path.
@@ -177,11 +179,13 @@ def _special(mode: int) -> str:
 
 @dataclass
 class _Listing:
-    """What one source directory holds (from scandir, or from the caller's file list)."""
+    """What one source directory holds (from scandir, or from the caller's file list:
+    then ``listed`` holds names whose type the directory's job finds out)."""
 
     files: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     subdirs: list[str] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
 
 
 def _scan_source(sdir: int, rel: str, skipped: list[Skipped]) -> _Listing:
@@ -201,43 +205,61 @@ def _scan_source(sdir: int, rel: str, skipped: list[Skipped]) -> _Listing:
     return out
 
 
-def _listings_from_files(
-    src_root_fd: int, files: Iterable[str], skipped: list[Skipped]
-) -> dict[str, _Listing]:
-    """Listings built from a caller's file list (e.g. a RECORD): no directory is read."""
+def _classify_listed(run: _Run, sdir: int, rel: str, listing: _Listing) -> _Listing:
+    """The types of a file list's names in one directory, found by this directory's job
+    (so a long RECORD on a network filesystem is stat'ed in parallel)."""
+    out = _Listing(subdirs=listing.subdirs)
+    for name in listing.listed:
+        try:
+            st = os.stat(name, dir_fd=sdir, follow_symlinks=False)
+        except OSError as e:
+            raise PlaceError(
+                e.errno, f"listed file: {e.strerror}", run.src_path(_join(rel, name)), None,
+                run.dst_path(_join(rel, name)),
+            ) from None  # fmt: skip
+        if stat.S_ISLNK(st.st_mode):
+            out.links.append(name)
+        elif stat.S_ISREG(st.st_mode):
+            out.files.append(name)
+        elif stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(
+                errno.EISDIR, "listed entry is a directory (list its files)",
+                run.src_path(_join(rel, name)),
+            )  # fmt: skip
+        else:
+            run.skipped.append(Skipped(_join(rel, name), f"{_special(st.st_mode)}: not placed"))
+    return out
+
+
+def _listings_from_files(files: Iterable[str | os.PathLike[str]], src: str) -> dict[str, _Listing]:
+    """Listings built from a caller's file list (e.g. a RECORD), by name alone: no
+    directory is read and nothing is stat'ed here.  Entries are relative paths inside
+    the source; ``.`` components are dropped, ``..`` and absolute paths refused
+    (never resolved by string: the kernel decides what a symlink means)."""
     listings: dict[str, _Listing] = {"": _Listing()}
     seen: set[str] = set()
     for raw in files:
-        rel = os.path.normpath(os.fspath(raw)).strip("/")
-        if rel in ("", ".", "..") or rel.startswith("../"):
-            raise ValueError(f"file list entry {raw!r} is not a path inside the source")
+        entry = os.fspath(raw)
+        parts = [x for x in entry.split("/") if x not in ("", ".")]
+        if not parts or ".." in parts or entry.startswith("/") or "\0" in entry:
+            raise InvalidArgument(
+                errno.EINVAL, f"file list entry {entry!r} is not a relative path inside the source",
+                src,
+            )  # fmt: skip
+        rel = "/".join(parts)
         if rel in seen:  # listed twice (a RECORD can be sloppy): place it once
             continue
         seen.add(rel)
-        d, _, name = rel.rpartition("/")
-        st = os.stat(rel, dir_fd=src_root_fd, follow_symlinks=False)
-        parts = d.split("/") if d else []
-        for i in range(len(parts)):
+        for i in range(len(parts) - 1):
             sub = "/".join(parts[: i + 1])
             if sub not in listings:
                 listings[sub] = _Listing()
                 listings["/".join(parts[:i])].subdirs.append(parts[i])
-        if stat.S_ISLNK(st.st_mode):
-            listings[d].links.append(name)
-        elif stat.S_ISREG(st.st_mode):
-            listings[d].files.append(name)
-        elif stat.S_ISDIR(st.st_mode):
-            raise ValueError(f"file list entry {raw!r} is a directory")
-        else:
-            skipped.append(Skipped(rel, f"{_special(st.st_mode)}: not placed"))
+        listings["/".join(parts[:-1])].listed.append(parts[-1])
     return listings
 
 
 # -- the run ---------------------------------------------------------------------------
-
-
-class _Abort(Exception):
-    """Another job failed; stop quietly."""
 
 
 class _Run:
@@ -253,6 +275,9 @@ class _Run:
         fsync: bool,
         progress: Callable[[int, int], None] | None,
         workers: int,
+        tasks: Tasks | None = None,
+        private: Callable[[str], bool] | None = None,
+        observer: Callable[[str, str], None] | None = None,
     ) -> None:
         self.plan = p
         self.src_root = src_root
@@ -262,6 +287,8 @@ class _Run:
         self.xattrs = xattrs
         self.fsync = fsync
         self.progress = progress
+        self.private = private
+        self.observer = observer
         self.workers = workers
         self.umask = _current_umask()
         self.lock = threading.Lock()
@@ -276,45 +303,47 @@ class _Run:
         self.skipped: list[Skipped] = []
         self.warnings: list[str] = []
         self.xattr_failed = False
+        self.xattr_denied: set[str] = set()
+        self.dst_root_fd = -1  # set once the destination root is open
+        self.drels: dict[str, str] = {"": ""}  # source rel dir -> its destination drel
         self.cfr = True  # copy_file_range still worth trying for this pair
         # What this run changed, for the final renames and for rollback.  New
         # directories are built under temporary names and renamed into place at
         # the end, so files inside them need no temporary names of their own.
-        self.hidden_tops: list[tuple[str, str, str, str]] = []  # rel, parent drel, tmp, name
+        # new directories built hidden: rel, parent drel, tmp, final name, (dev, ino)
+        self.hidden_tops: list[tuple[str, str, str, str, tuple[int, int]]] = []
+        self.locks: dict[tuple[str, str], int] = {}  # (parent drel, tmp) -> lock fd
         self.restore_modes: list[tuple[str, int]] = []  # drel, mode
-        self.created_files: list[tuple[str, str]] = []  # new names in pre-existing dirs
+        # new names in pre-existing dirs, with the inode this run put there
+        self.created_files: list[tuple[str, str, tuple[int, int]]] = []
         self.existing: dict[str, frozenset[str]] = {}  # pre-existing dir -> its names
-        self.tmp_seq = 0
-        # scheduling: a queue, ``workers`` threads, and a count of unfinished jobs
-        self.queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]
-        self.queue = queue.SimpleQueue()
+        # hard-linked sources: (dev, ino) -> (drel dir, name) once placed, or an Event
+        # while the first of its names is being written
+        self.linked: dict[tuple[int, int], tuple[str, str] | threading.Event] = {}
+        # scheduling: this tree's jobs, on a Tasks of the process's shared pool
+        self.group = Group(tasks if tasks is not None else Tasks(shared(), workers))
+        self.stop = self.group.stop
         self.threaded = False
         self.chunk = 64
-        self.pending = 0
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.group.error
 
     # scheduling ------------------------------------------------------------------------
     def run_jobs(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` and every job it submits on ``workers`` threads; return when
-        all are done (or, after an error, skipped).  The error is left in ``self.error``."""
+        """Run ``fn(*args)`` and every job it submits on the pool; return when all are
+        done (or, after an error, skipped).  The error is left in ``self.error``."""
+        self.start_jobs(fn, *args)
+        self.wait_jobs()
+
+    def start_jobs(self, fn: Callable[..., None], *args: Any) -> None:
         self.threaded = True
-        self.submit(fn, *args)
-        threads = [
-            threading.Thread(target=self._worker, name=f"linkstrategy-{i}")
-            for i in range(self.workers)
-        ]
+        self.group.submit(fn, *args)
+
+    def wait_jobs(self) -> None:
         try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        except BaseException:  # KeyboardInterrupt, or no thread: stop the jobs, then wait
-            self.stop.set()
-            for t in threads:
-                if t.ident is not None:
-                    t.join()
-            raise
+            self.group.wait()
         finally:
             self.threaded = False
 
@@ -322,33 +351,7 @@ class _Run:
         if not self.threaded:  # single file: run inline
             fn(*args)
             return
-        with self.lock:
-            self.pending += 1
-        self.queue.put((fn, args))
-
-    def _worker(self) -> None:
-        get = self.queue.get
-        while (job := get()) is not None:
-            self._guarded(job[0], job[1])
-
-    def _guarded(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        try:
-            if not self.stop.is_set():
-                fn(*args)
-        except _Abort:
-            pass
-        except BaseException as e:
-            with self.lock:
-                if self.error is None:
-                    self.error = e
-            self.stop.set()
-        finally:
-            with self.lock:
-                self.pending -= 1
-                last = self.pending == 0
-            if last:  # nothing queued or running: let every worker go
-                for _ in range(self.workers):
-                    self.queue.put(None)
+        self.group.submit(fn, *args)
 
     # chain management --------------------------------------------------------------------
     def downgrade(self, strategy: Strategy, err: OSError, path: str) -> None:
@@ -374,10 +377,7 @@ class _Run:
         log.warning("%s", msg)
 
     def tmpname(self) -> str:
-        with self.lock:
-            self.tmp_seq += 1
-            seq = self.tmp_seq
-        return f"{TMP_PREFIX}{tag()}-{seq}"
+        return tmp_name(next(_seq))
 
     def merge(self, tally: _Tally) -> None:
         """Add a job's counts to the run's (once per job: one lock, not one per file)."""
@@ -433,55 +433,36 @@ def _errname(code: int | None) -> str:
     return errno.errorcode.get(code or 0, str(code))
 
 
-def _is_stale_tmp(name: str, dfd: int) -> bool:
-    host, _, rest = name[len(TMP_PREFIX) :].partition("-")
-    pid = rest.partition("-")[0]
-    if host == HOST:
-        return is_orphan(host, pid, None)
-    try:  # another host's temporary (a shared network filesystem): go by age
-        mtime: float | None = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mtime
-    except OSError:
-        mtime = None
-    return is_orphan(host, pid, mtime)
-
-
 def _scan_existing(dfd: int) -> frozenset[str]:
-    """List a destination directory that existed before: its names, minus stale temporaries
-    (files or whole trees) left by a run that was killed."""
-    names: set[str] = set()
-    with os.scandir(dfd) as it:
-        for e in it:
-            if e.name.startswith(TMP_PREFIX) and _is_stale_tmp(e.name, dfd):
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        _rmtree_at(dfd, e.name)
-                    else:
-                        os.unlink(e.name, dir_fd=dfd)
-                except OSError:
-                    pass
-                continue
-            names.add(e.name)
-    return frozenset(names)
+    """List a destination directory that existed before: its names, minus the dead
+    temporaries (files or whole trees) of runs that were killed, which are removed."""
+    names = frozenset(os.listdir(dfd))
+    if any(n.startswith(TMP_PREFIX) for n in names):
+        removed, _ = reap_stale(dfd, [n for n in names if is_tmp_name(n)])
+        names = names.difference(removed)
+    return names
 
 
 # -- one file --------------------------------------------------------------------------
 
 
 def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
+    """Extended attributes of ``sfd`` onto ``dfd``.  A filesystem without them says so
+    once and the run stops trying; a name we may not set (``security.*``, ``trusted.*``
+    as a user: EPERM/EACCES) is skipped, with one warning, and the rest go on."""
     if not run.xattrs or run.xattr_failed:
         return
     try:
         names = os.listxattr(sfd)
     except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+        if e.errno in E.XATTR_UNSUPPORTED:
             return
         raise
     for n in names:
         try:
             os.setxattr(dfd, n, os.getxattr(sfd, n))
         except OSError as e:
-            if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
-                # e.g. EFS has no user xattrs, security.* needs privileges: say so once
+            if e.errno in E.XATTR_UNSUPPORTED:  # e.g. EFS: no user xattrs at all
                 with run.lock:
                     if not run.xattr_failed:
                         run.xattr_failed = True
@@ -491,11 +472,25 @@ def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
                             f" ({_errname(e.errno)} setting {n})"
                         )
                 return
+            if e.errno in E.XATTR_DENIED:
+                with run.lock:
+                    if n not in run.xattr_denied:
+                        run.xattr_denied.add(n)
+                        run.warnings.append(
+                            f"extended attribute {n} not kept: {_errname(e.errno)} ({e.strerror})"
+                        )
+                continue
             raise
 
 
-def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, sname: str, tmp: str) -> int:
-    """Clone or copy ``sname`` into the new file ``tmp``, with mode, times and xattrs."""
+def _write_file(
+    run: _Run, strategy: Strategy, sdir: int, ddir: int, sname: str, tmp: str, locked: bool
+) -> tuple[int, tuple[int, int]]:
+    """Clone or copy ``sname`` into the new file ``tmp``, then times, xattrs and mode, in
+    that order (CPython's copystat order: a read-only mode set first would refuse the
+    xattrs).  ``locked``: lock it for its life as a temporary (see _owner).  Returns
+    (bytes written, (st_dev, st_ino) of the new file).  On failure the new file is
+    removed (it is ours: created with O_EXCL) and the error propagates."""
     sfd = os.open(sname, _READ_FLAGS, dir_fd=sdir)
     try:
         st = os.fstat(sfd)
@@ -506,26 +501,47 @@ def _write_file(run: _Run, strategy: Strategy, sdir: int, ddir: int, sname: str,
             clone_at(sfd, ddir, tmp)
             dfd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ddir)
         else:
-            # The source's mode at creation (FICLONE carries none: an installer once
-            # lost exec bits that way); exclusive, so nothing existing is touched.
-            dfd = os.open(tmp, _CREATE_FLAGS, mode, dir_fd=ddir)
+            # Owner-writable while we fill it (the exact mode comes last); exclusive,
+            # so nothing existing is touched.
+            dfd = os.open(tmp, _CREATE_FLAGS, mode | 0o200, dir_fd=ddir)
         try:
+            if locked:
+                lock_file(dfd)
+            dst = os.fstat(dfd) if mode & 0o6000 else None
+            size = st.st_size
             if strategy == "reflink":
                 if not CLONE_CREATES:
                     clone_fd(sfd, dfd)
             elif st.st_blocks * 512 < st.st_size - 65536:  # has holes worth keeping
                 copy_sparse(sfd, dfd, st.st_size)
-            elif not copy_fd(sfd, dfd, st.st_size, try_cfr=run.cfr):
-                run.cfr = False  # EXDEV and friends: not for this pair; stop asking
-            if mode & run.umask:  # create() applied the umask: set the exact mode
-                os.fchmod(dfd, mode)
+            else:
+                size, run.cfr = copy_fd(sfd, dfd, st.st_size, try_cfr=run.cfr)
             os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
             _copy_xattrs(run, sfd, dfd)
+            if dst is not None:
+                # setuid/setgid only where the new file has the source's owner/group
+                # (as cp does): root copying a user's 6755 file must not make root's.
+                if dst.st_uid != st.st_uid:
+                    mode &= ~stat.S_ISUID
+                if dst.st_gid != st.st_gid:
+                    mode &= ~stat.S_ISGID
+            if mode & run.umask or not mode & 0o200 or dst is not None:
+                os.fchmod(dfd, mode)
             if run.fsync:
                 os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        return st.st_size
+            if dst is None and (locked or st.st_nlink > 1):
+                dst = os.fstat(dfd)  # the inode rollback and later links need
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(dfd)
+            _unlink_quiet(tmp, ddir)
+            raise
+        try:
+            os.close(dfd)  # NFS reports write-back errors here
+        except BaseException:
+            _unlink_quiet(tmp, ddir)
+            raise
+        return size, (dst.st_dev, dst.st_ino) if dst is not None else _NO_IDENT
     finally:
         os.close(sfd)
 
@@ -548,10 +564,14 @@ def _place_file(
     exists: bool,
     tally: _Tally,
     direct: bool = False,
+    private: bool = False,
 ) -> None:
-    """Place one regular file through the chain, sorting errors by the errno sets."""
+    """Place one regular file through the chain, sorting errors by the errno sets.
+    ``private``: the caller's policy says never a hardlink for this one."""
     path = _join(rel_dir, dname)
     chain = list(run.chain)
+    if private:
+        chain = [x for x in chain if x != "hardlink"] or ["copy"]
     for i, strategy in enumerate(chain):
         nxt = chain[i + 1] if i + 1 < len(chain) else None
         tries = 0
@@ -582,6 +602,8 @@ def _place_file(
             tally.counts[strategy] += 1
             tally.bytes += size
             tally.files += 1
+            if run.observer is not None:
+                run.observer(path, strategy)
             return
 
 
@@ -607,7 +629,7 @@ def _attempt(
             except FileExistsError:  # another process was faster: replace atomically
                 pass
             else:
-                _note_created(run, rel_dir, dname)
+                _note_created(run, rel_dir, ddir, dname, None)
                 return 0
         st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
         try:
@@ -619,33 +641,99 @@ def _attempt(
                 return 0
         tmp = run.tmpname()
         os.link(sname, tmp, src_dir_fd=sdir, dst_dir_fd=ddir, follow_symlinks=False)
-        _rename_into_place(run, rel_dir, ddir, tmp, dname)
+        _rename_into_place(run, rel_dir, ddir, tmp, dname, (st.st_dev, st.st_ino))
         return 0
     tmp = dname if direct else run.tmpname()
-    try:
-        size = _write_file(run, strategy, sdir, ddir, sname, tmp)
-    except BaseException:
-        _unlink_quiet(tmp, ddir)
-        raise
+    size, ident, key = _write_or_link(run, strategy, rel_dir, sdir, ddir, sname, tmp, not direct)
     if not direct:
-        _rename_into_place(run, rel_dir, ddir, tmp, dname)
+        _rename_into_place(run, rel_dir, ddir, tmp, dname, ident)
+    elif ident != _NO_IDENT:
+        _note_created(run, rel_dir, ddir, dname, ident)
+    if key is not None:
+        with run.lock:
+            claim = run.linked.get(key)
+            run.linked[key] = (run.drels.get(rel_dir, rel_dir), dname)
+        if isinstance(claim, threading.Event):
+            claim.set()
     return size
 
 
-def _rename_into_place(run: _Run, rel_dir: str, ddir: int, tmp: str, name: str) -> None:
+def _write_or_link(
+    run: _Run,
+    strategy: Strategy,
+    rel_dir: str,
+    sdir: int,
+    ddir: int,
+    sname: str,
+    tmp: str,
+    locked: bool,
+) -> tuple[int, tuple[int, int], tuple[int, int] | None]:
+    """Clone or copy ``sname`` to ``tmp`` -- or, for a source with several links whose
+    inode this run has placed already, link ``tmp`` to that placed file, keeping
+    the tree's hard-link structure as ``cp -a`` does.  Returns (bytes, the new
+    file's inode, the source's (dev, ino) when it has several links)."""
+    st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
+    key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+    if key is None or run.dst_root_fd < 0:
+        return (*_write_file(run, strategy, sdir, ddir, sname, tmp, locked), None)
+    for _ in range(2):
+        with run.lock:
+            first = run.linked.get(key)
+            if first is None:  # ours to write; the others wait for it
+                run.linked[key] = threading.Event()
+                break
+        if isinstance(first, threading.Event):
+            first.wait(30.0)
+            continue
+        try:
+            fd = open_beneath(run.dst_root_fd, first[0], _DIR_FLAGS)
+            try:
+                os.link(first[1], tmp, src_dir_fd=fd, dst_dir_fd=ddir, follow_symlinks=False)
+                lst = os.stat(tmp, dir_fd=ddir, follow_symlinks=False)
+            finally:
+                os.close(fd)
+            return 0, (lst.st_dev, lst.st_ino), None
+        except OSError:
+            return (*_write_file(run, strategy, sdir, ddir, sname, tmp, locked), None)
+    else:  # the first writer is still not done: write a copy of our own
+        return (*_write_file(run, strategy, sdir, ddir, sname, tmp, locked), None)
+    try:
+        size, ident = _write_file(run, strategy, sdir, ddir, sname, tmp, locked)
+    except BaseException:
+        with run.lock:
+            claim = run.linked.pop(key, None)
+        if isinstance(claim, threading.Event):
+            claim.set()  # let a waiting name write its own
+        raise
+    return size, ident, key
+
+
+def _rename_into_place(
+    run: _Run, rel_dir: str, ddir: int, tmp: str, name: str, ident: tuple[int, int]
+) -> None:
     try:
         os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
     except BaseException:
         _unlink_quiet(tmp, ddir)
         raise
-    _note_created(run, rel_dir, name)
+    _note_created(run, rel_dir, ddir, name, ident)
 
 
-def _note_created(run: _Run, rel_dir: str, name: str) -> None:
+def _note_created(
+    run: _Run, rel_dir: str, ddir: int, name: str, ident: tuple[int, int] | None
+) -> None:
+    """Remember a name this run added to a directory that existed before, with the inode
+    it put there: rollback removes it only if that inode is still there."""
     old = run.existing.get(rel_dir)
     if old is not None and name not in old:
+        if ident is None or ident == _NO_IDENT:
+            try:
+                st = os.stat(name, dir_fd=ddir, follow_symlinks=False)
+            except OSError:
+                return
+            ident = (st.st_dev, st.st_ino)
         with run.lock:
-            run.created_files.append((rel_dir, name))
+            run.created_files.append((rel_dir, name, ident))
 
 
 def _unlink_quiet(name: str, dfd: int) -> None:
@@ -672,14 +760,15 @@ def _place_symlink(
         if not exists:
             try:
                 os.symlink(target, dname, dir_fd=ddir)
-                _note_created(run, rel_dir, dname)
+                _note_created(run, rel_dir, ddir, dname, None)
                 done = True
             except FileExistsError:
                 pass
         if not done:
             tmp = run.tmpname()
             os.symlink(target, tmp, dir_fd=ddir)
-            _rename_into_place(run, rel_dir, ddir, tmp, dname)
+            st = os.stat(tmp, dir_fd=ddir, follow_symlinks=False)
+            _rename_into_place(run, rel_dir, ddir, tmp, dname, (st.st_dev, st.st_ino))
     except OSError as e:
         raise PlaceError(
             e.errno,
@@ -698,19 +787,28 @@ def _place_entries(
     tally = _Tally()
     watched = run.progress is not None
     try:
+        private: list[str] = []
+        if run.private is not None:  # never hardlinked: the caller will rewrite them
+            keep = run.private
+            private = [n for n in files if keep(_join(rel, n))]
+            if private:
+                files = [n for n in files if n not in set(private)]
         if hidden and _fast is not None:
             _place_new_files(run, rel, sdir, ddir, files, tally)
             files = []
-        for name in files:
-            if run.stop.is_set():
-                raise _Abort
-            exists = existing is not None and name in existing
-            _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden)
-            if watched:
-                run.merge(tally)
+        for names, own in ((files, False), (private, True)):
+            for name in names:
+                if run.stop.is_set():
+                    raise Abort
+                exists = existing is not None and name in existing
+                _place_file(run, rel, sdir, ddir, name, name, exists, tally, hidden, own)
+                if watched:
+                    run.merge(tally)
         for name in links:
             exists = existing is not None and name in existing
             _place_symlink(run, rel, sdir, ddir, name, name, exists, tally)
+            if run.observer is not None:
+                run.observer(_join(rel, name), "symlink")
         if run.fsync:
             os.fsync(ddir)
     finally:
@@ -728,7 +826,7 @@ def _place_new_files(
     i, n = 0, len(names)
     while i < n:
         if run.stop.is_set():
-            raise _Abort
+            raise Abort
         strategy = run.chain[0]
         nxt, nbytes, run.cfr = _fast.place_files(
             _FAST_CODES[strategy],
@@ -744,6 +842,9 @@ def _place_new_files(
         tally.counts[strategy] += nxt - i
         tally.files += nxt - i
         tally.bytes += nbytes
+        if run.observer is not None:
+            for name in names[i:nxt]:
+                run.observer(_join(rel, name), strategy)
         if nxt < n:
             _place_file(run, rel, sdir, ddir, names[nxt], names[nxt], False, tally, True)
             nxt += 1
@@ -803,11 +904,21 @@ def _dir_job(
                 with run.lock:
                     run.restore_modes.append((drel, mode))
         else:
+            dst_st = os.fstat(ddir)
+            if dst_st.st_mode & 0o300 != 0o300 and dst_st.st_uid == os.geteuid():
+                # our own read-only directory (a read-only cache placed before):
+                # writable while we fill it, its mode back at the end
+                os.fchmod(ddir, stat.S_IMODE(dst_st.st_mode) | 0o700)
+                with run.lock:
+                    run.restore_modes.append((drel, stat.S_IMODE(dst_st.st_mode)))
             existing = _scan_existing(ddir)
             with run.lock:
                 run.existing[rel] = existing
         # (run.skipped is appended to from several threads: list.append is atomic)
-        listing = _scan_source(sdir, rel, run.skipped) if listings is None else listings[rel]
+        if listings is None:
+            listing = _scan_source(sdir, rel, run.skipped)
+        else:
+            listing = _classify_listed(run, sdir, rel, listings[rel])
         with run.lock:
             run.discovered += len(listing.files) + len(listing.links)
             run.dirs += 1
@@ -815,15 +926,21 @@ def _dir_job(
             child = _join(rel, name)
             if hidden:
                 os.mkdir(name, 0o777, dir_fd=ddir)
-                run.submit(_dir_job, run, roots, child, _join(drel, name), True, listings)
+                cdrel = _join(drel, name)
+                hidden_child = True
             elif name in existing:
-                run.submit(_dir_job, run, roots, child, _join(drel, name), False, listings)
+                cdrel = _join(drel, name)
+                hidden_child = False
             else:  # new here: build it hidden, rename it into place when complete
                 tmp = run.tmpname()
-                os.mkdir(tmp, 0o777, dir_fd=ddir)
+                ident = _make_hidden(run, ddir, drel, tmp)
                 with run.lock:
-                    run.hidden_tops.append((child, drel, tmp, name))
-                run.submit(_dir_job, run, roots, child, _join(drel, tmp), True, listings)
+                    run.hidden_tops.append((child, drel, tmp, name, ident))
+                cdrel = _join(drel, tmp)
+                hidden_child = True
+            with run.lock:
+                run.drels[child] = cdrel
+            run.submit(_dir_job, run, roots, child, cdrel, hidden_child, listings)
         files = listing.files
         chunk = run.chunk
         for i in range(chunk, len(files), chunk):
@@ -844,25 +961,55 @@ def _restore_dir_modes(run: _Run, dst_root_fd: int) -> None:
             os.close(fd)
 
 
+def _make_hidden(run: _Run, pfd: int, parent_drel: str, tmp: str) -> tuple[int, int]:
+    """Make the hidden directory ``tmp`` and lock it as ours (see _owner); its (dev, ino)."""
+    os.mkdir(tmp, 0o777, dir_fd=pfd)
+    fd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    try:
+        st = os.fstat(fd)
+        lk = hold(fd)
+        if lk is not None:
+            with run.lock:
+                run.locks[(parent_drel, tmp)] = lk
+        return (st.st_dev, st.st_ino)
+    finally:
+        os.close(fd)
+
+
+def _unhold(run: _Run, pfd: int, parent_drel: str, tmp: str) -> None:
+    """Drop the lock file of a hidden directory before it gets its final name."""
+    with run.lock:
+        lk = run.locks.pop((parent_drel, tmp), None)
+    if lk is None:
+        return
+    fd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    try:
+        release(fd, lk)
+    finally:
+        os.close(fd)
+
+
 def _reveal(run: _Run, dst_root_fd: int) -> None:
     """Rename each new directory from its temporary name to its final one, parents first.
 
     If another process created the final name meanwhile, merge into it instead (each
     file renamed into place on its own) and drop the hidden copy."""
-    for rel, parent_drel, tmp, name in sorted(run.hidden_tops, key=lambda t: t[1].count("/")):
+    tops = sorted(run.hidden_tops, key=lambda t: t[1].count("/"))
+    for rel, parent_drel, tmp, name, ident in tops:
         pfd = open_beneath(dst_root_fd, parent_drel, _DIR_FLAGS)
         try:
+            _unhold(run, pfd, parent_drel, tmp)
             try:
                 os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
             except OSError as e:
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-                _merge_instead(run, rel, pfd, tmp)
+                _merge_instead(run, rel, pfd, tmp, ident)
         finally:
             os.close(pfd)
 
 
-def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str) -> None:
+def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str, ident: tuple[int, int]) -> None:
     sub = place(
         run.src_path(rel),
         run.dst_path(rel),
@@ -873,81 +1020,373 @@ def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str) -> None:
     )
     with run.lock:
         run.fallbacks.extend(sub.fallbacks)
-    _rmtree_at(pfd, tmp)
+    rmtree_at(pfd, tmp, expect=ident)
+
+
+def _close_locks(run: _Run) -> None:
+    """Close the locks still held (after a failure: the hidden trees are gone)."""
+    with run.lock:
+        fds = list(run.locks.values())
+        run.locks.clear()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _rollback(run: _Run, dst_root_fd: int) -> None:
-    """Remove what this run added: hidden new directories, files new in existing ones."""
-    for rel_dir, name in run.created_files:
+    """Remove what this run added -- hidden new directories, files new in existing ones --
+    each only if it is still the inode this run made (another process may have placed
+    its own file at that name meanwhile), and give back modes this run changed."""
+    for rel_dir, name, ident in run.created_files:
         try:
-            dfd = open_beneath(dst_root_fd, rel_dir, _DIR_FLAGS)
+            dfd = open_beneath(dst_root_fd, run.drels.get(rel_dir, rel_dir), _DIR_FLAGS)
         except OSError:
             continue
         try:
-            _unlink_quiet(name, dfd)
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) == ident:
+                os.unlink(name, dir_fd=dfd)
+        except OSError:
+            pass
         finally:
             os.close(dfd)
-    for rel, parent_drel, tmp, _name in run.hidden_tops:
+    for rel, parent_drel, tmp, _name, ident in run.hidden_tops:
         try:
             pfd = open_beneath(dst_root_fd, parent_drel, _DIR_FLAGS)
         except OSError:
             continue
         try:
-            _rmtree_at(pfd, tmp)
+            rmtree_at(pfd, tmp, expect=ident)
+        except FileNotFoundError:
+            pass
         except OSError as e:
             log.warning("could not roll back %s: %s", run.dst_path(rel), e)
         finally:
             os.close(pfd)
+    existing_modes = [(d, m) for d, m in run.restore_modes if not _under_hidden(run, d)]
+    for drel, mode in existing_modes:
+        with contextlib.suppress(OSError):
+            fd = open_beneath(dst_root_fd, drel, _DIR_FLAGS)
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
 
 
-def _rmtree_at(pfd: int, name: str) -> None:
-    fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-    try:
-        os.fchmod(fd, 0o700)
-        with os.scandir(fd) as it:
-            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        for n, is_dir in entries:
-            if is_dir:
-                _rmtree_at(fd, n)
-            else:
-                os.unlink(n, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
+def _under_hidden(run: _Run, drel: str) -> bool:
+    return any(
+        drel == _join(p, tmp) or drel.startswith(_join(p, tmp) + "/")
+        for _r, p, tmp, *_ in run.hidden_tops
+    )
 
 
 # -- the public call ------------------------------------------------------------------------
 
 
-def _check_pair(src: str, dst: str) -> tuple[str, str]:
+def _fd_path(fd: int, fallback: str) -> str:
+    """The path the kernel has for an open directory (what ``..`` and symlinks in the
+    argument really meant); ``fallback`` where /proc is not there."""
     try:
-        src_st = os.stat(src)
-    except OSError as e:
-        raise PlaceError(e.errno, f"cannot read source: {e.strerror}", src, None, dst) from None
-    real_src = os.path.realpath(src)
-    parent = os.path.dirname(os.path.abspath(dst))
-    real_dst = os.path.join(os.path.realpath(parent), os.path.basename(os.path.abspath(dst)))
-    if real_dst == real_src or (
-        os.path.lexists(real_dst) and os.path.samestat(src_st, os.stat(real_dst))
-    ):
+        p = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(fallback)
+    return p if p.startswith("/") and not p.endswith(" (deleted)") else os.path.realpath(fallback)
+
+
+def _split_dst(src: str, dst: str) -> tuple[str, str]:
+    """(parent as given, last component): never normalised, so ``a/link/../b`` means
+    what the kernel says; refuses '', '.', '..' and '/' as the last component."""
+    if not src or not dst:
+        raise PlaceError(errno.EINVAL, "empty path", src or None, None, dst or None)
+    stripped = dst.rstrip("/")
+    parent, base = os.path.split(stripped)
+    if base in ("", ".", ".."):
+        raise PlaceError(
+            errno.EINVAL, "refusing to place at '.', '..' or '/': name the entry", src, None, dst
+        )
+    return parent or ".", base
+
+
+def _ancestry(pfd: int) -> list[tuple[int, int]]:
+    """(st_dev, st_ino) of the directory open at ``pfd`` and of each of its ancestors, as
+    the kernel walks ``..`` (through bind mounts and symlinks alike)."""
+    out: list[tuple[int, int]] = []
+    fd = os.dup(pfd)
+    try:
+        while True:
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino)
+            if out and out[-1] == ident:  # "/" is its own parent
+                return out
+            out.append(ident)
+            up = os.open("..", _DIR_FLAGS | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = up
+    finally:
+        os.close(fd)
+
+
+def _check_pair(src: str, src_st: os.stat_result, pfd: int, base: str, dst: str) -> None:
+    """Refuse a destination that is the source or inside it -- compared by inode, so a
+    bind mount or a symlink of the source counts -- before anything is written."""
+    src_ident = (src_st.st_dev, src_st.st_ino)
+    try:
+        dst_st: os.stat_result | None = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        dst_st = None
+    if dst_st is not None and stat.S_ISLNK(dst_st.st_mode):
+        with contextlib.suppress(OSError):  # a symlink to the source is the source too
+            if os.path.samestat(os.stat(base, dir_fd=pfd), src_st):
+                dst_st = src_st
+    if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == src_ident:
         raise PlaceError(errno.EINVAL, "source and destination are the same", src, None, dst)
-    if stat.S_ISDIR(src_st.st_mode) and (real_dst + "/").startswith(real_src.rstrip("/") + "/"):
+    if stat.S_ISDIR(src_st.st_mode) and src_ident in _ancestry(pfd):
         raise PlaceError(errno.EINVAL, "destination is inside the source", src, None, dst)
-    if not stat.S_ISDIR(src_st.st_mode) and os.path.isdir(real_dst):
+    if not stat.S_ISDIR(src_st.st_mode) and dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
         raise PlaceError(errno.EISDIR, "source is a file, destination a directory", src, None, dst)
-    return real_src, real_dst
+
+
+def _open_parent(src: str, parent: str, dst: str) -> int:
+    try:
+        os.makedirs(parent, exist_ok=True)
+        return os.open(parent, _DIR_FLAGS | os.O_CLOEXEC)
+    except OSError as e:
+        raise PlaceError(
+            e.errno, f"cannot create destination parent: {e.strerror}", src, None, dst
+        ) from None
+
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class _Options:
+    strategy: str
+    workers: int | None
+    progress: Callable[[int, int], None] | None
+    xattrs: bool
+    fsync: bool
+    private: Callable[[str], bool] | None
+    observer: Callable[[str, str], None] | None
+
+
+def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool] | None:
+    if copy is None:
+        return None
+    if callable(copy):
+        return copy
+    if isinstance(copy, str):
+        copy = [copy]
+    patterns = tuple(copy)
+    if not patterns:
+        return None
+    import fnmatch
+
+    return lambda rel: any(fnmatch.fnmatchcase(rel, pat) for pat in patterns)
+
+
+class _Placement:
+    """One ``(src, dst)`` placement in three steps -- :meth:`prepare` (checks, plan;
+    nothing written), :meth:`start` (the jobs go to the pool) and :meth:`finish`
+    (wait, reveal or roll back, the report) -- so that :func:`place_many` can run
+    many at once on one pool."""
+
+    def __init__(self, src: PathLike, dst: PathLike, files: Iterable[PathLike] | None) -> None:
+        self.s, self.d = os.fspath(src), os.fspath(dst)
+        self.files = files
+        self.pfd = -1
+        self.src_root_fd = -1
+        self.dst_root_fd = -1
+        self.hidden_root: str | None = None
+        self.hidden_ident = _NO_IDENT
+        self.base = ""
+        self.run: _Run | None = None
+        self.started = False
+        self.t0 = time.perf_counter()
+
+    # -- prepare: nothing written yet ----------------------------------------------------
+    def prepare(
+        self, opts: _Options, tasks: Tasks | None, plans: dict[tuple[str, str, str], Plan]
+    ) -> None:
+        s, d = self.s, self.d
+        parent_arg, self.base = _split_dst(s, d)
+        try:
+            src_st = os.stat(s)
+        except OSError as e:
+            raise PlaceError(e.errno, f"cannot read source: {e.strerror}", s, None, d) from None
+        real_src = os.path.realpath(s)
+        self.pfd = _open_parent(s, parent_arg, d)
+        _check_pair(s, src_st, self.pfd, self.base, d)
+        parent = _fd_path(self.pfd, parent_arg)
+        real_dst = os.path.join(parent, self.base)
+        is_dir = stat.S_ISDIR(src_st.st_mode)
+        key = (real_src if is_dir else os.path.dirname(real_src), parent, opts.strategy)
+        p = plans.get(key)
+        if p is None:
+            try:
+                p = plan(real_src, real_dst, strategy=opts.strategy)
+            except ValueError as e:
+                raise PlaceError(errno.EINVAL, str(e), s, None, d) from None
+            plans[key] = p
+        if p.forced is not None:
+            step = next(st for st in p.steps if st.strategy == p.forced)
+            if step.impossible:
+                code = errno.EXDEV if "different" in step.reason else errno.EOPNOTSUPP
+                raise StrategyUnavailable(code, f"cannot {p.forced}: {step.reason}", s, None, d)
+        nworkers = max(1, opts.workers if opts.workers is not None else p.workers)
+        collect_trash(parent)  # what an earlier remove() deferred here (one lstat if none)
+        self.run = _Run(
+            p,
+            real_src if is_dir else os.path.dirname(real_src),
+            real_dst if is_dir else parent,
+            xattrs=opts.xattrs,
+            fsync=opts.fsync,
+            progress=opts.progress,
+            workers=nworkers if is_dir else 1,
+            tasks=tasks,
+            private=opts.private,
+            observer=opts.observer,
+        )
+        self.sname = None if is_dir else os.path.basename(real_src)
+        if is_dir:
+            self._open_tree()
+
+    def _open_tree(self) -> None:
+        run, pfd, base = self.run, self.pfd, self.base
+        assert run is not None
+        self.src_root_fd = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
+        self.listings = None if self.files is None else _listings_from_files(self.files, self.s)
+        try:
+            os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            _scan_existing(pfd)  # drop temporaries a killed run left beside it
+            self.hidden_root = run.tmpname()
+            self.hidden_ident = _make_hidden(run, pfd, "..", self.hidden_root)
+        try:
+            self.dst_root_fd = os.open(
+                self.hidden_root or base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd
+            )
+        except OSError as e:
+            raise PlaceError(
+                e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
+                "destination exists and is not a directory",
+                self.s,
+                None,
+                self.d,
+            ) from None
+        run.dst_root_fd = self.dst_root_fd
+        total = sum(len(x.listed) for x in self.listings.values()) if self.listings else 0
+        run.chunk = _chunk_size(total, run.workers, run.plan.network)
+
+    # -- start and finish ------------------------------------------------------------------
+    def start(self) -> None:
+        run = self.run
+        assert run is not None
+        self.started = True
+        if self.sname is None:
+            roots = (self.src_root_fd, self.dst_root_fd)
+            run.start_jobs(
+                _dir_job, run, roots, "", "", self.hidden_root is not None, self.listings
+            )
+        else:
+            _place_one(run, self.pfd, self.sname, self.base)
+
+    def finish(self) -> PlaceReport:
+        run = self.run
+        assert run is not None
+        if self.sname is None:
+            self._finish_tree(run)
+        return PlaceReport(
+            src=self.s,
+            dst=self.d,
+            files=run.files,
+            dirs=run.dirs,
+            symlinks=run.symlinks,
+            bytes=run.bytes,
+            by_strategy=dict(run.counts),
+            fallbacks=tuple(run.fallbacks),
+            skipped=tuple(run.skipped),
+            seconds=time.perf_counter() - self.t0,
+            chain=run.plan.chain,
+            workers=run.workers,
+            warnings=tuple(run.warnings),
+        )
+
+    def _finish_tree(self, run: _Run) -> None:
+        pfd, base = self.pfd, self.base
+        try:
+            run.wait_jobs()
+            if run.error is not None:
+                raise run.error
+            _restore_dir_modes(run, self.dst_root_fd)
+            _reveal(run, self.dst_root_fd)
+            if self.hidden_root is not None:
+                _unhold(run, pfd, "..", self.hidden_root)
+                try:
+                    os.rename(self.hidden_root, base, src_dir_fd=pfd, dst_dir_fd=pfd)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    _merge_instead(run, "", pfd, self.hidden_root, self.hidden_ident)
+                self.hidden_root = None
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Roll back whatever this placement made (after a failure anywhere)."""
+        run = self.run
+        if run is None:
+            return
+        run.stop.set()
+        if self.started and self.sname is None:
+            with contextlib.suppress(BaseException):
+                run.wait_jobs()
+        if self.dst_root_fd >= 0:
+            _rollback(run, self.dst_root_fd)
+        if self.hidden_root is not None:
+            if self.dst_root_fd >= 0:
+                os.close(self.dst_root_fd)
+                self.dst_root_fd = -1
+            try:
+                rmtree_at(self.pfd, self.hidden_root, expect=self.hidden_ident)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("could not roll back %s: %s", run.dst_root, e)
+            self.hidden_root = None
+
+    def close(self) -> None:
+        if self.run is not None:
+            _close_locks(self.run)
+        for fd in (self.dst_root_fd, self.src_root_fd, self.pfd):
+            if fd >= 0:
+                os.close(fd)
+        self.dst_root_fd = self.src_root_fd = self.pfd = -1
+
+    def error(self, e: OSError) -> LinkStrategyError:
+        """A call outside the per-file paths failed: name both paths, never a temporary."""
+        if isinstance(e, LinkStrategyError):
+            return e
+        fn = e.filename if isinstance(e.filename, str) else None
+        where = f" ({fn})" if fn and not is_tmp_name(os.path.basename(fn)) else ""
+        err = PlaceError(e.errno, f"{e.strerror}{where}", self.s, None, self.d)
+        err.__cause__ = e
+        return err
 
 
 def place(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    src: PathLike,
+    dst: PathLike,
     *,
     strategy: str = "auto",
     workers: int | None = None,
-    files: Iterable[str] | None = None,
+    files: Iterable[PathLike] | None = None,
     progress: Callable[[int, int], None] | None = None,
     xattrs: bool = True,
     fsync: bool = False,
+    copy: Callable[[str], bool] | Iterable[str] | None = None,
+    observer: Callable[[str, str], None] | None = None,
 ) -> PlaceReport:
     """Place the file or tree ``src`` at ``dst`` by reflink, hardlink or copy.
 
@@ -965,7 +1404,13 @@ def place(
     each batch the C loop placed); ``total`` counts the files found so far and
     grows while the source is being walked.  ``xattrs``:
     copy extended attributes on clones and copies.  ``fsync``: flush each file
-    and directory before it is renamed into place.
+    and directory before it is renamed into place.  ``copy``: files the caller
+    will rewrite (RECORD, INSTALLER, ...) -- glob patterns matched against the path
+    relative to ``src`` (``fnmatch``; ``*`` crosses ``/``), or a callable taking
+    that path -- are never hardlinked: cloned where the pair can, else copied,
+    so editing them never edits the cache.  ``observer(path, how)`` is called
+    from the worker threads for every entry placed (``how``: the strategy, or
+    ``"symlink"`` for a symlink recreated); it must be thread-safe and quick.
 
     Special files (FIFOs, sockets, devices) are never opened: they are skipped
     and listed in ``report.skipped``.  On any real error (ENOSPC, EIO, EROFS,
@@ -980,156 +1425,125 @@ def place(
     >>> (r.files, (d / "site" / "a.txt").read_text())
     (1, 'hi')
     """
-    t0 = time.perf_counter()
-    s, d = os.fspath(src), os.fspath(dst)
-    real_src, real_dst = _check_pair(s, d)
+    opts = _Options(strategy, workers, progress, xattrs, fsync, _policy(copy), observer)
+    job = _Placement(src, dst, files)
     try:
-        p = plan(real_src, real_dst, strategy=strategy)
-    except ValueError as e:
-        raise PlaceError(errno.EINVAL, str(e), s, None, d) from None
-    if p.forced is not None:
-        step = next(st for st in p.steps if st.strategy == p.forced)
-        if step.impossible:
-            code = errno.EXDEV if "different" in step.reason else errno.EOPNOTSUPP
-            raise StrategyUnavailable(code, f"cannot {p.forced}: {step.reason}", s, None, d)
-    nworkers = max(1, workers if workers is not None else p.workers)
-    parent, base = os.path.split(real_dst)
-    try:
-        os.makedirs(parent, exist_ok=True)
+        job.prepare(opts, None, {})
+        job.start()
+        return job.finish()
     except OSError as e:
-        raise PlaceError(
-            e.errno, f"cannot create destination parent: {e.strerror}", s, None, parent
-        ) from None
-    collect_trash(parent)  # what an earlier remove() deferred here (one lstat if none)
-    try:
-        if os.path.isdir(real_src):
-            run = _Run(
-                p,
-                real_src,
-                real_dst,
-                xattrs=xattrs,
-                fsync=fsync,
-                progress=progress,
-                workers=nworkers,
-            )
-            _place_tree(run, parent, base, files)
-        else:
-            run = _Run(
-                p,
-                os.path.dirname(real_src),
-                parent,
-                xattrs=xattrs,
-                fsync=fsync,
-                progress=progress,
-                workers=1,
-            )
-            _place_one(run, os.path.basename(real_src), base)
-    except PlaceError:
+        job.abandon()
+        raise job.error(e) from e.__cause__
+    except BaseException:
+        job.abandon()
         raise
-    except OSError as e:  # a call outside the per-file paths: still name both paths
-        where = f" ({e.filename})" if isinstance(e.filename, str) else ""
-        raise PlaceError(e.errno, f"{e.strerror}{where}", s, None, d) from e
-    return PlaceReport(
-        src=s,
-        dst=d,
-        files=run.files,
-        dirs=run.dirs,
-        symlinks=run.symlinks,
-        bytes=run.bytes,
-        by_strategy=dict(run.counts),
-        fallbacks=tuple(run.fallbacks),
-        skipped=tuple(run.skipped),
-        seconds=time.perf_counter() - t0,
-        chain=p.chain,
-        workers=nworkers,
-        warnings=tuple(run.warnings),
-    )
+    finally:
+        job.close()
 
 
-def _place_one(run: _Run, sname: str, dname: str) -> None:
+#: One job of :func:`place_many`: ``(src, dst)`` or ``(src, dst, files)``.
+JobSpec = tuple[PathLike, PathLike] | tuple[PathLike, PathLike, Iterable[PathLike] | None]
+
+
+def place_many(
+    jobs: Iterable[JobSpec],
+    *,
+    strategy: str = "auto",
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    xattrs: bool = True,
+    fsync: bool = False,
+    copy: Callable[[str], bool] | Iterable[str] | None = None,
+    observer: Callable[[str, str], None] | None = None,
+    check: bool = True,
+) -> list[PlaceReport | LinkStrategyError]:
+    """Place many ``(src, dst)`` or ``(src, dst, files)`` at once: the way to install many
+    packages.  All run together on one pool of ``workers`` threads (default: the
+    largest a plan asks for) with one plan per (cache, destination directory), so a
+    small package costs its syscalls, not a call's set-up.  Options as for
+    :func:`place`, for every job.
+
+    Returns one :class:`PlaceReport` per job, in order.  A job that fails is rolled
+    back on its own (the others go on); with ``check=True`` (the default) the first
+    failure is raised once every job has finished, else it stands in the list as a
+    :class:`PlaceError`.  Destinations should not overlap (two jobs into one
+    directory tree are merged by whichever is second, as two calls would be).
+
+    >>> import linkstrategy, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     (d / "cache" / name).mkdir(parents=True)
+    ...     _ = (d / "cache" / name / "m.py").write_text(name)
+    >>> rs = linkstrategy.place_many([(d / "cache/a", d / "site/a"), (d / "cache/b", d / "site/b")])
+    >>> [r.files for r in rs], (d / "site/b/m.py").read_text()
+    ([1, 1], 'b')
+    """
+    opts = _Options(strategy, workers, progress, xattrs, fsync, _policy(copy), observer)
+    placements = [_Placement(j[0], j[1], j[2] if len(j) > 2 else None) for j in jobs]
+    results: list[PlaceReport | LinkStrategyError | None] = [None] * len(placements)
+    plans: dict[tuple[str, str, str], Plan] = {}
+    # One set of threads for every job: the width the caller asks, else the widest plan's.
+    tasks = Tasks(shared(), workers or 1)
+    try:
+        for i, job in enumerate(placements):
+            try:
+                job.prepare(opts, tasks, plans)
+                if workers is None and job.run is not None:
+                    tasks.workers = max(tasks.workers, job.run.plan.workers)
+                job.start()
+            except OSError as e:
+                job.abandon()
+                results[i] = job.error(e)
+        for i, job in enumerate(placements):
+            if results[i] is not None:
+                continue
+            try:
+                results[i] = job.finish()
+            except OSError as e:
+                results[i] = job.error(e)
+    except BaseException:
+        for job in placements:
+            job.abandon()
+        raise
+    finally:
+        for job in placements:
+            job.close()
+    out = [r for r in results if r is not None]
+    if check:
+        for r in out:
+            if isinstance(r, LinkStrategyError):
+                raise r
+    return out
+
+
+def _place_one(run: _Run, ddir: int, sname: str, dname: str) -> None:
     sdir = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
     try:
-        ddir = os.open(run.dst_root, _DIR_FLAGS | os.O_CLOEXEC)
+        run.dst_root_fd = ddir
+        run.existing[""] = frozenset()  # a new name in an existing directory: roll back
+        st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
+        exists = True
         try:
-            st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
-            exists = True
-            try:
-                os.stat(dname, dir_fd=ddir, follow_symlinks=False)
-            except FileNotFoundError:
-                exists = False
-            run.discovered = 1
-            tally = _Tally()
-            if stat.S_ISLNK(st.st_mode):
-                _place_symlink(run, "", sdir, ddir, sname, dname, exists, tally)
-            elif stat.S_ISREG(st.st_mode):
-                _place_file(run, "", sdir, ddir, sname, dname, exists, tally)
-            else:
-                run.skipped.append(Skipped(sname, f"{_special(st.st_mode)}: not placed"))
-            run.merge(tally)
-        finally:
-            os.close(ddir)
+            os.stat(dname, dir_fd=ddir, follow_symlinks=False)
+        except FileNotFoundError:
+            exists = False
+        run.discovered = 1
+        tally = _Tally()
+        if stat.S_ISLNK(st.st_mode):
+            _place_symlink(run, "", sdir, ddir, sname, dname, exists, tally)
+        elif stat.S_ISREG(st.st_mode):
+            _place_file(
+                run, "", sdir, ddir, sname, dname, exists, tally, False, _private(run, dname)
+            )
+        else:
+            run.skipped.append(Skipped(sname, f"{_special(st.st_mode)}: not placed"))
+        run.merge(tally)
     finally:
         os.close(sdir)
 
 
-def _place_tree(run: _Run, parent: str, base: str, files: Iterable[str] | None) -> None:
-    """A fresh destination is built under a temporary name beside it and renamed into
-    place at the end: it appears complete or not at all."""
-    src_root_fd = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
-    pfd = -1
-    dst_root_fd = -1
-    hidden_root: str | None = None
-    try:
-        listings = None if files is None else _listings_from_files(src_root_fd, files, run.skipped)
-        pfd = os.open(parent, _DIR_FLAGS | os.O_CLOEXEC)
-        if not os.path.lexists(run.dst_root):
-            _scan_existing(pfd)  # drop temporaries a killed run left beside it
-            hidden_root = run.tmpname()
-            os.mkdir(hidden_root, 0o777, dir_fd=pfd)
-        try:
-            dst_root_fd = os.open(
-                hidden_root or base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd
-            )
-        except OSError as e:
-            raise PlaceError(
-                e.errno if e.errno != errno.ELOOP else errno.ENOTDIR,
-                "destination exists and is not a directory",
-                run.src_root,
-                None,
-                run.dst_root,
-            ) from None
-        total = sum(len(x.files) for x in listings.values()) if listings else 0
-        run.chunk = _chunk_size(total, run.workers, run.plan.network)
-        roots = (src_root_fd, dst_root_fd)
-        try:
-            run.run_jobs(_dir_job, run, roots, "", "", hidden_root is not None, listings)
-            if run.error is not None:
-                raise run.error
-            _restore_dir_modes(run, dst_root_fd)
-            _reveal(run, dst_root_fd)
-            if hidden_root is not None:
-                try:
-                    os.rename(hidden_root, base, src_dir_fd=pfd, dst_dir_fd=pfd)
-                except OSError as e:
-                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise
-                    _merge_instead(run, "", pfd, hidden_root)
-                hidden_root = None
-        except BaseException:
-            run.stop.set()
-            _rollback(run, dst_root_fd)
-            if hidden_root is not None:
-                os.close(dst_root_fd)
-                dst_root_fd = -1
-                try:
-                    _rmtree_at(pfd, hidden_root)
-                except OSError as e:
-                    log.warning("could not roll back %s: %s", run.dst_root, e)
-            raise
-    finally:
-        for fd in (dst_root_fd, pfd, src_root_fd):
-            if fd >= 0:
-                os.close(fd)
+def _private(run: _Run, rel: str) -> bool:
+    return run.private is not None and run.private(rel)
 
 
 def _chunk_size(total: int, workers: int, network: bool) -> int:

@@ -8,8 +8,9 @@
  * Only the common case is done here: regular files written under their final
  * names into a directory this run created (still hidden under a temporary
  * name), by one strategy.  At the first file that does not go plainly -- any
- * error at all, a source with extended attributes, a sparse file, a name that
- * already exists -- the loop stops, removes what it created for that file, and
+ * error at all, a source with extended attributes, a sparse file, a setuid or
+ * setgid file, a source with more than one link, a name that already exists --
+ * the loop stops, removes what it created for that file, and
  * returns its index.  The caller then places that one file through the Python
  * path, which owns every decision about errors (the errno classes in
  * _errors.py), fallbacks and warnings, and calls back in for the rest.  So
@@ -28,7 +29,7 @@
  *   copy_file_range  try copy_file_range first (copy only)
  *
  *   next             index of the first name not placed (len(names) when all were)
- *   bytes            data cloned or copied (a hardlink adds nothing)
+ *   bytes            data cloned or written (a hardlink adds nothing)
  *   copy_file_range  False once copy_file_range refused this pair of files
  *
  * Clones and copies: open the source O_NOFOLLOW, fstat it (it must still be a
@@ -71,11 +72,15 @@ static int giveup(int e)
            e == ENOTSUP || e == 524;
 }
 
-/* Copy the data of sfd to dfd (both at offset 0).  0 on success, -1 on error. */
-static int copy_data(int sfd, int dfd, off_t size, int *cfr)
+/* Copy the data of sfd to dfd (both at offset 0).  *done: the bytes written.
+   0 on success, -1 on error.  st_size is only a hint: /proc files say 0 and
+   /sys files 4096 whatever they hold, so a short or empty copy ends in read/write
+   to EOF (one read(2) for an empty file). */
+static int copy_data(int sfd, int dfd, off_t size, int *cfr, long long *written)
 {
     off_t done = 0;
     ssize_t n;
+    *written = 0;
 
     if (*cfr) {
         while (done < size) {
@@ -94,8 +99,10 @@ static int copy_data(int sfd, int dfd, off_t size, int *cfr)
                 break;
             done += n;
         }
-        if (done >= size && *cfr)
+        if (done >= size && done > 0 && *cfr) {
+            *written = done;
             return 0;
+        }
     }
     if (done < size) {
         int started = done > 0;
@@ -117,8 +124,10 @@ static int copy_data(int sfd, int dfd, off_t size, int *cfr)
             started = 1;
             done += n;
         }
-        if (sendfile_ok && done >= size)
+        if (sendfile_ok && done >= size && done > 0) {
+            *written = done;
             return 0;
+        }
     }
     /* read/write to EOF (the file may have grown; size is only a hint) */
     {
@@ -135,8 +144,10 @@ static int copy_data(int sfd, int dfd, off_t size, int *cfr)
             }
             if (r == 0) {
                 rc = 0;
+                *written = done;
                 break;
             }
+            done += r;
             char *p = buf;
             while (r > 0) {
                 ssize_t w = write(dfd, p, (size_t)r);
@@ -177,15 +188,20 @@ static int place_one(int strategy, int sdir, int ddir, const char *name, mode_t 
     }
     if (strategy == COPY && (long long)st.st_blocks * 512 < (long long)st.st_size - SPARSE_SLACK)
         goto fail_src; /* has holes: the Python path keeps them */
+    if (st.st_mode & (S_ISUID | S_ISGID))
+        goto fail_src; /* setuid/setgid: the Python path decides whether they may stay */
+    if (st.st_nlink > 1)
+        goto fail_src; /* hard-linked: the Python path keeps links within the tree */
 
     mode_t mode = st.st_mode & 07777;
     dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (dfd < 0)
         goto fail_src;
+    long long written = st.st_size;
     if (strategy == REFLINK) {
         if (ioctl(dfd, FICLONE, sfd) != 0)
             goto fail_dst;
-    } else if (copy_data(sfd, dfd, st.st_size, cfr) != 0) {
+    } else if (copy_data(sfd, dfd, st.st_size, cfr, &written) != 0) {
         goto fail_dst;
     }
     if ((mode & umask_) && fchmod(dfd, mode) != 0)
@@ -202,7 +218,7 @@ static int place_one(int strategy, int sdir, int ddir, const char *name, mode_t 
         goto fail_src;
     }
     close(sfd);
-    *bytes += st.st_size;
+    *bytes += written;
     return 0;
 
 fail_dst:

@@ -109,24 +109,26 @@ def clone_at(src_fd: int, dst_dir_fd: int, name: str | bytes) -> None:  # pragma
         raise OSError(err, os.strerror(err))
 
 
-def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> bool:
-    """Copy ``size`` bytes from ``src_fd`` to ``dst_fd`` at their current offsets (both at 0).
+def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tuple[int, bool]:
+    """Copy the data of ``src_fd`` to ``dst_fd`` (both at offset 0); ``size`` (the
+    source's ``st_size``) is only a hint: /proc files say 0 and /sys files 4096
+    whatever they hold, so a short or empty copy ends in read/write to EOF.
 
     In-kernel first: fcopyfile on macOS; on Linux copy_file_range (which itself
     reflinks within one XFS/btrfs, copies server-side on NFS 4.2 and CIFS), then
-    sendfile; then read/write.  A
-    primitive is abandoned only before its first byte (``_COPY_GIVEUP``), never on
-    ENOSPC or EIO, which propagate.
+    sendfile; then read/write.  A primitive is abandoned only before its first
+    byte (``_COPY_GIVEUP``), never on ENOSPC or EIO, which propagate.
 
-    Returns False when copy_file_range refused this pair of files (EXDEV between
-    filesystems, EOPNOTSUPP, ...): a caller copying many files between the same
+    Returns (bytes written, copy_file_range still worth trying): the second is
+    False when copy_file_range refused this pair of files (EXDEV between
+    filesystems, EOPNOTSUPP, ...), so a caller copying many files between the same
     two filesystems passes ``try_cfr=False`` from then on and saves the attempt.
     """
     global _use_copy_file_range, _use_sendfile
     if _fcopyfile is not None and size:  # pragma: no cover - macOS
         try:
             _fcopyfile(src_fd, dst_fd, _COPYFILE_DATA)
-            return False
+            return size, False
         except OSError as e:
             if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
                 raise
@@ -143,7 +145,7 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> boo
                 _use_copy_file_range = False
         else:
             if done >= size:
-                return cfr_ok
+                return done, cfr_ok
     if _use_sendfile and done < size:
         try:
             done += _loop_sendfile(src_fd, dst_fd, size - done)
@@ -153,13 +155,14 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> boo
             if e.errno == errno.ENOSYS:
                 _use_sendfile = False
         else:
-            if done >= size:
-                return cfr_ok
-    # read/write to EOF (the file may have grown; size is only a hint)
+            if done >= size and done:
+                return done, cfr_ok
+    # read/write to EOF (the file may have grown, or st_size may say nothing)
     while True:
         buf = os.read(src_fd, _RW_CHUNK)
         if not buf:
-            return cfr_ok
+            return done, cfr_ok
+        done += len(buf)
         view = memoryview(buf)
         while view:
             view = view[os.write(dst_fd, view) :]

@@ -1,0 +1,205 @@
+"""One pool of worker threads for every place() in a process.
+
+A place() of a small package is a few dozen syscalls: starting threads for it
+(``Thread.start`` waits until the thread runs) cost more than the work.  So the
+workers live in one pool per process, started as they are first needed, and each
+leaves after :data:`IDLE_SECONDS` without work; a forked child starts afresh.
+
+Each call has its own :class:`Tasks`, a queue of its jobs done by at most
+``workers`` pool threads at once (``workers=1`` is serial, whatever else the pool
+is doing): a thread takes a *slot* from the pool's queue and does that queue's
+jobs until it has none left.  A :class:`Group` is one tree's jobs in a Tasks: its
+first error, its stop flag, and an event when all are done; the trees of one
+:func:`~linkstrategy.place_many` share one Tasks (one limit on threads) and keep
+their own Groups (one tree's failure stops only that tree).
+
+A thread that cannot be started (``ulimit -u``) is not an error: the pool goes on
+with the threads it has, and a caller whose pool has none does its own jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Abort", "Group", "Pool", "Tasks", "shared"]
+
+log = logging.getLogger("linkstrategy")
+
+#: A worker without a job for this long leaves the pool.
+IDLE_SECONDS = 2.0
+#: After a thread failed to start, no new one is tried for this long.
+_RETRY_START = 1.0
+
+
+class Abort(Exception):
+    """Raised by a job that stops because another job of its call failed: not an error."""
+
+
+class Tasks:
+    """A queue of jobs done by at most ``workers`` threads of ``pool`` at a time: one
+    call's, or one batch's (:func:`~linkstrategy.place_many`).  A job is any
+    callable; errors are the submitter's to catch (see :class:`Group`)."""
+
+    def __init__(self, pool: Pool, workers: int) -> None:
+        self.pool = pool
+        self.workers = max(1, workers)
+        self.lock = threading.Lock()
+        self.jobs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self.slots = 0  # threads working on these jobs now
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self.lock:
+            self.jobs.append((fn, args))
+            grant = self.slots < self.workers
+            if grant:
+                self.slots += 1
+        if grant:
+            self.pool.put(self)
+
+    def work(self) -> None:
+        """Do jobs until none is queued (one slot's worth)."""
+        while True:
+            with self.lock:
+                if not self.jobs:
+                    self.slots -= 1
+                    return
+                fn, args = self.jobs.popleft()
+            fn(*args)
+
+    def wait(self, done: threading.Event) -> None:
+        """Wait for ``done``; if the pool has no thread, do queued jobs in this one.
+        Never an unbounded wait: the last thread may leave just as a slot is queued."""
+        while not done.wait(0.05 if self.pool.alive() else 0.001):
+            if not self.pool.alive():
+                self.pool.work_once()
+
+
+class Group:
+    """Jobs that belong together (one tree): a count of unfinished ones, the first
+    error, a stop flag, and an event set when all are done."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self.tasks = tasks
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.done = threading.Event()
+        self.done.set()
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self.lock:
+            self.pending += 1
+            self.done.clear()
+        self.tasks.submit(self._guarded, fn, args)
+
+    def wait(self) -> None:
+        """Until every job submitted so far (and all they submit) is done."""
+        try:
+            self.tasks.wait(self.done)
+        except BaseException:  # KeyboardInterrupt: stop the jobs, wait for the running ones
+            self.stop.set()
+            self.tasks.wait(self.done)
+            raise
+
+    def _guarded(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        try:
+            if not self.stop.is_set():
+                fn(*args)
+        except Abort:
+            pass
+        except BaseException as e:
+            with self.lock:
+                if self.error is None:
+                    self.error = e
+            self.stop.set()
+        finally:
+            with self.lock:
+                self.pending -= 1
+                if self.pending == 0:
+                    self.done.set()
+
+
+class Pool:
+    """Worker threads taking calls' slots from one queue; grown on demand."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Tasks] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads = 0
+        self.idle = 0
+        self.cannot_start = -_RETRY_START  # when a thread last failed to start
+
+    def alive(self) -> bool:
+        return self.threads > 0
+
+    def put(self, tasks: Tasks) -> None:
+        self.queue.put(tasks)
+        with self.lock:
+            start = self.idle == 0 and time.monotonic() - self.cannot_start > _RETRY_START
+            if start:
+                self.threads += 1
+                self.idle += 1  # counted idle until it takes a slot: no second start
+        if start:
+            t = threading.Thread(target=self._work, name="linkstrategy-worker", daemon=True)
+            try:
+                t.start()
+            except RuntimeError:  # "can't start new thread": go on with the ones we have
+                with self.lock:
+                    self.threads -= 1
+                    self.idle -= 1
+                    self.cannot_start = time.monotonic()
+                log.debug("worker thread not started; %d running", self.threads)
+
+    def work_once(self) -> None:
+        try:
+            tasks = self.queue.get(timeout=0.01)
+        except queue.Empty:
+            return
+        tasks.work()
+
+    def _work(self) -> None:
+        get = self.queue.get
+        while True:
+            try:
+                tasks = get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self.lock:
+                    self.idle -= 1
+                    self.threads -= 1
+                return
+            with self.lock:
+                self.idle -= 1
+            tasks.work()
+            with self.lock:
+                self.idle += 1
+
+
+_shared: Pool | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> Pool:
+    """The process's pool (a new one in a forked child)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Pool()
+        return _shared
+
+
+def _after_fork() -> None:
+    global _shared, _shared_lock
+    _shared = None
+    _shared_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

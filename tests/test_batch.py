@@ -1,0 +1,188 @@
+"""An installer's use: many packages at once, per-file policy, an observer, file lists."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+import linkstrategy
+from linkstrategy import InvalidArgument, PlaceError, _place, _probe
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch, place_loop: str) -> None:
+    _probe.clear_cache()
+    if place_loop == "python":
+        monkeypatch.setenv("LINKSTRATEGY_NO_SPEEDUPS", "1")
+    monkeypatch.delenv("LINKSTRATEGY_STRATEGY", raising=False)
+
+
+def wheel(cache: Path, name: str, nfiles: int = 5) -> Path:
+    """An unpacked wheel in the cache: a package and its dist-info."""
+    root = cache / name
+    (root / name / "sub").mkdir(parents=True)
+    for i in range(nfiles):
+        (root / name / f"m{i}.py").write_text(f"{name} {i}\n")
+    (root / name / "sub" / "data.txt").write_text(name)
+    (root / name / "link").symlink_to("m0.py")
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Name: {name}\n")
+    (info / "RECORD").write_text("")
+    return root
+
+
+def contents(root: Path) -> dict[str, str]:
+    out = {}
+    for p in root.rglob("*"):
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = "->" + os.readlink(p)
+        elif p.is_file():
+            out[str(p.relative_to(root))] = p.read_text()
+    return out
+
+
+def test_place_many_installs_every_package_into_one_site(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    names = [f"pkg{i}" for i in range(16)]
+    roots = [wheel(cache, n) for n in names]
+    site = tmp_path / "site"
+    site.mkdir()
+    reports = linkstrategy.place_many([(r, site) for r in roots])
+    assert [r.src for r in reports] == [str(r) for r in roots]
+    assert all(r.files == 8 and r.symlinks == 1 for r in reports)
+    expected: dict[str, str] = {}
+    for r in roots:
+        expected.update(contents(r))
+    assert contents(site) == expected
+
+
+def test_place_many_one_failure_leaves_the_others_placed(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    good = [wheel(cache, f"ok{i}") for i in range(3)]
+    jobs = [
+        (good[0], tmp_path / "s0"),
+        (cache / "missing", tmp_path / "sx"),
+        (good[1], tmp_path / "s1"),
+    ]
+    results = linkstrategy.place_many(jobs, check=False)
+    assert isinstance(results[1], PlaceError) and results[1].errno == errno.ENOENT
+    assert contents(tmp_path / "s0") == contents(good[0])
+    assert contents(tmp_path / "s1") == contents(good[1])
+    with pytest.raises(PlaceError):
+        linkstrategy.place_many([(good[2], tmp_path / "s2"), (cache / "missing", tmp_path / "sy")])
+    assert contents(tmp_path / "s2") == contents(good[2]), "the good job still completes"
+    assert not (tmp_path / "sy").exists()
+
+
+def test_threads_of_one_process_install_into_one_site(tmp_path: Path) -> None:
+    """4 threads, 16 wheels, one place() each into one site-packages (issue: EEXIST on
+    shared temporary names)."""
+    cache = tmp_path / "cache"
+    roots = [wheel(cache, f"w{i}") for i in range(16)]
+    site = tmp_path / "site"
+    site.mkdir()
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for r in roots[k::4]:
+                linkstrategy.place(r, site)
+        except BaseException as e:
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+    expected: dict[str, str] = {}
+    for r in roots:
+        expected.update(contents(r))
+    assert contents(site) == expected
+
+
+@pytest.mark.parametrize(
+    "copy", [["*.dist-info/RECORD"], lambda rel: rel.endswith("/RECORD")], ids=["glob", "callable"]
+)
+def test_copy_policy_never_hardlinks_those_files(tmp_path: Path, copy: object) -> None:
+    """On a filesystem where the chain hardlinks, RECORD still gets an inode of its own."""
+    root = wheel(tmp_path / "cache", "p")
+    site = tmp_path / "site"
+    for dst in (site, tmp_path / "fresh"):
+        if dst == site:
+            site.mkdir()  # merge into an existing directory, and a fresh one
+        r = linkstrategy.place(root, dst, copy=copy)  # type: ignore[arg-type]
+        if r.chain[0] != "hardlink":
+            pytest.skip(f"no hardlink first on {tmp_path}: {r.chain}")
+        rec = dst / "p-1.0.dist-info" / "RECORD"
+        assert rec.stat().st_ino != (root / "p-1.0.dist-info" / "RECORD").stat().st_ino
+        assert (dst / "p" / "m0.py").stat().st_ino == (root / "p" / "m0.py").stat().st_ino
+        rec.write_text("rewritten by the installer")
+        assert (root / "p-1.0.dist-info" / "RECORD").read_text() == ""
+
+
+def test_observer_sees_every_entry_and_how(tmp_path: Path) -> None:
+    root = wheel(tmp_path / "cache", "q")
+    seen: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def observer(path: str, how: str) -> None:
+        with lock:
+            seen.append((path, how))
+
+    r = linkstrategy.place(root, tmp_path / "site", observer=observer, copy=["*/RECORD"])
+    first = r.chain[0]
+    expected = {
+        (str(p.relative_to(root)), "symlink" if p.is_symlink() else first)
+        for p in root.rglob("*")
+        if p.is_file() or p.is_symlink()
+    }
+    expected.discard(("q-1.0.dist-info/RECORD", first))
+    record_how = "copy" if first == "hardlink" else first
+    expected.add(("q-1.0.dist-info/RECORD", record_how))
+    assert sorted(seen) == sorted(expected)
+
+
+def test_file_list_is_resolved_by_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listed names are stat'ed by each directory's job, not in the calling thread."""
+    root = wheel(tmp_path / "cache", "r", nfiles=40)
+    files = [str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()]
+    where: list[str] = []
+    real = _place._classify_listed
+
+    def classify(run, sdir, rel, listing):  # type: ignore[no-untyped-def]
+        if listing.listed:
+            where.append(threading.current_thread().name)
+        return real(run, sdir, rel, listing)
+
+    monkeypatch.setattr(_place, "_classify_listed", classify)
+    r = linkstrategy.place(root, tmp_path / "site", files=files)
+    assert r.files + r.symlinks == len(files)
+    assert where and threading.current_thread().name not in where
+
+
+@pytest.mark.parametrize("entry", ["../escape", "/etc/passwd", "r/../../x", "", "."])
+def test_file_list_entries_outside_the_source_are_refused(tmp_path: Path, entry: str) -> None:
+    root = wheel(tmp_path / "cache", "s")
+    with pytest.raises(InvalidArgument) as ei:
+        linkstrategy.place(root, tmp_path / "site", files=["s/m0.py", entry])
+    assert isinstance(ei.value, ValueError) and isinstance(ei.value, OSError)
+    assert ei.value.errno == errno.EINVAL
+    assert not (tmp_path / "site").exists()
+    assert os.listdir(tmp_path) == ["cache"]
+
+
+def test_file_list_entry_that_is_a_directory_is_refused_and_rolled_back(tmp_path: Path) -> None:
+    root = wheel(tmp_path / "cache", "t")
+    with pytest.raises(InvalidArgument) as ei:
+        linkstrategy.place(root, tmp_path / "site", files=["t/m0.py", "t/sub"])
+    assert ei.value.errno == errno.EISDIR
+    assert os.listdir(tmp_path) == ["cache"]

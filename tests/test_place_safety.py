@@ -1,0 +1,440 @@
+"""place(): what it must never do -- land elsewhere than the kernel says, remove or
+overwrite what this run did not create, trip over its own temporaries -- and the
+limits it must live within.  Every test runs with the C and the Python loop."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import linkstrategy
+from linkstrategy import PlaceError, _owner, _place, _pool, _probe, _tree
+
+ROOT = os.geteuid() == 0
+NOT_AS_ROOT = pytest.mark.skipif(
+    ROOT, reason="root bypasses permission checks; runs in the unprivileged pass of tests/run.sh"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch, place_loop: str) -> None:
+    _probe.clear_cache()
+    if place_loop == "python":
+        monkeypatch.setenv("LINKSTRATEGY_NO_SPEEDUPS", "1")
+    monkeypatch.delenv("LINKSTRATEGY_STRATEGY", raising=False)
+
+
+def digest(root: Path, skip: Path | None = None) -> dict[str, object]:
+    """Type, mode, content or target of everything under ``root`` except ``skip``."""
+    out: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if skip is not None:
+            dirnames[:] = [d for d in dirnames if Path(dirpath, d) != skip]
+        for n in dirnames + filenames:
+            p = Path(dirpath, n)
+            if skip is not None and p == skip:
+                continue
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                v: object = ("l", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                v = ("d", st.st_mode)
+            else:
+                v = ("f", st.st_mode, p.read_bytes())
+            out[str(p.relative_to(root))] = v
+    return out
+
+
+def tree(root: Path, n: int = 3) -> None:
+    (root / "pkg" / "sub").mkdir(parents=True)
+    for i in range(n):
+        (root / "pkg" / f"m{i}.py").write_text(f"# {i}\n")
+    (root / "pkg" / "sub" / "data").write_text("data\n")
+
+
+# -- 1. paths mean what the kernel says ---------------------------------------------------
+
+
+def test_dotdot_after_a_symlink_lands_where_the_kernel_says(tmp_path: Path) -> None:
+    """keep/link/../p with link -> ../other/sub: the kernel means other/p, not keep/p."""
+    tree(tmp_path / "src")
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    (tmp_path / "keep" / "link").symlink_to("../other/sub")
+    linkstrategy.place(tmp_path / "src", str(tmp_path / "keep/link/../p"))
+    assert (tmp_path / "other" / "p" / "pkg" / "sub" / "data").read_text() == "data\n"
+    assert not (tmp_path / "keep" / "p").exists()
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "d/.", "d/..", "/"])
+def test_dot_dotdot_empty_and_root_are_refused(tmp_path: Path, bad: str) -> None:
+    tree(tmp_path / "src")
+    (tmp_path / "d").mkdir()
+    os.chdir(tmp_path / "d")
+    before = digest(tmp_path)
+    with pytest.raises(PlaceError) as ei:
+        linkstrategy.place(tmp_path / "src", bad)
+    assert ei.value.errno == errno.EINVAL
+    assert digest(tmp_path) == before
+
+
+def test_empty_source_is_refused(tmp_path: Path) -> None:
+    os.chdir(tmp_path)
+    with pytest.raises(PlaceError, match="empty"):
+        linkstrategy.place("", tmp_path / "x")
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root for a bind mount")
+def test_destination_inside_a_bind_mount_of_the_source_is_refused(tmp_path: Path) -> None:
+    tree(tmp_path / "src")
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    subprocess.run(["mount", "--bind", str(tmp_path / "src"), str(bind)], check=True)
+    try:
+        before = digest(tmp_path / "src")
+        with pytest.raises(PlaceError, match="inside the source"):
+            linkstrategy.place(tmp_path / "src", bind / "pkg" / "inner")
+        assert digest(tmp_path / "src") == before
+    finally:
+        subprocess.run(["umount", str(bind)], check=True)
+
+
+def test_destination_inside_the_source_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    tree(tmp_path / "src")
+    (tmp_path / "alias").symlink_to(tmp_path / "src" / "pkg")
+    before = digest(tmp_path / "src")
+    with pytest.raises(PlaceError, match="inside the source"):
+        linkstrategy.place(tmp_path / "src", tmp_path / "alias" / "copy")
+    assert digest(tmp_path / "src") == before
+
+
+# -- 2. remove only what this run made ----------------------------------------------------
+
+
+@pytest.mark.python_loop
+def test_rollback_keeps_a_file_someone_else_placed_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing run rolls back by inode: a name it created, since replaced by another
+    process's file, stays; its own new names go; what was there before stays."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for n in ("a", "b", "z"):
+        (src / n).write_text(f"ours {n}")
+    dst.mkdir()
+    (dst / "before").write_text("before")
+    real = _place._write_file
+    placed: list[str] = []
+
+    def write_file(run, strategy, sdir, ddir, sname, tmp, locked):  # type: ignore[no-untyped-def]
+        if len(placed) == 2:
+            # another process places its own file at the first name we created,
+            # then our run fails on its third file
+            (dst / "theirs.tmp").write_text("theirs")
+            os.replace(dst / "theirs.tmp", dst / placed[0])
+            raise OSError(errno.EIO, "injected")
+        placed.append(sname)
+        return real(run, strategy, sdir, ddir, sname, tmp, locked)
+
+    monkeypatch.setattr(_place, "_write_file", write_file)
+    with pytest.raises(PlaceError):
+        linkstrategy.place(src, dst, strategy="copy", workers=1)
+    assert (dst / placed[0]).read_text() == "theirs"
+    assert sorted(os.listdir(dst)) == sorted([placed[0], "before"])
+
+
+def test_threads_placing_files_into_one_directory(tmp_path: Path) -> None:
+    """Four threads, one place() each per file, six rounds into one directory: no
+    collision of temporaries, and every file has its own content."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(24):
+        (src / f"f{i}").write_bytes(os.urandom(3000) + str(i).encode())
+    for rnd in range(6):
+        dst = tmp_path / f"dst{rnd}"
+        dst.mkdir()
+        (dst / "f0").write_text("old")  # some names exist: tmp + rename
+        errors: list[BaseException] = []
+
+        def work(k: int, dst: Path = dst, errors: list[BaseException] = errors) -> None:
+            try:
+                for i in range(k, 24, 4):
+                    linkstrategy.place(src / f"f{i}", dst / f"f{i}", strategy="copy")
+            except BaseException as e:
+                errors.append(e)
+
+        ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert errors == []
+        for i in range(24):
+            assert (dst / f"f{i}").read_bytes() == (src / f"f{i}").read_bytes()
+        assert not [n for n in os.listdir(dst) if n.startswith(_owner.TMP_PREFIX)]
+
+
+_SLOW_PLACER = """
+import os, sys, time
+import linkstrategy
+def slow(done, total):
+    time.sleep(0.02)
+print(os.uname().nodename, os.getpid(), flush=True)
+linkstrategy.place(sys.argv[1], sys.argv[2], strategy="copy", workers=1, progress=slow)
+print("done", flush=True)
+"""
+
+
+def _unshare(hostname: str) -> list[str]:
+    return ["unshare", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
+            f'hostname {hostname} && exec "$@"', "sh"]  # fmt: skip
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root for unshare --uts --pid")
+@pytest.mark.parametrize("names", [("same", "same"), ("hosta", "hostb")])
+def test_two_hosts_never_judge_each_others_live_work(
+    tmp_path: Path, names: tuple[str, str]
+) -> None:
+    """Two 'hosts' (UTS + PID namespaces, same or different hostnames; both see
+    themselves as PID 1's child) place into one parent: the second's reaping of
+    stale temporaries leaves the first's live hidden tree alone, and the first
+    completes.  A killed first host's temporary is reaped by the next run."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(60):
+        (src / f"f{i}").write_text(str(i))
+    parent = tmp_path / "site"
+    parent.mkdir()
+    env = dict(os.environ, LINKSTRATEGY_NO_SPEEDUPS="1")
+    a = subprocess.Popen(
+        [*_unshare(names[0]), sys.executable, "-c", _SLOW_PLACER, str(src), str(parent / "a")],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert a.stdout is not None
+        a.stdout.readline()
+        deadline = time.time() + 10
+        while not [n for n in os.listdir(parent) if _owner.is_tmp_name(n)]:
+            assert time.time() < deadline
+            time.sleep(0.01)
+        b = subprocess.run(
+            [*_unshare(names[1]), sys.executable, "-c",
+             "import sys, linkstrategy; linkstrategy.place(sys.argv[1], sys.argv[2])",
+             str(src), str(parent / "b")],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert b.returncode == 0, b.stderr
+        assert a.stdout.readline().strip() == b"done"
+        assert a.wait(timeout=30) == 0
+        assert sorted(os.listdir(parent / "a")) == sorted(os.listdir(src))
+    finally:
+        a.kill()
+        a.wait()
+    # killed -9 mid-run: its temporary is dead at once, and the next run removes it
+    a = subprocess.Popen(
+        [*_unshare(names[0]), sys.executable, "-c", _SLOW_PLACER, str(src), str(parent / "c")],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert a.stdout is not None
+    a.stdout.readline()
+    deadline = time.time() + 10
+    while not [n for n in os.listdir(parent) if _owner.is_tmp_name(n)]:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    a.kill()
+    a.wait()  # --kill-child: the placer inside the namespace dies with it
+    time.sleep(0.2)
+    linkstrategy.place(src, parent / "d")
+    assert sorted(os.listdir(parent)) == ["a", "b", "d"]
+
+
+# -- 5. permissions -------------------------------------------------------------------------
+
+
+@NOT_AS_ROOT
+def test_read_only_cache_placed_twice(tmp_path: Path) -> None:
+    """0555 directories and 0444 files, copied twice into the user's own destination:
+    the second run merges (the directories made writable meanwhile, modes back)."""
+    src = tmp_path / "cache"
+    tree(src)
+    for p in sorted(src.rglob("*"), reverse=True):
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    src.chmod(0o555)
+    try:
+        for _ in range(2):
+            linkstrategy.place(src, tmp_path / "site", strategy="copy")
+        assert (tmp_path / "site" / "pkg" / "sub" / "data").read_text() == "data\n"
+        assert stat.S_IMODE((tmp_path / "site" / "pkg").stat().st_mode) == 0o555
+    finally:
+        for p in [tmp_path / "site", src]:
+            for q in [p, *p.rglob("*")]:
+                if q.is_dir():
+                    q.chmod(0o755)
+
+
+@NOT_AS_ROOT
+def test_xattrs_of_a_read_only_source_file_are_kept(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        f = src / f"f{i}"
+        f.write_text("x")
+        try:
+            os.setxattr(f, "user.origin", b"cache")
+        except OSError as e:
+            pytest.skip(f"no user xattrs on {tmp_path}: {e}")
+        f.chmod(0o444)
+    r = linkstrategy.place(src, tmp_path / "dst", strategy="copy")
+    for i in range(5):
+        assert os.getxattr(tmp_path / "dst" / f"f{i}", "user.origin") == b"cache"
+        assert stat.S_IMODE((tmp_path / "dst" / f"f{i}").stat().st_mode) == 0o444
+    assert not r.warnings
+
+
+@NOT_AS_ROOT
+def test_errors_name_the_users_path_not_a_temporary(tmp_path: Path) -> None:
+    tree(tmp_path / "src")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(PlaceError) as ei:
+            linkstrategy.place(tmp_path / "src", ro / "site")
+        assert ei.value.errno == errno.EACCES
+        assert _owner.TMP_PREFIX not in str(ei.value)
+        assert str(ro / "site") in str(ei.value)
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to own a file as another user")
+@pytest.mark.parametrize("strategy", ["copy", "reflink"])
+def test_root_copying_a_users_setuid_file_clears_setuid(
+    tmp_path: Path, xfs_reflink: Path, strategy: str
+) -> None:
+    base = xfs_reflink if strategy == "reflink" else tmp_path
+    src = base / "src"
+    src.mkdir()
+    for name in ("tool", "other"):
+        f = src / name
+        f.write_text("#!/bin/sh\n")
+        os.chown(f, 65534, 65534)
+        f.chmod(0o6755)
+    r = linkstrategy.place(src, base / "dst", strategy=strategy)
+    assert r.by_strategy[strategy] == 2
+    for name in ("tool", "other"):
+        st = (base / "dst" / name).stat()
+        assert st.st_uid == 0
+        assert stat.S_IMODE(st.st_mode) == 0o755, oct(st.st_mode)
+    # the owner's own copy keeps them (same owner and group)
+    (base / "mine").write_text("x")
+    (base / "mine").chmod(0o6755)
+    linkstrategy.place(base / "mine", base / "mine2", strategy=strategy)
+    assert stat.S_IMODE((base / "mine2").stat().st_mode) == 0o6755
+
+
+# -- 6. limits ------------------------------------------------------------------------------
+
+
+def test_deep_tree_rolls_back_without_recursion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1,200-deep source whose deepest file fails: the rollback removes the hidden
+    tree iteratively (no RecursionError), leaving nothing behind."""
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for name in ["src"] + ["d"] * 1200:
+        os.mkdir(name, dir_fd=fd)
+        nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    f = os.open("bad", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.close(f)
+    # setuid: the C loop hands it to the Python path, where the failure is injected
+    os.chmod("bad", 0o4755, dir_fd=fd)
+    os.close(fd)
+    real = _place._write_file
+
+    def write_file(run, strategy, sdir, ddir, sname, tmp, locked):  # type: ignore[no-untyped-def]
+        if sname == "bad":
+            raise OSError(errno.EIO, "injected")
+        return real(run, strategy, sdir, ddir, sname, tmp, locked)
+
+    monkeypatch.setattr(_place, "_write_file", write_file)
+    try:
+        with pytest.raises(PlaceError) as ei:
+            linkstrategy.place(tmp_path / "src", tmp_path / "dst", strategy="copy")
+        assert ei.value.errno == errno.EIO
+        assert sorted(os.listdir(tmp_path)) == ["src"]
+    finally:  # too deep for pytest's own (recursive) clean-up
+        pfd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            _tree.rmtree_at(pfd, "src")
+        finally:
+            os.close(pfd)
+
+
+def test_fewer_threads_than_asked_still_places_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a thread limit (ulimit -u), start what can be started and go on."""
+    tree(tmp_path / "src", n=200)
+    real_start = threading.Thread.start
+    started = []
+
+    def start(self: threading.Thread) -> None:
+        if self.name.startswith("linkstrategy") and len(started) >= 1:
+            raise RuntimeError("can't start new thread")
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(_pool, "_shared", None)  # a fresh pool: its threads start now
+    monkeypatch.setattr(threading.Thread, "start", start)
+    r = linkstrategy.place(tmp_path / "src", tmp_path / "dst", workers=48)
+    assert r.files == 201
+    started.clear()
+    monkeypatch.setattr(_pool, "_shared", None)
+    monkeypatch.setattr(
+        threading.Thread, "start", lambda self: (_ for _ in ()).throw(RuntimeError("no threads"))
+    )
+    r = linkstrategy.place(tmp_path / "src", tmp_path / "dst2", workers=8)
+    assert r.files == 201
+
+
+@pytest.mark.parametrize("strategy", ["copy", "reflink"])
+def test_hard_links_inside_the_tree_stay_links(xfs_reflink: Path, strategy: str) -> None:
+    """One 1 MB file with 20 names: placed as one inode with 20 names, as cp -a does."""
+    src = xfs_reflink / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "one").write_bytes(os.urandom(1 << 20))
+    for i in range(19):
+        os.link(src / "one", src / ("a" if i % 2 else "a/b") / f"n{i}")
+    r = linkstrategy.place(src, xfs_reflink / "dst", strategy=strategy)
+    inodes = {p.stat().st_ino for p in (xfs_reflink / "dst").rglob("*") if p.is_file()}
+    assert len(inodes) == 1
+    assert (xfs_reflink / "dst" / "one").stat().st_nlink == 20
+    assert r.files == 20
+    assert r.bytes == 1 << 20
+
+
+def test_bytes_counts_what_was_written_not_st_size(tmp_path: Path) -> None:
+    """/proc files say st_size 0; their content is copied and counted."""
+    src = Path("/proc/sys/fs/inotify")
+    r = linkstrategy.place(src, tmp_path / "dst", strategy="copy")
+    total = 0
+    for f in src.iterdir():
+        data = (tmp_path / "dst" / f.name).read_bytes()
+        assert data == f.read_bytes() and data
+        total += len(data)
+    assert r.bytes == total
+    r = linkstrategy.place("/proc/self/limits", tmp_path / "limits", strategy="copy")
+    assert r.bytes == len((tmp_path / "limits").read_bytes()) > 0
