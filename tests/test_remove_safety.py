@@ -639,3 +639,30 @@ def test_2000_deep_tree_under_ulimit_n_1024_as_an_unprivileged_user(
     r = json.loads(res.stdout)
     assert not r["errors"] and not r["deferred"] and r["removed"] == 4001, r
     assert os.listdir(base) == []
+
+
+def test_replace_places_through_the_journal_fd_not_a_path_swapped_meanwhile(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent's owner swaps the journal for a symlink to a root-only directory
+    while replace() builds: nothing is written there."""
+    import linkstrategy._txn as T
+
+    secret, want = root_only(sandbox)
+    parent = sandbox / "users-dir"
+    (parent / "pkg").mkdir(parents=True)
+    (parent / "pkg" / "old").write_text("old")
+    src = sandbox / "src"
+    src.mkdir()
+    (src / "new").write_text("new")
+    jname = journal_name("pkg")
+
+    def swap(step: str) -> None:
+        if step == "building":
+            os.rename(parent / jname, parent / "moved-away")
+            os.symlink(secret, parent / jname)
+
+    monkeypatch.setattr(T, "step_hook", swap)
+    replace(src, parent / "pkg")
+    assert digest(secret) == want
+    assert (parent / "pkg" / "new").read_text() == "new"

@@ -667,7 +667,18 @@ def replace(src: StrPath, dst: StrPath, **place_kwargs: Any) -> PlaceReport:
 def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) -> PlaceReport:
     pfd, name = txn.parent_fd, txn.name
     _step("building")
-    report: PlaceReport = place(src, txn.new, **place_kwargs)
+    # Placed through the journal's fd (/proc/self/fd/N/new: the kernel resolves the
+    # magic link to the open directory itself), never through the parent's path,
+    # which the parent's owner could have pointed elsewhere since it was opened.
+    via = f"/proc/self/fd/{txn.jfd}" if os.path.isdir("/proc/self/fd") else txn.path
+    try:
+        report: PlaceReport = place(src, os.path.join(via, "new"), **place_kwargs)
+    except OSError as e:
+        for attr in ("filename", "filename2"):
+            v = getattr(e, attr)
+            if isinstance(v, str) and v.startswith(via + "/"):
+                setattr(e, attr, txn.path + v[len(via) :])
+        raise
     _step("placed")
     new = _ident_at(txn.jfd, "new")
     if new is None:
