@@ -46,6 +46,7 @@ __all__ = [
     "move_to_trash",
     "open_trash",
     "remember",
+    "reopen_known",
     "trash_age",
     "trash_name_for",
 ]
