@@ -666,3 +666,13 @@ def test_replace_places_through_the_journal_fd_not_a_path_swapped_meanwhile(
     replace(src, parent / "pkg")
     assert digest(secret) == want
     assert (parent / "pkg" / "new").read_text() == "new"
+
+
+def test_trailing_slash_on_a_symlink_removes_the_link_never_its_target(tmp_path: Path) -> None:
+    (tmp_path / "target" / "d").mkdir(parents=True)
+    (tmp_path / "target" / "d" / "f").write_text("f")
+    os.symlink("target", tmp_path / "link")
+    before = digest(tmp_path, skip=tmp_path / "link")
+    r = remove(f"{tmp_path}/link/")
+    assert r.ok and r.removed == 1 and not os.path.lexists(tmp_path / "link")
+    assert digest(tmp_path) == before
