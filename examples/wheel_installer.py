@@ -111,6 +111,8 @@ def install(venv: Path, wheels: list[Path], cache: Path) -> None:
                 if target is None:
                     raise ValueError(f"{entry.name}: scheme {scheme!r} is not supported here")
                 jobs.append((entry / head / scheme, target, [path]))
+    # RECORD is replaced by rename below, which is safe even for a hardlink; an
+    # installer that edits it in place must have it copied, never hardlinked:
     reports = linkstrategy.place_many(jobs, copy=["*.dist-info/RECORD"])
     for entry in entries:
         write_scripts(entry, venv)
