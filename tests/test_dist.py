@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import linkstrategy
-from linkstrategy import _syscalls
+from linkstrategy import _probe, _syscalls
 
 ROOT = Path(__file__).resolve().parent.parent
 _LINUX = sys.platform.startswith("linux")
@@ -46,10 +46,12 @@ def os_without_xattrs() -> Iterator[pytest.MonkeyPatch]:
     try:
         for name in _OS_XATTR:
             mp.delattr(os, name, raising=False)
+        _probe.clear_cache()  # probe()'s live xattr test runs again, this way
         yield mp
     finally:
         mp.undo()
         _syscalls.select_xattr_impl()
+        _probe.clear_cache()
 
 
 def _user_xattrs_here(path: Path) -> bool:
@@ -95,6 +97,7 @@ def test_without_os_xattrs_place_uses_the_xattr_package(
     src, dst = tree_with_xattr
     assert not hasattr(os, "listxattr")
     assert _syscalls.select_xattr_impl() == "xattr"
+    assert linkstrategy.probe(src).xattr == "yes"
     report = linkstrategy.place(src, dst, strategy="copy")
     assert report.by_strategy["copy"] == 2
     assert not report.warnings
@@ -113,6 +116,8 @@ def test_without_either_xattrs_are_not_supported_and_place_still_works(
     with pytest.raises(OSError) as e:
         _syscalls.list_xattrs(0)
     assert e.value.errno == errno.ENOTSUP
+    p = linkstrategy.probe(src)
+    assert (p.xattr, p.errors.get("xattr")) == ("no", "ENOTSUP")
     report = linkstrategy.place(src, dst, strategy="copy", workers=1)
     assert report.by_strategy["copy"] == 2
     os_without_xattrs.undo()
@@ -129,13 +134,20 @@ def test_version_has_one_home_read_without_importing(tmp_path: Path) -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^dynamic = \["version"\]', pyproject, re.M)
     assert not re.search(r"^version\s*=", pyproject.split("[tool.")[0], re.M)
-    from setuptools.config.expand import read_attr
-
     pkg = tmp_path / "src" / "linkstrategy"
     pkg.mkdir(parents=True)
     init = (ROOT / "src" / "linkstrategy" / "__init__.py").read_text()
     (pkg / "__init__.py").write_text(init + "\nraise ImportError('imported at build time')\n")
-    version = read_attr("linkstrategy.__version__", {"": "src"}, str(tmp_path))
+    # a fresh process: in this one linkstrategy is imported, and setuptools would use it
+    code = (
+        "from setuptools.config.expand import read_attr\n"
+        "print(read_attr('linkstrategy.__version__', {'': 'src'}, '.'))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    version = r.stdout.strip()
     assert version == linkstrategy.__version__
 
 
