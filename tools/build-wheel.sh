@@ -18,9 +18,23 @@ trap 'rm -rf "$work"' EXIT
 scripts=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 export PATH="$scripts:$PATH"
 
+# Build from a clean copy of the tree: setuptools puts every file listed in a leftover
+# src/*.egg-info/SOURCES.txt (from an earlier install) into the sdist, which would hide
+# a file MANIFEST.in fails to include.  In git: the files git has or would add.
+mkdir "$work/tree"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z --cached --others --exclude-standard |
+    while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+    tar --null -T - -cf - | tar -xf - -C "$work/tree"
+else
+  tar --exclude-vcs --exclude='*.egg-info' --exclude=./build --exclude=./dist --exclude=./.tox \
+    --exclude=__pycache__ --exclude='*.so' --exclude=./bench/.cache --exclude=./tests/.build \
+    -cf - . | tar -xf - -C "$work/tree"
+fi
+
 # No --sdist/--wheel: build makes the sdist, then the wheel from the unpacked sdist,
 # so a file missing from the sdist breaks the wheel here rather than for a user.
-"$PYTHON" -m build --outdir "$work" . >"$work/build.log" 2>&1 || {
+"$PYTHON" -m build --outdir "$work" "$work/tree" >"$work/build.log" 2>&1 || {
   cat "$work/build.log" >&2
   exit 1
 }
