@@ -24,7 +24,15 @@ if sys.platform.startswith("linux"):
             optional=True,
             py_limited_api=True,
             define_macros=[LIMITED_API],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+            # a function outside the limited API is undeclared: fail, not a .so that
+            # cannot load
+            extra_compile_args=[
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Wno-missing-field-initializers",
+                "-Werror=implicit-function-declaration",
+            ],
         )
     )
     options["bdist_wheel"] = {"py_limited_api": "cp310"}

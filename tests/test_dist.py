@@ -297,9 +297,8 @@ def test_one_abi3_manylinux_wheel_loads_its_extension_on_every_python(
     pythons = _interpreters()
     assert len(pythons) >= 1
     check = (
-        "import sys, linkstrategy; from linkstrategy import _syscalls\n"
-        "m = _syscalls.load_speedups()\n"
-        "assert m is not None, 'linkstrategy._speedups did not load'\n"
+        "import sys, linkstrategy._speedups as m; from linkstrategy import _syscalls\n"
+        "assert _syscalls.load_speedups() is m, 'place() would not use linkstrategy._speedups'\n"
         "print(sys.version_info[:2], m.__file__)\n"
     )
     for version, python in sorted(pythons.items()):
