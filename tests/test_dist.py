@@ -180,7 +180,7 @@ def _tracked(*dirs: str) -> set[str]:
         ["git", "ls-files", "-z", "--", *dirs], cwd=ROOT, capture_output=True, check=False
     )
     if r.returncode == 0 and r.stdout:
-        return {p for p in r.stdout.decode().split("\0") if p}
+        return {p for p in r.stdout.decode().split("\0") if p and (ROOT / p).exists()}
     files = set()
     for d in dirs:
         for p in (ROOT / d).rglob("*"):
