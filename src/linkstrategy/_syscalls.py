@@ -1,9 +1,9 @@
 """The platform's clone, copy and extended-attribute primitives, chosen once, here.
 
 Every other module calls :func:`clone_fd`, :func:`copy_fd` and :func:`list_xattrs` &
-co. and never asks which operating system it runs on.  Capabilities are found by feature detection at
-import (as CPython's shutil does with ``_USE_CP_COPY_FILE_RANGE``) and switched
-off for the process when the kernel says the call itself does not exist.
+co. and never asks which operating system it runs on.  Capabilities are found by
+feature detection at import (as CPython's shutil does with ``_USE_CP_COPY_FILE_RANGE``)
+and switched off for the process when the kernel says the call itself does not exist.
 """
 
 from __future__ import annotations
