@@ -57,8 +57,11 @@ from ._syscalls import (
     clone_fd,
     copy_fd,
     copy_sparse,
+    get_xattr,
+    list_xattrs,
     load_speedups,
     open_beneath,
+    set_xattr,
 )
 from ._tree import reap_stale, rmtree_at
 
@@ -453,14 +456,14 @@ def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
     if not run.xattrs or run.xattr_failed:
         return
     try:
-        names = os.listxattr(sfd)
+        names = list_xattrs(sfd)
     except OSError as e:
         if e.errno in E.XATTR_UNSUPPORTED:
             return
         raise
     for n in names:
         try:
-            os.setxattr(dfd, n, os.getxattr(sfd, n))
+            set_xattr(dfd, n, get_xattr(sfd, n))
         except OSError as e:
             if e.errno in E.XATTR_UNSUPPORTED:  # e.g. EFS: no user xattrs at all
                 with run.lock:

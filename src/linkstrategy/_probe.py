@@ -34,7 +34,7 @@ from ._mounts import (
     read_mount_table,
 )
 from ._owner import hold, release, tmp_name
-from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd
+from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd, get_xattr, set_xattr
 from ._tree import reap_stale, rmtree_at
 
 __all__ = ["Probe", "clear_cache", "network_override", "probe"]
@@ -396,20 +396,13 @@ def _test_link(src: str, dst: str, errors: dict[str, str]) -> Tri:
 
 
 def _test_xattr(src: str, errors: dict[str, str]) -> Tri:
-    setx = getattr(os, "setxattr", None)
-    if setx is None:  # pragma: no cover - macOS: the xattr package
-        try:
-            import xattr
-
-            xattr.setxattr(src, "user.linkstrategy", b"1")
-            ok = xattr.getxattr(src, "user.linkstrategy") == b"1"
-        except OSError as e:
-            errors["xattr"] = _errname(e)
-            return "no"
-        return "yes" if ok else "no"
     try:
-        setx(src, "user.linkstrategy", b"1")
-        ok = os.getxattr(src, "user.linkstrategy") == b"1"
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            set_xattr(fd, "user.linkstrategy", b"1")
+            ok = get_xattr(fd, "user.linkstrategy") == b"1"
+        finally:
+            os.close(fd)
     except OSError as e:
         errors["xattr"] = _errname(e)
         return "no"

@@ -40,6 +40,12 @@
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
+/* The stable ABI of Python 3.10 (setup.py defines it too): one abi3 build serves every
+ * CPython >= 3.10.  Only functions of the limited API below, no macros reaching into
+ * objects (PyList_GET_ITEM, PyBytes_AS_STRING, ...). */
+#ifndef Py_LIMITED_API
+#define Py_LIMITED_API 0x030A0000
+#endif
 #include <Python.h>
 
 #include <errno.h>
@@ -232,10 +238,11 @@ fail_src:
 static PyObject *place_files(PyObject *self, PyObject *args)
 {
     int strategy, sdir, ddir, umask_, xattrs, do_fsync, cfr;
-    PyObject *names;
+    PyObject *names, *item;
     Py_ssize_t start, n, i, k;
     long long bytes = 0;
-    PyObject **enc;
+    PyObject **enc = NULL;
+    const char **paths = NULL;
 
     (void)self;
     if (!PyArg_ParseTuple(args, "iiiO!nippp", &strategy, &sdir, &ddir, &PyList_Type, &names,
@@ -245,27 +252,43 @@ static PyObject *place_files(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "unknown strategy %d", strategy);
         return NULL;
     }
-    n = PyList_GET_SIZE(names);
+    n = PyList_Size(names);
+    if (n < 0)
+        return NULL;
     if (start < 0 || start > n) {
         PyErr_SetString(PyExc_IndexError, "start out of range");
         return NULL;
     }
     enc = PyMem_Calloc((size_t)(n - start) + 1, sizeof(PyObject *));
-    if (enc == NULL)
-        return PyErr_NoMemory();
+    paths = PyMem_Calloc((size_t)(n - start) + 1, sizeof(const char *));
+    if (enc == NULL || paths == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    /* Limited API: function calls, not the PyList_GET_ITEM/PyBytes_AS_STRING macros.
+     * PyList_GetItem checks the index (a name's __fspath__ may shrink the list), and
+     * every char * is taken here, with the GIL held, not inside the loop below. */
     for (k = 0; k < n - start; k++) {
-        if (!PyUnicode_FSConverter(PyList_GET_ITEM(names, start + k), &enc[k]))
+        item = PyList_GetItem(names, start + k); /* borrowed: held while its __fspath__ runs */
+        if (item == NULL)
             goto error;
-        if (strchr(PyBytes_AS_STRING(enc[k]), '/') != NULL) {
-            PyErr_Format(PyExc_ValueError, "not a file name: %R", PyList_GET_ITEM(names, start + k));
+        Py_INCREF(item);
+        if (!PyUnicode_FSConverter(item, &enc[k]) || (paths[k] = PyBytes_AsString(enc[k])) == NULL) {
+            Py_DECREF(item);
             goto error;
         }
+        if (strchr(paths[k], '/') != NULL) {
+            PyErr_Format(PyExc_ValueError, "not a file name: %R", item);
+            Py_DECREF(item);
+            goto error;
+        }
+        Py_DECREF(item);
     }
 
     Py_BEGIN_ALLOW_THREADS
     for (i = 0; i < n - start; i++) {
-        if (place_one(strategy, sdir, ddir, PyBytes_AS_STRING(enc[i]), (mode_t)umask_, xattrs,
-                      do_fsync, &cfr, &bytes) != 0)
+        if (place_one(strategy, sdir, ddir, paths[i], (mode_t)umask_, xattrs, do_fsync, &cfr,
+                      &bytes) != 0)
             break;
     }
     Py_END_ALLOW_THREADS
@@ -273,12 +296,15 @@ static PyObject *place_files(PyObject *self, PyObject *args)
     for (k = 0; k < n - start; k++)
         Py_XDECREF(enc[k]);
     PyMem_Free(enc);
+    PyMem_Free(paths);
     return Py_BuildValue("nLO", start + i, bytes, cfr ? Py_True : Py_False);
 
 error:
-    for (k = 0; k < n - start; k++)
-        Py_XDECREF(enc[k]);
+    if (enc != NULL)
+        for (k = 0; k < n - start; k++)
+            Py_XDECREF(enc[k]);
     PyMem_Free(enc);
+    PyMem_Free(paths);
     return NULL;
 }
 

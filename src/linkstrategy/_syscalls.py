@@ -1,9 +1,9 @@
-"""The platform's clone and copy primitives, chosen once, here.
+"""The platform's clone, copy and extended-attribute primitives, chosen once, here.
 
-Every other module calls :func:`clone_fd` and :func:`copy_fd` and never asks which
-operating system it runs on.  Capabilities are found by feature detection at
-import (as CPython's shutil does with ``_USE_CP_COPY_FILE_RANGE``) and switched
-off for the process when the kernel says the call itself does not exist.
+Every other module calls :func:`clone_fd`, :func:`copy_fd` and :func:`list_xattrs` &
+co. and never asks which operating system it runs on.  Capabilities are found by
+feature detection at import (as CPython's shutil does with ``_USE_CP_COPY_FILE_RANGE``)
+and switched off for the process when the kernel says the call itself does not exist.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,13 @@ __all__ = [
     "clone_fd",
     "copy_fd",
     "copy_sparse",
+    "get_xattr",
     "libc",
+    "list_xattrs",
     "load_speedups",
     "open_beneath",
+    "select_xattr_impl",
+    "set_xattr",
     "statx",
 ]
 
@@ -223,6 +228,67 @@ def _loop_sendfile(src_fd: int, dst_fd: int, size: int) -> int:
             break
         done += n
     return done
+
+
+# -- extended attributes of an open file --------------------------------------------
+# Linux: os.listxattr/getxattr/setxattr.  macOS: the os module has none of them, so the
+# `xattr` package's (a dependency there) does the same on an fd.  Neither: "not supported".
+
+
+@dataclass(frozen=True)
+class _XattrOps:
+    name: str  # "os", "xattr" (the package) or "none"
+    list: Callable[[int], list[str]]
+    get: Callable[[int, str], bytes]
+    set: Callable[[int, str, bytes], None]
+
+
+def _xattrs_unsupported(*_args: object) -> Any:
+    raise OSError(errno.ENOTSUP, "extended attributes are not supported on this platform")
+
+
+def _pick_xattr_ops() -> _XattrOps:
+    listx: Any = getattr(os, "listxattr", None)
+    getx: Any = getattr(os, "getxattr", None)
+    setx: Any = getattr(os, "setxattr", None)
+    if listx and getx and setx:
+        return _XattrOps("os", listx, getx, setx)
+    try:
+        import xattr  # macOS
+    except ImportError:
+        return _XattrOps("none", _xattrs_unsupported, _xattrs_unsupported, _xattrs_unsupported)
+
+    def list_fd(fd: int) -> list[str]:
+        return list(xattr.listxattr(fd))
+
+    return _XattrOps("xattr", list_fd, xattr.getxattr, xattr.setxattr)
+
+
+_xattr_ops = _pick_xattr_ops()
+
+
+def select_xattr_impl() -> str:
+    """Choose the xattr functions again (done once at import; tests call it after
+    hiding ``os.listxattr``) and return which: ``"os"``, ``"xattr"`` or ``"none"``."""
+    global _xattr_ops
+    _xattr_ops = _pick_xattr_ops()
+    return _xattr_ops.name
+
+
+def list_xattrs(fd: int) -> list[str]:
+    """Names of the extended attributes of the open file ``fd``.  OSError ENOTSUP where
+    the platform (or the filesystem) has none."""
+    return _xattr_ops.list(fd)
+
+
+def get_xattr(fd: int, name: str) -> bytes:
+    """The value of extended attribute ``name`` of the open file ``fd``."""
+    return _xattr_ops.get(fd, name)
+
+
+def set_xattr(fd: int, name: str, value: bytes) -> None:
+    """Set extended attribute ``name`` of the open file ``fd`` to ``value``."""
+    _xattr_ops.set(fd, name, value)
 
 
 def load_speedups() -> Any:

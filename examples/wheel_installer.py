@@ -1,0 +1,220 @@
+"""A minimal wheel installer built on linkstrategy: the way to adopt the library.
+
+    python examples/wheel_installer.py install VENV WHEEL... [--cache DIR]
+    python examples/wheel_installer.py uninstall VENV NAME...
+
+What it shows, step by step:
+
+1. **Unpack once into a cache** (``cache/<wheel file name>/``), atomically: unpacked
+   into a temporary directory beside the entry and renamed into place, so a killed
+   unpack never leaves a half entry that later installs would trust.
+2. **Install every wheel in one call**, :func:`linkstrategy.place_many`: one pool of
+   workers and one plan for all packages; each package's files come from its
+   RECORD (``files=``), so no cache directory is walked.  The strategy is chosen
+   per (cache, venv) pair: hardlinks when both are on one mount, reflinks where the
+   filesystem clones, else copies.
+3. **Never hardlink what the installer rewrites**: ``copy=["*.dist-info/RECORD"]``.
+   RECORD is rewritten with the installed paths (and INSTALLER added) *last*, after
+   every file is in place: a package is complete when its RECORD says so.
+4. **Console scripts** are written to ``bin/`` with a temporary name and renamed.
+5. **Uninstall** removes the files RECORD lists, then the directories they leave
+   empty (a namespace directory shared with another package stays), with the
+   ``dist-info`` directory ``last``: an interrupted uninstall never leaves a
+   package without its metadata (:func:`linkstrategy.remove`, which also copes with
+   files held open on NFS).
+
+It is deliberately small: no dependency resolution, no ``.data`` schemes other
+than ``scripts``, ``purelib`` and ``platlib``, no bytecode compilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import os
+import re
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from pathlib import Path
+
+import linkstrategy
+
+INSTALLER = "linkstrategy-example"
+_NAME = re.compile(r"^([A-Za-z0-9_.]+)-([^-]+)-")
+
+
+def site_packages(venv: Path) -> Path:
+    """The venv's purelib directory, asked of the venv's own layout."""
+    paths = sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})
+    return Path(paths["purelib"])
+
+
+def unpack(wheel: Path, cache: Path) -> Path:
+    """The wheel unpacked in the cache (unpacked now if it is not there yet)."""
+    entry = cache / wheel.name
+    if entry.is_dir():
+        return entry
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{wheel.name}.", dir=cache))
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            for info in z.infolist():
+                target = (tmp / info.filename).resolve()
+                if not str(target).startswith(str(tmp.resolve()) + os.sep):
+                    raise ValueError(f"{wheel}: entry {info.filename!r} leaves the wheel")
+                z.extract(info, tmp)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and not info.is_dir():
+                    os.chmod(target, mode | 0o444)
+        try:
+            os.rename(tmp, entry)  # the whole entry appears at once
+        except OSError:
+            if not entry.is_dir():  # not another installer winning the race
+                raise
+    finally:
+        if tmp.exists():
+            linkstrategy.remove(tmp)
+    return entry
+
+
+def dist_info(entry: Path) -> Path:
+    (info,) = [p for p in entry.iterdir() if p.name.endswith(".dist-info")]
+    return info
+
+
+def record_paths(entry: Path) -> list[str]:
+    """The files RECORD lists (RECORD itself included), relative to the wheel root."""
+    info = dist_info(entry)
+    with open(info / "RECORD", newline="") as f:
+        return [row[0] for row in csv.reader(f) if row and row[0]]
+
+
+def install(venv: Path, wheels: list[Path], cache: Path) -> None:
+    site = site_packages(venv)
+    site.mkdir(parents=True, exist_ok=True)
+    entries = [unpack(w, cache) for w in wheels]
+    jobs: list[tuple[Path, Path, list[str]]] = []
+    for entry in entries:
+        files = record_paths(entry)
+        main = [f for f in files if not f.split("/", 1)[0].endswith(".data")]
+        jobs.append((entry, site, main))
+        for f in files:  # <name>.data/<scheme>/...
+            head, _, rest = f.partition("/")
+            if head.endswith(".data") and rest:
+                scheme, _, path = rest.partition("/")
+                target = {"purelib": site, "platlib": site, "scripts": venv / "bin"}.get(scheme)
+                if target is None:
+                    raise ValueError(f"{entry.name}: scheme {scheme!r} is not supported here")
+                jobs.append((entry / head / scheme, target, [path]))
+    # RECORD is replaced by rename below, which is safe even for a hardlink; an
+    # installer that edits it in place must have it copied, never hardlinked:
+    reports = linkstrategy.place_many(jobs, copy=["*.dist-info/RECORD"])
+    for entry in entries:
+        write_scripts(entry, venv)
+        finish_record(entry, site, venv)
+    placed = sum(r.files for r in reports if isinstance(r, linkstrategy.PlaceReport))
+    print(f"installed {len(entries)} wheel(s), {placed} file(s) into {site}")
+
+
+def write_scripts(entry: Path, venv: Path) -> None:
+    ep = dist_info(entry) / "entry_points.txt"
+    if not ep.exists():
+        return
+    section = None
+    for line in ep.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif "=" in line and section == "console_scripts":
+            name, _, target = (x.strip() for x in line.partition("="))
+            module, _, func = target.partition(":")
+            script = venv / "bin" / name
+            script.parent.mkdir(parents=True, exist_ok=True)
+            tmp = script.with_name(f".{name}.tmp{os.getpid()}")
+            head = func.split(".")[0]
+            tmp.write_text(
+                f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom {module} import {head}\n"
+                f"sys.exit({func}())\n"
+            )
+            tmp.chmod(0o755)
+            os.replace(tmp, script)
+
+
+def _hash(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def finish_record(entry: Path, site: Path, venv: Path) -> None:
+    """INSTALLER, then RECORD rewritten last (a temporary name, then rename)."""
+    info = site / dist_info(entry).name
+    (info / "INSTALLER").write_text(INSTALLER + "\n")
+    rows = []
+    for rel in record_paths(entry):
+        head, _, rest = rel.partition("/")
+        if head.endswith(".data"):
+            scheme, _, path = rest.partition("/")
+            rel = os.path.relpath(venv / "bin" / path, site) if scheme == "scripts" else path
+        rows.append(rel)
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    for rel in [*rows, f"{info.name}/INSTALLER"]:
+        if rel.endswith("/RECORD"):
+            w.writerow([rel, "", ""])
+        else:
+            p = site / rel
+            w.writerow([rel, _hash(p), p.stat().st_size])
+    tmp = info / f".RECORD.tmp{os.getpid()}"
+    tmp.write_text(out.getvalue())
+    os.replace(tmp, info / "RECORD")
+
+
+def uninstall(venv: Path, names: list[str]) -> None:
+    site = site_packages(venv)
+    wanted = {n.lower().replace("-", "_") for n in names}
+    for info in sorted(site.glob("*.dist-info")):
+        m = _NAME.match(info.name + "-")
+        if not m or m.group(1).lower().replace("-", "_") not in wanted:
+            continue
+        with open(info / "RECORD", newline="") as f:
+            rels = [row[0] for row in csv.reader(f) if row and row[0]]
+        files = [site / r for r in rels if not r.startswith(info.name + "/")]
+        report = linkstrategy.remove(files, last=[str(info)])
+        if not report.ok:
+            raise OSError(f"uninstall of {info.name} incomplete: {report.errors}")
+        # directories the files leave empty go; shared (namespace) ones stay
+        for d in sorted({p.parent for p in files}, key=lambda p: -len(p.parts)):
+            while d != site and site in d.parents:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+                d = d.parent
+        print(f"uninstalled {info.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="wheel_installer", allow_abbrev=False)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    i = sub.add_parser("install", help="install wheels into a venv")
+    i.add_argument("venv", type=Path)
+    i.add_argument("wheels", type=Path, nargs="+")
+    i.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ls-example")
+    u = sub.add_parser("uninstall", help="uninstall distributions from a venv")
+    u.add_argument("venv", type=Path)
+    u.add_argument("names", nargs="+")
+    args = ap.parse_args(argv)
+    if args.cmd == "install":
+        install(args.venv, args.wheels, args.cache)
+    else:
+        uninstall(args.venv, args.names)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""examples/wheel_installer.py on real wheels from PyPI: install, import, run, pip check,
+uninstall, reinstall from the cache.  Needs PyPI; in CI (``CI`` set) a failed download
+fails the test instead of skipping it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "wheel_installer.py"
+# small pure-Python wheels (one with a console script) and one with compiled code
+WHEELS = ["six", "idna", "pyflakes", "markupsafe"]
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("wheels")
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+         "--disable-pip-version-check", "-d", str(d), *WHEELS],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if r.returncode != 0:
+        msg = f"cannot download wheels from PyPI: {r.stderr.strip()[-500:]}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return sorted(d.glob("*.whl"))
+
+
+def digest(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+    return r
+
+
+def test_install_import_check_uninstall(tmp_path: Path, wheels: list[Path]) -> None:
+    venv, cache = tmp_path / "venv", tmp_path / "cache"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    py = venv / "bin" / "python"
+    run(sys.executable, EXAMPLE, "install", venv, *wheels, "--cache", cache)
+    cached = digest(cache)
+    out = run(py, "-c", "import six, idna, markupsafe, pyflakes, markupsafe._speedups as s;"
+              "print(markupsafe.escape('<x>'), s.__file__)").stdout  # fmt: skip
+    assert "&lt;x&gt;" in out and "site-packages" in out
+    run(venv / "bin" / "pyflakes", EXAMPLE)  # the console script works
+    run(sys.executable, "-m", "pip", "--python", py, "check")
+    site = next((venv / "lib").glob("python*/site-packages"))
+    # cache and venv share a filesystem here: files are hardlinks into the cache,
+    # and nothing the installer wrote went through one into the cache
+    entry = next(cache.glob("six-*"))
+    assert (site / "six.py").stat().st_ino == (entry / "six.py").stat().st_ino
+    assert digest(cache) == cached
+    assert "INSTALLER" in (next(site.glob("six-*.dist-info")) / "RECORD").read_text()
+
+    run(sys.executable, EXAMPLE, "uninstall", venv, "six")
+    r = subprocess.run([py, "-c", "import six"], capture_output=True)
+    assert r.returncode != 0
+    assert not list(site.glob("six*"))
+    run(py, "-c", "import idna, markupsafe, pyflakes")
+    run(sys.executable, "-m", "pip", "--python", py, "check")
+
+    run(sys.executable, EXAMPLE, "install", venv, *wheels, "--cache", cache)  # from the cache
+    run(py, "-c", "import six")
+    assert digest(cache) == cached
+    listed = run(sys.executable, "-m", "pip", "--python", py, "list", "--format=freeze").stdout
+    assert {line.split("==")[0].lower() for line in listed.split()} == set(WHEELS)
