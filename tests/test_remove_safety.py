@@ -39,9 +39,19 @@ NOBODY = 65534
 ROOT = os.geteuid() == 0
 
 
+_nobody_skip: list[str | None] = []
+
+
 def need_root() -> None:
+    """Skip unless a child process can run this interpreter as ``nobody``."""
     if not ROOT:
         pytest.skip("needs root: a second user (nobody) acts in the sandbox")
+    if not _nobody_skip:
+        res = run_child("import linkstrategy._remove", uid=NOBODY)
+        why = (res.stderr.strip().splitlines() or ["?"])[-1]
+        _nobody_skip.append(None if res.returncode == 0 else why)
+    if _nobody_skip[0] is not None:
+        pytest.skip(f"nobody cannot run {sys.executable}: {_nobody_skip[0]}")
 
 
 def digest(root: Path, skip: Path | None = None) -> dict[str, Any]:
