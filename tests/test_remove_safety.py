@@ -686,3 +686,15 @@ def test_trailing_slash_on_a_symlink_removes_the_link_never_its_target(tmp_path:
     r = remove(f"{tmp_path}/link/")
     assert r.ok and r.removed == 1 and not os.path.lexists(tmp_path / "link")
     assert digest(tmp_path) == before
+
+
+def test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount(fusefs: Any) -> None:
+    d = Path(fusefs.mountpoint) / "d"
+    d.mkdir()
+    tname = TR.trash_name_for(os.stat(d))
+    (d / tname / "1000-1-abc-x" / "e").mkdir(parents=True)
+    (d / "keep").write_text("k")
+    fusefs.inject("rmdir", errno.EBUSY, count=3, path=f"/d/{tname}")
+    g = gc(d)
+    assert fusefs.consumed("rmdir") == 3 and g.ok and g.retries >= 3
+    assert os.listdir(d) == ["keep"]
