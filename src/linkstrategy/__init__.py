@@ -23,6 +23,7 @@ __all__ = [
     "Fallback",
     "LinkStrategyError",
     "Mount",
+    "MountTableError",
     "PlaceError",
     "PlaceReport",
     "Plan",
@@ -31,10 +32,13 @@ __all__ = [
     "RemoveReport",
     "Skipped",
     "Step",
+    "Strategy",
     "StrategyUnavailable",
     "Traits",
     "__version__",
+    "clear_cache",
     "gc",
+    "parse_mount_table",
     "place",
     "plan",
     "probe",
@@ -50,10 +54,14 @@ _LAZY = {
     "place": "._place",
     "Plan": "._plan",
     "Step": "._plan",
+    "Strategy": "._plan",
     "plan": "._plan",
     "Probe": "._probe",
+    "clear_cache": "._probe",
     "probe": "._probe",
     "Mount": "._mounts",
+    "MountTableError": "._mounts",
+    "parse_mount_table": "._mounts",
     "Traits": "._classify",
     "LinkStrategyError": "._errors",
     "PlaceError": "._errors",
@@ -67,24 +75,27 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    # Type checkers see the real names (so ``linkstrategy.plcae`` and
+    # ``strategy="hardlnk"`` are errors); the runtime loads them on first use.
     from ._classify import Traits
     from ._errors import LinkStrategyError, PlaceError, RemoveError, StrategyUnavailable
-    from ._mounts import Mount
+    from ._mounts import Mount, MountTableError, parse_mount_table
     from ._place import Fallback, PlaceReport, Skipped, place
-    from ._plan import Plan, Step, plan
-    from ._probe import Probe, probe
+    from ._plan import Plan, Step, Strategy, plan
+    from ._probe import Probe, clear_cache, probe
     from ._remove import RemoveReport, gc, remove
     from ._txn import replace, staging_dir
+else:
+    # Hidden from type checkers: a module ``__getattr__`` would make every
+    # misspelt name ``Any`` for them.
 
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'linkstrategy' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'linkstrategy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

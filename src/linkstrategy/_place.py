@@ -47,7 +47,7 @@ from typing import Any
 from . import _errors as E
 from ._errors import PlaceError, StrategyUnavailable
 from ._owner import HOST, is_orphan, tag
-from ._plan import STRATEGIES, Plan, Strategy, plan
+from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
 from ._remove import collect_trash
 from ._syscalls import (
     CLONE_CREATES,
@@ -258,7 +258,7 @@ class _Run:
         self.src_root = src_root
         self.dst_root = dst_root
         self.chain: list[Strategy] = list(p.chain)
-        self.forced = p.forced is not None
+        self.forced = p.strict  # a capability error at the chain's end is an error
         self.xattrs = xattrs
         self.fsync = fsync
         self.progress = progress
@@ -598,6 +598,20 @@ def _attempt(
 ) -> int:
     """One strategy for one file.  ``direct``: the directory is still hidden under a
     temporary name, so the file is written under its final name straight away."""
+    if strategy == "symlink":  # asked for: a link to the source file, never followed
+        target = run.plan.symlink_target(run.src_path(_join(rel_dir, sname)), run.dst_path(rel_dir))
+        if not exists:
+            try:
+                os.symlink(target, dname, dir_fd=ddir)
+            except FileExistsError:  # another process was faster: replace atomically
+                pass
+            else:
+                _note_created(run, rel_dir, dname)
+                return 0
+        tmp = run.tmpname()
+        os.symlink(target, tmp, dir_fd=ddir)
+        _rename_into_place(run, rel_dir, ddir, tmp, dname)
+        return 0
     if strategy == "hardlink":
         # A hardlink writes no data: it adds nothing to report.bytes, and needs no
         # stat of the source on the common path.
@@ -698,7 +712,7 @@ def _place_entries(
     tally = _Tally()
     watched = run.progress is not None
     try:
-        if hidden and _fast is not None:
+        if hidden and _fast is not None and "symlink" not in run.chain:  # no C symlink path
             _place_new_files(run, rel, sdir, ddir, files, tally)
             files = []
         for name in files:
@@ -866,7 +880,8 @@ def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str) -> None:
     sub = place(
         run.src_path(rel),
         run.dst_path(rel),
-        strategy=run.plan.forced or "auto",
+        strategy=run.plan.requested or "auto",
+        strict=run.plan.strict,
         xattrs=run.xattrs,
         fsync=run.fsync,
         workers=run.workers,
@@ -942,7 +957,8 @@ def place(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     *,
-    strategy: str = "auto",
+    strategy: StrategyArg = "auto",
+    strict: bool | None = None,
     workers: int | None = None,
     files: Iterable[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -955,11 +971,13 @@ def place(
     an existing ``dst`` directory is merged into (files from ``src`` replace
     same-named files, everything else stays).  Parents of ``dst`` are created.
 
-    ``strategy``: ``"auto"`` follows :func:`plan` (and ``$LINKSTRATEGY_STRATEGY``);
-    ``"reflink"``, ``"hardlink"`` or ``"copy"`` force one, and a forced strategy
-    the pair cannot do raises :class:`StrategyUnavailable` before anything is
-    written.  ``workers``: threads (default from the plan: few on a local disk,
-    many on a network filesystem).  ``files``: relative paths of the files and
+    ``strategy``: ``"auto"`` follows :func:`plan` (and ``$LINKSTRATEGY_STRATEGY``,
+    a preference that falls back to a copy with one warning); a strategy or an
+    ordered list (``("reflink", "copy")``; ``"symlink"`` only when listed) is
+    strict unless ``strict=False``: when the pair can do none of it,
+    :class:`StrategyUnavailable` is raised before anything is written.
+    ``strict``: see :func:`plan`.  ``workers``: threads (default from the plan:
+    few on a local disk, many on a network filesystem).  ``files``: relative paths of the files and
     symlinks to place (e.g. from a RECORD), so no source directory is listed.
     ``progress(done, total)`` is called as files are placed (after each file, or
     each batch the C loop placed); ``total`` counts the files found so far and
@@ -984,14 +1002,11 @@ def place(
     s, d = os.fspath(src), os.fspath(dst)
     real_src, real_dst = _check_pair(s, d)
     try:
-        p = plan(real_src, real_dst, strategy=strategy)
+        p = plan(real_src, real_dst, strategy=strategy, strict=strict)
     except ValueError as e:
         raise PlaceError(errno.EINVAL, str(e), s, None, d) from None
-    if p.forced is not None:
-        step = next(st for st in p.steps if st.strategy == p.forced)
-        if step.impossible:
-            code = errno.EXDEV if "different" in step.reason else errno.EOPNOTSUPP
-            raise StrategyUnavailable(code, f"cannot {p.forced}: {step.reason}", s, None, d)
+    if p.unavailable is not None:
+        raise StrategyUnavailable(p.unavailable[0], p.unavailable[1], s, None, d)
     nworkers = max(1, workers if workers is not None else p.workers)
     parent, base = os.path.split(real_dst)
     try:
@@ -1042,7 +1057,7 @@ def place(
         seconds=time.perf_counter() - t0,
         chain=p.chain,
         workers=nworkers,
-        warnings=tuple(run.warnings),
+        warnings=(*p.warnings, *run.warnings),
     )
 
 
