@@ -108,7 +108,7 @@ def test_probe_text_drops_what_the_live_test_settled(
     assert main(["probe", str(xfs_reflink)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].endswith("(xfs): reflink")
-    assert "2147483647" not in out and "max links" not in out  # XFS's limit is no limit
+    assert "links per file" not in out and "max links" not in out  # XFS's 2**31-1: no limit
     assert "reflink only if" not in out  # the clone test just said yes
 
 
@@ -370,6 +370,23 @@ def test_preference_falls_back_with_one_warning_on_stderr(
     assert (ext4_b / "dst" / "d" / "f0").read_text() == "file 0\n"
     data = run_json(capsys, "place", "--json", str(ext4 / "src"), str(ext4_b / "dst2"))
     assert len(data["warnings"]) == 1 and data["by_strategy"]["copy"] == 3
+
+
+def test_one_warning_from_a_real_process(ext4: Path, ext4_b: Path) -> None:
+    """Outside pytest's log capture: logging's last-resort handler must not print the
+    warning a second time, bare."""
+    tree(ext4 / "src")
+    env = {**os.environ, "LINKSTRATEGY_STRATEGY": "hardlink"}
+    r = subprocess.run(
+        [sys.executable, "-m", "linkstrategy", "place", str(ext4 / "src"), str(ext4_b / "dst")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("linkstrategy: warning: ")
+    assert r.stdout.startswith("placed 3 files, ")
 
 
 def test_strict_makes_the_preference_an_error(
