@@ -454,6 +454,25 @@ def test_symlink_strategy_only_when_asked(
     assert data["by_strategy"]["symlink"] == 0 and "symlink" not in data["chain"]
 
 
+def test_replace_with_relative_symlinks_points_from_the_final_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", "/nonexistent-home")
+    tree(tmp_path / "p" / "src")
+    (tmp_path / "p" / "dst").mkdir()
+    argv = [
+        "replace",
+        "--strategy",
+        "symlink",
+        str(tmp_path / "p" / "src"),
+        str(tmp_path / "p" / "dst"),
+    ]
+    assert main(argv) == 0
+    link = tmp_path / "p" / "dst" / "d" / "f1"
+    assert os.readlink(link) == "../../src/d/f1"  # not built for the staging directory's depth
+    assert link.read_text() == "file 1\n"
+
+
 def test_replace_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "a").write_text("2")

@@ -413,7 +413,7 @@ def _plan_verdict(pl: dict[str, Any], dst: dict[str, Any]) -> str:
     order = [s["strategy"] for s in pl["steps"]]
     before = [s for s in dropped if order.index(s["strategy"]) < order.index(first)]
     because = f", because {before[0]['reason']}" if before and first != "symlink" else ""
-    return f"{where}: {first}{because}"
+    return _explain_errnos(f"{where}: {first}{because}")
 
 
 def _plan_text(pl: dict[str, Any]) -> str:

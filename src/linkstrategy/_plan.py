@@ -24,6 +24,7 @@ from typing import Literal, TypeAlias, TypedDict
 
 from ._mounts import Mount, existing_ancestor
 from ._probe import Probe, ProbeJSON, probe
+from ._txn import TXN_SUFFIX
 
 __all__ = [
     "STRATEGIES",
@@ -171,7 +172,7 @@ class Plan:
         holds: relative when source and destination live close together (see
         :func:`plan`), else the absolute path."""
         if self.symlink_relative:
-            return os.path.relpath(src_file, link_dir)
+            return os.path.relpath(src_file, _final_location(link_dir))
         return src_file
 
     def to_json(self) -> PlanJSON:
@@ -279,6 +280,17 @@ def _resolve_request(
     return requested, "argument", True if strict is None else strict
 
 
+def _final_location(path: str) -> str:
+    """Where a tree that replace() builds in ``<parent>/.<name>.linkstrategy-txn/new``
+    will live, as far as relative paths go: the transaction directory is a sibling of
+    the final name, so it stands in for it (same depth, same ancestors)."""
+    parts = path.split("/")
+    for i in range(len(parts) - 1):
+        if parts[i].endswith(TXN_SUFFIX) and parts[i + 1] == "new":
+            return "/".join(parts[: i + 1] + parts[i + 2 :])
+    return path
+
+
 def _symlink_relative(s: str, d: str, same_mount: bool, mount_point: str) -> bool:
     """Relative symlinks when source and destination share an ancestor close by: on
     one mount, below the mount point, and below the home directory (a project that
@@ -286,7 +298,7 @@ def _symlink_relative(s: str, d: str, same_mount: bool, mount_point: str) -> boo
     filesystem) absolute, so moving the destination does not break its links."""
     if not same_mount:
         return False
-    a, b = os.path.abspath(s), os.path.abspath(d)
+    a, b = os.path.abspath(s), _final_location(os.path.abspath(d))
     try:
         common = os.path.commonpath([a, b])
     except ValueError:
