@@ -430,6 +430,9 @@ def test_dry_run_plans_the_whole_tree_and_writes_nothing(
     )
     assert not (ext4 / "dst").exists()
     assert [n for n in os.listdir(ext4) if n.startswith(".")] == []
+    os.symlink(ext4 / "src", ext4 / "via")  # a symlink as SRC is followed, as place() does
+    data = run_json(capsys, "place", "--json", "--dry-run", str(ext4 / "via"), str(ext4 / "dst"))
+    assert (data["estimate"]["files"], data["estimate"]["symlinks"]) == (6, 1)
 
 
 def test_symlink_strategy_only_when_asked(

@@ -1008,6 +1008,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             e.parser.print_usage(sys.stderr)
         out = _Out(command, json_mode=json_mode, quiet=False, verbose=False)
         return out.fail(e.message, kind="usage", rc=EXIT_USAGE, prog=e.prog)
+    except Exception as e:  # a bug: still one line, never a traceback
+        json_mode, command = _wants_json(argv)
+        out = _Out(command, json_mode=json_mode, quiet=False, verbose=False)
+        return out.fail(f"internal error: {type(e).__name__}: {e}", kind="internal")
     out = _Out(args.command, json_mode=args.json, quiet=args.quiet, verbose=args.verbose)
     return _run(args, out)
 
