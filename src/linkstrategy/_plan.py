@@ -631,8 +631,9 @@ def estimate(pl: Plan) -> Estimate:
     counts: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
     files = dirs = links = size = written = 0
     skipped: list[str] = []
-    top = os.lstat(pl.src)
-    entries = [(pl.src, top)] if not stat.S_ISDIR(top.st_mode) else list(_walk(pl.src))
+    root = os.path.realpath(pl.src)  # as place() does: a symlink given as SRC is followed
+    top = os.stat(root)
+    entries = [(root, top)] if not stat.S_ISDIR(top.st_mode) else list(_walk(root))
     if stat.S_ISDIR(top.st_mode):
         dirs = 1
     limit = pl.dst_probe.traits.max_links
@@ -655,5 +656,5 @@ def estimate(pl: Plan) -> Estimate:
             if strategy == "copy":
                 written += st.st_size
         else:
-            skipped.append(os.path.relpath(path, pl.src))
+            skipped.append(os.path.relpath(path, root))
     return Estimate(files, dirs, links, size, written, counts, tuple(skipped))
