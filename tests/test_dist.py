@@ -216,7 +216,7 @@ def test_sdist_carries_the_whole_tree_and_license(built: tuple[Path, Path]) -> N
         top = sdist.name.removesuffix(".tar.gz")
         names = {n.removeprefix(top + "/") for n in tar.getnames()}
         pkg_info = tar.extractfile(f"{top}/PKG-INFO").read().decode()  # type: ignore[union-attr]
-    expected = _tracked("tests", "docs", "bench", "tools", "src", "examples")
+    expected = _tracked("tests", "docs", "bench", "tools", "src", "examples", "schemas")
     expected |= {"LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "setup.py", "tox.ini"}
     assert sorted(expected - names) == []
     for name in ("tests/conftest.py", "tests/latencyfs.c", "tests/run.sh", "LICENSE"):
