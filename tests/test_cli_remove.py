@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -13,25 +12,14 @@ from typing import Any
 
 import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
+from schema_check import validate
 
 import linkstrategy._remove as R
-from linkstrategy._cli_remove import add_remove_commands
+from linkstrategy._cli import main as run
 from linkstrategy._remove import TRASH_NAME
 
-KEYS = {"removed", "retries", "deferred", "errors", "mounts_skipped", "foreign", "seconds"}
-
-
-def run(argv: list[str]) -> int:
-    """The commands on a bare parser (as the main CLI wires them): exit code."""
-    parser = argparse.ArgumentParser(prog="linkstrategy")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_remove_commands(sub)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code) if isinstance(e.code, int) else 2
-    rc: int = args.func(args)
-    return rc
+REPORT_KEYS = {"removed", "retries", "deferred", "errors", "mounts_skipped", "foreign", "seconds"}
+KEYS = {"schema", "command", "ok", *REPORT_KEYS}
 
 
 def tree(root: Path) -> Path:
@@ -65,7 +53,8 @@ def test_remove_json_is_one_object_with_the_keys(tmp_path: Path, capsys: Any) ->
     assert run(["remove", "--json", "--budget", "1", str(root)]) == 0
     out, _ = capsys.readouterr()
     data = json.loads(out)
-    assert set(data) == KEYS
+    validate(data)
+    assert set(data) == KEYS and data["ok"] is True
     assert data["removed"] == 5 and data["deferred"] == [] and data["errors"] == []
 
 
@@ -80,7 +69,8 @@ def test_refusal_with_json_still_prints_one_object(capsys: Any) -> None:
     assert run(["remove", "--json", "/"]) == 1
     out, err = capsys.readouterr()
     data = json.loads(out)
-    assert data["errors"][0]["path"] == "/" and err.count("\n") == 1
+    validate(data)
+    assert (data["ok"], data["error"]["path"]) == (False, "/") and err.count("\n") == 1
 
 
 def test_real_error_names_path_and_reason(
@@ -98,6 +88,12 @@ def test_real_error_names_path_and_reason(
     assert run(["remove", str(root)]) == 1
     _out, err = capsys.readouterr()
     assert err == f"linkstrategy: error: {root / 'g'}: cannot unlink: Input/output error (EIO)\n"
+    root = tree(tmp_path / "t2")
+    assert run(["remove", "--json", str(root)]) == 1
+    data = json.loads(capsys.readouterr()[0])
+    validate(data)
+    assert data["ok"] is False
+    assert data["errors"][0]["errno"] == "EIO"  # a name, as everywhere in the JSON
 
 
 def test_deferred_entry_is_shown_not_an_error(

@@ -42,6 +42,7 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return r
 
 
+@pytest.mark.network
 def test_install_import_check_uninstall(tmp_path: Path, wheels: list[Path]) -> None:
     venv, cache = tmp_path / "venv", tmp_path / "cache"
     run(sys.executable, "-m", "venv", "--without-pip", venv)

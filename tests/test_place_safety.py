@@ -92,6 +92,7 @@ def test_empty_source_is_refused(tmp_path: Path) -> None:
         linkstrategy.place("", tmp_path / "x")
 
 
+@pytest.mark.root
 @pytest.mark.skipif(not ROOT, reason="needs root for a bind mount")
 def test_destination_inside_a_bind_mount_of_the_source_is_refused(tmp_path: Path) -> None:
     tree(tmp_path / "src")
@@ -198,6 +199,7 @@ def _unshare(hostname: str) -> list[str]:
             f'hostname {hostname} && exec "$@"', "sh"]  # fmt: skip
 
 
+@pytest.mark.root
 @pytest.mark.skipif(not ROOT, reason="needs root for unshare --uts --pid")
 @pytest.mark.parametrize("names", [("same", "same"), ("hosta", "hostb")])
 def test_two_hosts_never_judge_each_others_live_work(
@@ -248,12 +250,20 @@ def test_two_hosts_never_judge_each_others_live_work(
     assert a.stdout is not None
     a.stdout.readline()
     deadline = time.time() + 10
-    while not [n for n in os.listdir(parent) if _owner.is_tmp_name(n)]:
+    while not [p for p in parent.glob(f"{_owner.TMP_PREFIX}*/{_owner.LOCK_NAME}")]:
         assert time.time() < deadline
         time.sleep(0.01)
     a.kill()
     a.wait()  # --kill-child: the placer inside the namespace dies with it
-    time.sleep(0.2)
+    (tmp,) = [n for n in os.listdir(parent) if _owner.is_tmp_name(n)]
+    pfd = os.open(parent, os.O_RDONLY)
+    try:  # its lock goes when the kernel has closed its files
+        deadline = time.time() + 20
+        while _owner.judge(pfd, tmp, os.stat(tmp, dir_fd=pfd)) != "dead":
+            assert time.time() < deadline, "a killed placer's lock was never released"
+            time.sleep(0.05)
+    finally:
+        os.close(pfd)
     linkstrategy.place(src, parent / "d")
     assert sorted(os.listdir(parent)) == ["a", "b", "d"]
 
@@ -317,6 +327,7 @@ def test_errors_name_the_users_path_not_a_temporary(tmp_path: Path) -> None:
         ro.chmod(0o755)
 
 
+@pytest.mark.root
 @pytest.mark.skipif(not ROOT, reason="needs root to own a file as another user")
 @pytest.mark.parametrize("strategy", ["copy", "reflink"])
 def test_root_copying_a_users_setuid_file_clears_setuid(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -188,15 +189,79 @@ def test_plan_xfs_without_reflink_advises_mkfs(xfs_noreflink: Path) -> None:
     assert any("reflink=1" in a for a in pl.advice)
 
 
-def test_plan_strategy_env_forces_one(xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_strategy_env_is_a_preference(
+    xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LINKSTRATEGY_STRATEGY", "copy")
     pl = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
-    assert pl.chain == ("copy",) and pl.forced == "copy"
+    assert pl.chain == ("copy",) and (pl.origin, pl.strict, pl.forced) == (
+        "environment",
+        False,
+        None,
+    )
+    monkeypatch.setenv("LINKSTRATEGY_STRATEGY", "reflink")
+    pl = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b")
+    assert pl.chain == ("reflink", "copy")  # copy ends a preference: never a hardlink
+    pl = linkstrategy.plan(xfs_reflink / "a", xfs_reflink / "b", strict=True)
+    assert pl.chain == ("reflink",) and pl.strict and pl.forced == "reflink"
+
+
+def test_plan_env_preference_the_pair_cannot_do_warns_once_and_copies(
+    ext4: Path, ext4_b: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LINKSTRATEGY_STRATEGY", "hardlink")
+    pl = linkstrategy.plan(ext4 / "a", ext4_b / "b")
+    assert pl.chain == ("copy",) and pl.unavailable is None
+    (w,) = pl.warnings
+    assert w.startswith("LINKSTRATEGY_STRATEGY=hardlink: cannot hardlink: ") and "copying" in w
+    strict = linkstrategy.plan(ext4 / "a", ext4_b / "b", strict=True)
+    assert strict.chain == () and strict.unavailable is not None
+    assert strict.unavailable[0] == errno.EXDEV
+    # an explicit argument is strict unless told otherwise
+    assert linkstrategy.plan(ext4 / "a", ext4_b / "b", strategy="hardlink").unavailable
+    lenient = linkstrategy.plan(ext4 / "a", ext4_b / "b", strategy="hardlink", strict=False)
+    assert lenient.chain == ("copy",) and lenient.warnings
+
+
+def test_plan_strategy_list_keeps_its_order_and_drops_the_impossible(ext4: Path) -> None:
+    pl = linkstrategy.plan(ext4 / "a", ext4 / "b", strategy=("reflink", "copy"))
+    assert pl.chain == ("copy",) and pl.unavailable is None and pl.warnings == ()
+    pl = linkstrategy.plan(ext4 / "a", ext4 / "b", strategy=("copy", "hardlink"))
+    assert pl.chain == ("copy", "hardlink")
+    pl = linkstrategy.plan(ext4 / "a", ext4 / "b", strategy=("symlink", "copy"))
+    assert pl.chain == ("symlink", "copy")
+    assert "symlink" not in linkstrategy.plan(ext4 / "a", ext4 / "b").chain
+    kept = {s.strategy: s.kept for s in pl.steps}
+    assert kept == {"reflink": False, "hardlink": False, "copy": True, "symlink": True}
 
 
 def test_plan_rejects_unknown_strategy(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown strategy"):
-        linkstrategy.plan(tmp_path, tmp_path / "x", strategy="symlink")
+        linkstrategy.plan(tmp_path, tmp_path / "x", strategy="hardlnk")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="twice"):
+        linkstrategy.plan(tmp_path, tmp_path / "x", strategy=("copy", "copy"))
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "home", "relative"),
+    [
+        ("/data/proj/cache/a", "/data/proj/env/a", "/home/u", True),  # one project, close by
+        ("/home/u/proj/cache/a", "/home/u/proj/env/a", "/home/u", True),
+        ("/home/u/.cache/uv/a", "/home/u/proj/.venv/a", "/home/u", False),  # shared only ~
+        ("/data/a", "/srv/b", "/home/u", False),  # only / in common
+        ("/mnt/nfs/p/cache/a", "/mnt/nfs/p/venv/a", "/home/u", True),
+        ("/mnt/nfs/a", "/mnt/nfs/b", "/home/u", False),  # only the mount point in common
+    ],
+)
+def test_symlink_targets_relative_only_close_by(
+    src: str, dst: str, home: str, relative: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", home)
+    table = parse_mount_table("/dev/sda1 / ext4 rw 0 0\nsrv:/x /mnt/nfs nfs4 rw 0 0\n")
+    pl = linkstrategy.plan(src, dst, strategy="symlink", table=table)
+    assert pl.symlink_relative is relative
+    target = pl.symlink_target(src + "/f", dst)
+    assert target == (os.path.relpath(src + "/f", dst) if relative else src + "/f")
 
 
 def test_plan_network_destination_uses_many_workers_and_prefers_hardlink(

@@ -223,6 +223,7 @@ def test_a_lockless_fresh_directory_is_live(tmp_path: Path) -> None:
     assert (tmp_path / name).is_dir()
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make another user's temporary")
 def test_another_users_temporary_is_foreign(tmp_path: Path) -> None:
     """In a directory owned by root, a dead temporary of uid 65534 is left alone."""
@@ -242,3 +243,39 @@ def test_another_users_temporary_is_foreign(tmp_path: Path) -> None:
     finally:
         os.close(pfd)
     assert (d / "f").read_text() == "theirs"
+
+
+def test_a_maker_killed_while_locking_is_dead_after_a_short_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between creating its pending lock file and renaming it into place: the
+    pending file, free, says so (after GRACE_FILE, not the hour of a lockless dir)."""
+    name = f"{_owner.TMP_PREFIX}{'1' * 16}-1"
+    d = tmp_path / name
+    d.mkdir()
+    pending = d / (_owner.LOCK_NAME + ".new")
+    pending.write_text("")
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "live"
+        monkeypatch.setattr(_owner, "GRACE_FILE", -1.0)  # as if GRACE_FILE had passed
+        assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "dead"
+        # while its maker holds it, it is live whatever its age (GRACE_FILE < 0 in the
+        # judging process too, so 'live' can only come from the lock)
+        fd = os.open(pending, os.O_RDWR)
+        try:
+            assert _owner.lock_file(fd)
+            r = subprocess.run(
+                [sys.executable, "-c",
+                 "import os,sys; from linkstrategy import _owner as o;"
+                 "o.GRACE_FILE = o.GRACE_NO_LOCK = -1;"
+                 "p=os.open(sys.argv[1], 0);"
+                 "print(o.judge(p, sys.argv[2], os.stat(sys.argv[2], dir_fd=p)))",
+                 str(tmp_path), name],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert r.stdout.strip() == "live"
+        finally:
+            os.close(fd)
+    finally:
+        os.close(pfd)

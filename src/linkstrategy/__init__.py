@@ -24,6 +24,7 @@ __all__ = [
     "InvalidArgument",
     "LinkStrategyError",
     "Mount",
+    "MountTableError",
     "PlaceError",
     "PlaceReport",
     "Plan",
@@ -32,10 +33,13 @@ __all__ = [
     "RemoveReport",
     "Skipped",
     "Step",
+    "Strategy",
     "StrategyUnavailable",
     "Traits",
     "__version__",
+    "clear_cache",
     "gc",
+    "parse_mount_table",
     "place",
     "place_many",
     "plan",
@@ -53,10 +57,14 @@ _LAZY = {
     "place_many": "._place",
     "Plan": "._plan",
     "Step": "._plan",
+    "Strategy": "._plan",
     "plan": "._plan",
     "Probe": "._probe",
+    "clear_cache": "._probe",
     "probe": "._probe",
     "Mount": "._mounts",
+    "MountTableError": "._mounts",
+    "parse_mount_table": "._mounts",
     "Traits": "._classify",
     "InvalidArgument": "._errors",
     "LinkStrategyError": "._errors",
@@ -71,6 +79,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    # Type checkers see the real names (so ``linkstrategy.plcae`` and
+    # ``strategy="hardlnk"`` are errors); the runtime loads them on first use.
     from ._classify import Traits
     from ._errors import (
         InvalidArgument,
@@ -79,22 +89,23 @@ if TYPE_CHECKING:
         RemoveError,
         StrategyUnavailable,
     )
-    from ._mounts import Mount
+    from ._mounts import Mount, MountTableError, parse_mount_table
     from ._place import Fallback, PlaceReport, Skipped, place, place_many
-    from ._plan import Plan, Step, plan
-    from ._probe import Probe, probe
+    from ._plan import Plan, Step, Strategy, plan
+    from ._probe import Probe, clear_cache, probe
     from ._remove import RemoveReport, gc, remove
     from ._txn import replace, staging_dir
+else:
+    # Hidden from type checkers: a module ``__getattr__`` would make every
+    # misspelt name ``Any`` for them.
 
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'linkstrategy' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'linkstrategy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

@@ -183,7 +183,18 @@ def _looks_like_mountinfo(line: str) -> bool:
 
 
 def parse_mount_table(text: str) -> list[Mount]:
-    """Parse a mount table in either mountinfo or ``/proc/mounts`` format (detected)."""
+    """Parse a mount table in either mountinfo or ``/proc/mounts`` format (detected).
+
+    For a table saved on another machine (``cat /proc/self/mountinfo``), to pass
+    as ``table=`` to :func:`~linkstrategy.probe` and :func:`~linkstrategy.plan`:
+    nothing local is touched.  Raises :class:`MountTableError` (a ValueError)
+    naming the line it cannot read.
+
+    >>> import linkstrategy
+    >>> t = linkstrategy.parse_mount_table("srv:/export /mnt/nfs nfs4 rw,vers=4.2 0 0\\n")
+    >>> (t[0].mount_point, t[0].fstype)
+    ('/mnt/nfs', 'nfs4')
+    """
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
     if _looks_like_mountinfo(first):
         return parse_mountinfo(text)

@@ -54,6 +54,8 @@ TMP_PREFIX = ".lstmp-"
 
 #: The lock file inside a temporary directory.
 LOCK_NAME = ".linkstrategy-lock"
+#: ... while it is being made (created, locked, then renamed to LOCK_NAME).
+_PENDING = LOCK_NAME + ".new"
 
 #: An entry with no lock to test is left alone for this long after its last change
 #: (ctime): longer than any gap between creating a temporary and locking it.
@@ -154,7 +156,7 @@ def hold(dir_fd: int) -> int | None:
     we live).  Returns the lock fd, to keep open for as long as the directory is
     worked on; None where the filesystem has no locks (then no lock file is left,
     and :func:`judge` goes by age)."""
-    tmp = f"{LOCK_NAME}.{_OWNER}"
+    tmp = _PENDING
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
     try:
@@ -225,6 +227,24 @@ def _old(st: os.stat_result, grace: float) -> bool:
     return time.time() - max(st.st_ctime, st.st_mtime) > grace
 
 
+def _judge_pending(dfd: int, st: os.stat_result) -> Verdict:
+    """A temporary directory without its lock file: one being made (or whose maker was
+    killed while making it) has the pending one; else only its age can tell."""
+    nb = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        pfd = os.open(_PENDING, nb, dir_fd=dfd)
+    except OSError:
+        return "dead" if _old(st, GRACE_NO_LOCK) else "live"
+    try:
+        pst = os.fstat(pfd)
+        locked = _is_locked(pfd) if stat.S_ISREG(pst.st_mode) else None
+    finally:
+        os.close(pfd)
+    if locked:
+        return "live"
+    return "dead" if _old(pst, GRACE_FILE if locked is False else GRACE_NO_LOCK) else "live"
+
+
 def judge(dir_fd: int, name: str, st: os.stat_result) -> Verdict:
     """Whether the temporary ``name`` (``st``: its ``lstat``) in the directory open at
     ``dir_fd`` is still being worked on ("live"), was left by a maker that is gone
@@ -243,7 +263,7 @@ def judge(dir_fd: int, name: str, st: os.stat_result) -> Verdict:
             try:
                 lfd = os.open(LOCK_NAME, nb, dir_fd=dfd)
             except FileNotFoundError:
-                return "dead" if _old(st, GRACE_NO_LOCK) else "live"
+                return _judge_pending(dfd, st)
             except OSError:
                 return "live"
             try:

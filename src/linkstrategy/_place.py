@@ -48,7 +48,7 @@ from typing import Any
 from . import _errors as E
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
-from ._plan import STRATEGIES, Plan, Strategy, plan
+from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
 from ._pool import Abort, Group, Tasks, shared
 from ._remove import collect_trash
 from ._syscalls import (
@@ -286,7 +286,7 @@ class _Run:
         self.src_root = src_root
         self.dst_root = dst_root
         self.chain: list[Strategy] = list(p.chain)
-        self.forced = p.forced is not None
+        self.forced = p.strict  # a capability error at the chain's end is an error
         self.xattrs = xattrs
         self.fsync = fsync
         self.progress = progress
@@ -623,6 +623,21 @@ def _attempt(
 ) -> int:
     """One strategy for one file.  ``direct``: the directory is still hidden under a
     temporary name, so the file is written under its final name straight away."""
+    if strategy == "symlink":  # asked for: a link to the source file, never followed
+        target = run.plan.symlink_target(run.src_path(_join(rel_dir, sname)), run.dst_path(rel_dir))
+        if not exists:
+            try:
+                os.symlink(target, dname, dir_fd=ddir)
+            except FileExistsError:  # another process was faster: replace atomically
+                pass
+            else:
+                _note_created(run, rel_dir, ddir, dname, None)
+                return 0
+        tmp = run.tmpname()
+        os.symlink(target, tmp, dir_fd=ddir)
+        st = os.stat(tmp, dir_fd=ddir, follow_symlinks=False)
+        _rename_into_place(run, rel_dir, ddir, tmp, dname, (st.st_dev, st.st_ino))
+        return 0
     if strategy == "hardlink":
         # A hardlink writes no data: it adds nothing to report.bytes, and needs no
         # stat of the source on the common path.
@@ -796,7 +811,7 @@ def _place_entries(
             private = [n for n in files if keep(_join(rel, n))]
             if private:
                 files = [n for n in files if n not in set(private)]
-        if hidden and _fast is not None:
+        if hidden and _fast is not None and "symlink" not in run.chain:  # no C symlink path
             _place_new_files(run, rel, sdir, ddir, files, tally)
             files = []
         for names, own in ((files, False), (private, True)):
@@ -1016,7 +1031,8 @@ def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str, ident: tuple[int, in
     sub = place(
         run.src_path(rel),
         run.dst_path(rel),
-        strategy=run.plan.forced or "auto",
+        strategy=run.plan.requested or "auto",
+        strict=run.plan.strict,
         xattrs=run.xattrs,
         fsync=run.fsync,
         workers=run.workers,
@@ -1164,7 +1180,8 @@ PathLike = str | os.PathLike[str]
 
 @dataclass(frozen=True)
 class _Options:
-    strategy: str
+    strategy: StrategyArg
+    strict: bool | None
     workers: int | None
     progress: Callable[[int, int], None] | None
     xattrs: bool
@@ -1209,7 +1226,7 @@ class _Placement:
 
     # -- prepare: nothing written yet ----------------------------------------------------
     def prepare(
-        self, opts: _Options, tasks: Tasks | None, plans: dict[tuple[str, str, str], Plan]
+        self, opts: _Options, tasks: Tasks | None, plans: dict[tuple[str, str], Plan]
     ) -> None:
         s, d = self.s, self.d
         parent_arg, self.base = _split_dst(s, d)
@@ -1223,19 +1240,16 @@ class _Placement:
         parent = _fd_path(self.pfd, parent_arg)
         real_dst = os.path.join(parent, self.base)
         is_dir = stat.S_ISDIR(src_st.st_mode)
-        key = (real_src if is_dir else os.path.dirname(real_src), parent, opts.strategy)
+        key = (real_src if is_dir else os.path.dirname(real_src), parent)
         p = plans.get(key)
         if p is None:
             try:
-                p = plan(real_src, real_dst, strategy=opts.strategy)
+                p = plan(real_src, real_dst, strategy=opts.strategy, strict=opts.strict)
             except ValueError as e:
                 raise PlaceError(errno.EINVAL, str(e), s, None, d) from None
             plans[key] = p
-        if p.forced is not None:
-            step = next(st for st in p.steps if st.strategy == p.forced)
-            if step.impossible:
-                code = errno.EXDEV if "different" in step.reason else errno.EOPNOTSUPP
-                raise StrategyUnavailable(code, f"cannot {p.forced}: {step.reason}", s, None, d)
+        if p.unavailable is not None:
+            raise StrategyUnavailable(p.unavailable[0], p.unavailable[1], s, None, d)
         nworkers = max(1, opts.workers if opts.workers is not None else p.workers)
         collect_trash(parent)  # what an earlier remove() deferred here (one lstat if none)
         self.run = _Run(
@@ -1312,7 +1326,7 @@ class _Placement:
             seconds=time.perf_counter() - self.t0,
             chain=run.plan.chain,
             workers=run.workers,
-            warnings=tuple(run.warnings),
+            warnings=(*run.plan.warnings, *run.warnings),
         )
 
     def _finish_tree(self, run: _Run) -> None:
@@ -1382,7 +1396,8 @@ def place(
     src: PathLike,
     dst: PathLike,
     *,
-    strategy: str = "auto",
+    strategy: StrategyArg = "auto",
+    strict: bool | None = None,
     workers: int | None = None,
     files: Iterable[PathLike] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -1397,11 +1412,13 @@ def place(
     an existing ``dst`` directory is merged into (files from ``src`` replace
     same-named files, everything else stays).  Parents of ``dst`` are created.
 
-    ``strategy``: ``"auto"`` follows :func:`plan` (and ``$LINKSTRATEGY_STRATEGY``);
-    ``"reflink"``, ``"hardlink"`` or ``"copy"`` force one, and a forced strategy
-    the pair cannot do raises :class:`StrategyUnavailable` before anything is
-    written.  ``workers``: threads (default from the plan: few on a local disk,
-    many on a network filesystem).  ``files``: relative paths of the files and
+    ``strategy``: ``"auto"`` follows :func:`plan` (and ``$LINKSTRATEGY_STRATEGY``,
+    a preference that falls back to a copy with one warning); a strategy or an
+    ordered list (``("reflink", "copy")``; ``"symlink"`` only when listed) is
+    strict unless ``strict=False``: when the pair can do none of it,
+    :class:`StrategyUnavailable` is raised before anything is written.
+    ``strict``: see :func:`plan`.  ``workers``: threads (default from the plan:
+    few on a local disk, many on a network filesystem).  ``files``: relative paths of the files and
     symlinks to place (e.g. from a RECORD), so no source directory is listed.
     ``progress(done, total)`` is called as files are placed (after each file, or
     each batch the C loop placed); ``total`` counts the files found so far and
@@ -1428,7 +1445,7 @@ def place(
     >>> (r.files, (d / "site" / "a.txt").read_text())
     (1, 'hi')
     """
-    opts = _Options(strategy, workers, progress, xattrs, fsync, _policy(copy), observer)
+    opts = _Options(strategy, strict, workers, progress, xattrs, fsync, _policy(copy), observer)
     job = _Placement(src, dst, files)
     try:
         job.prepare(opts, None, {})
@@ -1451,7 +1468,8 @@ JobSpec = tuple[PathLike, PathLike] | tuple[PathLike, PathLike, Iterable[PathLik
 def place_many(
     jobs: Iterable[JobSpec],
     *,
-    strategy: str = "auto",
+    strategy: StrategyArg = "auto",
+    strict: bool | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     xattrs: bool = True,
@@ -1481,10 +1499,10 @@ def place_many(
     >>> [r.files for r in rs], (d / "site/b/m.py").read_text()
     ([1, 1], 'b')
     """
-    opts = _Options(strategy, workers, progress, xattrs, fsync, _policy(copy), observer)
+    opts = _Options(strategy, strict, workers, progress, xattrs, fsync, _policy(copy), observer)
     placements = [_Placement(j[0], j[1], j[2] if len(j) > 2 else None) for j in jobs]
     results: list[PlaceReport | LinkStrategyError | None] = [None] * len(placements)
-    plans: dict[tuple[str, str, str], Plan] = {}
+    plans: dict[tuple[str, str], Plan] = {}
     # One set of threads for every job: the width the caller asks, else the widest plan's.
     tasks = Tasks(shared(), workers or 1)
     try:

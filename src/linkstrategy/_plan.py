@@ -13,20 +13,51 @@ The rules, from the kernel (fsfacts.md §5, verified on Linux 6.18):
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, TypeAlias, TypedDict
 
 from ._mounts import Mount, existing_ancestor
-from ._probe import Probe, probe
+from ._probe import Probe, ProbeJSON, probe
+from ._txn import TXN_SUFFIX
 
-__all__ = ["STRATEGIES", "STRATEGY_ENV", "Plan", "Step", "Strategy", "plan"]
+__all__ = [
+    "STRATEGIES",
+    "STRATEGY_ENV",
+    "Estimate",
+    "EstimateJSON",
+    "Plan",
+    "PlanJSON",
+    "Step",
+    "StepJSON",
+    "Strategy",
+    "StrategyArg",
+    "estimate",
+    "parse_strategies",
+    "plan",
+    "strategies_from_env",
+]
 
-Strategy = Literal["reflink", "hardlink", "copy"]
-STRATEGIES: tuple[Strategy, ...] = ("reflink", "hardlink", "copy")
+log = logging.getLogger("linkstrategy")
 
-#: Environment variable forcing one strategy for every pair, as UV_LINK_MODE does
-#: for uv: ``reflink``, ``hardlink``, ``copy`` or ``auto``.
+#: One way of putting a file at its destination.  ``symlink`` is never chosen by
+#: ``auto``: only when asked for.
+Strategy = Literal["reflink", "hardlink", "copy", "symlink"]
+STRATEGIES: tuple[Strategy, ...] = ("reflink", "hardlink", "copy", "symlink")
+#: What ``auto`` chooses from, in its order of preference.
+AUTO_STRATEGIES: tuple[Strategy, ...] = ("reflink", "hardlink", "copy")
+#: What ``strategy=`` accepts: ``"auto"``, one strategy, or an ordered list of them.
+StrategyArg: TypeAlias = Literal["auto"] | Strategy | Sequence[Strategy]
+
+#: Environment variable with a *preferred* strategy list for every pair, as
+#: UV_LINK_MODE is for uv: ``auto``, a strategy, or a comma-separated list
+#: (``reflink,copy``).  A preference: when the pair cannot do any of them, files
+#: are copied with one warning (``strict=True`` makes that an error instead).
 STRATEGY_ENV = "LINKSTRATEGY_STRATEGY"
 
 #: Worker threads per destination.  Locally the work is kernel-bound metadata
@@ -36,6 +67,45 @@ STRATEGY_ENV = "LINKSTRATEGY_STRATEGY"
 #: throughput comes from many in flight (EFS serves ~35k ops/s per filesystem).
 LOCAL_WORKERS = max(1, min(4, os.cpu_count() or 2))
 NETWORK_WORKERS = 48
+
+#: Hardlink limits at or above this are not worth mentioning (XFS: 2**31 - 1).
+_NOTABLE_MAX_LINKS = 1 << 20
+
+_SYMLINK_REASON = (
+    "a symlink to the source, only when asked for: the source must outlive the "
+    "destination, and editing a placed file edits the source"
+)
+
+_warned: set[tuple[object, ...]] = set()
+_warned_lock = threading.Lock()
+
+
+class StepJSON(TypedDict):
+    strategy: Strategy
+    kept: bool
+    reason: str
+
+
+class PlanJSON(TypedDict):
+    src: str
+    dst: str
+    chain: list[Strategy]
+    reasons: list[str]
+    advice: list[str]
+    warnings: list[str]
+    steps: list[StepJSON]
+    same_filesystem: bool
+    same_mount: bool
+    network: bool
+    workers: int
+    forced: Strategy | None
+    requested: list[Strategy] | None
+    origin: Literal["auto", "argument", "environment"]
+    strict: bool
+    symlink_targets: Literal["relative", "absolute"]
+    unavailable: str | None
+    src_probe: ProbeJSON
+    dst_probe: ProbeJSON
 
 
 @dataclass(frozen=True)
@@ -50,6 +120,9 @@ class Step:
     #: worth trying.
     impossible: bool = False
 
+    def to_json(self) -> StepJSON:
+        return {"strategy": self.strategy, "kept": self.kept, "reason": self.reason}
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -57,6 +130,10 @@ class Plan:
 
     ``chain`` is tried in order per file; ``steps`` gives every strategy with the
     reason it was kept or dropped; ``advice`` says what a person can change.
+    ``requested`` is the strategy list asked for (``None``: ``auto``), ``origin``
+    where it came from, and ``strict`` whether failing it is an error
+    (``unavailable`` then says why, before anything is written) or falls back to
+    a copy with the warning in ``warnings``.
     """
 
     src: str
@@ -70,13 +147,35 @@ class Plan:
     same_mount: bool
     network: bool
     workers: int
-    forced: Strategy | None = None
+    requested: tuple[Strategy, ...] | None = None
+    origin: Literal["auto", "argument", "environment"] = "auto"
+    strict: bool = False
+    warnings: tuple[str, ...] = ()
+    #: With a strict request the pair cannot do: ``(errno, message)``.
+    unavailable: tuple[int, str] | None = None
+    #: Symlinks (strategy ``symlink``) point to the source by a relative path.
+    symlink_relative: bool = False
+
+    @property
+    def forced(self) -> Strategy | None:
+        """The one strategy demanded strictly (``strategy="copy"``), else None."""
+        if self.strict and self.requested is not None and len(self.requested) == 1:
+            return self.requested[0]
+        return None
 
     @property
     def reasons(self) -> tuple[str, ...]:
         return tuple(f"{s.strategy}: {s.reason}" for s in self.steps)
 
-    def to_json(self) -> dict[str, Any]:
+    def symlink_target(self, src_file: str, link_dir: str) -> str:
+        """What a symlink in directory ``link_dir`` placing ``src_file`` (absolute)
+        holds: relative when source and destination live close together (see
+        :func:`plan`), else the absolute path."""
+        if self.symlink_relative:
+            return os.path.relpath(src_file, _final_location(link_dir))
+        return src_file
+
+    def to_json(self) -> PlanJSON:
         """The stable JSON form (keys documented in docs/cli.md)."""
         return {
             "src": self.src,
@@ -84,14 +183,20 @@ class Plan:
             "chain": list(self.chain),
             "reasons": list(self.reasons),
             "advice": list(self.advice),
-            "steps": [
-                {"strategy": s.strategy, "kept": s.kept, "reason": s.reason} for s in self.steps
-            ],
+            "warnings": list(self.warnings),
+            "steps": [s.to_json() for s in self.steps],
             "same_filesystem": self.same_filesystem,
             "same_mount": self.same_mount,
             "network": self.network,
             "workers": self.workers,
             "forced": self.forced,
+            "requested": None if self.requested is None else list(self.requested),
+            "origin": self.origin,
+            "strict": self.strict,
+            "symlink_targets": "relative" if self.symlink_relative else "absolute",
+            "unavailable": None if self.unavailable is None else self.unavailable[1],
+            "src_probe": self.src_probe.to_json(),
+            "dst_probe": self.dst_probe.to_json(),
         }
 
 
@@ -118,32 +223,126 @@ def _same_subvolume(src: str, dst: str, m: Mount, local: bool) -> bool:
         return True
 
 
-def _forced_from_env(strategy: str) -> Strategy | None:
-    if strategy == "auto":
-        strategy = os.environ.get(STRATEGY_ENV, "auto").strip().lower() or "auto"
-    if strategy == "auto":
+def parse_strategies(value: str | Sequence[str]) -> tuple[Strategy, ...] | None:
+    """``"auto"`` -> None; ``"reflink,copy"`` or ``("reflink", "copy")`` -> the tuple.
+
+    Raises ValueError for an unknown, repeated or empty entry.
+
+    >>> parse_strategies("reflink, copy")
+    ('reflink', 'copy')
+    >>> parse_strategies("auto") is None
+    True
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(x).strip().lower() for x in items]
+    if names == ["auto"]:
         return None
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"unknown strategy {strategy!r}: expected one of auto, {', '.join(STRATEGIES)}"
-        )
-    return strategy  # narrowed by the membership test above
+    out: list[Strategy] = []
+    for name in names:
+        match = next((s for s in STRATEGIES if s == name), None)
+        if match is None:
+            what = "an empty entry" if not name else f"unknown strategy {name!r}"
+            raise ValueError(
+                f"{what} in {value!r}: expected auto, or one or more (comma-separated) "
+                f"of {', '.join(STRATEGIES)}"
+            )
+        if match in out:
+            raise ValueError(f"strategy {name!r} listed twice in {value!r}")
+        out.append(match)
+    return tuple(out)
+
+
+def strategies_from_env() -> tuple[Strategy, ...] | None:
+    """The preference in ``$LINKSTRATEGY_STRATEGY`` (None: unset, empty or ``auto``).
+
+    Raises ValueError naming the variable when it holds something else.
+    """
+    raw = os.environ.get(STRATEGY_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_strategies(raw)
+    except ValueError as e:
+        raise ValueError(f"{STRATEGY_ENV}={raw!r}: {e}") from None
+
+
+def _resolve_request(
+    strategy: StrategyArg, strict: bool | None
+) -> tuple[tuple[Strategy, ...] | None, Literal["auto", "argument", "environment"], bool]:
+    if isinstance(strategy, str) and strategy.strip().lower() == "auto":
+        env = strategies_from_env()
+        if env is None:
+            return None, "auto", False
+        return env, "environment", bool(strict)
+    requested = parse_strategies(strategy)
+    if requested is None:  # ("auto",)
+        return None, "auto", False
+    return requested, "argument", True if strict is None else strict
+
+
+def _final_location(path: str) -> str:
+    """Where a tree that replace() builds in ``<parent>/.<name>.linkstrategy-txn/new``
+    will live, as far as relative paths go: the transaction directory is a sibling of
+    the final name, so it stands in for it (same depth, same ancestors)."""
+    parts = path.split("/")
+    for i in range(len(parts) - 1):
+        if parts[i].endswith(TXN_SUFFIX) and parts[i + 1] == "new":
+            return "/".join(parts[: i + 1] + parts[i + 2 :])
+    return path
+
+
+def _symlink_relative(s: str, d: str, same_mount: bool, mount_point: str) -> bool:
+    """Relative symlinks when source and destination share an ancestor close by: on
+    one mount, below the mount point, and below the home directory (a project that
+    holds both moves as a whole).  Otherwise (a cache in ``~/.cache`` or on another
+    filesystem) absolute, so moving the destination does not break its links."""
+    if not same_mount:
+        return False
+    a, b = os.path.abspath(s), _final_location(os.path.abspath(d))
+    try:
+        common = os.path.commonpath([a, b])
+    except ValueError:
+        return False
+    home = os.path.abspath(os.path.expanduser("~"))
+    too_high = {"/", mount_point.rstrip("/") or "/"}
+    if common in too_high:
+        return False
+    return not (home == common or home.startswith(common.rstrip("/") + "/"))
+
+
+def _warn_once(key: tuple[object, ...], msg: str) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning("%s", msg)
 
 
 def plan(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     *,
-    strategy: str = "auto",
+    strategy: StrategyArg = "auto",
+    strict: bool | None = None,
     live: bool = True,
     table: list[Mount] | None = None,
 ) -> Plan:
     """The ordered strategy chain for placing ``src`` at ``dst``, with reasons and advice.
 
-    ``strategy="auto"`` honours ``$LINKSTRATEGY_STRATEGY``; a named strategy keeps
-    only that one (``place`` then refuses it before writing if the pair certainly
-    cannot do it).  ``table`` plans against a saved mount table without touching
-    anything local.
+    ``strategy``: ``"auto"`` (reflink, hardlink, copy: what the pair can do), or
+    one strategy or an ordered list of them (``("reflink", "copy")``); ``symlink``
+    is used only when listed.  Strategies the pair certainly cannot do are
+    dropped from a list.
+
+    ``strict``: whether a list the pair cannot do is an error.  An explicit
+    ``strategy`` argument is strict by default: the chain is the list (what
+    remains of it), and :func:`place` raises :class:`StrategyUnavailable` before
+    writing anything when nothing remains.  ``$LINKSTRATEGY_STRATEGY``, read when
+    ``strategy="auto"``, is a preference (as ``UV_LINK_MODE`` is for uv): ``copy``
+    ends the chain, and when none of the list can work the files are copied with
+    one warning (in ``warnings``, and logged); ``strict=True`` makes it strict.
+
+    ``table`` plans against a saved mount table without touching anything local.
 
     >>> import linkstrategy
     >>> p = linkstrategy.plan("/tmp/cache/pkg", "/tmp/venv/pkg")
@@ -151,7 +350,7 @@ def plan(
     'copy'
     """
     s, d = os.fspath(src), os.fspath(dst)
-    forced = _forced_from_env(strategy)
+    requested, origin, is_strict = _resolve_request(strategy, strict)
     # Only the destination is tested live: what the pair can do is decided on the
     # destination's filesystem, and a source (a cache other processes are reading)
     # must not get test files written into it.
@@ -162,28 +361,26 @@ def plan(
     same_mount = same_fs and _same_mount(sp.mount, dp.mount)
     same_subvol = same_mount and _same_subvolume(s, d, dp.mount, local)
     network = sp.network or dp.network
-    steps: tuple[Step, ...] = (
+    auto_steps: tuple[Step, ...] = (
         _reflink_step(sp, dp, same_fs, network),
         _hardlink_step(sp, dp, same_fs, same_mount, same_subvol),
         Step("copy", True, "always possible" + (" (over the network)" if network else "")),
     )
-    if forced is not None:
-        steps = tuple(
-            Step(
-                st.strategy,
-                st.strategy == forced,
-                st.reason if st.strategy == forced else "not forced",
-                st.impossible if st.strategy == forced else False,
-            )
-            for st in steps
-        )
-        chain: tuple[Strategy, ...] = (forced,)
-    else:
+    warnings: tuple[str, ...] = ()
+    unavailable: tuple[int, str] | None = None
+    if requested is None:
+        steps = auto_steps
         chain = tuple(st.strategy for st in steps if st.kept)
         if network and "hardlink" in chain:
             # On a network filesystem a hardlink is one round trip (LINK), a clone at
             # least three (create, CLONE, setattr): prefer the link.
             chain = ("hardlink", *(c for c in chain if c != "hardlink"))
+    else:
+        steps, chain, warnings, unavailable = _requested_chain(
+            auto_steps, requested, origin, is_strict, sp, dp
+        )
+    for w in warnings:
+        _warn_once((sp.mount.superblock_key, dp.mount.superblock_key, requested, w), w)
     return Plan(
         src=s,
         dst=d,
@@ -196,8 +393,60 @@ def plan(
         same_mount=same_mount,
         network=network,
         workers=NETWORK_WORKERS if network else LOCAL_WORKERS,
-        forced=forced,
+        requested=requested,
+        origin=origin,
+        strict=is_strict,
+        warnings=warnings,
+        unavailable=unavailable,
+        symlink_relative=_symlink_relative(s, d, same_mount, dp.mount.mount_point),
     )
+
+
+def _requested_chain(
+    auto_steps: tuple[Step, ...],
+    requested: tuple[Strategy, ...],
+    origin: str,
+    strict: bool,
+    sp: Probe,
+    dp: Probe,
+) -> tuple[tuple[Step, ...], tuple[Strategy, ...], tuple[str, ...], tuple[int, str] | None]:
+    """The chain for a strategy list: the listed strategies the pair can do, in the
+    list's order; a preference (not strict) always ends in ``copy``."""
+    known = {st.strategy: st for st in auto_steps}
+    known["symlink"] = Step("symlink", True, _SYMLINK_REASON)
+    chain = [s for s in requested if not known[s].impossible]
+    fallback = not strict and "copy" not in chain
+    if fallback:
+        chain.append("copy")
+    steps = []
+    for name in (*AUTO_STRATEGIES, "symlink"):
+        st = known[name]
+        if name in chain:
+            reason = st.reason
+            if fallback and name == "copy":
+                reason += "; the fallback for a preferred list"
+            steps.append(Step(name, True, reason))
+        elif name in requested:
+            steps.append(st)  # asked for, but the pair certainly cannot
+        elif name != "symlink":
+            steps.append(Step(name, False, "not requested"))
+    impossible = [known[s] for s in requested if known[s].impossible]
+    why = "; ".join(f"cannot {st.strategy}: {st.reason}" for st in impossible)
+    warnings: tuple[str, ...] = ()
+    unavailable: tuple[int, str] | None = None
+    if not any(s in chain for s in requested):
+        if strict:
+            code = errno.EXDEV if "different" in impossible[0].reason else errno.EOPNOTSUPP
+            chain = []
+            unavailable = (code, why)
+        else:
+            where = f"{sp.mount.mount_point} to {dp.mount.mount_point}"
+            asked = ",".join(requested)
+            via = f"{STRATEGY_ENV}={asked}" if origin == "environment" else f"strategy {asked}"
+            warnings = (
+                f"{via}: {why} (from {where}); copying instead (strict mode makes this an error)",
+            )
+    return tuple(steps), tuple(chain), warnings, unavailable
 
 
 def _reflink_step(sp: Probe, dp: Probe, same_fs: bool, network: bool) -> Step:
@@ -246,8 +495,13 @@ def _hardlink_step(
             "hardlink", False, f"{dp.mount.fstype} does not hardlink{detail}", impossible=True
         )
     how = "tested" if dp.hardlink == "yes" and dp.tested else "expected"
-    limit = f"; at most {dp.traits.max_links} links per file" if dp.traits.max_links else ""
+    limit = f"; at most {dp.traits.max_links} links per file" if _notable_limit(dp) else ""
     return Step("hardlink", True, f"same mount; hardlink {how} to work{limit}")
+
+
+def _notable_limit(dp: Probe) -> bool:
+    m = dp.traits.max_links
+    return m is not None and m < _NOTABLE_MAX_LINKS
 
 
 def _network_prefers_link(sp: Probe, dp: Probe) -> bool:
@@ -293,7 +547,7 @@ def _advice(
             f"every file costs round trips; linkstrategy keeps {NETWORK_WORKERS} "
             "operations in flight"
         )
-    if dp.traits.max_links and "hardlink" in chain:
+    if _notable_limit(dp) and "hardlink" in chain:
         out.append(
             f"{dp.traits.kind} allows at most {dp.traits.max_links} hardlinks per file: "
             "files at the limit are copied (EMLINK), the rest stay hardlinked"
@@ -316,3 +570,91 @@ def _advice(
     ):
         out.append(f"destination not tested live: {dp.untested_reason}")
     return tuple(out)
+
+
+# -- a dry run: what place() would do with a whole tree ------------------------------------
+
+
+class EstimateJSON(TypedDict):
+    files: int
+    dirs: int
+    symlinks: int
+    bytes: int
+    bytes_written: int
+    by_strategy: dict[str, int]
+    skipped: list[str]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What :func:`place` would do with the tree: files per strategy (the chain's
+    first, except files already at the hardlink limit, which take the next), the
+    data cloned or copied (``bytes``, as :attr:`PlaceReport.bytes` counts it) and
+    the part of it really written (``bytes_written``: copies only)."""
+
+    files: int
+    dirs: int
+    symlinks: int
+    bytes: int
+    bytes_written: int
+    by_strategy: dict[str, int]
+    skipped: tuple[str, ...]
+
+    def to_json(self) -> EstimateJSON:
+        return {
+            "files": self.files,
+            "dirs": self.dirs,
+            "symlinks": self.symlinks,
+            "bytes": self.bytes,
+            "bytes_written": self.bytes_written,
+            "by_strategy": {s: self.by_strategy.get(s, 0) for s in STRATEGIES},
+            "skipped": list(self.skipped),
+        }
+
+
+def _walk(root: str) -> Iterable[tuple[str, os.stat_result]]:
+    """Every entry below ``root`` with its lstat, never following a symlink."""
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                st = e.stat(follow_symlinks=False)
+                yield e.path, st
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(e.path)
+
+
+def estimate(pl: Plan) -> Estimate:
+    """Walk the source of ``pl`` (reading only: nothing is written anywhere) and say
+    how :func:`place` would place it.  Raises OSError when the source cannot be read."""
+    counts: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
+    files = dirs = links = size = written = 0
+    skipped: list[str] = []
+    root = os.path.realpath(pl.src)  # as place() does: a symlink given as SRC is followed
+    top = os.stat(root)
+    entries = [(root, top)] if not stat.S_ISDIR(top.st_mode) else list(_walk(root))
+    if stat.S_ISDIR(top.st_mode):
+        dirs = 1
+    limit = pl.dst_probe.traits.max_links
+    chain = pl.chain
+    for path, st in entries:
+        if stat.S_ISDIR(st.st_mode):
+            dirs += 1
+        elif stat.S_ISLNK(st.st_mode):
+            links += 1
+        elif stat.S_ISREG(st.st_mode):
+            files += 1
+            if not chain:
+                continue
+            strategy = chain[0]
+            if strategy == "hardlink" and limit and st.st_nlink >= limit and len(chain) > 1:
+                strategy = chain[1]  # EMLINK: this file falls back
+            counts[strategy] += 1
+            if strategy in ("reflink", "copy"):
+                size += st.st_size
+            if strategy == "copy":
+                written += st.st_size
+        else:
+            skipped.append(os.path.relpath(path, root))
+    return Estimate(files, dirs, links, size, written, counts, tuple(skipped))

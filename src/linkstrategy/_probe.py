@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from ._classify import Traits, Tri, classify
 from ._mounts import (
@@ -37,7 +37,7 @@ from ._owner import hold, release, tmp_name
 from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd, get_xattr, set_xattr
 from ._tree import reap_stale, rmtree_at
 
-__all__ = ["Probe", "clear_cache", "network_override", "probe"]
+__all__ = ["Probe", "ProbeJSON", "clear_cache", "network_override", "probe"]
 
 #: Prefix of live-test directories: ``<prefix><owner>-<n>`` (:func:`._owner.tmp_name`),
 #: holding a lock file while in use, so a later probe or gc tells a stale one (its
@@ -54,6 +54,30 @@ T = TypeVar("T")
 
 _LIVE_TIMEOUT = 10.0  # seconds a live test on a network mount may take
 _RESOLVE_TIMEOUT = 2.0  # seconds resolving a path on a network mount may take
+
+
+class ProbeJSON(TypedDict):
+    path: str
+    mount_point: str
+    fstype: str
+    source: str
+    device: str | None
+    mount_id: int | None
+    root: str | None
+    options: list[str]
+    read_only: bool
+    kind: str
+    network: bool
+    fuse: bool
+    reflink: Tri
+    hardlink: Tri
+    xattr: Tri
+    max_links: int | None
+    tested: bool
+    untested_reason: str | None
+    test_ms: float | None
+    test_errors: dict[str, str]
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -85,7 +109,7 @@ class Probe:
     def mount_point(self) -> str:
         return self.mount.mount_point
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ProbeJSON:
         """The stable JSON form (keys documented in docs/cli.md)."""
         m = self.mount
         return {
@@ -129,7 +153,14 @@ _live: dict[tuple[Any, ...], _Live] = {}
 
 
 def clear_cache() -> None:
-    """Forget cached mount tables and live-test results (after mounts change)."""
+    """Forget cached mount tables and live-test results (after mounts change).
+
+    ``probe()`` tests each mount once per process; call this after mounting,
+    unmounting or remounting something so the next probe looks again.
+
+    >>> import linkstrategy
+    >>> linkstrategy.clear_cache()
+    """
     with _lock:
         _table.clear()
         _table_list.clear()

@@ -91,7 +91,7 @@ import stat
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace as _dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,6 +112,7 @@ from ._syscalls import libc
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
+    from ._plan import StrategyArg
 
 __all__ = ["recover_dir", "recover_for", "replace", "staging_dir"]
 
@@ -612,12 +613,23 @@ def recover_dir(txn_path: StrPath) -> bool:
 # -- replace ----------------------------------------------------------------------
 
 
-def replace(src: StrPath, dst: StrPath, **place_kwargs: Any) -> PlaceReport:
+def replace(
+    src: StrPath,
+    dst: StrPath,
+    *,
+    strategy: StrategyArg = "auto",
+    strict: bool | None = None,
+    workers: int | None = None,
+    files: Iterable[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    xattrs: bool = True,
+    fsync: bool = False,
+) -> PlaceReport:
     """Replace ``dst`` with a placement of ``src``, all or nothing (module docstring).
 
-    ``place_kwargs`` go to :func:`~linkstrategy.place` (``strategy``, ``workers``,
-    ...).  On any failure the old ``dst`` is left exactly as it was and the error
-    is raised unchanged; busy files of the old tree are deferred to the trash.
+    The keyword arguments are :func:`~linkstrategy.place`'s.  On any failure the
+    old ``dst`` is left exactly as it was and the error is raised unchanged; busy
+    files of the old tree are deferred to the trash.
 
     >>> import linkstrategy, pathlib, tempfile
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -629,6 +641,15 @@ def replace(src: StrPath, dst: StrPath, **place_kwargs: Any) -> PlaceReport:
     """
     from ._place import place  # lazy: place pulls in planning and probing
 
+    place_kwargs: dict[str, Any] = {
+        "strategy": strategy,
+        "strict": strict,
+        "workers": workers,
+        "files": files,
+        "progress": progress,
+        "xattrs": xattrs,
+        "fsync": fsync,
+    }
     try:
         pfd, parent, name = _open_parent(dst, create=True)
     except RemoveError as e:
