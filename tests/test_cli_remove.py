@@ -118,6 +118,28 @@ def test_deferred_entry_is_shown_not_an_error(
     assert not (tmp_path / TRASH_NAME).exists()
 
 
+def test_gc_reports_what_it_left_alone_and_walks_only_when_recursive(
+    tmp_path: Path, capsys: Any
+) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "1000-1-abc-x").write_text("not trash")
+    os.symlink(target, tmp_path / TRASH_NAME)  # a symlink where a trash should be
+    deep = tmp_path / "a" / "b" / TRASH_NAME / "1000-1-abc-y"
+    deep.mkdir(parents=True)
+    assert run(["gc", "--json", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    validate(data)
+    assert data["foreign"] == [
+        f"{tmp_path / TRASH_NAME}: named like a trash directory but not a directory"
+    ]
+    assert err == f"linkstrategy: left alone: {data['foreign'][0]}\n"
+    assert (target / "1000-1-abc-x").exists() and deep.exists()
+    assert run(["gc", "--recursive", str(tmp_path)]) == 0
+    assert not deep.parent.exists() and (target / "1000-1-abc-x").exists()
+
+
 def test_last_option_orders_the_metadata(tmp_path: Path, capsys: Any) -> None:
     info = tmp_path / "p-1.dist-info"
     info.mkdir()

@@ -1352,7 +1352,7 @@ def _remove(run: _Run, roots: list[_Root], last: Sequence[str]) -> RemoveReport:
         except RemoveError as e:
             # Not ours to act on (another user's, or not made for this name): the
             # journal is left alone and the root removed like any other.
-            log.warning("%s", e)
+            log.warning("%s: %s; %s is removed all the same", e.filename, e.strerror, r.path)
             continue
         except OSError as e:
             run.errors.append(
@@ -1639,7 +1639,7 @@ class _Gc:
         self.foreign: list[str] = []
 
     def leave(self, path: str, why: str) -> None:
-        log.warning("gc: left alone %s: %s", path, why)
+        log.info("gc: left alone %s: %s", path, why)  # in the report; the CLI prints it
         self.foreign.append(f"{path}: {why}")
 
     def trash(self, dir_fd: int, dir_path: str, name: str) -> None:
