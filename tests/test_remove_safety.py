@@ -698,3 +698,27 @@ def test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount(fusefs: Any) -> 
     g = gc(d)
     assert fusefs.consumed("rmdir") == 3 and g.ok and g.retries >= 3
     assert os.listdir(d) == ["keep"]
+
+
+def test_gc_parent_removes_what_a_place_killed_with_sigkill_left(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    for i in range(30):
+        (src / "a" / f"f{i}").write_text(str(i))
+        (src / "a" / "b" / f"g{i}").write_text(str(i))
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "keep").write_text("k")
+    code = """
+    import linkstrategy
+    kill = lambda done, total: done >= 5 and os.kill(os.getpid(), 9)
+    linkstrategy.place(sys.argv[1], sys.argv[2], workers=1, strategy="copy", progress=kill)
+    """
+    res = run_child(code, str(src), str(dst / "pkg"))
+    assert res.returncode == -9, res.stderr
+    left = [n for n in os.listdir(dst) if n.startswith(".lstmp-")]
+    assert left, "the killed place() left its temporary behind"
+    before = digest(tmp_path, skip=dst / left[0])
+    g = gc(dst)
+    assert g.ok and g.removed > 0
+    assert sorted(os.listdir(dst)) == ["keep"] and digest(tmp_path) == before
