@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
+from support import mountutil
 
 import linkstrategy._remove as R
 from linkstrategy._cli_remove import add_remove_commands

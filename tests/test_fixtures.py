@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import mountutil
 import pytest
-from mountutil import FaultFS
+from support import mountutil
+from support.mountutil import FaultFS
 
 FICLONE = 0x40049409
 

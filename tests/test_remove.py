@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
+from support import mountutil
 
 import linkstrategy._remove as R
 from linkstrategy._errors import RemoveError

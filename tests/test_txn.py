@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
+from support import mountutil
 
 import linkstrategy._txn as T
 from linkstrategy._errors import LinkStrategyError, TransactionBusy
