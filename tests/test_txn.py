@@ -89,6 +89,7 @@ def test_replace_a_file(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.root
 def test_real_enospc_rolls_back_and_old_tree_is_intact_byte_for_byte(tmp_path: Path) -> None:
     reason = mountutil.mount_skip_reason("tmpfs")
     if reason:

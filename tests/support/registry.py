@@ -78,8 +78,19 @@ def mount_fixture(
     return deco(fn) if fn is not None else deco
 
 
+def _uses_mount(item: pytest.Item) -> bool:
+    if MOUNT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    # ``@pytest.mark.parametrize("fixture", ["xfs_reflink", ...])`` + getfixturevalue()
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    return any(isinstance(v, str) and v in MOUNT_FIXTURES for v in params)
+
+
 def mark_root(items: Iterable[pytest.Item]) -> None:
-    """Mark ``root`` every item that uses (directly or through other fixtures) a mount fixture."""
+    """Mark ``root`` every item that uses a mount fixture: directly, through other
+    fixtures, or by name as a parameter (for ``request.getfixturevalue``).  Tests
+    that mount by hand (``support.mountutil``) carry ``@pytest.mark.root`` themselves."""
     for item in items:
-        if MOUNT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if _uses_mount(item):
             item.add_marker(pytest.mark.root)
