@@ -12,10 +12,13 @@ skips into failures.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,57 @@ def place_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mark_root(items)
+
+
+# ----------------------------------------------------------------- time limits
+# pytest-timeout (pyproject.toml: signal method) fails a test that runs too long, by
+# name, and its teardowns still unmount.  SIGALRM reaches only the main thread: a
+# hang in a worker thread the main thread joins (place() and remove() run pools)
+# outlives it.  This backstop then dumps every thread's stack and ends the run,
+# naming the test, BACKSTOP_S after the limit.
+BACKSTOP_S = float(os.environ.get("LINKSTRATEGY_TEST_BACKSTOP", "30"))
+
+
+def _limit(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:  # as pytest-timeout: the marker wins
+        value = marker.args[0] if marker.args else marker.kwargs.get("timeout", 0)
+    else:
+        value = item.config.getoption("timeout", None)
+        if value is None:
+            value = item.config.getini("timeout")
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _hard_exit(nodeid: str, limit: float) -> None:
+    err = sys.__stderr__ or sys.stderr
+    err.write(
+        f"\n+++ Timeout: {nodeid} still running {BACKSTOP_S:.0f} s after its {limit:.0f} s "
+        "limit (a thread SIGALRM cannot stop); stacks of all threads:\n"
+    )
+    faulthandler.dump_traceback(file=err, all_threads=True)
+    err.flush()
+    os._exit(1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    limit = _limit(item)
+    timer = None
+    if limit > 0:
+        timer = threading.Timer(limit + BACKSTOP_S, _hard_exit, (item.nodeid, limit))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _loop(kind: str | None = None) -> dict[str, object]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from support import mountutil
+from support.registry import skip_or_fail
 
 from linkstrategy import RemoveError, remove
 from linkstrategy import _remove as R
@@ -25,7 +26,7 @@ from linkstrategy._remove import TRASH_NAME, gc
 def need_mounts() -> None:
     reason = mountutil.mount_skip_reason("tmpfs")
     if reason:
-        pytest.skip(f"needs mounts: {reason}")
+        skip_or_fail(f"needs mounts: {reason}")
 
 
 @contextlib.contextmanager

@@ -106,9 +106,15 @@ def test_journal_state_is_fsynced_renamed_then_its_directory_fsynced(
 
 @pytest.mark.root
 @pytest.mark.timeout(60)
-def test_rename_busy_forever_is_an_error_within_the_budget(fusefs: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("swap", ["exchange", "two-renames"])
+def test_rename_busy_forever_is_an_error_within_the_budget(
+    fusefs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
     """The swap's renames retry EBUSY with backoff inside a budget; a busy that never
-    ends is an error after it (and the old tree stays), never an endless loop."""
+    ends is an error after it (and the old tree stays), never an endless loop.  Both
+    ways of swapping: RENAME_EXCHANGE, and the two renames used where it is missing."""
+    if swap == "two-renames":
+        monkeypatch.setattr(_txn, "_exchange", lambda a, b: False)
     dst = Path(fusefs.mountpoint) / "site" / "pkg"
     old = tree(dst, "old")
     new = tmp_path / "new"
