@@ -82,14 +82,21 @@ def _limit(item: pytest.Item) -> float:
         return 0.0
 
 
-def _hard_exit(nodeid: str, limit: float) -> None:
+def _hard_exit(item: pytest.Item, limit: float) -> None:
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:  # fd 1 and 2 go to pytest's capture files until this
+        with contextlib.suppress(Exception):
+            capman.suspend_global_capture(in_=True)
     err = sys.__stderr__ or sys.stderr
     err.write(
-        f"\n+++ Timeout: {nodeid} still running {BACKSTOP_S:.0f} s after its {limit:.0f} s "
+        f"\n+++ Timeout: {item.nodeid} still running {BACKSTOP_S:.0f} s after its {limit:.0f} s "
         "limit (a thread SIGALRM cannot stop); stacks of all threads:\n"
     )
+    err.flush()
     faulthandler.dump_traceback(file=err, all_threads=True)
     err.flush()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
     os._exit(1)
 
 
@@ -100,7 +107,7 @@ def pytest_runtest_protocol(
     limit = _limit(item)
     timer = None
     if limit > 0:
-        timer = threading.Timer(limit + BACKSTOP_S, _hard_exit, (item.nodeid, limit))
+        timer = threading.Timer(limit + BACKSTOP_S, _hard_exit, (item, limit))
         timer.daemon = True
         timer.start()
     try:

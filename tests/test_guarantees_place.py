@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import linkstrategy
-from linkstrategy import PlaceError, _owner, _probe
+from linkstrategy import PlaceError, _owner, _probe, _syscalls
 from linkstrategy._place import TMP_PREFIX
 
 SECRET = b"secret outside the source tree\n"
@@ -74,12 +74,20 @@ def hidden_or_final(parent: Path, dst: Path) -> Path:
 # -- a symlink swapped in for a middle component of the destination -------------------
 
 
+@pytest.mark.parametrize("resolve", ["openat2", "per-component"])
 @pytest.mark.parametrize("existing", [True, False], ids=["merge", "fresh"])
 def test_symlink_swapped_for_a_middle_component_never_leads_outside(
-    tmp_path: Path, existing: bool, outside_unchanged: Any
+    tmp_path: Path,
+    existing: bool,
+    resolve: str,
+    outside_unchanged: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``a`` is swapped for a symlink after its own job ran, while the job of ``a/b``
-    (which opens ``a/b`` below the root: ``a`` is a middle component) is still queued."""
+    (which opens ``a/b`` below the root: ``a`` is a middle component) is still queued.
+    ``per-component``: the path taken without openat2 (Linux < 5.6, macOS)."""
+    if resolve == "per-component":
+        monkeypatch.setattr(_syscalls, "_openat2", False)
     src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
     write(src, {"a/fa": b"a", "a/b/fb": b"b", "a/b/c/fc": b"c"})
     (outside / "b").mkdir(parents=True)  # what a/b would resolve to through the symlink

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
+import stat
 import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +205,46 @@ def test_busy_forever_ends_within_the_budget(
     monkeypatch.undo()
     assert took < 3, took
     assert len(r.deferred) == 1 and not root.exists()
+
+
+# -- permissions -----------------------------------------------------------------------
+
+_REMOVE_WITHOUT_DAC = textwrap.dedent(
+    """
+    import ctypes, json, os, sys
+    if os.geteuid() == 0:  # drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: modes apply
+        libc = ctypes.CDLL(None, use_errno=True)
+        hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        data = (ctypes.c_uint32 * 6)()
+        assert libc.capget(hdr, data) == 0
+        for i in (0, 1):
+            data[i * 3] &= ~((1 << 1) | (1 << 2))
+        assert libc.capset(hdr, data) == 0, ctypes.get_errno()
+    from linkstrategy import remove
+    print(json.dumps(remove(sys.argv[1], budget=0.2).to_json()))
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_the_directory_holding_a_root_is_never_chmodded(tmp_path: Path, kind: str) -> None:
+    """A root in a read-only directory cannot go: an error, not a chmod of a
+    directory that is not part of the tree (it is someone else's)."""
+    parent = tmp_path / "theirs"
+    root = parent / "victim"
+    if kind == "dir":
+        tree(root, {"f": "x"})
+    else:
+        tree(parent, {"victim": "x"})
+    os.chmod(parent, 0o555)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", _REMOVE_WITHOUT_DAC, str(root)], capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stderr
+        assert stat.S_IMODE(os.stat(parent).st_mode) == 0o555
+        assert os.path.lexists(root)
+        report = json.loads(res.stdout)
+        assert report["errors"], report
+    finally:
+        os.chmod(parent, 0o755)

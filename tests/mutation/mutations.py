@@ -57,6 +57,14 @@ MUTATIONS: list[Mutation] = [
         "openat2 without RESOLVE_*: symlinks in middle components are followed",
     ),
     m(
+        "place-middle-component-followed-without-openat2",
+        _SYSCALLS,
+        "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC",
+        "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | (os.O_NOFOLLOW if last else 0) | os.O_CLOEXEC",
+        (f"{GP}::test_symlink_swapped_for_a_middle_component_never_leads_outside",),
+        "the per-component path (no openat2) follows symlinks in middle components",
+    ),
+    m(
         "place-last-component-followed",
         _SYSCALLS,
         "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS",
@@ -374,7 +382,10 @@ MUTATIONS: list[Mutation] = [
         _REMOVE,
         "        fixed = not fix_perms  # never chmod the directory holding a root: not ours",
         "        fixed = False",
-        (f"{R}::test_read_only_directories_are_made_writable",),
+        (
+            f"{GR}::test_the_directory_holding_a_root_is_never_chmodded",
+            f"{R}::test_read_only_directories_are_made_writable",
+        ),
     ),
     # -- replace(): the journal ---------------------------------------------------------
     m(

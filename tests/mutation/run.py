@@ -91,9 +91,12 @@ def env_for(root: Path) -> dict[str, str]:
 
 
 def pytest(root: Path, tests: tuple[str, ...] | list[str], *extra: str) -> tuple[int, str, float]:
+    # --basetemp inside the copy: never the shared /tmp/pytest-of-<user> (other runs'
+    # leftovers there are cleaned by whoever starts next, and can break that start)
     cmd = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-        "-o", f"timeout={TEST_TIMEOUT}", "-rfEs", *extra, *tests,
+        "-o", f"timeout={TEST_TIMEOUT}", "-rfEs", f"--basetemp={root / '.pytest-tmp'}",
+        *extra, *tests,
     ]  # fmt: skip
     t0 = time.monotonic()
     try:
@@ -106,14 +109,18 @@ def pytest(root: Path, tests: tuple[str, ...] | list[str], *extra: str) -> tuple
     return res.returncode, res.stdout + res.stderr, time.monotonic() - t0
 
 
-def first_failure(out: str) -> str:
+def first_failure(out: str) -> str | None:
+    """The first failed test (or the time-limit backstop's), None if no test failed."""
     for line in out.splitlines():
         if line.startswith(("FAILED ", "ERROR ")):
             return line.replace("Failed: Timeout", "TIMEOUT")[:160]
         if line.startswith("+++ Timeout: "):  # the backstop in tests/conftest.py
             return "TIMEOUT (backstop) " + line.split()[2]
-    tail = [ln for ln in out.strip().splitlines() if ln.strip()][-3:]
-    return " | ".join(tail)[:300]
+    return None
+
+
+def tail(out: str, n: int = 5) -> str:
+    return " | ".join([ln for ln in out.strip().splitlines() if ln.strip()][-n:])[:600]
 
 
 def make_template(base: Path) -> Path:
@@ -160,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         all_tests = sorted({t for m in muts if m.name not in stale for t in m.tests})
         log(f"baseline: {len(all_tests)} test nodes, unmutated copy in {tpl}")
         rc, out, took = pytest(tpl, all_tests)
-        tail = out.strip().splitlines()[-1] if out.strip() else ""
+        last = out.strip().splitlines()[-1] if out.strip() else ""
         if rc != 0:
             log(out)
             log(f"baseline failed (exit {rc}): the unmutated code must pass its tests first")
             return 1
-        log(f"baseline passed in {took:.0f} s: {tail}")
+        log(f"baseline passed in {took:.0f} s: {last}")
+        shutil.rmtree(tpl / ".pytest-tmp", ignore_errors=True)  # not into every copy
         skipped = [ln for ln in out.splitlines() if ln.startswith("SKIPPED")]
         for ln in skipped:
             log(f"  {ln}")
@@ -186,15 +194,19 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"{head} ERROR     the mutant does not compile: {res.stderr[-300:]}")
                     continue
             rc, out, took = pytest(work, list(mut.tests), "-x")
-            if rc == 1 or rc == -1:
+            failed = first_failure(out)
+            if rc == -1:
                 results["KILLED"].append(mut.name)
-                log(f"{head} KILLED    {took:5.1f} s  by {first_failure(out)}")
+                log(f"{head} KILLED    {took:5.1f} s  by a hang past {RUN_TIMEOUT} s")
+            elif rc == 1 and failed is not None:
+                results["KILLED"].append(mut.name)
+                log(f"{head} KILLED    {took:5.1f} s  by {failed}")
             elif rc == 0:
                 results["SURVIVED"].append(mut.name)
                 log(f"{head} SURVIVED  {took:5.1f} s  ({', '.join(mut.tests)})")
             else:
                 results["ERROR"].append(mut.name)
-                log(f"{head} ERROR     pytest exit {rc}:\n{out[-2000:]}")
+                log(f"{head} ERROR     pytest exit {rc}, no test failed: {tail(out)}")
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
     finally:
