@@ -34,10 +34,22 @@ fi
 
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^WARNING' -e 'pip as the .root. user' || true
 
+# pytest's own temporary root for this run only: sessions sharing
+# /tmp/pytest-of-$USER clean up each other's old numbered directories, and a
+# concurrent session's directory may hold live mounts.
+if [ -z "${PYTEST_DEBUG_TEMPROOT:-}" ]; then
+  PYTEST_DEBUG_TEMPROOT=$(mktemp -d /tmp/linkstrategy-pytest.XXXXXX)
+  export PYTEST_DEBUG_TEMPROOT
+  own_temproot=1
+fi
+
 set +e
 "$PYTHON" -m pytest "$@"
 rc=$?
 set -e
+if [ "${own_temproot:-0}" = 1 ] && [ "$rc" = 0 ]; then
+  rm -rf --one-file-system "$PYTEST_DEBUG_TEMPROOT" # kept after a failure, to look at
+fi
 if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2
   rc=1

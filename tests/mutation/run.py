@@ -106,7 +106,27 @@ def pytest(root: Path, tests: tuple[str, ...] | list[str], *extra: str) -> tuple
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         return -1, out + f"\n(no result after {RUN_TIMEOUT} s)", time.monotonic() - t0
+    finally:
+        unmount_below(root)
     return res.returncode, res.stdout + res.stderr, time.monotonic() - t0
+
+
+def unmount_below(root: Path) -> list[str]:
+    """Lazily unmount whatever a killed or hard-exited test run left mounted in ``root``
+    (a copy), deepest first, so that removing the copy never walks into a mount."""
+    prefix = str(root) + os.sep
+    left = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                mp = line.split()[4].encode().decode("unicode_escape")
+                if mp.startswith(prefix):
+                    left.append(mp)
+    except OSError:
+        return []
+    for mp in sorted(left, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+    return left
 
 
 def first_failure(out: str) -> str | None:
@@ -210,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
     finally:
+        unmount_below(base)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
         else:
