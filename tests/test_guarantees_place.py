@@ -151,8 +151,9 @@ def test_fresh_temporaries_of_other_writers_survive(
     theirs = {
         _tmp_name(_foreign_owner(), 4242): "file",
         _tmp_name(_foreign_owner(), 4243): "dir",
-        _tmp_name(_owner.HOST, live_process): "file",
     }
+    if getattr(_owner, "HOST", None):  # this host's tag, another live process's pid
+        theirs[_tmp_name(_owner.HOST, live_process)] = "file"
     for name, kind in theirs.items():
         if kind == "dir":
             (where / name).mkdir()
@@ -172,6 +173,8 @@ def test_temporary_of_a_dead_process_of_this_host_is_removed(tmp_path: Path) -> 
     src, dst = tmp_path / "src", tmp_path / "dst"
     write(src, {"f": b"new"})
     dst.mkdir()
+    if not callable(getattr(_owner, "tag", None)):
+        pytest.fail("linkstrategy._owner.tag() is gone: name this temporary the new way")
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()  # a pid that existed and is gone
     stale = dst / f"{TMP_PREFIX}{_owner.tag().split('-')[0]}-{p.pid}-7"
