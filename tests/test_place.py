@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support import mountutil
 
 import linkstrategy
 from linkstrategy import PlaceError, StrategyUnavailable, _place, _probe
 from linkstrategy._place import TMP_PREFIX
-
-sys.path.insert(0, str(Path(__file__).parent))
-import mountutil
 
 
 @pytest.fixture(autouse=True)
@@ -218,7 +216,35 @@ def test_clone_capability_error_downgrades_the_pair_and_warns_once(
     warnings = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "LINKSTRATEGY_STRATEGY" in warnings[0].getMessage()
+    assert [w for w in r.warnings if "cannot reflink" in w] == [warnings[0].getMessage()]
     assert xfs_reflink.as_posix().split("/")[1] in warnings[0].getMessage()
+
+
+@pytest.mark.python_loop
+def test_concurrent_capability_errors_give_one_warning(
+    xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers meet the same capability error before the chain is downgraded:
+    the report still holds one warning for it."""
+    src = xfs_reflink / "src"
+    for d in range(8):
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(4):
+            (src / f"d{d}" / f"f{i}").write_text("x")
+    calls = []
+    barrier = __import__("threading").Barrier(4, timeout=5)
+
+    def no_clone(src_fd: int, dst_fd: int) -> None:
+        calls.append(1)
+        if len(calls) <= 4:
+            barrier.wait()  # four workers fail at once
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(_place, "clone_fd", no_clone)
+    r = linkstrategy.place(src, xfs_reflink / "dst", workers=4)
+    assert len(calls) >= 4
+    assert len([w for w in r.warnings if "cannot reflink" in w]) == 1
+    assert r.files == 32
 
 
 @pytest.mark.python_loop

@@ -722,3 +722,16 @@ def test_gc_parent_removes_what_a_place_killed_with_sigkill_left(tmp_path: Path)
     g = gc(dst)
     assert g.ok and g.removed > 0
     assert sorted(os.listdir(dst)) == ["keep"] and digest(tmp_path) == before
+
+
+def test_open_trash_never_follows_a_symlink(tmp_path: Path) -> None:
+    """The last guard when a trash is swapped for a symlink between a look and the open."""
+    (tmp_path / "target").mkdir()
+    os.symlink("target", tmp_path / TRASH_NAME)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError) as ei:
+            TR.open_trash(fd, TRASH_NAME, str(tmp_path / TRASH_NAME))
+        assert ei.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    finally:
+        os.close(fd)

@@ -245,3 +245,14 @@ def test_missing_source_stops_without_creating(dirs: tuple[Path, Path, int, int]
     for code in (sp.COPY, sp.REFLINK, sp.HARDLINK):
         assert _place(code, sfd, dfd, ["gone"])[0] == 0
     assert os.listdir(dst) == []
+
+
+def test_the_c_loop_gives_up_on_exactly_the_python_errnos() -> None:
+    """One copy of the policy: the C loop's "primitive not available" set is the
+    library's (_errors.COPY_GIVEUP)."""
+    from linkstrategy import _errors, _syscalls
+
+    fast = _syscalls.load_speedups()
+    if fast is None:
+        pytest.skip("the C extension is not built")
+    assert set(fast.GIVEUP) == _errors.COPY_GIVEUP

@@ -9,6 +9,7 @@ filename2)`` back to ``__init__``, so subclasses keep that signature).
 from __future__ import annotations
 
 import errno
+from typing import Literal
 
 __all__ = [
     "InvalidArgument",
@@ -67,6 +68,55 @@ TRANSIENT = frozenset(
     }
 )
 
+#: symlink(2) failed because this destination cannot hold symlinks (vfat, exFAT,
+#: some FUSE and SMB mounts): stop making symlinks for the pair.
+SYMLINK_UNSUPPORTED = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+
+#: copy_file_range/sendfile: "this copy primitive is not available for this pair", try
+#: the next one (only before the first byte).  copy_file_range(2): EXDEV across
+#: filesystems (5.19+), EOPNOTSUPP/ENOSYS where not implemented, EPERM under seccomp,
+#: EINVAL on special files; sendfile(2): EINVAL, ENOSYS.  The C loop has the same set
+#: (``_speedups.GIVEUP``; a test keeps them equal).
+COPY_GIVEUP = frozenset(
+    {
+        errno.EXDEV,
+        errno.EOPNOTSUPP,
+        errno.ENOSYS,
+        errno.EPERM,
+        errno.EINVAL,
+        errno.ENOTSUP,
+        ENOTSUPP_KERNEL,
+    }
+)
+
+#: What place() does about an error of one strategy on one file.
+PlaceAction = Literal["retry", "next_for_file", "next_for_pair", "fail"]
+
+
+def place_action(code: int | None, strategy: str) -> PlaceAction:
+    """The decision for ``errno`` ``code`` from ``strategy``: ``retry`` (a bounded number of
+    times, then ``next_for_file``), ``next_for_file`` (this file falls back: a per-file
+    limit), ``next_for_pair`` (the pair cannot do this strategy: drop it for the run),
+    or ``fail`` (a real error: stop and roll back)."""
+    if code in TRANSIENT:
+        return "retry"
+    if code in PER_FILE_LIMIT:
+        return "next_for_file"
+    if code in _capability(strategy):
+        return "next_for_pair"
+    return "fail"
+
+
+def _capability(strategy: str) -> frozenset[int]:
+    if strategy == "reflink":
+        return CLONE_UNSUPPORTED
+    if strategy == "hardlink":
+        return LINK_UNSUPPORTED
+    if strategy == "symlink":
+        return SYMLINK_UNSUPPORTED
+    return frozenset()
+
+
 #: Extended attributes: the filesystem has none (EFS, some FUSE): stop trying for the run.
 XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 
@@ -74,17 +124,8 @@ XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 #: without privileges): skip it, keep the others.
 XATTR_DENIED = frozenset({errno.EPERM, errno.EACCES})
 
-#: Never fall back on these: falling back would hide the problem or make it worse.
-#: (Listed for documentation; they propagate as PlaceError because no set catches them.)
-FATAL = frozenset(
-    {
-        errno.ENOSPC,
-        errno.EDQUOT,
-        errno.EIO,
-        errno.EROFS,
-        errno.ENAMETOOLONG,
-    }
-)
+# Anything else (ENOSPC, EDQUOT, EIO, EROFS, ENAMETOOLONG, EMFILE, ...) is never
+# fallen back on: falling back would hide the problem or make it worse.
 
 # -- removing files (remove.py) ----------------------------------------------
 

@@ -83,7 +83,6 @@ _NO_IDENT = (-1, -1)  # an inode nobody needs to know
 #: The optional C per-file loop (``_speedups.c``), or None: then every file takes
 #: the Python path.  Tests set this to None to run that path.
 _fast: Any = load_speedups()
-_FAST_CODES: dict[str, int] = {"hardlink": 0, "reflink": 1, "copy": 2}
 
 _warned: set[tuple[Any, ...]] = set()
 _warned_lock = threading.Lock()
@@ -307,6 +306,7 @@ class _Run:
         self.warnings: list[str] = []
         self.xattr_failed = False
         self.xattr_denied: set[str] = set()
+        self.warned: set[tuple[str, int | None]] = set()
         self.dst_root_fd = -1  # set once the destination root is open
         self.drels: dict[str, str] = {"": ""}  # source rel dir -> its destination drel
         self.cfr = True  # copy_file_range still worth trying for this pair
@@ -369,9 +369,13 @@ class _Run:
         msg = (
             f"cannot {strategy} from {sp.mount_point} ({sp.fstype}) to {dp.mount_point} "
             f"({dp.fstype}): {_errname(err.errno)} ({err.strerror}) on {path}; falling back "
-            "for this pair. Set LINKSTRATEGY_STRATEGY to force one strategy."
+            f"to {self.chain[0]} for this pair (choose with LINKSTRATEGY_STRATEGY or --strategy; "
+            "strict=True or --strict makes it an error)."
         )
-        with self.lock:
+        with self.lock:  # once per run in the report, once per process in the log
+            if (strategy, err.errno) in self.warned:
+                return
+            self.warned.add((strategy, err.errno))
             self.warnings.append(msg)
         with _warned_lock:
             if key in _warned:
@@ -549,14 +553,6 @@ def _write_file(
         os.close(sfd)
 
 
-def _capability(strategy: Strategy) -> frozenset[int]:
-    if strategy == "reflink":
-        return E.CLONE_UNSUPPORTED
-    if strategy == "hardlink":
-        return E.LINK_UNSUPPORTED
-    return frozenset()
-
-
 def _place_file(
     run: _Run,
     rel_dir: str,
@@ -583,13 +579,15 @@ def _place_file(
                 size = _attempt(run, strategy, rel_dir, sdir, ddir, sname, dname, exists, direct)
             except OSError as e:
                 code = e.errno
-                if code in E.TRANSIENT and tries < _TRANSIENT_TRIES:
-                    tries += 1
-                    time.sleep(0.005 * 2**tries)
-                    continue
-                capability = code in _capability(strategy)
-                per_file = code in E.PER_FILE_LIMIT or code in E.TRANSIENT
-                if (capability or per_file) and nxt is not None:
+                action = E.place_action(code, strategy)
+                if action == "retry":
+                    if tries < _TRANSIENT_TRIES:
+                        tries += 1
+                        time.sleep(0.005 * 2**tries)
+                        continue
+                    action = "next_for_file"
+                if action != "fail" and nxt is not None:
+                    per_file = action == "next_for_file"
                     reason = "per-file limit" if per_file else f"pair cannot {strategy}"
                     with run.lock:
                         run.fallbacks.append(Fallback(path, strategy, nxt, code or 0, reason))
@@ -597,7 +595,7 @@ def _place_file(
                         run.downgrade(strategy, e, path)
                     break
                 src, dst = run.src_path(_join(rel_dir, sname)), run.dst_path(path)
-                if capability and run.forced:
+                if action == "next_for_pair" and run.forced:
                     raise StrategyUnavailable(
                         code, f"forced strategy {strategy} failed: {e.strerror}", src, None, dst
                     ) from e
@@ -846,8 +844,9 @@ def _place_new_files(
         if run.stop.is_set():
             raise Abort
         strategy = run.chain[0]
+        code = {"hardlink": _fast.HARDLINK, "reflink": _fast.REFLINK}.get(strategy, _fast.COPY)
         nxt, nbytes, run.cfr = _fast.place_files(
-            _FAST_CODES[strategy],
+            code,
             sdir,
             ddir,
             names,

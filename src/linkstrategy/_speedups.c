@@ -71,7 +71,7 @@ enum { HARDLINK = 0, REFLINK = 1, COPY = 2 };
 #define SPARSE_SLACK 65536 /* as in _place._write_file: holes worth keeping */
 
 /* copy_file_range/sendfile not available for this pair: try the next primitive
-   (the same set as _syscalls._COPY_GIVEUP; 524 is the kernel's ENOTSUPP). */
+   (exported as GIVEUP: the same set as _errors.COPY_GIVEUP; 524 is the kernel's ENOTSUPP). */
 static int giveup(int e)
 {
     return e == EXDEV || e == EOPNOTSUPP || e == ENOSYS || e == EPERM || e == EINVAL ||
@@ -329,6 +329,14 @@ PyMODINIT_FUNC PyInit__speedups(void)
         return NULL;
     if (PyModule_AddIntConstant(m, "HARDLINK", HARDLINK) || PyModule_AddIntConstant(m, "REFLINK", REFLINK) ||
         PyModule_AddIntConstant(m, "COPY", COPY)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    /* the errnos giveup() treats as "primitive not available": _errors.COPY_GIVEUP */
+    PyObject *giveup_set = Py_BuildValue("(iiiiiii)", EXDEV, EOPNOTSUPP, ENOSYS, EPERM, EINVAL,
+                                         ENOTSUP, 524);
+    if (giveup_set == NULL || PyModule_AddObject(m, "GIVEUP", giveup_set) != 0) {
+        Py_XDECREF(giveup_set);
         Py_DECREF(m);
         return NULL;
     }

@@ -3,6 +3,8 @@
 HARDLINK: int
 REFLINK: int
 COPY: int
+#: errnos meaning "copy primitive not available": equal to _errors.COPY_GIVEUP
+GIVEUP: tuple[int, ...]
 
 def place_files(
     strategy: int,

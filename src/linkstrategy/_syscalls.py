@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import COPY_GIVEUP
+
 __all__ = [
     "AT_FDCWD",
     "CLONE_SUPPORTED",
@@ -54,13 +56,6 @@ _use_sendfile = hasattr(os, "sendfile") and _LINUX
 
 _COPY_CHUNK = 1 << 30  # copy_file_range/sendfile request size; the kernel caps it anyway
 _RW_CHUNK = 1 << 20
-
-#: Errnos meaning "this copy primitive is not available for this pair": try the next one.
-#: copy_file_range(2): EXDEV across filesystems (5.19+), EOPNOTSUPP/ENOSYS where not
-#: implemented, EPERM under seccomp, EINVAL on special files; sendfile(2): EINVAL, ENOSYS.
-_COPY_GIVEUP = frozenset(
-    {errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.ENOTSUP, 524}
-)
 
 
 def libc() -> Any:
@@ -122,7 +117,7 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
     In-kernel first: fcopyfile on macOS; on Linux copy_file_range (which itself
     reflinks within one XFS/btrfs, copies server-side on NFS 4.2 and CIFS), then
     sendfile; then read/write.  A primitive is abandoned only before its first
-    byte (``_COPY_GIVEUP``), never on ENOSPC or EIO, which propagate.
+    byte (``COPY_GIVEUP``), never on ENOSPC or EIO, which propagate.
 
     Returns (bytes written, copy_file_range still worth trying): the second is
     False when copy_file_range refused this pair of files (EXDEV between
@@ -135,7 +130,7 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
             _fcopyfile(src_fd, dst_fd, _COPYFILE_DATA)
             return size, False
         except OSError as e:
-            if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
+            if e.errno not in COPY_GIVEUP or _offset(dst_fd):
                 raise
     done = 0
     cfr_ok = try_cfr
@@ -143,7 +138,7 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
         try:
             done = _loop(os.copy_file_range, src_fd, dst_fd, size)
         except OSError as e:
-            if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
+            if e.errno not in COPY_GIVEUP or _offset(dst_fd):
                 raise
             cfr_ok = False
             if e.errno == errno.ENOSYS:
@@ -155,7 +150,7 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
         try:
             done += _loop_sendfile(src_fd, dst_fd, size - done)
         except OSError as e:
-            if e.errno not in _COPY_GIVEUP or _offset(dst_fd):
+            if e.errno not in COPY_GIVEUP or _offset(dst_fd):
                 raise
             if e.errno == errno.ENOSYS:
                 _use_sendfile = False

@@ -1,0 +1,609 @@
+# ruff: noqa: E501  (the snippets are copies of code lines, indentation included)
+"""The guards of linkstrategy, each broken on purpose, and the tests that must notice.
+
+Each :class:`Mutation` names a file, one or more exact snippets of its current
+code with their replacements, and the tests (pytest node IDs) that must fail
+when the snippets are replaced.  ``tests/mutation/run.py`` applies each to a
+temporary copy of the repository and runs those tests there.
+
+A snippet that is no longer found (or found more than once) makes the mutation
+STALE, which fails the run: after a refactor, update the snippet to the new code
+of the same guard -- do not drop the mutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+P = "tests/test_place.py"
+R = "tests/test_remove.py"
+T = "tests/test_txn.py"
+S = "tests/test_speedups.py"
+GP = "tests/test_guarantees_place.py"
+GR = "tests/test_guarantees_remove.py"
+GT = "tests/test_guarantees_txn.py"
+RS = "tests/test_remove_safety.py"
+GS = "tests/test_guarantees_speedups.py"
+
+_PLACE = "src/linkstrategy/_place.py"
+_REMOVE = "src/linkstrategy/_remove.py"
+_TXN = "src/linkstrategy/_txn.py"
+_TRASH = "src/linkstrategy/_trash.py"
+_C = "src/linkstrategy/_speedups.c"
+_SYSCALLS = "src/linkstrategy/_syscalls.py"
+_ERRORS = "src/linkstrategy/_errors.py"
+_OWNER = "src/linkstrategy/_owner.py"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    edits: tuple[tuple[str, str], ...]  # (exact snippet, replacement), applied in order
+    tests: tuple[str, ...]
+    why: str = ""
+
+
+def m(name: str, file: str, old: str, new: str, tests: tuple[str, ...], why: str = "") -> Mutation:
+    return Mutation(name, file, ((old, new),), tests, why)
+
+
+MUTATIONS: list[Mutation] = [
+    # -- place(): symlinks ----------------------------------------------------------------
+    m(
+        "place-middle-component-followed",
+        _SYSCALLS,
+        "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS",
+        "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, 0",
+        (f"{GP}::test_symlink_swapped_for_a_middle_component_never_leads_outside",),
+        "openat2 without RESOLVE_*: symlinks in middle components are followed",
+    ),
+    m(
+        "place-middle-component-followed-without-openat2",
+        _SYSCALLS,
+        "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC",
+        "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | (os.O_NOFOLLOW if last else 0) | os.O_CLOEXEC",
+        (f"{GP}::test_symlink_swapped_for_a_middle_component_never_leads_outside",),
+        "the per-component path (no openat2) follows symlinks in middle components",
+    ),
+    m(
+        "place-last-component-followed",
+        _SYSCALLS,
+        "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS",
+        "flags | os.O_CLOEXEC, 0, 0",
+        (f"{P}::test_swapped_in_symlink_never_leads_outside",),
+    ),
+    m(
+        "place-python-source-followed",
+        _PLACE,
+        "_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC",
+        "_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC",
+        (f"{GP}::test_source_file_swapped_for_a_symlink_is_never_followed",),
+    ),
+    m(
+        "c-source-followed",
+        _C,
+        "sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);",
+        "sfd = openat(sdir, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);",
+        (
+            f"{GS}::test_copy_never_opens_a_source_symlink",
+            f"{GP}::test_source_file_swapped_for_a_symlink_is_never_followed",
+        ),
+    ),
+    m(
+        "c-fifo-opened-blocking",
+        _C,
+        "sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);",
+        "sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);",
+        (f"{S}::test_a_fifo_swapped_in_is_never_opened_for_reading",),
+        "hangs in open(): a named timeout failure",
+    ),
+    m(
+        "place-symlink-to-dir-walked",
+        _PLACE,
+        "            if e.is_dir(follow_symlinks=False):\n                out.subdirs.append(e.name)",
+        "            if e.is_dir():\n                out.subdirs.append(e.name)",
+        (f"{GP}::test_symlink_to_a_directory_stays_a_symlink",),
+    ),
+    m(
+        "place-special-files-opened",
+        _PLACE,
+        "            elif e.is_file(follow_symlinks=False):\n                out.files.append(e.name)",
+        "            elif not e.is_symlink():\n                out.files.append(e.name)",
+        (f"{P}::test_special_files_are_skipped_never_opened",),
+    ),
+    m(
+        "place-dst-inside-src-allowed",
+        _PLACE,
+        'if stat.S_ISDIR(src_st.st_mode) and (real_dst + "/").startswith(real_src.rstrip("/") + "/"):',
+        "if False:",
+        (f"{P}::test_dst_inside_src_and_src_equal_dst_are_refused",),
+    ),
+    # -- place(): atomicity and rollback ------------------------------------------------
+    m(
+        "place-merge-new-name-written-in-place",
+        _PLACE,
+        "tmp = dname if direct else run.tmpname()",
+        "tmp = dname if direct or not exists else run.tmpname()",
+        (f"{GP}::test_merge_copy_never_shows_a_partial_file_under_its_final_name",),
+    ),
+    Mutation(
+        "place-merge-overwrites-in-place",
+        _PLACE,
+        (
+            (
+                "_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC",
+                "_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC",
+            ),
+            ("tmp = dname if direct else run.tmpname()", "tmp = dname"),
+        ),
+        (
+            f"{GP}::test_failed_copy_over_an_existing_file_leaves_the_old_one_intact",
+            f"{GP}::test_merge_copy_never_shows_a_partial_file_under_its_final_name",
+        ),
+    ),
+    m(
+        "place-fresh-tree-built-under-final-name",
+        _PLACE,
+        "            hidden_root = run.tmpname()\n            os.mkdir(hidden_root, 0o777, dir_fd=pfd)",
+        "            hidden_root = base\n            os.mkdir(hidden_root, 0o777, dir_fd=pfd)",
+        (f"{P}::test_fresh_destination_appears_complete_or_not_at_all",),
+    ),
+    m(
+        "place-rollback-misses-top-level-of-empty-dir",
+        _PLACE,
+        "if old is not None and name not in old:",
+        "if old and name not in old:",
+        (f"{GP}::test_rollback_removes_files_created_at_the_top_of_an_existing_dir",),
+    ),
+    m(
+        "place-rollback-keeps-created-files",
+        _PLACE,
+        "    for rel_dir, name in run.created_files:",
+        "    for rel_dir, name in []:",
+        (
+            f"{GP}::test_rollback_removes_files_created_at_the_top_of_an_existing_dir",
+            f"{P}::test_enospc_merging_into_existing_dir_keeps_what_was_there",
+        ),
+    ),
+    m(
+        "place-rollback-keeps-new-dirs-in-existing-tree",
+        _PLACE,
+        "    for rel, parent_drel, tmp, _name in run.hidden_tops:",
+        "    for rel, parent_drel, tmp, _name in []:",
+        (
+            f"{P}::test_enospc_merging_into_existing_dir_keeps_what_was_there",
+            f"{P}::test_swapped_in_symlink_never_leads_outside",
+        ),
+    ),
+    m(
+        "place-rollback-keeps-fresh-tree",
+        _PLACE,
+        "                try:\n                    _rmtree_at(pfd, hidden_root)",
+        "                try:\n                    pass",
+        (
+            f"{P}::test_enospc_is_a_clear_error_and_leaves_nothing",
+            f"{GP}::test_emfile_stops_the_run_instead_of_falling_back",
+        ),
+    ),
+    m(
+        "place-read-only-dir-modes-not-restored",
+        _PLACE,
+        "            if mode & 0o700 != 0o700:",
+        "            if False:",
+        (f"{GP}::test_read_only_source_directories_keep_their_modes",),
+    ),
+    # -- place(): temporaries of others ---------------------------------------------------
+    m(
+        "place-foreign-temporaries-always-stale",
+        _PLACE,
+        "    return is_orphan(host, pid, mtime)",
+        "    return True",
+        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+    ),
+    m(
+        "owner-foreign-age-ignored",
+        _OWNER,
+        "return mtime is not None and time.time() - mtime > FOREIGN_GRACE",
+        "return mtime is not None",
+        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+    ),
+    m(
+        "owner-live-pid-ignored",
+        _OWNER,
+        "return not pid_alive(int(pid))",
+        "return True",
+        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+    ),
+    m(
+        "place-stale-temporaries-kept",
+        _PLACE,
+        "if e.name.startswith(TMP_PREFIX) and _is_stale_tmp(e.name, dfd):",
+        "if False:",
+        (
+            f"{GP}::test_temporary_of_a_dead_process_of_this_host_is_removed",
+            f"{P}::test_kill_9_mid_run_then_place_again",
+        ),
+    ),
+    # -- place(): errno decisions ----------------------------------------------------------
+    m(
+        "errors-exdev-not-a-link-capability",
+        _ERRORS,
+        "        errno.EXDEV,  # different mounts (even of one filesystem), btrfs subvolumes\n",
+        "",
+        (f"{GP}::test_exdev_from_link_for_one_file_falls_back",),
+    ),
+    m(
+        "errors-emfile-falls-back-per-file",
+        _ERRORS,
+        "        errno.EMLINK,  # too many links",
+        "        errno.EMFILE,\n        errno.EMLINK,  # too many links",
+        (f"{GP}::test_emfile_stops_the_run_instead_of_falling_back",),
+    ),
+    m(
+        "errors-emfile-retried-as-transient",
+        _ERRORS,
+        "        errno.EINTR,  # interrupted by a signal",
+        "        errno.EINTR,  # interrupted by a signal\n        errno.EMFILE,",
+        (f"{GP}::test_emfile_stops_the_run_instead_of_falling_back",),
+    ),
+    m(
+        "place-transient-retries-unbounded",
+        _PLACE,
+        "if code in E.TRANSIENT and tries < _TRANSIENT_TRIES:",
+        "if code in E.TRANSIENT:",
+        (f"{GP}::test_transient_errors_are_retried_a_bounded_number_of_times",),
+        "loops for ever: a named timeout failure",
+    ),
+    # -- the C loop --------------------------------------------------------------------
+    m(
+        "c-close-failure-leaves-final-name",
+        _C,
+        "    if (close(dfd) != 0) { /* NFS reports write-back errors here */\n"
+        "        unlinkat(ddir, name, 0);\n",
+        "    if (close(dfd) != 0) { /* NFS reports write-back errors here */\n",
+        (f"{GS}::test_failed_close_leaves_nothing_under_the_final_name",),
+    ),
+    m(
+        "c-failed-write-leaves-final-name",
+        _C,
+        "fail_dst:\n    close(dfd);\n    unlinkat(ddir, name, 0);",
+        "fail_dst:\n    close(dfd);",
+        (
+            f"{GS}::test_failed_close_leaves_nothing_under_the_final_name",
+            f"{S}::test_reflink_refused_stops_at_the_first_file_leaving_nothing",
+        ),
+    ),
+    m(
+        "c-existing-name-truncated",
+        _C,
+        "dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);",
+        "dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);",
+        (f"{S}::test_stops_at_an_existing_name_and_leaves_it_alone",),
+    ),
+    # -- remove(): symlinks -------------------------------------------------------------
+    m(
+        "remove-subdir-opened-following-symlinks",
+        _REMOVE,
+        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
+        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
+        (
+            f"{GR}::test_symlink_to_the_moved_original_directory_is_not_followed",
+            f"{R}::test_symlink_swapped_in_mid_walk_is_removed_not_followed",
+        ),
+    ),
+    # -- remove(): refusals ---------------------------------------------------------------
+    m(
+        "remove-home-not-refused-by-identity",
+        _REMOVE,
+        "    what = protected.get((st.dev, st.ino)) if stat.S_ISDIR(st.mode) else None",
+        "    what = None",
+        (
+            f"{GR}::test_home_is_refused_through_a_symlinked_parent",
+            f"{RS}::test_home_is_refused_by_identity_through_a_symlink",
+        ),
+    ),
+    m(
+        "remove-home-ancestors-allowed",
+        _REMOVE,
+        '            p, what = up, "an ancestor of the home directory"',
+        "            break",
+        (f"{R}::test_refuses_home_and_its_ancestors_and_touches_nothing",),
+    ),
+    m(
+        "remove-dot-dotdot-allowed",
+        _REMOVE,
+        '    if name in (".", ".."):\n        raise RemoveError(errno.EINVAL, "refusing to remove \'.\' or \'..\'", s)',
+        "    pass",
+        (
+            f"{RS}::test_dot_dotdot_and_empty_are_refused_and_nothing_changes",
+            f"{RS}::test_cli_refuses_dot_dotdot_and_empty",
+        ),
+    ),
+    m(
+        "remove-parent-normalised-lexically",
+        _REMOVE,
+        "    parent, name = _split(p)\n    return _Root(",
+        "    parent, name = _split(os.path.abspath(os.fspath(p)))\n    return _Root(",
+        (f"{RS}::test_dotdot_after_a_symlink_means_what_the_kernel_means",),
+    ),
+    m(
+        "replace-parent-normalised-lexically",
+        _TXN,
+        "    parent, name = _split(p)\n    if create:",
+        "    parent, name = _split(os.path.abspath(os.fspath(p)))\n    if create:",
+        (f"{RS}::test_replace_through_symlink_and_dotdot_lands_where_the_kernel_means",),
+    ),
+    m(
+        "remove-mount-point-root-allowed",
+        _REMOVE,
+        '        raise RemoveError(errno.EBUSY, "refusing to remove a mount point", root.path)',
+        "        pass",
+        (f"{R}::test_refuses_a_mount_point",),
+    ),
+    # -- remove(): mounts ------------------------------------------------------------------
+    m(
+        "remove-mounts-crossed",
+        _REMOVE,
+        "            st.dev != root.dev\n"
+        "            or (st.mnt_id is not None and root.mnt_id is not None and st.mnt_id != root.mnt_id)\n"
+        "            or st.mount_root\n",
+        "            False\n",
+        (
+            f"{R}::test_tmpfs_inside_tree_is_left_untouched_and_reported",
+            f"{R}::test_bind_mount_of_same_filesystem_inside_tree_is_not_crossed",
+            f"{R}::test_parallel_walk_leaves_a_mount_alone",
+        ),
+    ),
+    m(
+        "remove-busy-root-with-mount-deferred",
+        _REMOVE,
+        "if r.done or o.error or o.mount or o.protected or not run.defer:",
+        "if r.done or o.error or o.protected or not run.defer:",
+        (f"{GR}::test_busy_root_holding_a_mount_is_not_deferred",),
+    ),
+    m(
+        "remove-last-entries-go-despite-mount",
+        _REMOVE,
+        "    if run.errors or run.mounts:\n        return run.report()",
+        "    if run.errors:\n        return run.report()",
+        (f"{GR}::test_last_entries_stay_when_a_mount_is_left_inside",),
+    ),
+    m(
+        "remove-last-entries-go-despite-errors",
+        _REMOVE,
+        "    if run.errors or run.mounts:\n        return run.report()",
+        "    if run.mounts:\n        return run.report()",
+        (f"{R}::test_non_retryable_error_is_reported_and_last_entries_are_kept",),
+    ),
+    m(
+        "remove-last-entries-not-protected",
+        _REMOVE,
+        "                if node is not None and node.leaf:",
+        "                if False:",
+        (f"{R}::test_last_entries_go_after_everything_else_in_order",),
+    ),
+    m(
+        "gc-crosses-mounts",
+        _REMOVE,
+        "                        not stat.S_ISDIR(st.mode)\n"
+        "                        or st.dev != top.dev\n"
+        "                        or st.mount_root\n"
+        "                        or (st.mnt_id is not None and st.mnt_id != top.mnt_id)\n",
+        "                        not stat.S_ISDIR(st.mode)\n",
+        (f"{GR}::test_gc_does_not_cross_a_bind_mount",),
+    ),
+    # -- trash and gc (issue #9): fds, owners, scope -----------------------------------------
+    m(
+        "trash-shared-by-all-users",
+        _TRASH,
+        "    if parent.st_uid == euid and not parent.st_mode & stat.S_ISVTX:",
+        "    if True:",
+        (
+            f"{RS}::test_shared_sticky_directory_each_user_defers_to_a_trash_of_their_own",
+            f"{RS}::test_trash_name_is_per_user_where_the_directory_is_shared",
+        ),
+    ),
+    m(
+        "trash-open-follows",
+        _TRASH,
+        "    fd = os.open(name, _O_DIR, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        want",
+        "    fd = os.open(name, os.O_RDONLY, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        want",
+        (f"{RS}::test_open_trash_never_follows_a_symlink",),
+    ),
+    m(
+        "trash-remembered-not-rechecked",
+        _TRASH,
+        "        if (tst.st_dev, tst.st_ino) != k.trash:",
+        "        if False:",
+        (f"{RS}::test_a_remembered_trash_swapped_for_a_symlink_is_not_followed",),
+    ),
+    m(
+        "gc-empties-another-users-trash",
+        _REMOVE,
+        "        if not may_act(dir_fd, st):\n            self.leave(\n                path,",
+        "        if False:\n            self.leave(\n                path,",
+        (f"{RS}::test_gc_as_root_leaves_another_users_trash_alone",),
+    ),
+    m(
+        "gc-recovers-another-users-journal",
+        _TXN,
+        "    if not may_act(parent_fd, st):",
+        "    if False:",
+        (f"{RS}::test_foreign_journal_in_a_sticky_directory_is_left_alone",),
+    ),
+    m(
+        "gc-journal-for-another-name",
+        _TXN,
+        "        or (journal_name(name) != jname)",
+        "        or False",
+        (f"{RS}::test_journal_whose_state_names_another_destination_is_left_alone",),
+    ),
+    m(
+        "gc-always-recursive",
+        _REMOVE,
+        "                    rest = g.directory(bfd, base)\n                    if recursive:",
+        "                    rest = g.directory(bfd, base)\n                    if True:",
+        (
+            f"{RS}::test_gc_looks_at_the_path_its_entries_and_its_parent_unless_recursive",
+            f"{RS}::test_cli_gc_recursive",
+        ),
+    ),
+    m(
+        "gc-dead-temporaries-kept",
+        _REMOVE,
+        '        if verdict != "dead":\n            return',
+        "        if True:\n            return",
+        (
+            f"{RS}::test_gc_removes_dead_temporaries_and_leaves_live_ones",
+            f"{RS}::test_gc_parent_removes_what_a_place_killed_with_sigkill_left",
+        ),
+    ),
+    m(
+        "gc-busy-trash-not-retried",
+        _REMOVE,
+        "            if code == errno.EBUSY:\n                now",
+        "            if False:\n                now",
+        (
+            f"{RS}::test_gc_retries_a_busy_trash_directory_within_its_budget",
+            f"{RS}::test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount",
+        ),
+    ),
+    # -- remove(): limits (issue #9.6) ------------------------------------------------------
+    m(
+        "remove-serial-walk-fds-unbounded",
+        _REMOVE,
+        "_MAX_FDS = 32\n",
+        "_MAX_FDS = 10**6\n",
+        (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
+    ),
+    m(
+        "remove-parallel-walk-depth-unbounded",
+        _REMOVE,
+        "_PARALLEL_DEPTH = 8\n",
+        "_PARALLEL_DEPTH = 10**6\n",
+        (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
+    ),
+    m(
+        "remove-no-threads-is-fatal",
+        _REMOVE,
+        "                    self.size = len(self._threads)\n",
+        "                    self.size = len(self._threads)\n"
+        "                    if not self._threads:\n"
+        "                        raise\n",
+        (f"{RS}::test_process_limit_remove_goes_on_with_the_threads_it_has",),
+    ),
+    m(
+        "remove-emfile-taken-for-busy",
+        _REMOVE,
+        "                if e.errno in REMOVE_SWAPPED:\n                    # Became a symlink",
+        "                if e.errno in REMOVE_SWAPPED or e.errno in (errno.EMFILE, errno.ENFILE):\n"
+        "                    # Became a symlink",
+        (f"{R}::test_out_of_fds_is_an_error_with_its_name_not_busy",),
+    ),
+    # -- replace() (issue #9.5) --------------------------------------------------------------
+    m(
+        "replace-read-only-top-not-made-writable",
+        _TXN,
+        "    if st is None or not stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_IWUSR:\n"
+        "        return None",
+        "    if True:\n        return None",
+        (f"{RS}::test_replace_of_read_only_trees_as_their_owner",),
+    ),
+    m(
+        "replace-places-through-the-journal-path",
+        _TXN,
+        'via = f"/proc/self/fd/{txn.jfd}" if os.path.isdir("/proc/self/fd") else txn.path',
+        "via = txn.path",
+        (f"{RS}::test_replace_places_through_the_journal_fd_not_a_path_swapped_meanwhile",),
+    ),
+    # -- remove(): budgets and permissions ---------------------------------------------
+    m(
+        "remove-budget-ignored",
+        _REMOVE,
+        "self.deadline = self.start + max(0.0, budget)",
+        "self.deadline = self.start + 3600.0",
+        (
+            f"{GR}::test_busy_forever_ends_within_the_budget",
+            f"{R}::test_busy_past_budget_is_deferred_to_trash_and_gc_empties_it",
+        ),
+        "retries for an hour: a named timeout failure",
+    ),
+    m(
+        "remove-chmods-the-parent-of-a-root",
+        _REMOVE,
+        "        fixed = not fix_perms  # never chmod the directory holding a root: not ours",
+        "        fixed = False",
+        (
+            f"{GR}::test_the_directory_holding_a_root_is_never_chmodded",
+            f"{R}::test_read_only_directories_are_made_writable",
+        ),
+    ),
+    # -- replace(): the journal ---------------------------------------------------------
+    m(
+        "txn-swapping-without-new-tree-drops-old",
+        _TXN,
+        "        if where is None:\n            self.rollback()\n            return",
+        "        if where is None:\n            self.finish()\n            return",
+        (f"{GT}::test_swapping_journal_whose_new_tree_is_missing_brings_the_old_tree_back",),
+    ),
+    m(
+        "txn-state-not-fsynced",
+        _TXN,
+        "        os.write(fd, data)\n        os.fsync(fd)",
+        "        os.write(fd, data)",
+        (f"{GT}::test_journal_state_is_fsynced_renamed_then_its_directory_fsynced",),
+    ),
+    m(
+        "txn-dir-fsynced-before-rename",
+        _TXN,
+        '    os.rename("state.tmp", "state", src_dir_fd=jfd, dst_dir_fd=jfd)\n'
+        "    with contextlib.suppress(OSError):\n"
+        "        os.fsync(jfd)",
+        "    with contextlib.suppress(OSError):\n"
+        "        os.fsync(jfd)\n"
+        '    os.rename("state.tmp", "state", src_dir_fd=jfd, dst_dir_fd=jfd)',
+        (f"{GT}::test_journal_state_is_fsynced_renamed_then_its_directory_fsynced",),
+    ),
+    m(
+        "txn-swapping-rolled-back",
+        _TXN,
+        '        if phase == "swapping":\n            txn.roll_forward()',
+        '        if phase == "swapping":\n            txn.rollback()',
+        (f"{T}::test_kill_9_during_replace_then_recovery",),
+    ),
+    m(
+        "txn-no-rollback-on-failure",
+        _TXN,
+        "            txn.rollback()  # the old tree is found by inode wherever the swap left it",
+        "            pass",
+        (
+            f"{T}::test_real_enospc_rolls_back_and_old_tree_is_intact_byte_for_byte",
+            f"{T}::test_failure_during_swap_rolls_back",
+        ),
+    ),
+    m(
+        "txn-lock-not-taken",
+        _TXN,
+        "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+        "        pass\n",
+        (f"{T}::test_live_transaction_is_not_recovered_under_its_feet",),
+    ),
+    m(
+        "txn-rename-budget-ignored",
+        _TXN,
+        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:\n"
+        "                raise",
+        "            if e.errno not in REMOVE_RETRY:\n                raise",
+        (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
+        "retries for ever: a named timeout failure",
+    ),
+    m(
+        "txn-exchange-budget-ignored",
+        _TXN,
+        "        if code not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
+        "        if code not in REMOVE_RETRY:",
+        (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
+        "retries for ever: a named timeout failure",
+    ),
+]
