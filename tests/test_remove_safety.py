@@ -11,10 +11,12 @@ run a child process as ``nobody`` (``setresuid``); they skip when not root.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from typing import Any
 
 import pytest
 
+import linkstrategy
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
 from linkstrategy._cli import main
@@ -47,8 +50,11 @@ def need_root() -> None:
     if not ROOT:
         pytest.skip("needs root: a second user (nobody) acts in the sandbox")
     if not _nobody_skip:
-        res = run_child("import linkstrategy._remove", uid=NOBODY)
+        res = run_child("import linkstrategy._remove; print(linkstrategy.__file__)", uid=NOBODY)
         why = (res.stderr.strip().splitlines() or ["?"])[-1]
+        if res.returncode == 0 and not res.stdout.startswith(_package_copy()):
+            why = f"the child imported {res.stdout.strip()}, not the copy of the code under test"
+            res = subprocess.CompletedProcess(res.args, 1)
         _nobody_skip.append(None if res.returncode == 0 else why)
     if _nobody_skip[0] is not None:
         pytest.skip(f"nobody cannot run {sys.executable}: {_nobody_skip[0]}")
@@ -89,6 +95,26 @@ def sandbox() -> Iterator[Path]:
         subprocess.run(["rm", "-rf", "--one-file-system", str(d)], check=True)
 
 
+_copy: list[str] = []
+
+
+def _package_copy() -> str:
+    """A copy of the very ``linkstrategy`` this process imported, where every user can
+    read it: a child (as ``nobody``, too) then runs the code under test, not another
+    install that a path it cannot read would make it fall back to."""
+    if not _copy:
+        d = tempfile.mkdtemp(prefix="ls-safety-pkg-", dir="/tmp")
+        os.chmod(d, 0o755)
+        pkg = os.path.dirname(linkstrategy.__file__)
+        shutil.copytree(
+            pkg, os.path.join(d, "linkstrategy"), ignore=shutil.ignore_patterns("__pycache__")
+        )
+        subprocess.run(["chmod", "-R", "a+rX", d], check=True)
+        atexit.register(shutil.rmtree, d, True)
+        _copy.append(d)
+    return _copy[0]
+
+
 def run_child(
     code: str,
     *args: str,
@@ -106,8 +132,14 @@ def run_child(
     if nproc is not None:
         pre.append(f"resource.setrlimit(resource.RLIMIT_NPROC, ({nproc}, {nproc}))")
     script = "\n".join(pre) + "\n" + textwrap.dedent(code)
+    env = {**os.environ, "PYTHONPATH": _package_copy(), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, cwd="/", timeout=120
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=120,
+        env=env,
     )
 
 
@@ -294,13 +326,16 @@ def test_gc_never_empties_a_symlink_swapped_in_for_the_trash(sandbox: Path) -> N
     assert digest(sandbox) == before
 
 
+@pytest.mark.parametrize("swap_in", ["symlink", "directory"])
 def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
-    sandbox: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch, swap_in: str
 ) -> None:
     """The long-running process case: a trash remembered by path, then the parent's
-    owner renames it away and puts a symlink to a root-only directory in its place."""
-    secret, want = root_only(sandbox)
+    owner renames it away and puts in its place a symlink to a root-only directory, or
+    another directory of the caller's that happens to stand in the parent."""
     parent = sandbox / "users-dir"
+    parent.mkdir()
+    secret, want = root_only(parent if swap_in == "directory" else sandbox)
     (parent / "t" / "busy").mkdir(parents=True)
     real = R.os.rmdir
 
@@ -315,7 +350,11 @@ def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
     assert len(r.deferred) == 1
     trash = Path(r.deferred[0].trash).parent
     os.rename(trash, parent / "moved-away")  # what the directory's owner can do
-    os.symlink(secret, trash)
+    if swap_in == "symlink":
+        os.symlink(secret, trash)
+    else:
+        os.rename(secret, trash)
+        secret = trash
     elsewhere = sandbox / "elsewhere"  # same filesystem: remembered trash is looked at
     elsewhere.mkdir()
     before = digest(sandbox)
