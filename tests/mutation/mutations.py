@@ -226,6 +226,14 @@ MUTATIONS: list[Mutation] = [
         ),
     ),
     m(
+        "owner-released-lock-taken-for-dead",
+        _OWNER,
+        "                if locked is False and os.fstat(lfd).st_nlink == 0:",
+        "                if False:",
+        (f"{TO}::test_a_maker_releasing_its_lock_while_judged_is_not_dead",),
+        "a judge between a maker's release() and its rename empties the finished directory",
+    ),
+    m(
         "owner-other-users-temporaries-judged",
         _OWNER,
         "    if not may_act(dir_fd, st):",
