@@ -449,3 +449,30 @@ def test_bytes_counts_what_was_written_not_st_size(tmp_path: Path) -> None:
     assert r.bytes == total
     r = linkstrategy.place("/proc/self/limits", tmp_path / "limits", strategy="copy")
     assert r.bytes == len((tmp_path / "limits").read_bytes()) > 0
+
+
+@pytest.mark.python_loop
+def test_a_failing_run_stops_its_other_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first error stops the run's other jobs (they are not all run before the
+    rollback): few files are tried after it."""
+    src = tmp_path / "src"
+    for d in range(40):
+        (src / f"d{d:02}").mkdir(parents=True)
+        for i in range(5):
+            (src / f"d{d:02}" / f"f{i}").write_text("x")
+    tried: list[str] = []
+    real = _place._write_file
+
+    def write_file(run, strategy, sdir, ddir, sname, tmp, locked):  # type: ignore[no-untyped-def]
+        tried.append(sname)
+        if len(tried) == 3:
+            raise OSError(errno.EIO, "injected")
+        return real(run, strategy, sdir, ddir, sname, tmp, locked)
+
+    monkeypatch.setattr(_place, "_write_file", write_file)
+    with pytest.raises(PlaceError):
+        linkstrategy.place(src, tmp_path / "dst", strategy="copy", workers=2)
+    assert len(tried) < 50, f"{len(tried)} files tried after the first error"
+    assert sorted(os.listdir(tmp_path)) == ["src"]

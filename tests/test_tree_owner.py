@@ -313,3 +313,36 @@ def test_a_maker_releasing_its_lock_while_judged_is_not_dead(
     finally:
         os.close(dfd)
         os.close(pfd)
+
+
+def test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listed as a directory, swapped for a symlink to a directory outside before the walk
+    opens it: the open refuses the symlink (O_NOFOLLOW) and only the link goes."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("p")
+    (tmp_path / "t" / "a").mkdir(parents=True)
+    (tmp_path / "t" / "a" / "f").write_text("x")
+    real = _tree._list
+    swapped: list[bool] = []
+
+    def list_then_swap(fd: int) -> tuple[list[str], list[str]]:
+        out = real(fd)
+        if "a" in out[1] and not swapped:
+            swapped.append(True)
+            (tmp_path / "t" / "a" / "f").unlink()
+            (tmp_path / "t" / "a").rmdir()
+            (tmp_path / "t" / "a").symlink_to(outside)
+        return out
+
+    monkeypatch.setattr(_tree, "_list", list_then_swap)
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        _tree.rmtree_at(pfd, "t")
+    finally:
+        os.close(pfd)
+    assert swapped
+    assert (outside / "precious").read_text() == "p"
+    assert sorted(os.listdir(tmp_path)) == ["outside"]

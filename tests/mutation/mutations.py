@@ -745,4 +745,35 @@ MUTATIONS: list[Mutation] = [
         "    if False:",
         (f"{U}::test_metadata_stays_when_a_listed_file_cannot_go",),
     ),
+    m(
+        "tree-follows-a-swapped-symlink",
+        _TREE,
+        "_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC",
+        "_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC",
+        (f"{TO}::test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed",),
+    ),
+    m(
+        "pool-error-does-not-stop-the-run",
+        "src/linkstrategy/_pool.py",
+        "                if self.error is None:\n                    self.error = e\n            self.stop.set()",
+        "                if self.error is None:\n                    self.error = e",
+        (f"{PS}::test_a_failing_run_stops_its_other_jobs",),
+    ),
+    m(
+        "place-same-through-a-symlink-allowed",
+        _PLACE,
+        "            if os.path.samestat(os.stat(base, dir_fd=pfd), src_st):",
+        "            if False:",
+        (f"{P}::test_dst_inside_src_and_src_equal_dst_are_refused",),
+    ),
+    m(
+        "owner-release-leaves-the-lock-file",
+        _OWNER,
+        "        _unlink_if(dir_fd, LOCK_NAME, (st.st_dev, st.st_ino))",
+        "        pass",
+        (
+            f"{P}::test_fresh_destination_appears_complete_or_not_at_all",
+            f"{B}::test_place_many_installs_every_package_into_one_site",
+        ),
+    ),
 ]
