@@ -50,8 +50,9 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(REPO / "tests"))
+# A script, not run by pytest: bench/ is sys.path[0] already; tests/ (for the
+# `support` package that pytest gets from pyproject.toml's pythonpath) is added.
+sys.path.append(str(REPO / "tests"))
 
 import bigtree  # noqa: E402
 import wheeltree  # noqa: E402
@@ -407,7 +408,7 @@ def uv_warm(uv: str, wheels: list[Path], dst: Path, uv_env: dict[str, str], targ
     return cp.stderr
 
 
-# -- mounts (from tests/mountutil.py, written and owned by the test suite) -------
+# -- mounts (from tests/support/mountutil.py, written and owned by the test suite) -------
 
 
 def _mountpoint(obj: Any) -> Path:
@@ -423,7 +424,7 @@ def local_fs(base: Path, local_dir: Path | None, size_mb: int) -> Iterator[Path]
         finally:
             rm_tree(work)
         return
-    import mountutil
+    from support import mountutil
 
     with mountutil.loop_fs("xfs-reflink", base, size_mb=size_mb) as m:
         yield _mountpoint(m)
@@ -434,7 +435,7 @@ def tmpfs_fs(base: Path, size: str = "2g") -> Iterator[Path]:
     cm = None
     if os.geteuid() == 0:  # else: a directory in /dev/shm, itself a tmpfs
         try:
-            import mountutil
+            from support import mountutil
 
             cm = mountutil.tmpfs_mount(base, size=size)
         except (ImportError, AttributeError):
@@ -583,7 +584,7 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
 
 
 def network_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) -> dict[str, Any]:
-    import mountutil
+    from support import mountutil
 
     place, remove = ls_api()
     uv = ensure_uv()
@@ -716,7 +717,7 @@ def network_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]
         per = (
             "every request from the kernel (tests/latencyfs.c, C)"
             if args.emulator == "latencyfs"
-            else "every operation that reaches the daemon (tests/faultfs.py, Python)"
+            else "every operation that reaches the daemon (tests/support/faultfs.py, Python)"
         )
         return {
             "filesystem": f"{fuse_desc}; emulated network: FUSE passthrough over tmpfs "
@@ -1404,8 +1405,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=("latencyfs", "faultfs"),
         default="latencyfs",
         help="the latency filesystem: latencyfs (C, tests/latencyfs.c: latency per kernel "
-        "request, almost no CPU; the default) or faultfs (Python, tests/faultfs.py: latency "
-        "per daemon callback, and its GIL caps it near 13k operations/s)",
+        "request, almost no CPU; the default) or faultfs (Python, tests/support/faultfs.py: "
+        "latency per daemon callback, and its GIL caps it near 13k operations/s)",
     )
     ap.add_argument(
         "--fuse-cache-s",

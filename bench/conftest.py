@@ -1,9 +1,10 @@
 """Fixtures for the pytest-benchmark suite in bench/ (``pytest bench/ --benchmark-only``).
 
 Not part of the main test run: ``testpaths`` in pyproject.toml is ``tests``.
-The XFS loop image and its mount come from ``tests/mountutil.py`` (owned by the
-test suite).  Set ``LINKSTRATEGY_BENCH_SUBSET=N`` to use the first N packages
-of the work tree only (quicker runs).
+The XFS loop image and its mount come from ``tests/support/mountutil.py`` (owned
+by the test suite; importable as ``support`` through ``pythonpath`` in
+pyproject.toml).  Set ``LINKSTRATEGY_BENCH_SUBSET=N`` to use the first N
+packages of the work tree only (quicker runs).
 """
 
 from __future__ import annotations
@@ -11,20 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-for p in (str(BENCH_DIR), str(REPO / "tests")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import wheeltree  # noqa: E402
+import wheeltree  # bench/ is on sys.path: pytest inserts a conftest's directory
 
 
 def _subset() -> tuple[str, ...]:
@@ -40,9 +33,9 @@ def _mount_skip_reason() -> str | None:
     if shutil.which("mkfs.xfs") is None:
         return "mkfs.xfs not installed"
     try:
-        import mountutil  # noqa: F401
+        from support import mountutil  # noqa: F401
     except ImportError as e:
-        return f"tests/mountutil.py not importable: {e}"
+        return f"tests/support/mountutil.py not importable: {e}"
     return None
 
 
@@ -68,7 +61,7 @@ def xfs() -> Iterator[Path]:
     reason = _mount_skip_reason()
     if reason:
         pytest.skip(reason)
-    import mountutil
+    from support import mountutil
 
     base = Path(tempfile.mkdtemp(prefix="lsbench-pytest-", dir="/dev/shm"))
     try:

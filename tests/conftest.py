@@ -2,8 +2,9 @@
 
 Filesystems are mounted once per session under ``mounts_base`` and unmounted at
 session end; the function-scoped fixtures hand each test a fresh empty
-directory on them.  Tests using them are marked ``root`` at collection, so
-``pytest -m "not root"`` deselects them.  Without the needed privileges they
+directory on them.  Each is registered with ``@mount_fixture`` (tests/support/registry.py): tests
+using one are marked ``root`` at collection, so ``pytest -m "not root"``
+deselects them.  Without the needed privileges they
 skip with the reason; set ``LINKSTRATEGY_REQUIRE_MOUNTS=1`` (CI) to turn those
 skips into failures.
 """
@@ -11,42 +12,21 @@ skips into failures.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from support import mountutil
+from support.guard import outside_unchanged  # noqa: F401  (a fixture)
+from support.mountutil import FaultFS
+from support.registry import mark_root, mount_fixture, skip_or_fail
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import mountutil
-from mountutil import FaultFS
-
-MOUNT_FIXTURES = frozenset(
-    {
-        "xfs_reflink",
-        "xfs_noreflink",
-        "btrfs",
-        "ext4",
-        "ext4_b",
-        "tmpfs_dir",
-        "btrfs_subvols",
-        "xfs_bind",
-        "spaced_mount",
-        "readonly_dir",
-        "fusefs",
-        "nfslike",
-        "latencyfs",
-        "latency_mount",
-        "clatencyfs",
-        "mounts_base",
-    }
-)
-
-_REQUIRE = os.environ.get("LINKSTRATEGY_REQUIRE_MOUNTS", "") not in ("", "0")
 _REQUIRE_SPEEDUPS = os.environ.get("LINKSTRATEGY_REQUIRE_SPEEDUPS", "") not in ("", "0")
 
 
@@ -76,27 +56,76 @@ def place_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if MOUNT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.root)
+    mark_root(items)
 
 
-def _skip(msg: str) -> None:
-    if _REQUIRE:
-        pytest.fail(f"{msg} (LINKSTRATEGY_REQUIRE_MOUNTS is set)", pytrace=False)
-    pytest.skip(msg)
+# ----------------------------------------------------------------- time limits
+# pytest-timeout (pyproject.toml: signal method) fails a test that runs too long, by
+# name, and its teardowns still unmount.  SIGALRM reaches only the main thread: a
+# hang in a worker thread the main thread joins (place() and remove() run pools)
+# outlives it.  This backstop then dumps every thread's stack and ends the run,
+# naming the test, BACKSTOP_S after the limit.
+BACKSTOP_S = float(os.environ.get("LINKSTRATEGY_TEST_BACKSTOP", "30"))
 
 
-def _need_loop(kind: str | None = None) -> None:
-    reason = mountutil.mount_skip_reason(kind)
-    if reason:
-        _skip(f"needs root to mount loop images: {reason}")
+def _limit(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:  # as pytest-timeout: the marker wins
+        value = marker.args[0] if marker.args else marker.kwargs.get("timeout", 0)
+    else:
+        value = item.config.getoption("timeout", None)
+        if value is None:
+            value = item.config.getini("timeout")
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
-def _need_fuse() -> None:
-    reason = mountutil.fuse_skip_reason()
-    if reason:
-        _skip(f"needs FUSE: {reason}")
+def _hard_exit(item: pytest.Item, limit: float) -> None:
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:  # fd 1 and 2 go to pytest's capture files until this
+        with contextlib.suppress(Exception):
+            capman.suspend_global_capture(in_=True)
+    err = sys.__stderr__ or sys.stderr
+    err.write(
+        f"\n+++ Timeout: {item.nodeid} still running {BACKSTOP_S:.0f} s after its {limit:.0f} s "
+        "limit (a thread SIGALRM cannot stop); stacks of all threads:\n"
+    )
+    err.flush()
+    faulthandler.dump_traceback(file=err, all_threads=True)
+    err.flush()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os._exit(1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    limit = _limit(item)
+    timer = None
+    if limit > 0:
+        timer = threading.Timer(limit + BACKSTOP_S, _hard_exit, (item, limit))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _loop(kind: str | None = None) -> dict[str, object]:
+    """``mount_fixture`` arguments: skip unless loop images of ``kind`` can be mounted."""
+    return {
+        "needs": lambda: mountutil.mount_skip_reason(kind),
+        "what": "needs root to mount loop images",
+    }
+
+
+_FUSE = {"needs": mountutil.fuse_skip_reason, "what": "needs FUSE"}
 
 
 @contextlib.contextmanager
@@ -105,7 +134,7 @@ def _or_skip(what: str) -> Iterator[None]:
     try:
         yield
     except mountutil.MountError as e:
-        _skip(f"cannot mount {what}: {e}")
+        skip_or_fail(f"cannot mount {what}: {e}")
 
 
 @contextlib.contextmanager
@@ -124,7 +153,7 @@ def _fresh(root: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
 
 
 # ----------------------------------------------------------------- session mounts
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session")
 def mounts_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Session directory under which every test mount lives."""
     base = tmp_path_factory.mktemp("mounts")
@@ -150,51 +179,48 @@ def _session_mount(cm: contextlib.AbstractContextManager[Path], what: str) -> It
 
 
 def _loop_session(kind: str, base: Path, name: str) -> Iterator[Path]:
-    _need_loop(kind)
     yield from _session_mount(mountutil.loop_fs(kind, base, name=name), kind)
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session", **_loop("xfs-reflink"))
 def _xfs_reflink_mount(mounts_base: Path) -> Iterator[Path]:
     yield from _loop_session("xfs-reflink", mounts_base, "xfs-reflink")
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session", **_loop("xfs-noreflink"))
 def _xfs_noreflink_mount(mounts_base: Path) -> Iterator[Path]:
     yield from _loop_session("xfs-noreflink", mounts_base, "xfs-noreflink")
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session", **_loop("btrfs"))
 def _btrfs_mount(mounts_base: Path) -> Iterator[Path]:
     yield from _loop_session("btrfs", mounts_base, "btrfs")
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session", **_loop("ext4"))
 def _ext4_mount(mounts_base: Path) -> Iterator[Path]:
     yield from _loop_session("ext4", mounts_base, "ext4")
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session", **_loop("ext4"))
 def _ext4_b_mount(mounts_base: Path) -> Iterator[Path]:
     yield from _loop_session("ext4", mounts_base, "ext4-b")
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session", **_loop("tmpfs"))
 def _tmpfs_mount(mounts_base: Path) -> Iterator[Path]:
-    _need_loop("tmpfs")
     yield from _session_mount(mountutil.tmpfs_mount(mounts_base, size="64m", name="tmpfs"), "tmpfs")
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session", **_loop("tmpfs"))
 def _spaced_mount(mounts_base: Path) -> Iterator[Path]:
-    _need_loop("tmpfs")
     yield from _session_mount(
         mountutil.tmpfs_mount(mounts_base, size="16m", name="with space"),
         "tmpfs at a path with a space",
     )
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session")
 def _btrfs_subvol_roots(_btrfs_mount: Path) -> tuple[Path, Path]:
     with _or_skip("btrfs subvolumes"):
         return (
@@ -203,7 +229,7 @@ def _btrfs_subvol_roots(_btrfs_mount: Path) -> tuple[Path, Path]:
         )
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session")
 def _xfs_bind_mount(_xfs_reflink_mount: Path, mounts_base: Path) -> Iterator[tuple[Path, Path]]:
     src = _xfs_reflink_mount / "bind-src"
     src.mkdir(exist_ok=True)
@@ -213,7 +239,7 @@ def _xfs_bind_mount(_xfs_reflink_mount: Path, mounts_base: Path) -> Iterator[tup
         yield src, mp
 
 
-@pytest.fixture(scope="session")
+@mount_fixture(scope="session")
 def _readonly_mount(_tmpfs_mount: Path, mounts_base: Path) -> Iterator[Path]:
     src = _tmpfs_mount / "ro-src"
     src.mkdir(exist_ok=True)
@@ -225,49 +251,49 @@ def _readonly_mount(_tmpfs_mount: Path, mounts_base: Path) -> Iterator[Path]:
 
 
 # ----------------------------------------------------------------- per-test dirs
-@pytest.fixture
+@mount_fixture
 def xfs_reflink(_xfs_reflink_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """Fresh empty dir on XFS with reflink=1 (FICLONE works)."""
     yield from _fresh(_xfs_reflink_mount, request)
 
 
-@pytest.fixture
+@mount_fixture
 def xfs_noreflink(_xfs_noreflink_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """Fresh empty dir on XFS with reflink=0 (FICLONE gives EOPNOTSUPP)."""
     yield from _fresh(_xfs_noreflink_mount, request)
 
 
-@pytest.fixture
+@mount_fixture
 def btrfs(_btrfs_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """Fresh empty dir on btrfs (top-level subvolume)."""
     yield from _fresh(_btrfs_mount, request)
 
 
-@pytest.fixture
+@mount_fixture
 def ext4(_ext4_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """Fresh empty dir on an ext4 loop filesystem."""
     yield from _fresh(_ext4_mount, request)
 
 
-@pytest.fixture
+@mount_fixture
 def ext4_b(_ext4_b_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """Fresh empty dir on a second, distinct ext4 filesystem (link() -> EXDEV vs ext4)."""
     yield from _fresh(_ext4_b_mount, request)
 
 
-@pytest.fixture
+@mount_fixture
 def tmpfs_dir(_tmpfs_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """Fresh empty dir on a tmpfs."""
     yield from _fresh(_tmpfs_mount, request)
 
 
-@pytest.fixture
+@mount_fixture
 def spaced_mount(_spaced_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """Fresh empty dir on a tmpfs mounted at ".../with space"."""
     yield from _fresh(_spaced_mount, request)
 
 
-@pytest.fixture
+@mount_fixture
 def btrfs_subvols(
     _btrfs_subvol_roots: tuple[Path, Path], request: pytest.FixtureRequest
 ) -> Iterator[tuple[Path, Path]]:
@@ -279,7 +305,7 @@ def btrfs_subvols(
         yield da, db
 
 
-@pytest.fixture
+@mount_fixture
 def xfs_bind(
     _xfs_bind_mount: tuple[Path, Path], request: pytest.FixtureRequest
 ) -> Iterator[tuple[Path, Path]]:
@@ -289,7 +315,7 @@ def xfs_bind(
         yield orig, mp / orig.name
 
 
-@pytest.fixture
+@mount_fixture
 def readonly_dir(_readonly_mount: Path) -> Path:
     """A directory on a read-only mount, holding one file ``f`` (shared, immutable)."""
     return _readonly_mount
@@ -297,7 +323,6 @@ def readonly_dir(_readonly_mount: Path) -> Path:
 
 # ----------------------------------------------------------------- FUSE
 def _faultfs(tmp_path: Path, **kw: object) -> Iterator[FaultFS]:
-    _need_fuse()
     fs = FaultFS(tmp_path / "backing", tmp_path / "mnt", state_dir=tmp_path / "faultfs-state", **kw)
     (tmp_path / "faultfs-state").mkdir()
     with _or_skip("faultfs"):
@@ -308,30 +333,27 @@ def _faultfs(tmp_path: Path, **kw: object) -> Iterator[FaultFS]:
         fs.stop()
 
 
-@pytest.fixture
+@mount_fixture(**_FUSE)
 def fusefs(tmp_path: Path) -> Iterator[FaultFS]:
     """FaultFS passthrough with libfuse defaults (unlinked open files -> .fuse_hidden*)."""
     yield from _faultfs(tmp_path)
 
 
-@pytest.fixture
+@mount_fixture(**_FUSE)
 def nfslike(tmp_path: Path) -> Iterator[FaultFS]:
     """FaultFS imitating the NFS client's silly rename (.nfs*, EBUSY, ENOTEMPTY)."""
     yield from _faultfs(tmp_path, nfs=True)
 
 
-@pytest.fixture
+@mount_fixture(**_FUSE)
 def latencyfs(tmp_path: Path) -> Iterator[FaultFS]:
     """FaultFS with 1 ms latency before every operation."""
     yield from _faultfs(tmp_path, latency_ms=1.0)
 
 
-@pytest.fixture
+@mount_fixture(needs=mountutil.latencyfs_skip_reason, what="needs latencyfs")
 def clatencyfs(tmp_path: Path) -> Iterator[mountutil.LatencyFS]:
     """tests/latencyfs.c (the benchmarks' network emulator) with 1 ms per request."""
-    reason = mountutil.latencyfs_skip_reason()
-    if reason:
-        _skip(f"needs latencyfs: {reason}")
     # a 3 s kernel entry/attr cache, as in the benchmarks (and the NFS client)
     lfs = mountutil.LatencyFS(tmp_path / "lbacking", tmp_path / "lmnt", latency_ms=1.0, cache_s=3)
     with lfs as fs:

@@ -9,7 +9,7 @@
  * does the operation on BACKING + path.  Requests run concurrently (libfuse's
  * multithreaded loop; raise -o max_threads to keep more in flight), so the
  * sleeps overlap like round trips to a server do, and the daemon itself costs
- * next to no CPU.  tests/faultfs.py (Python, GIL-bound) is the one for fault
+ * next to no CPU.  tests/support/faultfs.py (Python, GIL-bound) is the one for fault
  * injection; this one only adds latency.
  *
  * One sleep per kernel request.  libfuse's high-level layer answers some

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
 from schema_check import validate
+from support import mountutil
 
 import linkstrategy._remove as R
 from linkstrategy._cli import main as run
@@ -129,6 +129,7 @@ def test_last_option_orders_the_metadata(tmp_path: Path, capsys: Any) -> None:
     assert "must be a relative path" in capsys.readouterr()[1]
 
 
+@pytest.mark.root
 def test_mount_inside_tree_exits_1_and_says_so(tmp_path: Path, capsys: Any) -> None:
     reason = mountutil.mount_skip_reason("tmpfs")
     if reason:

@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import mountutil
 import pytest
-from mountutil import FaultFS
+from support import mountutil
+from support.mountutil import FaultFS
 
 FICLONE = 0x40049409
 
@@ -334,6 +334,7 @@ def test_fuse_hidden_default(fusefs: FaultFS) -> None:
 
 
 # ----------------------------------------------------------------- no leaks
+@pytest.mark.root
 def test_loop_fs_cleans_up(mounts_base: Path) -> None:
     reason = mountutil.mount_skip_reason("ext4")
     if reason:
@@ -355,6 +356,7 @@ def test_loop_fs_cleans_up(mounts_base: Path) -> None:
     assert _losetup_lines() == before
 
 
+@pytest.mark.root
 def test_faultfs_handle_unmounts(tmp_path: Path) -> None:
     reason = mountutil.fuse_skip_reason()
     if reason:
@@ -370,6 +372,7 @@ def test_faultfs_handle_unmounts(tmp_path: Path) -> None:
         os.kill(pid, 0)
 
 
+@pytest.mark.root
 def test_faultfs_start_failure_reports_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
-from conftest import _skip
-from mountutil import LatencyFS
+from support import mountutil
+from support.mountutil import LatencyFS
+from support.registry import mount_fixture
 
 MountFn = Callable[..., LatencyFS]
 
@@ -42,13 +42,10 @@ def _renameat2(old: Path, new: Path, flags: int) -> None:
         raise OSError(err, os.strerror(err), str(old))
 
 
-@pytest.fixture
+@mount_fixture(needs=mountutil.latencyfs_skip_reason, what="needs latencyfs")
 def latency_mount(tmp_path: Path) -> Iterator[MountFn]:
     """``latency_mount(latency_ms=..., cache_s=..., ...)`` mounts a LatencyFS over a fresh
     backing dir under tmp_path; all are unmounted at teardown."""
-    reason = mountutil.latencyfs_skip_reason()
-    if reason:
-        _skip(f"needs latencyfs: {reason}")
     with contextlib.ExitStack() as stack:
         count = 0
 
@@ -455,7 +452,7 @@ def test_cleanup(latency_mount: MountFn, tmp_path: Path, how: str) -> None:
 
 def test_daemon_dies_with_parent(latency_mount: MountFn, tmp_path: Path) -> None:
     code = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); import mountutil;"
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from support import mountutil;"
         "fs = mountutil.LatencyFS(sys.argv[2], sys.argv[3]).start();"
         "print(fs.proc.pid, flush=True); time.sleep(60)"
     )

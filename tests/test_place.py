@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support import mountutil
 
 import linkstrategy
 from linkstrategy import PlaceError, StrategyUnavailable, _place, _probe
 from linkstrategy._place import TMP_PREFIX
-
-sys.path.insert(0, str(Path(__file__).parent))
-import mountutil
 
 
 @pytest.fixture(autouse=True)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import mountutil
 
 import linkstrategy
 from linkstrategy import _probe
 from linkstrategy._mounts import parse_mount_table
 from linkstrategy._owner import HOST
 from linkstrategy._probe import NETWORK_ENV, PROBE_PREFIX
-
-sys.path.insert(0, str(Path(__file__).parent))
-import mountutil
 
 DATA = Path(__file__).parent / "data" / "mounttables"
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
+from support import mountutil
 
 import linkstrategy._remove as R
 from linkstrategy._errors import RemoveError
@@ -160,6 +160,7 @@ def test_refuses_home_and_its_ancestors_and_touches_nothing(
     assert other.exists() and (home / ".bashrc").exists()
 
 
+@pytest.mark.root
 def test_refuses_a_mount_point(tmp_path: Path) -> None:
     need_root()
     with mountutil.tmpfs_mount(tmp_path, size="1m", name="mnt") as mp:
@@ -173,6 +174,7 @@ def test_refuses_a_mount_point(tmp_path: Path) -> None:
 # -- mounts inside the tree -----------------------------------------------------------
 
 
+@pytest.mark.root
 def test_tmpfs_inside_tree_is_left_untouched_and_reported(tmp_path: Path) -> None:
     need_root()
     root = tmp_path / "tree"
@@ -194,6 +196,7 @@ def test_tmpfs_inside_tree_is_left_untouched_and_reported(tmp_path: Path) -> Non
     assert r.ok and not root.exists()
 
 
+@pytest.mark.root
 def test_bind_mount_of_same_filesystem_inside_tree_is_not_crossed(tmp_path: Path) -> None:
     need_root("bind")
     root = tmp_path / "tree"
@@ -540,6 +543,7 @@ def test_parallel_walk_keeps_last_entries_for_the_end(
     assert unlink_spy[-2:] == ["METADATA", "RECORD"]
 
 
+@pytest.mark.root
 def test_parallel_walk_leaves_a_mount_alone(tmp_path: Path) -> None:
     need_root()
     root = tmp_path / "tree"

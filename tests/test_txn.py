@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import mountutil  # tests/ is on sys.path (conftest.py)
 import pytest
+from support import mountutil
 
 import linkstrategy._txn as T
 from linkstrategy._errors import LinkStrategyError, TransactionBusy
@@ -89,6 +89,7 @@ def test_replace_a_file(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.root
 def test_real_enospc_rolls_back_and_old_tree_is_intact_byte_for_byte(tmp_path: Path) -> None:
     reason = mountutil.mount_skip_reason("tmpfs")
     if reason:

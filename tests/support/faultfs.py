@@ -3,7 +3,7 @@
 
 Run in its own process (the test helper ``mountutil.FaultFS`` does this)::
 
-    python tests/faultfs.py BACKING_DIR MOUNTPOINT [--latency-ms F] [--control FILE]
+    python tests/support/faultfs.py BACKING_DIR MOUNTPOINT [--latency-ms F] [--control FILE]
                             [--stats FILE] [--nfs] [--cache-s F] [--max-threads N]
 
 It stays in the foreground until unmounted (``fusermount3 -u MOUNTPOINT``) or

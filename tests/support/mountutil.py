@@ -1,6 +1,6 @@
 """Real mounts for tests: loop-image filesystems, tmpfs, bind mounts, FUSE.
 
-FUSE daemons: ``FaultFS`` (tests/faultfs.py, Python: latency and fault
+FUSE daemons: ``FaultFS`` (tests/support/faultfs.py, Python: latency and fault
 injection) and ``LatencyFS`` (tests/latencyfs.c, compiled on first use into
 tests/.build/: latency only, cheap enough for benchmarks).
 
@@ -12,7 +12,7 @@ to ``pytest.skip``.
 
 Command-line use (for stale state after a killed test run)::
 
-    python tests/mountutil.py --cleanup
+    python tests/support/mountutil.py --cleanup
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ __all__ = [
     "tmpfs_mount",
 ]
 
+TESTS_DIR = Path(__file__).resolve().parent.parent
 FAULTFS_SCRIPT = Path(__file__).with_name("faultfs.py")
-LATENCYFS_SOURCE = Path(__file__).with_name("latencyfs.c")
-BUILD_DIR = Path(__file__).with_name(".build")  # in .gitignore
+LATENCYFS_SOURCE = TESTS_DIR / "latencyfs.c"
+BUILD_DIR = TESTS_DIR / ".build"  # in .gitignore
 IMAGE_PREFIX = "linkstrategy-test-"
 
 # Smallest sizes that mkfs accepts here (xfsprogs >= 5.19 refuses < 300 MB;
@@ -136,7 +137,7 @@ def _fuse_device_skip_reason() -> str | None:
 
 
 def fuse_skip_reason() -> str | None:
-    """None if this process can mount tests/faultfs.py."""
+    """None if this process can mount tests/support/faultfs.py."""
     reason = _fuse_device_skip_reason()
     if reason:
         return reason
@@ -456,7 +457,7 @@ def _stop_fuse_daemon(
 
 
 class FaultFS:
-    """Run tests/faultfs.py in a subprocess over ``backing``, mounted at ``mountpoint``.
+    """Run tests/support/faultfs.py in a subprocess over ``backing``, mounted at ``mountpoint``.
 
     Use as a context manager.  ``inject``/``set_latency``/``clear`` rewrite the
     control file; the daemon picks the change up at its next operation.
