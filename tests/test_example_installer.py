@@ -37,7 +37,13 @@ def digest(root: Path) -> dict[str, bytes]:
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    """Run a command; the venv's interpreter (and pip looking at it) without PYTHONPATH, so
+    it sees only what was installed into it (the example itself may need PYTHONPATH to
+    find linkstrategy, as in the unprivileged run of tests/run.sh)."""
+    env = dict(os.environ)
+    if str(args[1] if len(args) > 1 else "") != str(EXAMPLE):
+        env.pop("PYTHONPATH", None)
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
     return r
 
@@ -63,7 +69,8 @@ def test_install_import_check_uninstall(tmp_path: Path, wheels: list[Path]) -> N
     assert "INSTALLER" in (next(site.glob("six-*.dist-info")) / "RECORD").read_text()
 
     run(sys.executable, EXAMPLE, "uninstall", venv, "six")
-    r = subprocess.run([py, "-c", "import six"], capture_output=True)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([py, "-c", "import six"], capture_output=True, env=clean)
     assert r.returncode != 0
     assert not list(site.glob("six*"))
     run(py, "-c", "import idna, markupsafe, pyflakes")

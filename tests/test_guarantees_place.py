@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,72 +114,81 @@ def test_symlink_swapped_for_a_middle_component_never_leads_outside(
 # -- temporaries of others -------------------------------------------------------------
 
 
-def _foreign_owner() -> str:
-    """An owner tag that is not this host's (whatever the tag format is)."""
-    host = getattr(_owner, "HOST", "")
-    if host and all(c in "0123456789abcdef" for c in host):
-        return format(int(host, 16) ^ 0xFFFF, f"0{len(host)}x")
-    return "f0e1d2c3b4a59687"
+_MAKER = """
+import os, sys, time
+from linkstrategy import _owner
+where = sys.argv[1]
+pfd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+d = _owner.tmp_name(1)
+os.mkdir(d, dir_fd=pfd)
+dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY, dir_fd=pfd)
+with open(os.path.join(where, d, "inner"), "wb") as f:
+    f.write(b"theirs")
+lock = _owner.hold(dfd)
+f = _owner.tmp_name(2)
+ffd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=pfd)
+os.write(ffd, b"theirs")
+_owner.lock_file(ffd)
+print(d, f, flush=True)
+if sys.argv[2] == "live":
+    time.sleep(120)
+"""
 
 
-def _tmp_name(owner: str, pid: int) -> str:
-    return f"{TMP_PREFIX}{owner}-{pid}-1"
+def _temporaries(where: Path, live: bool) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Another process's temporary directory (locked lock file inside) and temporary
+    file (locked), made through linkstrategy._owner; the process stays alive or exits."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", _MAKER, str(where), "live" if live else "dead"],
+        stdout=subprocess.PIPE,
+    )
+    assert p.stdout is not None
+    d, f = p.stdout.readline().decode().split()
+    if not live:
+        p.wait()
+    return p, d, f
 
 
-@pytest.fixture
-def live_process() -> Iterator[int]:
-    """The pid of another process of this host that stays alive during the test."""
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+@pytest.mark.parametrize("existing", [True, False], ids=["merge", "fresh"])
+def test_fresh_temporaries_of_other_writers_survive(tmp_path: Path, existing: bool) -> None:
+    """Temporaries another live process is working on (locked), and a fresh one with no
+    lock to test (another host's, made a moment ago), are not stale: place() leaves
+    them alone, in an existing destination and beside a fresh one."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write(src, {"f": b"new", "d/g": b"new"})
+    where = dst if existing else tmp_path  # fresh dst: temporaries beside it are scanned
+    where.mkdir(exist_ok=True)
+    p, d, f = _temporaries(where, live=True)
+    lockless = f"{TMP_PREFIX}{'e' * 16}-9"
+    (where / lockless).mkdir()
+    (where / lockless / "inner").write_bytes(b"theirs")
     try:
-        yield p.pid
+        linkstrategy.place(src, dst)
+        for name in (d, lockless):
+            assert (where / name / "inner").read_bytes() == b"theirs", f"{name} was removed"
+        assert (where / f).read_bytes() == b"theirs", f"{f} was removed"
+        assert (dst / "f").read_bytes() == b"new"
     finally:
         p.kill()
         p.wait()
 
 
-@pytest.mark.parametrize("existing", [True, False], ids=["merge", "fresh"])
-def test_fresh_temporaries_of_other_writers_survive(
-    tmp_path: Path, existing: bool, live_process: int
+def test_temporary_of_a_dead_process_of_this_host_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A temporary another host is writing right now (shared network filesystem), or
-    another live process of this host, is not stale: place() must leave it alone."""
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    write(src, {"f": b"new", "d/g": b"new"})
-    where = dst if existing else tmp_path  # fresh dst: temporaries beside it are scanned
-    where.mkdir(exist_ok=True)
-    theirs = {
-        _tmp_name(_foreign_owner(), 4242): "file",
-        _tmp_name(_foreign_owner(), 4243): "dir",
-    }
-    if getattr(_owner, "HOST", None):  # this host's tag, another live process's pid
-        theirs[_tmp_name(_owner.HOST, live_process)] = "file"
-    for name, kind in theirs.items():
-        if kind == "dir":
-            (where / name).mkdir()
-            (where / name / "inner").write_bytes(b"theirs")
-        else:
-            (where / name).write_bytes(b"theirs")
-    linkstrategy.place(src, dst)
-    for name, kind in theirs.items():
-        p = where / name
-        assert p.exists(), f"{name} (another writer's, fresh) was removed"
-        assert (p / "inner" if kind == "dir" else p).read_bytes() == b"theirs"
-    assert (dst / "f").read_bytes() == b"new"
-
-
-def test_temporary_of_a_dead_process_of_this_host_is_removed(tmp_path: Path) -> None:
-    """The other side of the rule above: what a killed run left is cleaned up."""
+    """The other side of the rule above: what a killed run left is cleaned up -- a
+    directory at once (its lock is free), a file once GRACE_FILE has passed since its
+    last change (the moment between its create and its lock)."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     write(src, {"f": b"new"})
     dst.mkdir()
-    if not callable(getattr(_owner, "tag", None)):
-        pytest.fail("linkstrategy._owner.tag() is gone: name this temporary the new way")
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()  # a pid that existed and is gone
-    stale = dst / f"{TMP_PREFIX}{_owner.tag().split('-')[0]}-{p.pid}-7"
-    stale.write_bytes(b"left by a killed run")
+    _, d, f = _temporaries(dst, live=False)
     linkstrategy.place(src, dst)
-    assert not stale.exists()
+    assert not (dst / d).exists()
+    assert (dst / f).exists(), "a fresh unlocked file is given GRACE_FILE"
+    monkeypatch.setattr(_owner, "GRACE_FILE", -1.0)
+    linkstrategy.place(src, dst)
+    assert not (dst / f).exists()
 
 
 # -- the source side: never follow a symlink swapped in ------------------------------

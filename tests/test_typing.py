@@ -43,7 +43,18 @@ def mypy(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "user.py"
     script.write_text(code)
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        # the project's own mypy settings (its overrides for untyped optional imports),
+        # as a user's mypy sees an installed, typed package
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--config-file",
+            str(SRC.parent / "pyproject.toml"),
+            str(script),
+        ],
         capture_output=True,
         text=True,
         env={"MYPYPATH": str(SRC), "PATH": "/usr/bin:/bin"},
