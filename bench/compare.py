@@ -89,19 +89,28 @@ def sync() -> None:
     os.sync()
 
 
-def uv_version() -> str | None:
+def find_uv() -> str | None:
+    """uv on PATH, else the one installed next to this interpreter (a venv's bin/)."""
     exe = shutil.which("uv")
+    if exe is None:
+        beside = Path(sys.executable).parent / "uv"
+        exe = str(beside) if os.access(beside, os.X_OK) else None
+    return exe
+
+
+def uv_version() -> str | None:
+    exe = find_uv()
     if exe is None:
         return None
     return run([exe, "--version"]).stdout.strip()
 
 
 def ensure_uv() -> str:
-    exe = shutil.which("uv")
+    exe = find_uv()
     if exe is None:
         log("uv not found: pip install uv")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "uv"], check=True)
-        exe = shutil.which("uv")
+        exe = find_uv()
         if exe is None:
             raise SystemExit("uv is still not on PATH after pip install uv")
     return exe
@@ -536,6 +545,10 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                 "in-process; copy2 (sendfile)",
             ),
         ]
+        floor = build_floor(base)
+        if floor is not None:
+            for mode, label in (("0", "floor.c link"), ("1", "floor.c clone")):
+                contenders.append(floor_contender(label, floor, src, mode, dst(f"floor{mode}")))
         log(
             f"local place: {files} files, {dirs} dirs, {nbytes / 1e6:.1f} MB; "
             f"{args.rounds} rounds x {len(contenders)} contenders"
@@ -581,6 +594,35 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
             "place": {c.name: c.summary() for c in contenders},
             "remove": {k: {c.name: c.summary() for c in v} for k, v in removals.items()},
         }
+
+
+def build_floor(base: Path) -> Path | None:
+    """bench/floor.c compiled into ``base`` (None, with a note, without gcc)."""
+    if shutil.which("gcc") is None:
+        log("floor.c: no gcc, left out")
+        return None
+    exe = base / "floor"
+    run(["gcc", "-O2", "-o", str(exe), str(BENCH_DIR / "floor.c"), "-lpthread"])
+    return exe
+
+
+def floor_contender(
+    name: str, exe: Path, src: Path, mode: str, dst_for: Callable[[int], Path]
+) -> Contender:
+    """floor.c with 2 threads; its time is the one it prints (the tree walk before it
+    is untimed there, as the listing is not: a floor, a little below the real one)."""
+
+    def once(i: int) -> dict[str, Any]:
+        dst = dst_for(i)
+        rm_tree(dst)
+        sync()
+        out = run([str(exe), str(src), str(dst), mode, "2"])
+        res: dict[str, Any] = {"seconds": float(out.stdout.split()[-1])}
+        rm_tree(dst)
+        sync()
+        return res
+
+    return Contender(name, once, "bench/floor.c, 2 threads, its own timing")
 
 
 def network_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) -> dict[str, Any]:
@@ -1065,10 +1107,13 @@ RATIOS: list[tuple[str, str, str, str, float | None]] = [
     ("local", "place", "place(auto)", "cp -r", 1.0),
     ("local", "place", "place(auto)", "cp -al", None),  # auto clones on XFS: context only
     # uv's own "Installed ... in X" figure leaves out its start-up, interpreter query and
-    # resolution, which its user waits for too: context, next to the wall-time targets.
-    ("local", "place", "place(hardlink)", "uv hardlink" + INSTALLED, None),
-    ("local", "place", "place(reflink)", "uv clone" + INSTALLED, None),
-    ("local", "place", "place(copy)", "uv copy" + INSTALLED, None),
+    # resolution, which its user waits for too.  Issue #11 still asks place() to be no
+    # slower than that figure (copy: 0.8 of it), and within 1.1x of bench/floor.c.
+    ("local", "place", "place(hardlink)", "uv hardlink" + INSTALLED, 1.0),
+    ("local", "place", "place(reflink)", "uv clone" + INSTALLED, 1.0),
+    ("local", "place", "place(copy)", "uv copy" + INSTALLED, 0.8),
+    ("local", "place", "place(hardlink)", "floor.c link", 1.1),
+    ("local", "place", "place(reflink)", "floor.c clone", 1.1),
     ("local", "remove.xfs", "remove()", "rm -rf", 1.0),
     ("local", "remove.xfs", "remove()", "shutil.rmtree", 1.0),
     ("local", "remove.tmpfs", "remove()", "rm -rf", 1.0),
