@@ -186,3 +186,19 @@ def test_file_list_entry_that_is_a_directory_is_refused_and_rolled_back(tmp_path
         linkstrategy.place(root, tmp_path / "site", files=["t/m0.py", "t/sub"])
     assert ei.value.errno == errno.EISDIR
     assert os.listdir(tmp_path) == ["cache"]
+
+
+@pytest.mark.parametrize("strategy", ["copy", "reflink"])
+def test_times_false_leaves_the_new_files_times_alone(xfs_reflink: Path, strategy: str) -> None:
+    """times=False (cp without -p): no utimens request per file; the default keeps them."""
+    src = wheel(xfs_reflink / "cache", "u")
+    old = 1_500_000_000
+    for p in src.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            os.utime(p, (old, old))
+    linkstrategy.place(src, xfs_reflink / "kept", strategy=strategy)
+    linkstrategy.place(src, xfs_reflink / "fresh", strategy=strategy, times=False)
+    for p in src.rglob("*.py"):
+        rel = p.relative_to(src)
+        assert (xfs_reflink / "kept" / rel).stat().st_mtime == old
+        assert (xfs_reflink / "fresh" / rel).stat().st_mtime > old + 1e8

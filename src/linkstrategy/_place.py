@@ -277,6 +277,7 @@ class _Run:
         fsync: bool,
         progress: Callable[[int, int], None] | None,
         workers: int,
+        times: bool = True,
         tasks: Tasks | None = None,
         private: Callable[[str], bool] | None = None,
         observer: Callable[[str, str], None] | None = None,
@@ -287,6 +288,7 @@ class _Run:
         self.chain: list[Strategy] = list(p.chain)
         self.forced = p.strict  # a capability error at the chain's end is an error
         self.xattrs = xattrs
+        self.times = times
         self.fsync = fsync
         self.progress = progress
         self.private = private
@@ -523,7 +525,8 @@ def _write_file(
                 copy_sparse(sfd, dfd, st.st_size)
             else:
                 size, run.cfr = copy_fd(sfd, dfd, st.st_size, try_cfr=run.cfr)
-            os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            if run.times:
+                os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
             _copy_xattrs(run, sfd, dfd)
             if dst is not None:
                 # setuid/setgid only where the new file has the source's owner/group
@@ -855,6 +858,7 @@ def _place_new_files(
             run.xattrs and not run.xattr_failed,
             run.fsync,
             run.cfr,
+            run.times,
         )
         tally.counts[strategy] += nxt - i
         tally.files += nxt - i
@@ -1033,8 +1037,11 @@ def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str, ident: tuple[int, in
         strategy=run.plan.requested or "auto",
         strict=run.plan.strict,
         xattrs=run.xattrs,
+        times=run.times,
         fsync=run.fsync,
         workers=run.workers,
+        copy=(lambda p: private(_join(rel, p))) if (private := run.private) else None,
+        observer=(lambda p, how: seen(_join(rel, p), how)) if (seen := run.observer) else None,
     )
     with run.lock:
         run.fallbacks.extend(sub.fallbacks)
@@ -1184,6 +1191,7 @@ class _Options:
     workers: int | None
     progress: Callable[[int, int], None] | None
     xattrs: bool
+    times: bool
     fsync: bool
     private: Callable[[str], bool] | None
     observer: Callable[[str, str], None] | None
@@ -1256,6 +1264,7 @@ class _Placement:
             real_src if is_dir else os.path.dirname(real_src),
             real_dst if is_dir else parent,
             xattrs=opts.xattrs,
+            times=opts.times,
             fsync=opts.fsync,
             progress=opts.progress,
             workers=nworkers if is_dir else 1,
@@ -1401,6 +1410,7 @@ def place(
     files: Iterable[PathLike] | None = None,
     progress: Callable[[int, int], None] | None = None,
     xattrs: bool = True,
+    times: bool = True,
     fsync: bool = False,
     copy: Callable[[str], bool] | Iterable[str] | None = None,
     observer: Callable[[str, str], None] | None = None,
@@ -1422,7 +1432,9 @@ def place(
     ``progress(done, total)`` is called as files are placed (after each file, or
     each batch the C loop placed); ``total`` counts the files found so far and
     grows while the source is being walked.  ``xattrs``:
-    copy extended attributes on clones and copies.  ``fsync``: flush each file
+    copy extended attributes on clones and copies.  ``times``: give clones and copies
+    the source's atime and mtime (``False``, like ``cp`` without ``-p``, saves a
+    request per file on a network filesystem).  ``fsync``: flush each file
     and directory before it is renamed into place.  ``copy``: files the caller
     will rewrite (RECORD, INSTALLER, ...) -- glob patterns matched against the path
     relative to ``src`` (``fnmatch``; ``*`` crosses ``/``), or a callable taking
@@ -1444,7 +1456,9 @@ def place(
     >>> (r.files, (d / "site" / "a.txt").read_text())
     (1, 'hi')
     """
-    opts = _Options(strategy, strict, workers, progress, xattrs, fsync, _policy(copy), observer)
+    opts = _Options(
+        strategy, strict, workers, progress, xattrs, times, fsync, _policy(copy), observer
+    )
     job = _Placement(src, dst, files)
     try:
         job.prepare(opts, None, {})
@@ -1472,6 +1486,7 @@ def place_many(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     xattrs: bool = True,
+    times: bool = True,
     fsync: bool = False,
     copy: Callable[[str], bool] | Iterable[str] | None = None,
     observer: Callable[[str, str], None] | None = None,
@@ -1498,7 +1513,9 @@ def place_many(
     >>> [r.files for r in rs], (d / "site/b/m.py").read_text()
     ([1, 1], 'b')
     """
-    opts = _Options(strategy, strict, workers, progress, xattrs, fsync, _policy(copy), observer)
+    opts = _Options(
+        strategy, strict, workers, progress, xattrs, times, fsync, _policy(copy), observer
+    )
     placements = [_Placement(j[0], j[1], j[2] if len(j) > 2 else None) for j in jobs]
     results: list[PlaceReport | LinkStrategyError | None] = [None] * len(placements)
     plans: dict[tuple[str, str], Plan] = {}

@@ -18,7 +18,7 @@
  * correct for the plain case.
  *
  * place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask,
- *             xattrs, fsync, copy_file_range) -> (next, bytes, copy_file_range)
+ *             xattrs, fsync, copy_file_range[, times]) -> (next, bytes, copy_file_range)
  *
  *   strategy         0 hardlink, 1 reflink (FICLONE), 2 copy
  *   names            list of str or bytes (file names, no "/")
@@ -27,6 +27,7 @@
  *   xattrs           stop at a source with extended attributes (Python copies them)
  *   fsync            fsync each file before closing it
  *   copy_file_range  try copy_file_range first (copy only)
+ *   times            give clones and copies the source's atime and mtime (default true)
  *
  *   next             index of the first name not placed (len(names) when all were)
  *   bytes            data cloned or written (a hardlink adds nothing)
@@ -174,7 +175,7 @@ static int copy_data(int sfd, int dfd, off_t size, int *cfr, long long *written)
 
 /* Place one file.  0 placed; -1 not placed, nothing left behind for it. */
 static int place_one(int strategy, int sdir, int ddir, const char *name, mode_t umask_,
-                     int xattrs, int do_fsync, int *cfr, long long *bytes)
+                     int xattrs, int do_fsync, int times_, int *cfr, long long *bytes)
 {
     struct stat st;
     int sfd, dfd;
@@ -212,7 +213,7 @@ static int place_one(int strategy, int sdir, int ddir, const char *name, mode_t 
     }
     if ((mode & umask_) && fchmod(dfd, mode) != 0)
         goto fail_dst;
-    {
+    if (times_) {
         struct timespec times[2] = {st.st_atim, st.st_mtim};
         if (futimens(dfd, times) != 0)
             goto fail_dst;
@@ -237,7 +238,7 @@ fail_src:
 
 static PyObject *place_files(PyObject *self, PyObject *args)
 {
-    int strategy, sdir, ddir, umask_, xattrs, do_fsync, cfr;
+    int strategy, sdir, ddir, umask_, xattrs, do_fsync, cfr, times_ = 1;
     PyObject *names, *item;
     Py_ssize_t start, n, i, k;
     long long bytes = 0;
@@ -245,8 +246,8 @@ static PyObject *place_files(PyObject *self, PyObject *args)
     const char **paths = NULL;
 
     (void)self;
-    if (!PyArg_ParseTuple(args, "iiiO!nippp", &strategy, &sdir, &ddir, &PyList_Type, &names,
-                          &start, &umask_, &xattrs, &do_fsync, &cfr))
+    if (!PyArg_ParseTuple(args, "iiiO!nippp|p", &strategy, &sdir, &ddir, &PyList_Type, &names,
+                          &start, &umask_, &xattrs, &do_fsync, &cfr, &times_))
         return NULL;
     if (strategy < HARDLINK || strategy > COPY) {
         PyErr_Format(PyExc_ValueError, "unknown strategy %d", strategy);
@@ -287,8 +288,8 @@ static PyObject *place_files(PyObject *self, PyObject *args)
 
     Py_BEGIN_ALLOW_THREADS
     for (i = 0; i < n - start; i++) {
-        if (place_one(strategy, sdir, ddir, paths[i], (mode_t)umask_, xattrs, do_fsync, &cfr,
-                      &bytes) != 0)
+        if (place_one(strategy, sdir, ddir, paths[i], (mode_t)umask_, xattrs, do_fsync, times_,
+                      &cfr, &bytes) != 0)
             break;
     }
     Py_END_ALLOW_THREADS
@@ -311,7 +312,7 @@ error:
 static PyMethodDef methods[] = {
     {"place_files", place_files, METH_VARARGS,
      "place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask, xattrs, fsync,\n"
-     "            copy_file_range) -> (next, bytes, copy_file_range)\n\n"
+     "            copy_file_range, times=True) -> (next, bytes, copy_file_range)\n\n"
      "Place names[start:] from src_dir_fd into dst_dir_fd under the same names, stopping\n"
      "at the first one that does not go plainly (see the comment atop _speedups.c)."},
     {NULL, NULL, 0, NULL},

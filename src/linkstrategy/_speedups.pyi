@@ -16,5 +16,6 @@ def place_files(
     xattrs: bool,
     fsync: bool,
     copy_file_range: bool,
+    times: bool = ...,
     /,
 ) -> tuple[int, int, bool]: ...

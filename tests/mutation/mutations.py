@@ -31,6 +31,10 @@ _C = "src/linkstrategy/_speedups.c"
 _SYSCALLS = "src/linkstrategy/_syscalls.py"
 _ERRORS = "src/linkstrategy/_errors.py"
 _OWNER = "src/linkstrategy/_owner.py"
+_TREE = "src/linkstrategy/_tree.py"
+PS = "tests/test_place_safety.py"
+B = "tests/test_batch.py"
+TO = "tests/test_tree_owner.py"
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,12 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-dst-inside-src-allowed",
         _PLACE,
-        'if stat.S_ISDIR(src_st.st_mode) and (real_dst + "/").startswith(real_src.rstrip("/") + "/"):',
+        "if stat.S_ISDIR(src_st.st_mode) and src_ident in _ancestry(pfd):",
         "if False:",
-        (f"{P}::test_dst_inside_src_and_src_equal_dst_are_refused",),
+        (
+            f"{P}::test_dst_inside_src_and_src_equal_dst_are_refused",
+            f"{PS}::test_destination_inside_a_bind_mount_of_the_source_is_refused",
+        ),
     ),
     # -- place(): atomicity and rollback ------------------------------------------------
     m(
@@ -143,8 +150,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-fresh-tree-built-under-final-name",
         _PLACE,
-        "            hidden_root = run.tmpname()\n            os.mkdir(hidden_root, 0o777, dir_fd=pfd)",
-        "            hidden_root = base\n            os.mkdir(hidden_root, 0o777, dir_fd=pfd)",
+        "            self.hidden_root = run.tmpname()",
+        "            self.hidden_root = base",
         (f"{P}::test_fresh_destination_appears_complete_or_not_at_all",),
     ),
     m(
@@ -157,8 +164,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-rollback-keeps-created-files",
         _PLACE,
-        "    for rel_dir, name in run.created_files:",
-        "    for rel_dir, name in []:",
+        "    for rel_dir, name, ident in run.created_files:",
+        "    for rel_dir, name, ident in []:",
         (
             f"{GP}::test_rollback_removes_files_created_at_the_top_of_an_existing_dir",
             f"{P}::test_enospc_merging_into_existing_dir_keeps_what_was_there",
@@ -167,8 +174,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-rollback-keeps-new-dirs-in-existing-tree",
         _PLACE,
-        "    for rel, parent_drel, tmp, _name in run.hidden_tops:",
-        "    for rel, parent_drel, tmp, _name in []:",
+        "    for rel, parent_drel, tmp, _name, ident in run.hidden_tops:",
+        "    for rel, parent_drel, tmp, _name, ident in []:",
         (
             f"{P}::test_enospc_merging_into_existing_dir_keeps_what_was_there",
             f"{P}::test_swapped_in_symlink_never_leads_outside",
@@ -177,8 +184,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-rollback-keeps-fresh-tree",
         _PLACE,
-        "                try:\n                    _rmtree_at(pfd, hidden_root)",
-        "                try:\n                    pass",
+        "                rmtree_at(self.pfd, self.hidden_root, expect=self.hidden_ident)",
+        "                pass",
         (
             f"{P}::test_enospc_is_a_clear_error_and_leaves_nothing",
             f"{GP}::test_emfile_stops_the_run_instead_of_falling_back",
@@ -194,30 +201,124 @@ MUTATIONS: list[Mutation] = [
     # -- place(): temporaries of others ---------------------------------------------------
     m(
         "place-foreign-temporaries-always-stale",
+        _TREE,
+        "            verdict = judge(dir_fd, n, st)",
+        "            verdict = 'dead'",
+        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+    ),
+    m(
+        "owner-lockless-age-ignored",
+        _OWNER,
+        '        return "dead" if _old(st, GRACE_NO_LOCK) else "live"\n    try:\n        pst',
+        '        return "dead"\n    try:\n        pst',
+        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+    ),
+    m(
+        "owner-held-lock-ignored",
+        _OWNER,
+        '        return "live" if locked else "dead"',
+        '        return "dead"',
+        (
+            f"{GP}::test_fresh_temporaries_of_other_writers_survive",
+            f"{TO}::test_liveness_is_the_lock_not_the_pid",
+        ),
+    ),
+    m(
+        "owner-other-users-temporaries-judged",
+        _OWNER,
+        "    if not may_act(dir_fd, st):",
+        "    if False:",
+        (f"{TO}::test_another_users_temporary_is_foreign",),
+    ),
+    m(
+        "owner-same-id-after-fork",
+        _OWNER,
+        "    os.register_at_fork(after_in_child=_redraw)",
+        "    pass",
+        (f"{TO}::test_forked_child_gets_a_new_owner",),
+    ),
+    m(
+        "place-one-temporary-sequence-per-run",
         _PLACE,
-        "    return is_orphan(host, pid, mtime)",
-        "    return True",
-        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+        "        return tmp_name(next(_seq))",
+        "        return tmp_name(1)",
+        (f"{PS}::test_threads_placing_files_into_one_directory",),
     ),
     m(
-        "owner-foreign-age-ignored",
-        _OWNER,
-        "return mtime is not None and time.time() - mtime > FOREIGN_GRACE",
-        "return mtime is not None",
-        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+        "place-rollback-by-name",
+        _PLACE,
+        "            if (st.st_dev, st.st_ino) == ident:\n                os.unlink(name, dir_fd=dfd)",
+        "            if True:\n                os.unlink(name, dir_fd=dfd)",
+        (f"{PS}::test_rollback_keeps_a_file_someone_else_placed_meanwhile",),
     ),
     m(
-        "owner-live-pid-ignored",
-        _OWNER,
-        "return not pid_alive(int(pid))",
-        "return True",
-        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+        "place-dotdot-normalised-lexically",
+        _PLACE,
+        '    stripped = dst.rstrip("/")',
+        "    stripped = os.path.abspath(dst)",
+        (f"{PS}::test_dotdot_after_a_symlink_lands_where_the_kernel_says",),
+    ),
+    m(
+        "place-dot-and-dotdot-accepted",
+        _PLACE,
+        '    if base in ("", ".", ".."):',
+        '    if base in ("",):',
+        (f"{PS}::test_dot_dotdot_empty_and_root_are_refused",),
+    ),
+    m(
+        "place-setuid-kept-for-another-owner",
+        _PLACE,
+        "                if dst.st_uid != st.st_uid:",
+        "                if False:",
+        (f"{PS}::test_root_copying_a_users_setuid_file_clears_setuid",),
+    ),
+    m(
+        "place-hard-links-in-tree-copied-apart",
+        _PLACE,
+        "    key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None",
+        "    key = None",
+        (f"{PS}::test_hard_links_inside_the_tree_stay_links",),
+    ),
+    m(
+        "place-private-files-hardlinked",
+        _PLACE,
+        "        if run.private is not None:  # never hardlinked",
+        "        if False:  # never hardlinked",
+        (f"{B}::test_copy_policy_never_hardlinks_those_files",),
+    ),
+    m(
+        "place-file-list-dotdot-accepted",
+        _PLACE,
+        '        if not parts or ".." in parts or entry.startswith("/")',
+        '        if not parts or entry.startswith("/")',
+        (f"{B}::test_file_list_entries_outside_the_source_are_refused",),
+    ),
+    m(
+        "tree-unbounded-fds",
+        _TREE,
+        "                if len(stack) > MAX_FDS:",
+        "                if False:",
+        (f"{TO}::test_deep_tree_under_a_small_fd_limit",),
+    ),
+    m(
+        "tree-enters-other-mounts",
+        _TREE,
+        "                if cst.st_dev != root_dev or (root_mnt is not None and _mnt_id(cfd) != root_mnt):",
+        "                if False:",
+        (f"{TO}::test_a_mount_inside_is_never_entered",),
+    ),
+    m(
+        "tree-expect-ignored",
+        _TREE,
+        "    if expect is not None and _ident(st) != expect:",
+        "    if False:",
+        (f"{TO}::test_expect_protects_a_replaced_entry",),
     ),
     m(
         "place-stale-temporaries-kept",
         _PLACE,
-        "if e.name.startswith(TMP_PREFIX) and _is_stale_tmp(e.name, dfd):",
-        "if False:",
+        "    if any(n.startswith(TMP_PREFIX) for n in names):",
+        "    if False:",
         (
             f"{GP}::test_temporary_of_a_dead_process_of_this_host_is_removed",
             f"{P}::test_kill_9_mid_run_then_place_again",
@@ -248,8 +349,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-transient-retries-unbounded",
         _PLACE,
-        "if code in E.TRANSIENT and tries < _TRANSIENT_TRIES:",
-        "if code in E.TRANSIENT:",
+        "                    if tries < _TRANSIENT_TRIES:",
+        "                    if True:",
         (f"{GP}::test_transient_errors_are_retried_a_bounded_number_of_times",),
         "loops for ever: a named timeout failure",
     ),

@@ -42,6 +42,12 @@ _IGNORE = shutil.ignore_patterns(
 )  # fmt: skip
 
 
+def _rmtree(path: Path) -> None:
+    """rm -rf, which is not recursive in Python: a mutant may leave a tree thousands of
+    levels deep (shutil.rmtree fails there with RecursionError)."""
+    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
+
+
 def log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"baseline failed (exit {rc}): the unmutated code must pass its tests first")
             return 1
         log(f"baseline passed in {took:.0f} s: {last}")
-        shutil.rmtree(tpl / ".pytest-tmp", ignore_errors=True)  # not into every copy
+        _rmtree(tpl / ".pytest-tmp")  # not into every copy
         skipped = [ln for ln in out.splitlines() if ln.startswith("SKIPPED")]
         for ln in skipped:
             log(f"  {ln}")
@@ -228,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                 results["ERROR"].append(mut.name)
                 log(f"{head} ERROR     pytest exit {rc}, no test failed: {tail(out)}")
             if not args.keep:
-                shutil.rmtree(work, ignore_errors=True)
+                _rmtree(work)
     finally:
         unmount_below(base)
         if not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
+            _rmtree(base)
         else:
             log(f"copies kept in {base}")
 
