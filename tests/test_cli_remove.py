@@ -18,7 +18,7 @@ import linkstrategy._remove as R
 from linkstrategy._cli import main as run
 from linkstrategy._remove import TRASH_NAME
 
-REPORT_KEYS = {"removed", "retries", "deferred", "errors", "mounts_skipped", "seconds"}
+REPORT_KEYS = {"removed", "retries", "deferred", "errors", "mounts_skipped", "foreign", "seconds"}
 KEYS = {"schema", "command", "ok", *REPORT_KEYS}
 
 
@@ -87,7 +87,7 @@ def test_real_error_names_path_and_reason(
     monkeypatch.setattr(R.os, "unlink", fake)
     assert run(["remove", str(root)]) == 1
     _out, err = capsys.readouterr()
-    assert err == f"linkstrategy: error: {root / 'g'}: cannot unlink: Input/output error\n"
+    assert err == f"linkstrategy: error: {root / 'g'}: cannot unlink: Input/output error (EIO)\n"
     root = tree(tmp_path / "t2")
     assert run(["remove", "--json", str(root)]) == 1
     data = json.loads(capsys.readouterr()[0])
@@ -116,6 +116,28 @@ def test_deferred_entry_is_shown_not_an_error(
     data = json.loads(capsys.readouterr()[0])
     assert data["removed"] >= 6 and data["errors"] == []
     assert not (tmp_path / TRASH_NAME).exists()
+
+
+def test_gc_reports_what_it_left_alone_and_walks_only_when_recursive(
+    tmp_path: Path, capsys: Any
+) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "1000-1-abc-x").write_text("not trash")
+    os.symlink(target, tmp_path / TRASH_NAME)  # a symlink where a trash should be
+    deep = tmp_path / "a" / "b" / TRASH_NAME / "1000-1-abc-y"
+    deep.mkdir(parents=True)
+    assert run(["gc", "--json", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    validate(data)
+    assert data["foreign"] == [
+        f"{tmp_path / TRASH_NAME}: named like a trash directory but not a directory"
+    ]
+    assert err == f"linkstrategy: left alone: {data['foreign'][0]}\n"
+    assert (target / "1000-1-abc-x").exists() and deep.exists()
+    assert run(["gc", "--recursive", str(tmp_path)]) == 0
+    assert not deep.parent.exists() and (target / "1000-1-abc-x").exists()
 
 
 def test_last_option_orders_the_metadata(tmp_path: Path, capsys: Any) -> None:

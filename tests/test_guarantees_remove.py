@@ -175,7 +175,7 @@ def test_gc_does_not_cross_a_bind_mount(tmp_path: Path) -> None:
     tree(base / "mine" / TRASH_NAME / "1000-1-abcdef-x", {"f": "mine"})
     (base / "d").mkdir()
     with mounted(mountutil.bind_mount(elsewhere, base / "d", name="bm"), tmp_path) as mp:
-        r = gc(base)
+        r = gc(base, recursive=True)  # (not recursive, gc looks at base's entries only)
         assert (mp / TRASH_NAME / "1000-1-abcdef-pkg" / "f").read_text() == "theirs"
         assert not (base / "mine" / TRASH_NAME).exists(), r  # its own trash is emptied
     assert (old_entry / "f").read_text() == "theirs"

@@ -41,7 +41,7 @@ _KILL_AFTER_MOVING_OLD = textwrap.dedent(
     """
     import os, sys
     from linkstrategy import _txn as T
-    T._exchange = lambda a, b: False  # the two-rename path (NFS, FUSE)
+    T._exchange = lambda *args: False  # the two-rename path (NFS, FUSE)
     T.step_hook = lambda name: name == "moved-old" and os._exit(9)
     T.replace(sys.argv[1], sys.argv[2])
     """
@@ -85,7 +85,14 @@ def test_journal_state_is_fsynced_renamed_then_its_directory_fsynced(
 
     def rename(a: Any, b: Any, *args: Any, **kw: Any) -> None:
         real_rename(a, b, *args, **kw)
-        events.append(("rename", f"{os.fspath(a)} -> {os.fspath(b)}"))
+
+        def full(p: Any, fd: int | None) -> str:  # renames are relative to directory fds
+            if fd is None:
+                return str(os.fspath(p))
+            return os.path.join(os.readlink(f"/proc/self/fd/{fd}"), os.fspath(p))
+
+        src, dst = full(a, kw.get("src_dir_fd")), full(b, kw.get("dst_dir_fd"))
+        events.append(("rename", f"{src} -> {dst}"))
 
     new, dst = tmp_path / "new", tmp_path / "site" / "pkg"
     tree(new, "new")
@@ -114,7 +121,7 @@ def test_rename_busy_forever_is_an_error_within_the_budget(
     ends is an error after it (and the old tree stays), never an endless loop.  Both
     ways of swapping: RENAME_EXCHANGE, and the two renames used where it is missing."""
     if swap == "two-renames":
-        monkeypatch.setattr(_txn, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(_txn, "_exchange", lambda *args: False)
     dst = Path(fusefs.mountpoint) / "site" / "pkg"
     old = tree(dst, "old")
     new = tmp_path / "new"

@@ -13,7 +13,7 @@ from support import mountutil
 import linkstrategy
 from linkstrategy import _probe
 from linkstrategy._mounts import parse_mount_table
-from linkstrategy._owner import HOST
+from linkstrategy._owner import LOCK_NAME, hold, owner, release, tmp_name
 from linkstrategy._probe import NETWORK_ENV, PROBE_PREFIX
 
 DATA = Path(__file__).parent / "data" / "mounttables"
@@ -73,17 +73,25 @@ def test_probe_is_cached_per_mount(xfs_reflink: Path, monkeypatch: pytest.Monkey
 
 
 def test_probe_removes_stale_test_dirs_of_dead_processes(tmpfs_dir: Path) -> None:
-    dead = tmpfs_dir / f"{PROBE_PREFIX}{HOST}-999999999-abcd"
+    # Liveness is the lock inside (owner IDs, _owner.judge), not a host tag and a pid.
+    dead = tmpfs_dir / tmp_name(1, PROBE_PREFIX).replace(owner(), "0" * 16)
     dead.mkdir()
     (dead / "a").write_text("x")
-    mine = tmpfs_dir / f"{PROBE_PREFIX}{HOST}-{os.getpid()}-beef"
-    foreign = tmpfs_dir / f"{PROBE_PREFIX}zzzz-1-cafe"  # another host's, and fresh
-    foreign.mkdir()
+    (dead / LOCK_NAME).write_text("")  # its maker's lock file, free: the maker is gone
+    mine = tmpfs_dir / tmp_name(2, PROBE_PREFIX)
     mine.mkdir()
-    linkstrategy.probe(tmpfs_dir)
-    assert not dead.exists()
-    assert mine.exists(), "a live process's test directory must be left alone"
-    assert foreign.exists(), "another host's pid means nothing here: judged by age"
+    fd = os.open(mine, os.O_RDONLY | os.O_DIRECTORY)
+    lock = hold(fd)  # a live process's
+    fresh = tmpfs_dir / f"{PROBE_PREFIX}{'1' * 16}-3"  # no lock to test, and fresh
+    fresh.mkdir()
+    try:
+        linkstrategy.probe(tmpfs_dir)
+        assert not dead.exists()
+        assert mine.exists(), "a live process's test directory must be left alone"
+        assert fresh.exists(), "without a lock, judged by age"
+    finally:
+        release(fd, lock)
+        os.close(fd)
 
 
 def test_probe_of_read_only_mount_is_untested_not_an_error(readonly_dir: Path) -> None:

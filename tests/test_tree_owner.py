@@ -282,3 +282,34 @@ def test_a_maker_killed_while_locking_is_dead_after_a_short_grace(
             os.close(fd)
     finally:
         os.close(pfd)
+
+
+def test_a_maker_releasing_its_lock_while_judged_is_not_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race place_many() met: a judge opens the lock file, the maker then releases
+    it (unlink, unlock) to rename its finished directory into place, and only then
+    does the judge test the lock.  That directory must not be taken for debris (its
+    contents were removed under the maker's final name)."""
+    name = _owner.tmp_name(77)
+    d = tmp_path / name
+    d.mkdir()
+    (d / "METADATA").write_text("theirs")
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    dfd = os.open(d, os.O_RDONLY)
+    lk = _owner.hold(dfd)
+    real = _owner._is_locked
+
+    def released_meanwhile(fd: int) -> bool | None:
+        _owner.release(dfd, lk)  # the maker finishes between the judge's open and test
+        return real(fd)
+
+    monkeypatch.setattr(_owner, "_is_locked", released_meanwhile)
+    try:
+        assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "live"
+        monkeypatch.setattr(_owner, "_is_locked", real)
+        assert _tree.reap_stale(pfd) == ([], [])
+        assert (d / "METADATA").read_text() == "theirs"
+    finally:
+        os.close(dfd)
+        os.close(pfd)

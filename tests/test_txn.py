@@ -19,7 +19,6 @@ from support import mountutil
 import linkstrategy._txn as T
 from linkstrategy._errors import LinkStrategyError, TransactionBusy
 from linkstrategy._mounts import mount_id_of
-from linkstrategy._owner import HOST
 from linkstrategy._remove import TRASH_NAME, gc, remove
 from linkstrategy._txn import recover_for, replace, staging_dir
 
@@ -51,6 +50,14 @@ def snapshot(root: Path) -> dict[str, Any]:
                     digest = hashlib.sha256(f.read()).hexdigest()
                 out[rel] = ("file", stat.S_IMODE(st.st_mode), digest)
     return out
+
+
+def begin_txn(dst: Path) -> tuple[Any, int]:
+    """A journal for ``dst`` as a running replace() makes it: (txn, parent fd)."""
+    fd = os.open(dst.parent, os.O_RDONLY | os.O_DIRECTORY)
+    txn = T._Txn(fd, str(dst.parent), dst.name)
+    txn.begin()
+    return txn, fd
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -115,16 +122,16 @@ def test_failure_during_swap_rolls_back(
     new, dst, _want, old = trees
     if exchange:
 
-        def boom(a: str, b: str) -> bool:
+        def boom(afd: int, a: str, bfd: int, b: str) -> bool:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), a, None, b)
 
         monkeypatch.setattr(T, "_exchange", boom)
     else:
-        monkeypatch.setattr(T, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(T, "_exchange", lambda afd, a, bfd, b: False)
         real = T.os.rename
 
         def second_rename_fails(a: Any, b: Any, *args: Any, **kw: Any) -> None:
-            if os.fspath(b) == str(dst) and os.fspath(a).endswith("/new"):
+            if os.fspath(b) == dst.name and os.fspath(a) == "new":
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), a, None, b)
             real(a, b, *args, **kw)
 
@@ -221,15 +228,15 @@ def test_busy_renames_of_the_swap_are_retried_on_fuse(fusefs: Any, tmp_path: Pat
 def test_live_transaction_is_not_recovered_under_its_feet(tmp_path: Path) -> None:
     dst = tmp_path / "pkg"
     build(dst, "old")
-    txn = T._Txn(str(dst))
-    txn.begin()  # holds the journal's lock, like a running replace()
+    txn, fd = begin_txn(dst)  # holds the journal's lock, like a running replace()
     try:
         with pytest.raises(TransactionBusy):
             recover_for(dst)
         r = remove(dst)
         assert [e.errno for e in r.errors] == [errno.EBUSY] and dst.exists()
     finally:
-        txn.unlock()
+        txn.close()
+        os.close(fd)
     assert recover_for(dst)  # the holder is gone: rolled back
     assert dst.exists() and leftovers(tmp_path) == []
 
@@ -239,9 +246,9 @@ def test_remove_of_many_files_finds_a_dead_journal_among_them(tmp_path: Path, nf
     files = [tmp_path / f"f{i}" for i in range(nfiles)]
     for f in files:
         f.write_text(f.name)
-    txn = T._Txn(str(files[1]))
-    txn.begin()
-    txn.unlock()  # as if its process died while building
+    txn, fd = begin_txn(files[1])
+    txn.close()  # as if its process died while building
+    os.close(fd)
     assert leftovers(tmp_path) == [".f1.linkstrategy-txn"]
     r = remove(files)
     assert r.ok and r.removed == nfiles
@@ -278,12 +285,14 @@ def test_staging_dir_is_adjacent_hidden_and_on_the_same_mount(
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # another filesystem: not used
     dst = tmpfs_dir / "site" / "pkg"
     with staging_dir(dst) as st:
-        assert st.parent == dst.parent and st.name.startswith(".pkg.linkstrategy-stage-")
+        stage = st.parent  # holds the lock file; the yielded directory is its "tree"
+        assert st.name == "tree" and list(st.iterdir()) == []
+        assert stage.parent == dst.parent and stage.name.startswith(".pkg.linkstrategy-stage-")
         assert os.stat(st).st_dev == os.stat(dst.parent).st_dev
         assert mount_id_of(str(st)) == mount_id_of(str(dst.parent))
         (st / "f").write_text("x")
         os.rename(st / "f", dst.parent / "f")  # a rename, not a copy across filesystems
-    assert not st.exists() and (dst.parent / "f").read_text() == "x"
+    assert not stage.exists() and (dst.parent / "f").read_text() == "x"
 
 
 def test_staging_dir_uses_tmpdir_on_the_same_mount(
@@ -293,8 +302,8 @@ def test_staging_dir_uses_tmpdir_on_the_same_mount(
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
     with staging_dir(tmpfs_dir / "pkg") as st:
-        assert st.parent == tmp
-    assert not st.exists()
+        assert st.parent.parent == tmp
+    assert not st.parent.exists()
 
 
 def test_staging_dir_avoids_tmpdir_in_another_btrfs_subvolume(
@@ -303,18 +312,30 @@ def test_staging_dir_avoids_tmpdir_in_another_btrfs_subvolume(
     a, b = btrfs_subvols
     monkeypatch.setenv("TMPDIR", str(a))  # same mount, other subvolume: rename gives EXDEV
     with staging_dir(b / "pkg") as st:
-        assert st.parent == b
+        assert st.parent.parent == b
         (st / "f").write_text("x")
         os.rename(st / "f", b / "f")
 
 
 def test_gc_removes_staging_dirs_of_dead_processes(tmp_path: Path) -> None:
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    ).stdout.strip()
-    stale = tmp_path / f".pkg{T.STAGE_MARK}{HOST}-{dead}-abc"
-    (stale / "x").mkdir(parents=True)
-    live = tmp_path / f".pkg{T.STAGE_MARK}{HOST}-{os.getpid()}-abc"
-    live.mkdir()
-    assert gc(tmp_path).ok
-    assert not stale.exists() and live.exists()
+    # A child opens a staging dir and dies with it open (kill -9): its lock is free.
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from linkstrategy._txn import staging_dir
+        with staging_dir(sys.argv[1]) as st:
+            (st / "x").mkdir()
+            print(st, flush=True)
+            os.kill(os.getpid(), 9)
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "pkg")], capture_output=True, text=True
+    )
+    assert res.returncode == -9, res.stderr
+    stale = Path(res.stdout.strip()).parent
+    assert stale.exists() and T.is_stage_name(stale.name)
+    with staging_dir(tmp_path / "pkg") as live:
+        assert gc(tmp_path).ok
+        assert not stale.exists() and live.exists()
+    assert leftovers(tmp_path) == []

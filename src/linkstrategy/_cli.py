@@ -723,6 +723,8 @@ def _finish_remove(out: _Out, report: RemoveReport, verb: str) -> int:
             "left alone",
             file=sys.stderr,
         )
+    for f in report.foreign:
+        print(f"{PROG}: left alone: {_one_line(f)}", file=sys.stderr)
     data = report.to_json()
     for err in data["errors"]:
         err["errno"] = _errno_name(err["errno"])
@@ -755,7 +757,7 @@ def _cmd_gc(args: argparse.Namespace, out: _Out) -> int:
     from ._remove import gc
 
     try:
-        report = gc(args.path, min_age=args.min_age)
+        report = gc(args.path, min_age=args.min_age, recursive=args.recursive)
     except OSError as e:
         return out.fail_os(e)
     return _finish_remove(out, report, "collected")
@@ -951,8 +953,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = add(
         "gc",
         help="empty linkstrategy trash and finish interrupted replace calls under PATH",
-        description="Empty linkstrategy trash at and under PATH, finish or roll back "
-        "interrupted replace calls, and remove staging directories of dead processes.",
+        description="Empty linkstrategy trash, finish or roll back interrupted replace calls, "
+        "and remove the temporaries of dead processes, at PATH, in its entries and in its "
+        "parent (--recursive: in every directory below PATH).  Another user's trash or "
+        "journal is left alone and reported.",
     )
     g.add_argument("path", metavar="PATH", help="the directory to clean up under")
     g.add_argument(
@@ -961,6 +965,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="SECONDS",
         help="keep trash entries younger than this (default 0)",
+    )
+    g.add_argument(
+        "--recursive",
+        action="store_true",
+        help="look in every directory below PATH too (default: PATH, its entries and its "
+        "parent only, so gc costs what there is to collect, not the size of the tree)",
     )
     _common(g)
     g.set_defaults(func=_cmd_gc)

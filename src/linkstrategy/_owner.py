@@ -277,6 +277,11 @@ def judge(dir_fd: int, name: str, st: os.stat_result) -> Verdict:
                 if not stat.S_ISREG(lst.st_mode):
                     return "dead" if _old(st, GRACE_NO_LOCK) else "live"
                 locked = _is_locked(lfd)
+                if locked is False and os.fstat(lfd).st_nlink == 0:
+                    # release() unlinks the lock file before it lets go of the lock: a
+                    # free lock on an unlinked file is a maker that just finished (its
+                    # directory is being renamed into place), not a dead one.
+                    locked = True
             finally:
                 os.close(lfd)
         finally:

@@ -13,7 +13,9 @@ Two layers:
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import os
 import stat
 import threading
@@ -31,13 +33,15 @@ from ._mounts import (
     mount_id_of,
     read_mount_table,
 )
-from ._owner import is_orphan, tag
+from ._owner import hold, release, tmp_name
 from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd, get_xattr, set_xattr
+from ._tree import reap_stale, rmtree_at
 
 __all__ = ["Probe", "ProbeJSON", "clear_cache", "network_override", "probe"]
 
-#: Prefix of live-test directories.  Recognisable, hidden, and carrying host and pid
-#: (``_owner.tag()``) so a later probe can tell a stale one from a running one.
+#: Prefix of live-test directories: ``<prefix><owner>-<n>`` (:func:`._owner.tmp_name`),
+#: holding a lock file while in use, so a later probe or gc tells a stale one (its
+#: lock free) from a running one.
 PROBE_PREFIX = ".linkstrategy-probe-"
 
 #: Environment variable naming mount points to treat as network filesystems
@@ -327,54 +331,54 @@ def _errname(e: OSError) -> str:
 
 
 def remove_stale_probes(directory: str) -> None:
-    """Remove live-test directories left in ``directory`` by processes that died."""
+    """Remove live-test directories left in ``directory`` by processes that died
+    (their lock is free, :func:`._owner.judge`); never another user's."""
     try:
-        with os.scandir(directory) as it:
-            names = [e.name for e in it if e.name.startswith(PROBE_PREFIX)]
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return
-    for name in names:
-        host, _, rest = name[len(PROBE_PREFIX) :].partition("-")
-        path = os.path.join(directory, name)
-        try:
-            mtime: float | None = os.lstat(path).st_mtime
-        except OSError:
-            continue
-        if is_orphan(host, rest.partition("-")[0], mtime):
-            _rmtree_quiet(path)
-
-
-def _rmtree_quiet(path: str) -> None:
     try:
-        for name in os.listdir(path):
-            try:
-                os.unlink(os.path.join(path, name))
-            except OSError:
-                pass
-        os.rmdir(path)
+        reap_stale(fd, prefixes=(PROBE_PREFIX,))
     except OSError:
         pass
+    finally:
+        os.close(fd)
+
+
+_probe_seq = itertools.count()
 
 
 def _live_test(directory: str) -> _Live:
     """Try clone, link and xattr in a fresh hidden directory inside ``directory``."""
     t0 = time.perf_counter()
     remove_stale_probes(directory)
-    tmp = os.path.join(directory, f"{PROBE_PREFIX}{tag()}-{os.urandom(4).hex()}")
-    os.mkdir(tmp, 0o700)  # OSError (EACCES, EROFS, ...) -> "untested" in probe()
-    errors: dict[str, str] = {}
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        src = os.path.join(tmp, "a")
-        fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        name = tmp_name(next(_probe_seq), PROBE_PREFIX)
+        os.mkdir(name, 0o700, dir_fd=dfd)  # OSError (EACCES, EROFS, ...) -> "untested"
+        tmp = os.path.join(directory, name)
+        errors: dict[str, str] = {}
+        tfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        lock: int | None = None
         try:
-            os.write(fd, b"linkstrategy" * 342)  # 4104 bytes: more than one block
+            lock = hold(tfd)  # tells a concurrent probe this directory is in use
+            src = os.path.join(tmp, "a")
+            fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"linkstrategy" * 342)  # 4104 bytes: more than one block
+            finally:
+                os.close(fd)
+            reflink = _test_clone(src, tmp, errors)
+            hardlink = _test_link(src, os.path.join(tmp, "l"), errors)
+            xattr = _test_xattr(src, errors)
         finally:
-            os.close(fd)
-        reflink = _test_clone(src, tmp, errors)
-        hardlink = _test_link(src, os.path.join(tmp, "l"), errors)
-        xattr = _test_xattr(src, errors)
+            with contextlib.suppress(OSError):
+                release(tfd, lock)
+            os.close(tfd)
+            with contextlib.suppress(OSError):
+                rmtree_at(dfd, name)
     finally:
-        _rmtree_quiet(tmp)
+        os.close(dfd)
     return _Live(reflink, hardlink, xattr, time.perf_counter() - t0, errors)
 
 

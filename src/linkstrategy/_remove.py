@@ -86,15 +86,16 @@ import functools
 import logging
 import os
 import re
-import secrets
 import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from typing import Any, NamedTuple, Union
 
+from ._classify import classify
 from ._errors import (
     REMOVE_GONE,
     REMOVE_IS_DIR,
@@ -102,9 +103,23 @@ from ._errors import (
     REMOVE_RETRY,
     REMOVE_SWAPPED,
     RemoveError,
+    TransactionBusy,
 )
 from ._mounts import find_mount
-from ._syscalls import StatxResult, libc, statx
+from ._owner import is_tmp_name, judge, may_act
+from ._probe import PROBE_PREFIX, network_override
+from ._syscalls import StatxResult, libc, open_beneath, statx
+from ._trash import (
+    TRASH_NAME,
+    forget,
+    is_trash_name,
+    known_on,
+    move_to_trash,
+    open_trash,
+    reopen_known,
+    trash_age,
+    trash_name_for,
+)
 
 __all__ = [
     "TRASH_NAME",
@@ -120,35 +135,12 @@ log = logging.getLogger("linkstrategy")
 
 StrPath = Union[str, "os.PathLike[str]"]
 
-#: Name of the hidden trash directory made next to a removed root.
-TRASH_NAME = ".linkstrategy-trash"
-
 # NFS client silly-rename: ".nfs" + 16 hex fileid + 8 hex counter (fs/nfs/dir.c);
 # the macOS client uses ".nfs.%08x.%04x".  libfuse: ".fuse_hidden%08x%08x".
 _SILLY = re.compile(
     r"^(\.nfs[0-9A-Fa-f]{24}|\.nfs\.[0-9a-f]{8}\.[0-9a-f]{4}|\.fuse_hidden[0-9a-f]{16})$"
 )
 
-# Mounts where a thread pool pays: every unlink is a round trip to a server.
-_NETWORK_FSTYPES = frozenset(
-    {
-        "nfs",
-        "nfs4",
-        "cifs",
-        "smb3",
-        "smbfs",
-        "9p",
-        "ceph",
-        "glusterfs",
-        "lustre",
-        "gpfs",
-        "beegfs",
-        "afs",
-        "virtiofs",
-        "davfs",
-        "sshfs",
-    }
-)
 _NETWORK_WORKERS = 32
 # On a local disk: the serial walk hands over to this many threads (at most one per
 # CPU) after this many directories.  Measured on 2 cores, a 7.6k-file tree: 2
@@ -157,7 +149,14 @@ _NETWORK_WORKERS = 32
 _LOCAL_WORKERS = 2
 _LOCAL_SERIAL_DIRS = 100
 
-_NO_FDS = (errno.EMFILE, errno.ENFILE)  # retried: threads may hold many directory fds
+# Directory fds one serial walk holds at most, whatever the depth: deeper, the
+# oldest are closed and reached again through ".." (checked by inode) on the way
+# back up.  A parallel walk goes at most _PARALLEL_DEPTH levels deep in jobs; below
+# that, a job empties its subtree with a serial walk of at most _DEEP_FDS fds, so a
+# pool of 32 holds a few hundred fds at most, under the usual `ulimit -n 1024`.
+_MAX_FDS = 32
+_PARALLEL_DEPTH = 8
+_DEEP_FDS = 8
 
 _BACKOFF_START = 0.01
 _BACKOFF_MAX = 0.5
@@ -171,6 +170,11 @@ unlink_hook: Callable[[int], None] | None = None
 
 def _is_silly(name: str) -> bool:
     return name.startswith((".nfs", ".fuse_hidden")) and _SILLY.match(name) is not None
+
+
+def _why(code: int) -> str:
+    """The reason for an errno, with its name: "Too many open files (EMFILE)"."""
+    return f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
 
 
 # statfs f_type of filesystems that are surely local: their removals need not read
@@ -257,6 +261,9 @@ class RemoveReport:
     errors: tuple[RemoveFailure, ...] = ()
     mounts_skipped: tuple[str, ...] = ()
     seconds: float = 0.0
+    #: gc(): what it found but left alone, as ``"<path>: <why>"`` (another user's
+    #: trash, journal or temporary; a symlink where a trash directory should be).
+    foreign: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -270,6 +277,7 @@ class RemoveReport:
             "deferred": [d.to_json() for d in self.deferred],
             "errors": [e.to_json() for e in self.errors],
             "mounts_skipped": list(self.mounts_skipped),
+            "foreign": list(self.foreign),
             "seconds": round(self.seconds, 6),
         }
 
@@ -300,11 +308,13 @@ _EMPTY_PROTECT = _Protect()
 class _Frame:
     """A directory being emptied: its fd and what the walk knows about it."""
 
-    fd: int
+    fd: int  # -1: closed by a deep serial walk (reopened through ".." on the way up)
     path: str
     prot: _Protect
     subdirs: list[str] = field(default_factory=list)
     blocked: bool = False  # something in here stays: do not try rmdir
+    ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino), to check a reopened fd
+    depth: int = 0
     # Parallel walk only: the directory holding this one (None for the top), and
     # how many jobs still run for it (its own scan plus one per child directory).
     parent: _Frame | None = None
@@ -326,6 +336,11 @@ class _Outcome:
     def clean(self) -> bool:
         return not (self.retry or self.silly or self.error or self.mount or self.protected)
 
+    def again(self, path: str, why: str) -> None:
+        """A retryable failure at ``path``: another pass may succeed."""
+        self.retry = True
+        self.last_retry_error = f"{path}: {why}"
+
 
 class _Run:
     def __init__(self, budget: float, workers: int | None, *, defer: bool = True) -> None:
@@ -342,7 +357,8 @@ class _Run:
         self._lock = threading.RLock()
         self.opened: list[_Root] = []
         self._workers_by_dev: dict[int, int] = {}
-        self.parent_fds: dict[str, tuple[int, StatxResult]] = {}  # shared by roots in one directory
+        # Parent directories, shared by roots in one directory: (fd, statx, real path).
+        self.parent_fds: dict[str, tuple[int, StatxResult, str]] = {}
         self._hook = unlink_hook
 
     # bookkeeping ---------------------------------------------------------
@@ -354,7 +370,7 @@ class _Run:
 
     def close(self) -> None:
         self._close_pool()
-        for fd, _st in self.parent_fds.values():
+        for fd, _st, _real in self.parent_fds.values():
             os.close(fd)
         self.parent_fds.clear()
         for r in self.opened:
@@ -373,7 +389,8 @@ class _Run:
     def fail(self, out: _Outcome, path: str, exc: OSError, what: str) -> None:
         out.error = True
         code = exc.errno or 0
-        self.errors.append(RemoveFailure(path, code, f"{what}: {os.strerror(code)}"))
+        with self._lock:
+            self.errors.append(RemoveFailure(path, code, f"{what}: {_why(code)}"))
 
     def _count(self, n: int = 1) -> None:
         with self._lock:
@@ -444,7 +461,7 @@ class _Run:
                 return True
             if code in REMOVE_IS_DIR:
                 # It is (now) a directory: swapped mid-walk; the next pass walks it.
-                out.retry = True
+                out.again(os.path.join(path, name), "became a directory")
                 return False
             if code in REMOVE_PERMISSION and not fixed:
                 fixed = True
@@ -454,8 +471,7 @@ class _Run:
                 if _is_silly(name):
                     out.silly.append(os.path.join(path, name))
                 else:
-                    out.retry = True
-                    out.last_retry_error = f"{os.path.join(path, name)}: {os.strerror(code)}"
+                    out.again(os.path.join(path, name), _why(code))
                     self._retried()
                 return False
             self.fail(out, os.path.join(path, name), exc, "cannot unlink")
@@ -486,12 +502,11 @@ class _Run:
                     if left and all(_is_silly(n) for n in left):
                         out.silly.extend(os.path.join(full, n) for n in left)
                     else:
-                        out.retry = True
-                        out.last_retry_error = f"{full}: {os.strerror(code)}"
+                        out.again(full, _why(code))
                         self._retried()
                     return False
                 if code in REMOVE_SWAPPED:
-                    out.retry = True  # swapped for a file or symlink: next pass unlinks it
+                    out.again(full, "swapped for a non-directory")  # next pass unlinks it
                     return False
                 self.fail(out, full, e, "cannot remove directory")
                 return False
@@ -555,12 +570,10 @@ class _Run:
             except OSError as e:
                 if e.errno in REMOVE_GONE:
                     return None
-                if e.errno in REMOVE_SWAPPED or e.errno in _NO_FDS:
+                if e.errno in REMOVE_SWAPPED:
                     # Became a symlink (O_NOFOLLOW: ELOOP) or a file (ENOTDIR): remove the
                     # link itself next pass; its target is outside the walk and untouched.
-                    # Out of fds (many threads each hold a path of open directories):
-                    # next pass, when they are closed.
-                    out.retry = True
+                    out.again(full, "swapped for a non-directory")
                     fr.blocked = True
                     return None
                 if e.errno in REMOVE_PERMISSION and not fixed:
@@ -580,7 +593,7 @@ class _Run:
         if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
             os.close(fd)  # replaced between the stat and the open: look again next pass
             fr.blocked = True
-            out.retry = True
+            out.again(full, "replaced while opening")
             return None
         return fd
 
@@ -599,9 +612,6 @@ class _Run:
                     self.fail(out, fr.path, e2, "cannot list directory")
                     return []
                 fr.blocked = False
-            elif e.errno in _NO_FDS:  # scandir dup()s the fd
-                out.retry = True
-                return []
             else:
                 self.fail(out, fr.path, e, "cannot list directory")
                 return []
@@ -668,15 +678,36 @@ class _Run:
         # Serial; on a local disk a big tree is handed to the parallel walk after a
         # while (threads do not pay for a small one).
         later = _local_workers() if self.workers is None else 1
+        return self.serial_clear(top_fd, top_path, prot, root, out, _MAX_FDS, later)
+
+    def serial_clear(
+        self,
+        top_fd: int,
+        top_path: str,
+        prot: _Protect,
+        root: StatxResult,
+        out: _Outcome,
+        max_fds: int,
+        later: int = 1,
+    ) -> bool:
+        """Empty the directory open at ``top_fd`` depth first, in a loop, holding at
+        most ``max_fds`` directory fds (besides ``top_fd``) at any depth: deeper, the
+        oldest open frame is closed and reached again from its child through ``..``,
+        checked by ``(st_dev, st_ino)``; a directory moved away mid-walk stops the walk
+        (an error) instead of leading elsewhere.  ``later > 1``: after
+        ``_LOCAL_SERIAL_DIRS`` directories, hand the rest to that many threads."""
         serial_dirs = _LOCAL_SERIAL_DIRS
-        top = _Frame(top_fd, top_path, prot)
+        top_st = os.fstat(top_fd)
+        top = _Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino))
         self.unlink_files(top, self.scan(top, out), out)
         stack = [top]
+        opened = 0  # open fds in stack, top excluded
+        closed = 0  # frames in stack whose fd was closed to stay within max_fds
         try:
             while stack:
                 fr = stack[-1]
                 if fr.subdirs:
-                    if serial_dirs <= 0 and later > 1:
+                    if serial_dirs <= 0 and later > 1 and not closed:
                         walk = _ParallelWalk(self, self._get_pool(later), root, out)
                         handed, stack = stack, []  # its fds are the walk's to close now
                         return walk.adopt(handed)
@@ -685,16 +716,51 @@ class _Run:
                     fd = self.open_subdir(fr, name, root, out)
                     if fd is None:
                         continue
+                    fst = os.fstat(fd)
                     node = fr.prot.children.get(name, _EMPTY_PROTECT)
-                    child = _Frame(fd, os.path.join(fr.path, name), node)
+                    child = _Frame(
+                        fd,
+                        os.path.join(fr.path, name),
+                        node,
+                        ident=(fst.st_dev, fst.st_ino),
+                        depth=fr.depth + 1,
+                    )
                     stack.append(child)
+                    opened += 1
+                    if opened > max_fds:
+                        old = next(f for f in stack[1:] if f.fd >= 0)
+                        os.close(old.fd)
+                        old.fd = -1
+                        opened -= 1
+                        closed += 1
                     self.unlink_files(child, self.scan(child, out), out)
                     continue
                 stack.pop()
                 if fr is top:
                     return not fr.blocked
-                os.close(fr.fd)
                 parent = stack[-1]
+                if parent.fd < 0:
+                    try:
+                        pfd = os.open("..", _O_DIR, dir_fd=fr.fd)
+                    except OSError as e:
+                        self.fail(out, parent.path, e, "cannot reopen directory")
+                        return False
+                    pst = os.fstat(pfd)
+                    if (pst.st_dev, pst.st_ino) != parent.ident:
+                        os.close(pfd)
+                        self.fail(
+                            out,
+                            parent.path,
+                            OSError(errno.ESTALE, "moved"),
+                            "moved during removal, walk stopped",
+                        )
+                        return False
+                    parent.fd = pfd
+                    opened += 1
+                    closed -= 1
+                os.close(fr.fd)
+                fr.fd = -1
+                opened -= 1
                 if fr.blocked or not self.rmdir(
                     parent.fd, parent.path, os.path.basename(fr.path), out
                 ):
@@ -702,7 +768,7 @@ class _Run:
             return not top.blocked
         finally:
             for fr in stack:
-                if fr is not top:
+                if fr is not top and fr.fd >= 0:
                     os.close(fr.fd)
 
 
@@ -712,7 +778,10 @@ class _Workers:
     Newest first: the subdirectories a job submits are taken before their
     parent's siblings, so the walk goes deep first and only about ``size`` times
     the tree's depth directories are open at a time (a queue would open a whole
-    level of a wide tree at once).  Threads start as jobs wait for them.
+    level of a wide tree at once).  Threads start as jobs wait for them; where no
+    more can start (``ulimit -u``, a container's pids limit) the pool goes on with
+    the threads it has, and the caller works jobs too while it waits
+    (:meth:`work_until`), so even a pool without a single thread finishes.
     """
 
     def __init__(self, size: int) -> None:
@@ -733,9 +802,9 @@ class _Workers:
                 )
                 try:
                     t.start()
-                except RuntimeError:  # cannot start a thread: the running ones will do
-                    if not self._threads:
-                        raise
+                except RuntimeError:  # cannot start a thread: go on with fewer
+                    self.size = len(self._threads)
+                    log.debug("remove: cannot start more threads; %d work", self.size)
                 else:
                     self._threads.append(t)
             self._jobs.append(job)
@@ -757,6 +826,27 @@ class _Workers:
                 job()
             except BaseException:  # jobs report their own failures; keep the thread
                 log.debug("remove worker job failed", exc_info=True)
+
+    def work_until(self, done: threading.Event) -> None:
+        """Work jobs in the calling thread until ``done`` is set (see :meth:`wake`)."""
+        cv = self._cv
+        jobs = self._jobs
+        while True:
+            with cv:
+                while not jobs and not done.is_set():
+                    cv.wait()
+                if done.is_set():
+                    return
+                job = jobs.pop()
+            try:
+                job()
+            except BaseException:  # jobs report their own failures
+                log.debug("remove job failed", exc_info=True)
+
+    def wake(self) -> None:
+        """Wake :meth:`work_until` callers to look at their event again."""
+        with self._cv:
+            self._cv.notify_all()
 
     def shutdown(self) -> None:
         with self._cv:
@@ -794,10 +884,10 @@ class _ParallelWalk:
         top = _Frame(top_fd, top_path, prot, pending=1)
         try:
             self.scan(top)  # the top in this thread; its subdirectories in the pool
-            self.done.wait()
+            self.pool.work_until(self.done)
         except BaseException:
             self.cancelled = True
-            self.done.wait()  # never return while a job may still use an fd
+            self.pool.work_until(self.done)  # never return while a job may use an fd
             raise
         if self.exc is not None:
             raise self.exc
@@ -826,13 +916,13 @@ class _ParallelWalk:
                     self.failed(e, fr)
                 left -= 1
                 self.release(fr)
-            self.done.wait()
+            self.pool.work_until(self.done)
         except BaseException:
             self.cancelled = True
             while left:
                 left -= 1
                 self.release(stack[left])
-            self.done.wait()  # never return while a job may still use an fd
+            self.pool.work_until(self.done)  # never return while a job may use an fd
             raise
         if self.exc is not None:
             raise self.exc
@@ -873,13 +963,28 @@ class _ParallelWalk:
                 if fd is not None:
                     node = parent.prot.children.get(name, _EMPTY_PROTECT)
                     path = os.path.join(parent.path, name)
-                    child = _Frame(fd, path, node, parent=parent, pending=1)
+                    if parent.depth + 1 >= _PARALLEL_DEPTH:
+                        self.deep(parent, name, fd, path, node)
+                    else:
+                        child = _Frame(
+                            fd, path, node, parent=parent, pending=1, depth=parent.depth + 1
+                        )
         except BaseException as e:
             self.failed(e, parent)
         if child is None:
             self.release(parent)
         else:
             self.scan(child)
+
+    def deep(self, parent: _Frame, name: str, fd: int, path: str, node: _Protect) -> None:
+        """Empty and rmdir a subtree below the parallel depth with a serial walk in this
+        job (bounded fds whatever its depth)."""
+        try:
+            ok = self.run.serial_clear(fd, path, node, self.root, self.out, _DEEP_FDS)
+        finally:
+            os.close(fd)
+        if not ok or self.cancelled or not self.run.rmdir(parent.fd, parent.path, name, self.out):
+            parent.blocked = True
 
     def release(self, fr: _Frame) -> None:
         """One job for ``fr`` is done; the last one finishes it (and maybe its parents)."""
@@ -891,6 +996,7 @@ class _ParallelWalk:
             parent = fr.parent
             if parent is None:  # the top: its fd and its rmdir belong to the caller
                 self.done.set()
+                self.pool.wake()
                 return
             try:
                 os.close(fr.fd)
@@ -940,58 +1046,112 @@ def _local_workers() -> int:
 def _network_workers(fd: int) -> int:
     """Workers for unlinking in the directory open at ``fd``: many on network mounts."""
     workers = 1
-    if _fs_magic(fd) in _LOCAL_MAGIC:
+    override = network_override()  # the user's word wins over any classification
+    if not override and _fs_magic(fd) in _LOCAL_MAGIC:
         return workers
     try:
         mount = find_mount(f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else ".")
         # find_mount resolves the magic link with realpath; fine for a classification.
-        fstype = mount.fstype
-        if fstype in _NETWORK_FSTYPES or fstype.startswith("fuse"):
+        # The probe's classification, so $LINKSTRATEGY_NETWORK_MOUNTS counts here too.
+        if (
+            classify(mount).network
+            or mount.fstype.startswith("fuse")
+            or mount.mount_point in network_override()
+        ):
             workers = _NETWORK_WORKERS
     except Exception:  # classification is an optimisation; never fail the removal for it
         workers = 1
     return workers
 
 
-# -- roots, refusals, trash -----------------------------------------------------
+# -- roots, refusals -------------------------------------------------------------
 
 
 @dataclass
 class _Root:
-    path: str  # absolute, lexically normalised, final component not resolved
-    parent: str
-    name: str
+    path: str  # as reported: the real path of the parent + name (set when opened)
+    parent: str  # as given (opened as the kernel resolves it), then its real path
+    name: str  # the last component, never "", "." or ".."
     prot: _Protect = field(default_factory=_Protect)
-    parent_fd: int = -1  # owned by _Run.parent_fds
+    parent_fd: int = -1  # owned by _Run.parent_fds (or by the caller, when preset)
     parent_st: StatxResult | None = None
     st: StatxResult | None = None  # None: does not exist
     outcome: _Outcome = field(default_factory=_Outcome)
     done: bool = False
+    # Open the parent beneath this directory fd, never following a symlink (a
+    # `last` entry below a root): (fd, relative path).
+    anchor: tuple[int, str] | None = None
+    strict: bool = False  # gc: act only on the inode in `st`; anything else stays
 
 
-def _home() -> str | None:
+def _split(p: StrPath) -> tuple[str, str]:
+    """``(parent, name)`` of a path argument, refusing what ``rm`` refuses.
+
+    Nothing is normalised: the parent is opened later exactly as the kernel
+    resolves it (``keep/link/..`` means the parent of ``link``'s target), and the
+    last component is acted on relative to that directory's fd.
+    """
+    s = os.fspath(p)
+    if not s:
+        raise RemoveError(errno.ENOENT, "refusing to remove an empty path", s)
+    stripped = s.rstrip("/")
+    if not stripped:
+        raise RemoveError(errno.EPERM, "refusing to remove the root directory", s)
+    parent, name = os.path.split(stripped)
+    if name in (".", ".."):
+        raise RemoveError(errno.EINVAL, "refusing to remove '.' or '..'", s)
+    return parent or ".", name
+
+
+def _root_for(p: StrPath) -> _Root:
+    parent, name = _split(p)
+    return _Root(os.path.join(parent, name), parent, name)
+
+
+def _fd_path(fd: int, fallback: str) -> str:
+    """The real path of the directory open at ``fd`` (for reports only)."""
+    try:
+        p = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(fallback)
+    if p.startswith("/") and not p.endswith(" (deleted)"):
+        return p
+    return os.path.realpath(fallback)
+
+
+def _protected() -> dict[tuple[int, int], str]:
+    """``(st_dev, st_ino)`` of the directories never removed: ``/``, the home
+    directory and its ancestors.  By identity, not by name: a path through a
+    symlink, a bind mount or ``..`` still names the same inode."""
+    out: dict[tuple[int, int], str] = {}
     try:
         home = os.path.expanduser("~")
     except Exception:
-        return None
-    return os.path.realpath(home) if home and home != "~" else None
+        home = "~"
+    if home and home != "~":
+        p = os.path.realpath(home)
+        what = "the home directory"
+        while True:
+            with contextlib.suppress(OSError):
+                st = os.stat(p)
+                out.setdefault((st.st_dev, st.st_ino), what)
+            up = os.path.dirname(p)
+            if up == p:
+                break
+            p, what = up, "an ancestor of the home directory"
+    with contextlib.suppress(OSError):
+        st = os.stat("/")
+        out[(st.st_dev, st.st_ino)] = "the root directory"
+    return out
 
 
-def _norm(p: StrPath) -> str:
-    return os.path.abspath(os.fspath(p))
-
-
-def _refuse(root: _Root) -> None:
-    real_parent = os.path.realpath(root.parent)
-    full = os.path.join(real_parent, root.name) if root.name else real_parent
-    if full == "/" or not root.name:
-        raise RemoveError(errno.EPERM, "refusing to remove the root directory", root.path)
-    home = _home()
-    if home and (full == home or home.startswith(full.rstrip("/") + "/")):
-        raise RemoveError(errno.EPERM, "refusing to remove the home directory", root.path)
+def _refuse(root: _Root, protected: dict[tuple[int, int], str]) -> None:
     st = root.st
     if st is None:
         return
+    what = protected.get((st.dev, st.ino)) if stat.S_ISDIR(st.mode) else None
+    if what is not None:
+        raise RemoveError(errno.EPERM, f"refusing to remove {what}", root.path)
     pst = root.parent_st
     if pst is None:
         return
@@ -1001,55 +1161,13 @@ def _refuse(root: _Root) -> None:
         raise RemoveError(errno.EBUSY, "refusing to remove a mount point", root.path)
 
 
-def _trash_name(name: str) -> str:
-    prefix = f"{int(time.time())}-{os.getpid()}-{secrets.token_hex(3)}-"
-    raw = os.fsencode(name)[: 255 - len(prefix)]
-    return prefix + os.fsdecode(raw)
-
-
-_known_trash: set[str] = set()
-
-
-def _move_to_trash(parent_fd: int, parent: str, name: str) -> str:
-    """Rename ``name`` (in the directory open at ``parent_fd``) into the trash; its path."""
-    last: OSError | None = None
-    for _ in range(3):
-        try:
-            os.mkdir(TRASH_NAME, 0o700, dir_fd=parent_fd)
-        except FileExistsError:
-            pass
-        try:
-            tfd = os.open(TRASH_NAME, _O_DIR, dir_fd=parent_fd)
-        except FileNotFoundError as e:  # another process emptied and removed it: again
-            last = e
-            continue
-        try:
-            tname = _trash_name(name)
-            os.rename(name, tname, src_dir_fd=parent_fd, dst_dir_fd=tfd)
-        except FileNotFoundError as e:
-            # Either the entry went (fine) or the trash directory did (again).
-            try:
-                os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                raise
-            last = e
-            continue
-        finally:
-            os.close(tfd)
-        trash = os.path.join(parent, TRASH_NAME)
-        _known_trash.add(trash)
-        return os.path.join(trash, tname)
-    assert last is not None
-    raise last
-
-
 # -- public functions -------------------------------------------------------------
 
 
-def _as_list(paths: StrPath | Iterable[StrPath]) -> list[str]:
+def _as_list(paths: StrPath | Iterable[StrPath]) -> list[StrPath]:
     if isinstance(paths, (str, os.PathLike)):
-        return [_norm(paths)]
-    return [_norm(p) for p in paths]
+        return [paths]
+    return list(paths)
 
 
 def _check_relative(entry: str) -> list[str]:
@@ -1081,35 +1199,63 @@ def remove(
     other problem is listed in the returned report.
     """
     run = _Run(budget, workers)
-    roots = [_Root(p, os.path.dirname(p), os.path.basename(p)) for p in _as_list(paths)]
+    roots = [_root_for(p) for p in _as_list(paths)]
     try:
         return _remove(run, roots, last)
     finally:
         run.close()
 
 
-def _open_roots(run: _Run, roots: list[_Root]) -> None:
-    for r in roots:
-        if not r.name:
-            raise RemoveError(errno.EPERM, "refusing to remove the root directory", r.path)
-        cached = run.parent_fds.get(r.parent)
-        if cached is None:
-            try:
+def remove_at(
+    parent_fd: int, parent: str, name: str, *, budget: float = 5.0, last: Sequence[str] = ()
+) -> RemoveReport:
+    """:func:`remove` of ``name`` in the directory open at ``parent_fd`` (whose real
+    path is ``parent``, for reports): for callers that hold the parent open."""
+    if name in ("", ".", "..") or "/" in name:
+        raise RemoveError(errno.EINVAL, "refusing to remove '.' or '..'", name)
+    run = _Run(budget, None)
+    r = _Root(os.path.join(parent, name), parent, name)
+    r.parent_fd = parent_fd
+    try:
+        r.parent_st = statx(parent_fd, "")
+        return _remove(run, [r], last)
+    finally:
+        run.close()
+
+
+def _open_parent(run: _Run, r: _Root) -> bool:
+    """Open ``r``'s parent (cached per run); False when it does not exist."""
+    key = r.parent if r.anchor is None else f"{r.anchor[0]}:{r.anchor[1]}"
+    cached = run.parent_fds.get(key)
+    if cached is None:
+        try:
+            if r.anchor is None:
                 fd = os.open(r.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError as e:
-                if e.errno in REMOVE_GONE or e.errno == errno.ENOTDIR:
-                    r.done = True  # missing path: not an error
-                    continue
-                raise RemoveError(
-                    e.errno or 0, f"cannot open parent directory: {e.strerror}", r.path
-                ) from None
-            try:
-                cached = (fd, statx(fd, ""))
-            except OSError as e:
-                os.close(fd)
-                raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.parent) from None
-            run.parent_fds[r.parent] = cached
-        r.parent_fd, r.parent_st = cached
+            else:
+                fd = open_beneath(r.anchor[0], r.anchor[1], os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            if e.errno in REMOVE_GONE or e.errno == errno.ENOTDIR:
+                return False  # missing path: not an error
+            raise RemoveError(
+                e.errno or 0, f"cannot open parent directory: {_why(e.errno or 0)}", r.path
+            ) from None
+        try:
+            cached = (fd, statx(fd, ""), _fd_path(fd, r.parent))
+        except OSError as e:
+            os.close(fd)
+            raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.parent) from None
+        run.parent_fds[key] = cached
+    r.parent_fd, r.parent_st, r.parent = cached
+    r.path = os.path.join(r.parent, r.name)
+    return True
+
+
+def _open_roots(run: _Run, roots: list[_Root]) -> None:
+    protected = _protected()
+    for r in roots:
+        if r.parent_fd < 0 and not _open_parent(run, r):
+            r.done = True
+            continue
         run.opened.append(r)
         try:
             r.st = statx(r.parent_fd, r.name)
@@ -1117,7 +1263,7 @@ def _open_roots(run: _Run, roots: list[_Root]) -> None:
             if e.errno not in REMOVE_GONE:
                 raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.path) from None
             r.st = None
-        _refuse(r)
+        _refuse(r, protected)
         if r.st is None:
             r.done = True
 
@@ -1130,7 +1276,8 @@ def _plan_last(
     by_path = {r.path: r for r in roots}
     for entry in last:
         if os.path.isabs(entry):
-            p = _norm(entry)
+            ep, en = _split(entry)
+            p = os.path.join(os.path.realpath(ep), en)
             hit = by_path.get(p)
             if hit is not None:
                 hit.prot.leaf = True
@@ -1138,7 +1285,7 @@ def _plan_last(
                 continue
             owner = next((r for r in roots if p.startswith(r.path.rstrip("/") + "/")), None)
             if owner is None:
-                extra = _Root(p, os.path.dirname(p), os.path.basename(p))
+                extra = _root_for(entry)
                 _open_roots(run, [extra])
                 by_path[p] = extra
                 phase2.append(extra)
@@ -1190,15 +1337,23 @@ def _remove(run: _Run, roots: list[_Root], last: Sequence[str]) -> RemoveReport:
     _open_roots(run, roots)
     phase2 = _plan_last(run, roots, last)
 
-    for parent in dict.fromkeys(r.parent for r in run.opened):
-        collect_trash(parent)
+    seen: set[int] = set()
+    for r in run.opened:
+        if r.parent_fd not in seen:
+            seen.add(r.parent_fd)
+            _collect_trash_at(r.parent_fd, r.parent, 5.0)
     # Finish or undo a replace() that was interrupted on any of these paths.
-    from ._txn import recover_for  # lazy: _txn imports this module
+    from ._txn import recover_at  # lazy: _txn imports this module
 
     for r in _journal_candidates(run.opened):
         try:
-            if not recover_for(r.path):
+            if not recover_at(r.parent_fd, r.parent, r.name):
                 continue
+        except RemoveError as e:
+            # Not ours to act on (another user's, or not made for this name): the
+            # journal is left alone and the root removed like any other.
+            log.warning("%s: %s; %s is removed all the same", e.filename, e.strerror, r.path)
+            continue
         except OSError as e:
             run.errors.append(
                 RemoveFailure(r.path, e.errno or 0, f"interrupted replace() not recovered: {e}")
@@ -1224,7 +1379,9 @@ def _remove(run: _Run, roots: list[_Root], last: Sequence[str]) -> RemoveReport:
             continue
         owner, parts = item
         path = os.path.join(owner.path, *parts)
-        sub = _Root(path, os.path.dirname(path), parts[-1])
+        # Opened beneath the root, never through a symlink inside the tree.
+        anchor = (owner.parent_fd, "/".join([owner.name, *parts[:-1]]))
+        sub = _Root(path, os.path.dirname(path), parts[-1], anchor=anchor)
         try:
             _open_roots(run, [sub])
         except RemoveError as e:
@@ -1268,7 +1425,7 @@ def _passes(run: _Run, roots: list[_Root]) -> None:
                 f"{o.last_retry_error}"
             )
             try:
-                trash = _move_to_trash(r.parent_fd, r.parent, r.name)
+                trash = move_to_trash(r.parent_fd, r.parent, r.name)
             except FileNotFoundError:
                 r.done = True
                 continue
@@ -1297,6 +1454,9 @@ def _one_pass(run: _Run, r: _Root) -> None:
         else:
             run.fail(out, r.path, e, "cannot stat")
         return
+    if r.strict and r.st is not None and (st.dev, st.ino) != (r.st.dev, r.st.ino):
+        r.done = True  # gc: no longer the entry judged dead; whatever is there now stays
+        return
     if not stat.S_ISDIR(st.mode):
         if run.unlink(r.parent_fd, r.parent, r.name, out, fix_perms=False):
             r.done = True
@@ -1309,9 +1469,9 @@ def _one_pass(run: _Run, r: _Root) -> None:
         if e.errno in REMOVE_GONE:
             r.done = True
         elif e.errno in REMOVE_SWAPPED:
-            out.retry = True
+            out.again(r.path, "swapped for a non-directory")
         elif e.errno in REMOVE_PERMISSION and _chmod_nofollow_dir(r.parent_fd, r.name):
-            out.retry = True
+            out.again(r.path, "made readable")
             run.retries += 1
         else:
             run.fail(out, r.path, e, "cannot open directory")
@@ -1319,7 +1479,7 @@ def _one_pass(run: _Run, r: _Root) -> None:
     try:
         fst = os.fstat(fd)
         if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
-            out.retry = True
+            out.again(r.path, "replaced while opening")
             return
         if not run.clear_tree(fd, r.path, r.prot, st, out):
             return
@@ -1329,150 +1489,412 @@ def _one_pass(run: _Run, r: _Root) -> None:
         r.done = True
 
 
-# -- trash collection ----------------------------------------------------------------
+# -- trash collection and gc --------------------------------------------------------
 
 
-def _trash_age(name: str, now: float) -> float:
-    head = name.split("-", 1)[0]
-    return now - int(head) if head.isdigit() else float("inf")
-
-
-def _empty_trash(run: _Run, trash: str, min_age: float) -> None:
-    """Remove entries older than ``min_age`` from one trash directory (one pass each)."""
+def _entry_root(run: _Run, dir_fd: int, dir_path: str, name: str, *, strict: bool) -> _Root | None:
+    """A root for the entry ``name`` of a directory we hold open (trash, gc)."""
+    r = _Root(os.path.join(dir_path, name), dir_path, name, strict=strict)
+    r.parent_fd = dir_fd
     try:
-        names = os.listdir(trash)
+        r.parent_st = statx(dir_fd, "")
+        r.st = statx(dir_fd, name)
+    except OSError as e:
+        if e.errno not in REMOVE_GONE:
+            run.errors.append(
+                RemoveFailure(r.path, e.errno or 0, f"cannot stat: {_why(e.errno or 0)}")
+            )
+        return None
+    try:
+        _refuse(r, {})
+    except RemoveError as e:
+        run.errors.append(RemoveFailure(r.path, e.errno or 0, str(e.strerror)))
+        return None
+    return r
+
+
+def _rmdir_busy(run: _Run, dir_fd: int, name: str, path: str, ident: tuple[int, int]) -> bool:
+    """rmdir an emptied directory of ours, retrying busy errors within the budget."""
+    delay = _BACKOFF_START
+    while True:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) != ident:
+                return False  # replaced meanwhile: not ours to remove
+            os.rmdir(name, dir_fd=dir_fd)
+            run._count()
+            return True
+        except OSError as e:
+            code = e.errno or 0
+            if code in REMOVE_GONE:
+                return True
+            if code == errno.EBUSY:
+                now = time.monotonic()
+                if now + delay <= run.deadline:
+                    run._retried()
+                    time.sleep(delay)
+                    delay = min(delay * 2, _BACKOFF_MAX)
+                    continue
+            if code in REMOVE_RETRY and code != errno.EBUSY:
+                return False  # refilled meanwhile
+            run.errors.append(RemoveFailure(path, code, f"cannot remove directory: {_why(code)}"))
+            return False
+
+
+def _empty_trash(
+    run: _Run, parent_fd: int, name: str, trash_fd: int, trash: str, min_age: float
+) -> None:
+    """Remove entries older than ``min_age`` from the trash directory open at
+    ``trash_fd`` (``name`` in ``parent_fd``), then the trash directory if empty."""
+    try:
+        names = os.listdir(trash_fd)
+        tst = os.fstat(trash_fd)
     except OSError as e:
         if e.errno not in REMOVE_GONE:
             run.errors.append(RemoveFailure(trash, e.errno or 0, "cannot list trash"))
         return
     now = time.time()
-    old = [n for n in names if _trash_age(n, now) >= min_age]
-    if old:
-        roots = [_Root(os.path.join(trash, n), trash, n) for n in old]
-        try:
-            for r in roots:
-                _open_roots(run, [r])
-            _passes(run, [r for r in roots if not r.done])
-            for r in roots:
-                if not r.done and not r.outcome.error and (r.outcome.silly or r.outcome.retry):
-                    reason = "still held open" if r.outcome.silly else "still busy"
-                    run.deferred.append(Deferred(r.path, r.path, reason))
-        finally:
-            fd_st = run.parent_fds.pop(trash, None)  # close before the rmdir below
-            if fd_st is not None:
-                os.close(fd_st[0])
-    if len(old) == len(names):
-        try:
-            os.rmdir(trash)
-        except OSError:
-            return  # refilled meanwhile, or still holds busy entries
-        _known_trash.discard(trash)
+    old = [n for n in names if trash_age(n, now) >= min_age]
+    roots = [r for n in old if (r := _entry_root(run, trash_fd, trash, n, strict=False))]
+    _passes(run, roots)
+    for r in roots:
+        if not r.done and not r.outcome.error and (r.outcome.silly or r.outcome.retry):
+            reason = "still held open" if r.outcome.silly else "still busy"
+            run.deferred.append(Deferred(r.path, r.path, reason))
+    ident = (tst.st_dev, tst.st_ino)
+    if (
+        len(old) == len(names)
+        and all(r.done for r in roots)
+        and _rmdir_busy(run, parent_fd, name, trash, ident)
+    ):
+        forget(trash)
 
 
-def collect_trash(directory: StrPath, *, min_age: float = 5.0) -> None:
-    """Empty stale linkstrategy trash kept for ``directory`` (cheap when there is none).
-
-    Looks at ``directory/.linkstrategy-trash`` (one ``lstat`` when it does not exist)
-    and at trash directories this process made on the same filesystem.  Busy entries
-    are tried once and left; never raises.
-    """
-    d = os.fspath(directory)
-    candidates = []
-    trash = os.path.join(d, TRASH_NAME)
+def _collect_trash_at(dir_fd: int, directory: str, min_age: float) -> None:
+    """collect_trash() for a directory we hold open."""
+    candidates: list[tuple[int, int, str, str]] = []  # (parent fd, trash fd, name, path)
     try:
-        if stat.S_ISDIR(os.lstat(trash).st_mode):
-            candidates.append(trash)
-    except OSError:
-        pass
-    if _known_trash:
+        name = trash_name_for(os.fstat(dir_fd))
         try:
-            dev = os.stat(d).st_dev
-            for t in list(_known_trash):
-                with contextlib.suppress(OSError):
-                    if t != trash and os.lstat(t).st_dev == dev:
-                        candidates.append(t)
-        except OSError:
-            pass
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            tpath = os.path.join(directory, name)
+            candidates.append((-1, open_trash(dir_fd, name, tpath), name, tpath))
+        for k in known_on(os.fstat(dir_fd).st_dev):
+            if k.path != os.path.join(directory, name):
+                fds = reopen_known(k)
+                if fds is not None:
+                    candidates.append((fds[0], fds[1], os.path.basename(k.path), k.path))
+    except OSError:
+        log.debug("collecting trash for %s failed", directory, exc_info=True)
     if not candidates:
         return
     run = _Run(0.0, None, defer=False)
     try:
-        for t in candidates:
-            _empty_trash(run, t, min_age)
+        for pfd, tfd, name, tpath in candidates:
+            _empty_trash(run, dir_fd if pfd < 0 else pfd, name, tfd, tpath, min_age)
     except Exception:  # opportunistic; the caller's operation matters more
-        log.debug("collecting trash for %s failed", d, exc_info=True)
+        log.debug("collecting trash for %s failed", directory, exc_info=True)
     finally:
         run.close()
+        for pfd, tfd, _n, _p in candidates:
+            os.close(tfd)
+            if pfd >= 0:
+                os.close(pfd)
 
 
-def gc(path: StrPath, *, min_age: float = 0.0, budget: float = 1.0) -> RemoveReport:
-    """Empty linkstrategy trash and finish interrupted ``replace()`` calls at ``path``.
+def collect_trash(directory: StrPath, *, min_age: float = 5.0) -> None:
+    """Empty stale linkstrategy trash of the caller's kept for ``directory`` (cheap
+    when there is none: one ``stat`` and one ``lstat``).
 
-    Looks in ``path`` and its parent for ``.linkstrategy-trash``, in every directory
-    under ``path`` (same mount only, no symlinks followed), and in trash directories
-    this process made on the same filesystem.  Entries younger than ``min_age``
-    seconds are kept.  Entries still busy are listed as deferred (their trash path
+    Looks at the caller's trash in ``directory`` (:mod:`._trash`) and at trash
+    directories this process made on the same filesystem (re-opened and checked by
+    inode).  Busy entries are tried once and left; never raises.
+    """
+    d = os.fspath(directory)
+    try:
+        name = trash_name_for(os.stat(d))
+        if not stat.S_ISDIR(os.lstat(os.path.join(d, name)).st_mode):
+            return
+    except OSError:
+        return
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        _collect_trash_at(fd, _fd_path(fd, d), min_age)
+    finally:
+        os.close(fd)
+
+
+class _Gc:
+    """One gc() call: what it found and did."""
+
+    def __init__(self, run: _Run, min_age: float) -> None:
+        self.run = run
+        self.min_age = min_age
+        self.foreign: list[str] = []
+
+    def leave(self, path: str, why: str) -> None:
+        log.info("gc: left alone %s: %s", path, why)  # in the report; the CLI prints it
+        self.foreign.append(f"{path}: {why}")
+
+    def trash(self, dir_fd: int, dir_path: str, name: str) -> None:
+        path = os.path.join(dir_path, name)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            self.leave(path, "named like a trash directory but not a directory")
+            return
+        if not may_act(dir_fd, st):
+            self.leave(
+                path, f"belongs to uid {st.st_uid}, neither the caller nor the directory's owner"
+            )
+            return
+        try:
+            tfd = open_trash(dir_fd, name, path, uid=st.st_uid)
+        except OSError as e:
+            self.leave(path, f"cannot open: {_why(e.errno or 0)}")
+            return
+        try:
+            fst = os.fstat(tfd)
+            if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                self.leave(path, "replaced while opening")
+                return
+            _empty_trash(self.run, dir_fd, name, tfd, path, self.min_age)
+        finally:
+            os.close(tfd)
+
+    def temporary(self, dir_fd: int, dir_path: str, name: str) -> None:
+        """A temporary of place(), staging or the probe: removed when its maker is gone."""
+        path = os.path.join(dir_path, name)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return
+        verdict = judge(dir_fd, name, st)
+        if verdict == "foreign":
+            self.leave(
+                path, f"belongs to uid {st.st_uid}, neither the caller nor the directory's owner"
+            )
+            return
+        if verdict != "dead":
+            return
+        r = _entry_root(self.run, dir_fd, dir_path, name, strict=True)
+        if r is None or r.st is None or (r.st.dev, r.st.ino) != (st.st_dev, st.st_ino):
+            return
+        _passes(self.run, [r])
+
+    def journal(self, dir_fd: int, dir_path: str, name: str) -> None:
+        from ._txn import recover_journal_at  # lazy: _txn imports this module
+
+        path = os.path.join(dir_path, name)
+        try:
+            if recover_journal_at(dir_fd, dir_path, name):
+                self.run.removed += 1
+        except TransactionBusy:
+            log.info("gc: %s is a live replace(); left to it", path)
+        except RemoveError as e:
+            if e.errno == errno.EPERM:
+                self.leave(path, str(e.strerror))
+            else:
+                self.run.errors.append(
+                    RemoveFailure(path, e.errno or 0, f"cannot recover: {e.strerror}")
+                )
+        except OSError as e:
+            self.run.errors.append(RemoveFailure(path, e.errno or 0, f"cannot recover: {e}"))
+
+    def directory(self, dir_fd: int, dir_path: str, only: str | None = None) -> list[str]:
+        """Collect what linkstrategy left in one directory (only what concerns the
+        entry ``only``, when given, besides the trash); returns its other entries."""
+        from ._txn import is_journal_name, is_stage_name, journal_name, stage_prefix
+
+        try:
+            names = os.listdir(dir_fd)
+        except OSError as e:
+            if e.errno not in REMOVE_GONE:
+                self.run.errors.append(
+                    RemoveFailure(dir_path, e.errno or 0, f"cannot list: {_why(e.errno or 0)}")
+                )
+            return []
+        rest: list[str] = []
+        jname = journal_name(only) if only is not None else None
+        sprefix = stage_prefix(only) if only is not None else None
+        for n in names:
+            if is_trash_name(n):
+                self.trash(dir_fd, dir_path, n)
+            elif only is not None:
+                if n == jname or n.startswith(f"{jname}-"):
+                    self.journal(dir_fd, dir_path, n)
+                elif sprefix is not None and n.startswith(sprefix) and is_stage_name(n):
+                    self.temporary(dir_fd, dir_path, n)
+            elif is_journal_name(n):
+                self.journal(dir_fd, dir_path, n)
+            elif is_stage_name(n) or is_tmp_name(n) or is_tmp_name(n, PROBE_PREFIX):
+                self.temporary(dir_fd, dir_path, n)
+            else:
+                rest.append(n)
+        return rest
+
+    def walk(self, top_fd: int, top_path: str, names: list[str]) -> None:
+        """``recursive=True``: every directory below, one mount only, no symlinks
+        followed, iterative with bounded fds (a closed frame is reopened from its
+        child through ``..`` and checked by inode)."""
+        top = statx(top_fd, "")
+        tst = os.fstat(top_fd)
+        # (fd or -1, ident, path, subdirectory names still to visit)
+        stack: list[list[Any]] = [[top_fd, (tst.st_dev, tst.st_ino), top_path, list(names)]]
+        opened = 0
+        try:
+            while stack:
+                fr = stack[-1]
+                if fr[3]:
+                    n = fr[3].pop()
+                    try:
+                        st = statx(fr[0], n)
+                    except OSError:
+                        continue
+                    if (
+                        not stat.S_ISDIR(st.mode)
+                        or st.dev != top.dev
+                        or st.mount_root
+                        or (st.mnt_id is not None and st.mnt_id != top.mnt_id)
+                    ):
+                        continue
+                    try:
+                        fd = os.open(n, _O_DIR, dir_fd=fr[0])
+                    except OSError as e:
+                        if e.errno not in REMOVE_GONE and e.errno not in REMOVE_SWAPPED:
+                            p = os.path.join(fr[2], n)
+                            self.run.errors.append(
+                                RemoveFailure(p, e.errno or 0, f"cannot open: {_why(e.errno or 0)}")
+                            )
+                        continue
+                    fst = os.fstat(fd)
+                    if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
+                        os.close(fd)
+                        continue
+                    path = os.path.join(fr[2], n)
+                    rest = self.directory(fd, path)
+                    stack.append([fd, (st.dev, st.ino), path, rest])
+                    opened += 1
+                    if opened > _MAX_FDS:
+                        old = next(f for f in stack[1:] if f[0] >= 0)
+                        os.close(old[0])
+                        old[0] = -1
+                        opened -= 1
+                    continue
+                stack.pop()
+                if not stack:
+                    break
+                parent = stack[-1]
+                if parent[0] < 0:
+                    pfd = os.open("..", _O_DIR, dir_fd=fr[0])
+                    pst = os.fstat(pfd)
+                    if (pst.st_dev, pst.st_ino) != parent[1]:
+                        os.close(pfd)
+                        self.run.errors.append(
+                            RemoveFailure(parent[2], errno.ESTALE, "moved during gc, walk stopped")
+                        )
+                        return
+                    parent[0] = pfd
+                    opened += 1
+                os.close(fr[0])
+                fr[0] = -1
+                opened -= 1
+        finally:
+            for f in stack[1:]:
+                if f[0] >= 0:
+                    os.close(f[0])
+
+
+def gc(
+    path: StrPath, *, min_age: float = 0.0, budget: float = 1.0, recursive: bool = False
+) -> RemoveReport:
+    """Empty linkstrategy trash, finish interrupted ``replace()`` calls and remove the
+    temporaries of dead processes at ``path``.
+
+    Costs what there is to collect, not the size of the tree: looks at ``path``
+    itself, its entries, and its parent (the trash there, and the journal and
+    staging directories of ``path``); ``recursive=True`` looks in every directory
+    below ``path`` too (same mount only, no symlinks followed).  Also empties the
+    trash directories this process made on the same filesystem.
+
+    Acts only on what belongs to the caller or to the owner of the directory it
+    stands in (anything else is listed in :attr:`RemoveReport.foreign` and left
+    alone), and on temporaries only when their maker is gone (:func:`._owner.judge`).
+    Trash entries younger than ``min_age`` seconds are kept; entries still busy
+    after ``budget`` seconds of retries are listed as deferred (their trash path
     twice) and kept for the next gc.
     """
-    from ._txn import STAGE_MARK, reap_stage, recover_dir, recover_for  # lazy: _txn imports us
-
+    s = os.fspath(path)
+    if not s:
+        raise RemoveError(errno.ENOENT, "empty path", s)
     run = _Run(budget, None, defer=False)
-    base = _norm(path)
-    trashes: list[str] = []
-    txns: list[str] = []
-    stages: list[str] = []
+    g = _Gc(run, min_age)
+    fds: list[int] = []
     try:
-        for d in (os.path.dirname(base), base):
-            t = os.path.join(d, TRASH_NAME)
-            if os.path.isdir(t) and not os.path.islink(t):
-                trashes.append(t)
-        if os.path.isdir(base) and not os.path.islink(base):
-            for dirpath, dirnames, _files, dir_fd in os.fwalk(base, follow_symlinks=False):
-                here = statx(dir_fd, "")
-                keep = []
-                for n in dirnames:
-                    full = os.path.join(dirpath, n)
-                    if n == TRASH_NAME:
-                        trashes.append(full)
-                    elif n.startswith(".") and ".linkstrategy-txn" in n:
-                        txns.append(full)
-                    elif n.startswith(".") and STAGE_MARK in n:
-                        stages.append(full)
-                    else:
-                        try:
-                            st = statx(dir_fd, n)
-                        except OSError:
-                            continue
-                        if (
-                            st.dev == here.dev
-                            and not st.mount_root
-                            and (st.mnt_id is None or st.mnt_id == here.mnt_id)
-                        ):
-                            keep.append(n)
-                dirnames[:] = keep
-        with contextlib.suppress(OSError):
-            dev = os.stat(base if os.path.exists(base) else os.path.dirname(base)).st_dev
-            for t in list(_known_trash):
-                with contextlib.suppress(OSError):
-                    if os.lstat(t).st_dev == dev:
-                        trashes.append(t)
-        try:  # `gc DST`: the journal of a replace() of DST is DST's sibling
-            recover_for(base)
+        stripped = s.rstrip("/") or "/"
+        name: str | None = os.path.basename(stripped)
+        if name in ("", ".", ".."):  # the directory itself, as the kernel resolves it
+            try:
+                bfd = os.open(s, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as e:
+                raise RemoveError(e.errno or 0, f"cannot open: {_why(e.errno or 0)}", s) from None
+            fds.append(bfd)
+            real = _fd_path(bfd, s)
+            parent_arg, name = os.path.split(real)
+            if not name:
+                name = None
+                parent_arg = "/"
+        else:
+            parent_arg = os.path.dirname(stripped) or "."
+        try:
+            pfd = os.open(parent_arg, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            run.errors.append(RemoveFailure(base, e.errno or 0, f"cannot recover: {e}"))
-        for txn in txns:
+            if e.errno in REMOVE_GONE or e.errno == errno.ENOTDIR:
+                return run.report()
+            raise RemoveError(
+                e.errno or 0, f"cannot open: {_why(e.errno or 0)}", parent_arg
+            ) from None
+        fds.append(pfd)
+        parent = _fd_path(pfd, parent_arg)
+        if name is not None:
+            g.directory(pfd, parent, only=name)
             try:
-                recover_dir(txn)
-            except OSError as e:
-                run.errors.append(RemoveFailure(txn, e.errno or 0, f"cannot recover: {e}"))
-        for s in stages:
-            try:
-                if reap_stage(s):
-                    run.removed += 1
-            except OSError as e:
-                run.errors.append(RemoveFailure(s, e.errno or 0, f"cannot remove: {e}"))
-        for t in dict.fromkeys(trashes):
-            _empty_trash(run, t, min_age)
+                st = statx(pfd, name)
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISDIR(st.mode):
+                try:
+                    bfd = os.open(name, _O_DIR, dir_fd=pfd)
+                except OSError:
+                    bfd = -1
+                if bfd >= 0:
+                    fds.append(bfd)
+                    base = os.path.join(parent, name)
+                    rest = g.directory(bfd, base)
+                    if recursive:
+                        g.walk(bfd, base, rest)
+        else:
+            rest = g.directory(pfd, parent)
+            if recursive:
+                g.walk(pfd, parent, rest)
+        for k in known_on(os.fstat(pfd).st_dev):
+            kfds = reopen_known(k)
+            if kfds is not None:
+                try:
+                    _empty_trash(run, kfds[0], os.path.basename(k.path), kfds[1], k.path, min_age)
+                finally:
+                    os.close(kfds[0])
+                    os.close(kfds[1])
     finally:
         run.close()
-    return run.report()
+        for fd in fds:
+            os.close(fd)
+    return dc_replace(run.report(), foreign=tuple(g.foreign))

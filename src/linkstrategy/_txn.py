@@ -13,7 +13,10 @@ hidden directory next to ``dst``, ``<parent>/.<name>.linkstrategy-txn/``:
 ``state``
     JSON, replaced atomically (write ``state.tmp``, fsync, rename, fsync the
     directory): ``{"version": 1, "dst": name, "phase": ..., "old": [dev, ino] |
-    null, "new": [dev, ino] | null, "pid": ..., "time": ...}``.
+    null, "new": [dev, ino] | null, "owner": <owner id>, "time": ...}``, plus
+    ``new_mode``/``old_mode`` when a read-only top directory was made writable for
+    the swap.  Removed last when the journal is deleted, so a journal cut short
+    while being deleted still says what it is.
 ``new``
     The new tree while it is being placed (same directory as ``dst``, so the same
     mount and btrfs subvolume: every move below is one ``rename``).
@@ -46,11 +49,32 @@ This order (build aside, then swap) deliberately differs from "move the old tree
 aside, then place": readers of ``dst`` never see it missing while a tree is
 being placed, and a failed placement has nothing to undo at ``dst``.
 
+**Paths and trust.**  ``dst`` is split into its parent, opened once as the kernel
+resolves it (``a/link/..`` is the parent of ``link``'s target, never ``a``), and
+its last component (never empty, ``.`` or ``..``); from then on every step works
+relative to that fd and to an fd of the journal opened with ``O_NOFOLLOW``.  A
+journal is recovered only when it is a real directory belonging to the caller or
+to the owner of the directory it stands in, and its ``state`` names the very
+destination its name is made from; anything else is left alone and reported
+(:class:`~linkstrategy.RemoveError`, EPERM): in a shared sticky directory one user
+cannot make another's ``gc`` swap out or delete a third party's tree.
+
+**Read-only trees.**  Moving a directory to another parent rewrites its ``..``
+entry, which needs write permission on the directory itself (rename(2),
+EACCES).  A tree placed from a read-only source has a 0555 top directory, so the
+top directories of the new and the old tree get ``u+w`` for the swap (their modes
+are kept in ``state``) and the new tree's mode is restored once it is at ``dst``
+(also by a recovery after a kill).  A top directory the caller does not own cannot
+be swapped: :class:`~linkstrategy.PlaceError` naming both paths, before anything
+moves.
+
 :func:`staging_dir` ``(dst)`` yields an empty directory on the same mount as
 ``dst`` for unpacking, so that the result can be renamed or hardlinked into
-place: ``$TMPDIR`` when it is on the same mount (mount ID) and btrfs subvolume
-(``st_dev``) as ``dst``'s parent, else a hidden sibling
-``<parent>/.<name>.linkstrategy-stage-<host>-<pid>-<random>``; removed on exit.
+place: inside ``$TMPDIR`` when it is on the same mount (mount ID) and btrfs
+subvolume (``st_dev``) as ``dst``'s parent, else inside a hidden sibling
+``<parent>/.<name>.linkstrategy-stage-<owner>-<n>`` (:func:`._owner.owner`).  The
+hidden directory holds the lock file (:func:`._owner.hold`) that tells ``gc`` its
+maker lives, and the yielded directory ``tree``; all removed on exit.
 """
 
 from __future__ import annotations
@@ -58,13 +82,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import json
 import logging
 import os
 import secrets
 import stat
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -72,10 +96,18 @@ from dataclasses import replace as _dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import REMOVE_GONE, REMOVE_RETRY, LinkStrategyError, TransactionBusy
+from ._errors import (
+    REMOVE_GONE,
+    REMOVE_PERMISSION,
+    REMOVE_RETRY,
+    LinkStrategyError,
+    PlaceError,
+    RemoveError,
+    TransactionBusy,
+)
 from ._mounts import mount_id_of
-from ._owner import HOST, pid_alive
-from ._remove import RemoveReport, StrPath, collect_trash, remove
+from ._owner import hold, is_tmp_name, may_act, owner, release
+from ._remove import RemoveReport, StrPath, _collect_trash_at, _fd_path, _split, remove_at
 from ._syscalls import libc
 
 if TYPE_CHECKING:
@@ -88,9 +120,10 @@ log = logging.getLogger("linkstrategy")
 
 TXN_SUFFIX = ".linkstrategy-txn"
 STAGE_MARK = ".linkstrategy-stage-"
-_STALE_FOREIGN_STAGE = 86400.0  # another host's staging dirs: removed after a day
 _COMMIT_BUDGET = 2.0
 _RENAME_BUDGET = 2.0
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: Called with the name of each step of replace() as it is reached, when set.  A
 #: seam for the kill -9 tests (their child process sets it); None in normal use.
@@ -102,14 +135,52 @@ def _step(name: str) -> None:
         step_hook(name)
 
 
-# -- renameat2 ----------------------------------------------------------------------
+# -- names ------------------------------------------------------------------------------
+
+
+def journal_name(name: str) -> str:
+    """The journal's name for a destination called ``name``."""
+    full = f".{name}{TXN_SUFFIX}"
+    if len(os.fsencode(full)) <= 200:
+        return full
+    digest = f"{zlib.crc32(os.fsencode(name)):08x}"
+    short = os.fsdecode(os.fsencode(name)[:150])
+    return f".{short}-{digest}{TXN_SUFFIX}"
+
+
+def _is_journal_tmp(name: str) -> bool:
+    head, sep, tail = name.rpartition("-")
+    return (
+        bool(sep)
+        and head.endswith(TXN_SUFFIX)
+        and len(tail) == 8
+        and all(c in "0123456789abcdef" for c in tail)
+    )
+
+
+def is_journal_name(name: str) -> bool:
+    """A journal (``.<name>.linkstrategy-txn``) or one being made (``...-<8 hex>``)."""
+    return name.startswith(".") and (name.endswith(TXN_SUFFIX) or _is_journal_tmp(name))
+
+
+def stage_prefix(name: str) -> str:
+    """The start of the name of a staging directory made for ``name``."""
+    return f".{os.fsdecode(os.fsencode(name)[:100])}{STAGE_MARK}"
+
+
+def is_stage_name(name: str) -> bool:
+    """``[.<name>].linkstrategy-stage-<owner>-<n>``, as :func:`staging_dir` names them."""
+    head, mark, tail = name.rpartition(STAGE_MARK)
+    return bool(mark) and (not head or head.startswith(".")) and is_tmp_name(mark + tail, mark)
+
+
+# -- renames through directory fds ------------------------------------------------------
 
 _RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
 _renameat2_fn: Any = None  # None: not looked up; False: unavailable
 
 
-def _exchange(a: str, b: str) -> bool:
+def _exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
     """Swap ``a`` and ``b`` atomically; False where the kernel or filesystem cannot."""
     global _renameat2_fn
     if _renameat2_fn is None:
@@ -132,7 +203,7 @@ def _exchange(a: str, b: str) -> bool:
         return False
     delay, deadline = 0.01, time.monotonic() + _RENAME_BUDGET
     while True:
-        rc = _renameat2_fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+        rc = _renameat2_fn(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_EXCHANGE)
         if rc == 0:
             return True
         code = ctypes.get_errno()
@@ -146,12 +217,12 @@ def _exchange(a: str, b: str) -> bool:
         delay = min(delay * 2, 0.5)
 
 
-def _rename(a: str, b: str) -> None:
-    """rename(2), retrying busy errors (NFS, Windows-style sharing) with backoff."""
+def _rename(a_fd: int, a: str, b_fd: int, b: str) -> None:
+    """renameat(2), retrying busy errors (NFS, Windows-style sharing) with backoff."""
     delay, deadline = 0.01, time.monotonic() + _RENAME_BUDGET
     while True:
         try:
-            os.rename(a, b)
+            os.rename(a, b, src_dir_fd=a_fd, dst_dir_fd=b_fd)
             return
         except OSError as e:
             if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:
@@ -160,68 +231,62 @@ def _rename(a: str, b: str) -> None:
         delay = min(delay * 2, 0.5)
 
 
+def _stat_at(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _ident_at(dir_fd: int, name: str) -> tuple[int, int] | None:
+    st = _stat_at(dir_fd, name)
+    return None if st is None else (st.st_dev, st.st_ino)
+
+
+def _lexists_at(dir_fd: int, name: str) -> bool:
+    return _stat_at(dir_fd, name) is not None
+
+
 # -- journal ----------------------------------------------------------------------
 
 
-def journal_name(name: str) -> str:
-    """The journal's name for a destination called ``name``."""
-    full = f".{name}{TXN_SUFFIX}"
-    if len(os.fsencode(full)) <= 200:
-        return full
-    digest = f"{zlib.crc32(os.fsencode(name)):08x}"
-    short = os.fsdecode(os.fsencode(name)[:150])
-    return f".{short}-{digest}{TXN_SUFFIX}"
-
-
-def _fsync_dir(path: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_state(txn: str, state: dict[str, Any]) -> None:
-    tmp = os.path.join(txn, "state.tmp")
+def _write_state(jfd: int, state: dict[str, Any]) -> None:
     data = json.dumps(state).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("state.tmp", flags, 0o600, dir_fd=jfd)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(tmp, os.path.join(txn, "state"))
-    _fsync_dir(txn)
+    os.rename("state.tmp", "state", src_dir_fd=jfd, dst_dir_fd=jfd)
+    with contextlib.suppress(OSError):
+        os.fsync(jfd)
 
 
-def _read_state(txn: str) -> dict[str, Any]:
+def _read_state(jfd: int) -> dict[str, Any]:
     try:
-        with open(os.path.join(txn, "state"), "rb") as f:
-            data = json.loads(f.read())
+        fd = os.open("state", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=jfd)
+    except OSError:
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(1 << 16))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _ident(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def _lock(txn: str, *, create: bool) -> int | None:
+def _lock(jfd: int, path: str, *, create: bool) -> int | None:
     """Take the journal's lock; its fd, None if there is no lock file.
 
     Raises :class:`TransactionBusy` when a live process holds it.
     """
     import fcntl
 
-    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
     try:
-        fd = os.open(os.path.join(txn, "lock"), flags, 0o600)
+        fd = os.open("lock", flags, 0o600, dir_fd=jfd)
     except FileNotFoundError:
         if create:
             raise
@@ -230,56 +295,131 @@ def _lock(txn: str, *, create: bool) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise TransactionBusy(errno.EBUSY, "another process is replacing this path", txn) from None
+        raise TransactionBusy(errno.EBUSY, "another process is replacing this path", path) from None
     except OSError as e:
         # ENOLCK/EOPNOTSUPP: a filesystem without locks; go on unlocked.
-        log.debug("no lock for %s: %s", txn, e)
+        log.debug("no lock for %s: %s", path, e)
     return fd
 
 
+def _open_own_dir(dir_fd: int, name: str, path: str) -> int:
+    """Open a directory we just made (``O_NOFOLLOW``) and check it still is ours."""
+    fd = os.open(name, _O_DIR, dir_fd=dir_fd)
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise LinkStrategyError(errno.EPERM, "replaced by another user's directory", path)
+    return fd
+
+
+def _fsync(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.fsync(fd)
+
+
+def _writable_top(dir_fd: int, name: str) -> int | None:
+    """Give the directory ``name`` u+w for a swap (rename(2) rewrites its ``..``);
+    its mode before, or None when nothing had to change (or it is not a directory).
+    Raises PermissionError when it is not the caller's to change."""
+    st = _stat_at(dir_fd, name)
+    if st is None or not stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_IWUSR:
+        return None
+    if os.geteuid() == 0:
+        return None  # CAP_DAC_OVERRIDE: root moves it as it is
+    if st.st_uid != os.geteuid():
+        raise PermissionError(errno.EACCES, "a read-only directory of another user")
+    fd = os.open(name, _O_DIR, dir_fd=dir_fd)
+    try:
+        if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != (st.st_dev, st.st_ino):
+            raise PermissionError(errno.EACCES, "replaced meanwhile")
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+    finally:
+        os.close(fd)
+    return stat.S_IMODE(st.st_mode)
+
+
+def _restore_mode(dir_fd: int, name: str, ident: tuple[int, int] | None, mode: Any) -> None:
+    """Put back a mode :func:`_writable_top` changed, on that inode only."""
+    if not isinstance(mode, int) or ident is None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(name, _O_DIR, dir_fd=dir_fd)
+        try:
+            fst = os.fstat(fd)
+            if (fst.st_dev, fst.st_ino) == ident:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
+
 class _Txn:
-    def __init__(self, dst: str) -> None:
-        self.dst = dst
-        self.parent, self.name = os.path.split(dst)
-        self.path = os.path.join(self.parent, journal_name(self.name))
+    """One transaction on ``name`` in the directory open at ``parent_fd`` (not owned)."""
+
+    def __init__(self, parent_fd: int, parent: str, name: str) -> None:
+        self.parent_fd = parent_fd
+        self.parent = parent
+        self.name = name
+        self.dst = os.path.join(parent, name)
+        self.jname = journal_name(name)
+        self.path = os.path.join(parent, self.jname)
         self.new = os.path.join(self.path, "new")
-        self.old = os.path.join(self.path, "old")
+        self.jfd = -1
         self.lock_fd: int | None = None
         self.state: dict[str, Any] = {}
 
     def begin(self) -> None:
-        tmp = f"{self.path}-{secrets.token_hex(4)}"
-        os.mkdir(tmp, 0o700)
+        tmp = f"{self.jname}-{secrets.token_hex(4)}"
+        os.mkdir(tmp, 0o700, dir_fd=self.parent_fd)
+        jfd = _open_own_dir(self.parent_fd, tmp, os.path.join(self.parent, tmp))
         try:
-            self.lock_fd = _lock(tmp, create=True)
-            self.set(phase="building", old=_ident(self.dst), new=None)
-            _write_state(tmp, self.state)
-            os.rename(tmp, self.path)  # fails (ENOTEMPTY/EEXIST) if a journal exists
+            self.lock_fd = _lock(jfd, self.path, create=True)
+            self.set(phase="building", old=_ident_at(self.parent_fd, self.name), new=None)
+            _write_state(jfd, self.state)
+            # Fails (ENOTEMPTY/EEXIST) if a journal exists.
+            os.rename(tmp, self.jname, src_dir_fd=self.parent_fd, dst_dir_fd=self.parent_fd)
         except BaseException:
             self.unlock()
-            remove(tmp, budget=0.5)
+            os.close(jfd)
+            remove_at(self.parent_fd, self.parent, tmp, budget=0.5)
             raise
-        _fsync_dir(self.parent)
+        self.jfd = jfd
+        _fsync(self.parent_fd)
 
     def set(self, **kw: Any) -> None:
         self.state.update(kw)
-        self.state.update(version=1, dst=self.name, pid=os.getpid(), host=HOST, time=time.time())
+        self.state.update(version=1, dst=self.name, owner=owner(), time=time.time())
 
     def write(self, **kw: Any) -> None:
         self.set(**kw)
-        _write_state(self.path, self.state)
+        _write_state(self.jfd, self.state)
 
     def unlock(self) -> None:
         if self.lock_fd is not None:
             os.close(self.lock_fd)
             self.lock_fd = None
 
+    def close(self) -> None:
+        self.unlock()
+        if self.jfd >= 0:
+            os.close(self.jfd)
+            self.jfd = -1
+
     # -- the end states ---------------------------------------------------------
 
     def finish(self) -> RemoveReport:
         """Delete the journal (the old tree and the bookkeeping); defers busy files."""
-        self.unlock()
-        report = remove(self.path, budget=_COMMIT_BUDGET)
+        ident = None
+        if self.jfd >= 0:
+            st = os.fstat(self.jfd)
+            ident = (st.st_dev, st.st_ino)
+        self.close()
+        if ident is not None and _ident_at(self.parent_fd, self.jname) != ident:
+            log.warning("journal %s was replaced; not removed", self.path)
+            return RemoveReport()
+        # `state` goes last: a journal killed while being removed still says what it is.
+        report = remove_at(
+            self.parent_fd, self.parent, self.jname, budget=_COMMIT_BUDGET, last=("state",)
+        )
         for d in report.deferred:
             log.info("old tree of %s is busy, deferred to %s", self.dst, d.trash)
         return report
@@ -287,12 +427,14 @@ class _Txn:
     def rollback(self) -> None:
         """Put the old tree back at ``dst`` (if it moved) and delete the journal."""
         old = _as_ident(self.state.get("old"))
-        if old is not None and _ident(self.dst) != old:
+        if old is not None and _ident_at(self.parent_fd, self.name) != old:
             where = self._find(old)
-            if where is not None and where != self.dst:
-                if os.path.lexists(self.dst):
-                    self._park(self.dst)
-                _rename(where, self.dst)
+            if where is not None and where[1] != self.name:
+                if _lexists_at(self.parent_fd, self.name):
+                    self._park(self.parent_fd, self.name)
+                _rename(where[0], where[1], self.parent_fd, self.name)
+        if old is not None:
+            _restore_mode(self.parent_fd, self.name, old, self.state.get("old_mode"))
         self.finish()
 
     def roll_forward(self) -> None:
@@ -302,35 +444,32 @@ class _Txn:
         if where is None:
             self.rollback()
             return
-        if where != self.dst:
-            if os.path.lexists(self.dst):
-                self._park(self.dst)
-            _rename(where, self.dst)
-            _fsync_dir(self.parent)
+        if where[1] != self.name or where[0] != self.parent_fd:
+            if _lexists_at(self.parent_fd, self.name):
+                self._park(self.parent_fd, self.name)
+            _rename(where[0], where[1], self.parent_fd, self.name)
+            _fsync(self.parent_fd)
+        _restore_mode(self.parent_fd, self.name, new, self.state.get("new_mode"))
         self.write(phase="committing")
         self.finish()
 
-    def _find(self, ident: tuple[int, int]) -> str | None:
-        for p in (self.dst, self.new, self.old, *self._parked()):
-            if _ident(p) == ident:
-                return p
+    def _find(self, ident: tuple[int, int]) -> tuple[int, str] | None:
+        if _ident_at(self.parent_fd, self.name) == ident:
+            return (self.parent_fd, self.name)
+        for n in ("new", "old", *self._parked()):
+            if _ident_at(self.jfd, n) == ident:
+                return (self.jfd, n)
         return None
 
     def _parked(self) -> list[str]:
         try:
-            return [
-                os.path.join(self.path, n) for n in os.listdir(self.path) if n.startswith("old-")
-            ]
+            return [n for n in os.listdir(self.jfd) if n.startswith("old-")]
         except OSError:
             return []
 
-    def _park(self, path: str) -> None:
-        target = (
-            self.old
-            if not os.path.lexists(self.old)
-            else os.path.join(self.path, f"old-{secrets.token_hex(4)}")
-        )
-        _rename(path, target)
+    def _park(self, dir_fd: int, name: str) -> None:
+        target = "old" if not _lexists_at(self.jfd, "old") else f"old-{secrets.token_hex(4)}"
+        _rename(dir_fd, name, self.jfd, target)
 
 
 def _as_ident(v: Any) -> tuple[int, int] | None:
@@ -339,36 +478,72 @@ def _as_ident(v: Any) -> tuple[int, int] | None:
     return None
 
 
-def recover_dir(txn_path: StrPath) -> bool:
-    """Finish or undo the transaction whose journal is ``txn_path``; True if there was one.
+def _leave(path: str, why: str) -> RemoveError:
+    return RemoveError(errno.EPERM, f"left alone: {why}", path)
 
-    Raises :class:`TransactionBusy` if a live process still holds it.
+
+def recover_journal_at(parent_fd: int, parent: str, jname: str) -> bool:
+    """Finish or undo the transaction whose journal is ``jname`` in the directory open
+    at ``parent_fd``; True if there was one.
+
+    Raises :class:`TransactionBusy` if a live process still holds it, and
+    :class:`~linkstrategy.RemoveError` (EPERM, nothing touched) for a journal that
+    is not ours to act on (module docstring).
     """
-    path = os.path.abspath(os.fspath(txn_path))
-    base = os.path.basename(path)
-    if not os.path.isdir(path) or os.path.islink(path):
+    path = os.path.join(parent, jname)
+    st = _stat_at(parent_fd, jname)
+    if st is None:
         return False
-    lock_fd = _lock(path, create=False)
+    if not stat.S_ISDIR(st.st_mode):
+        raise _leave(path, "named like a replace() journal but not a directory")
+    if not may_act(parent_fd, st):
+        raise _leave(
+            path, f"journal of uid {st.st_uid}, neither the caller nor the directory's owner"
+        )
     try:
-        if not base.endswith(TXN_SUFFIX):
-            # A journal that was never renamed into place: nothing happened to dst.
-            if lock_fd is not None:
-                os.close(lock_fd)
-                lock_fd = None
-            remove(path, budget=0.5)
-            return True
-        state = _read_state(path)
-        name = state.get("dst")
-        if not isinstance(name, str) or "/" in name or journal_name(name) != base:
-            # Unreadable state: the journal was made with a state, so this is not
-            # ours or is damaged; the old tree, if anywhere, is still at dst.
-            name = base[1 : -len(TXN_SUFFIX)]
-        txn = _Txn(os.path.join(os.path.dirname(path), name))
-        txn.path = path
-        txn.new = os.path.join(path, "new")
-        txn.old = os.path.join(path, "old")
-        txn.lock_fd, lock_fd = lock_fd, None
-        txn.state = state
+        jfd = os.open(jname, _O_DIR, dir_fd=parent_fd)
+    except OSError as e:
+        if e.errno in REMOVE_GONE:
+            return False
+        raise
+    try:
+        fst = os.fstat(jfd)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            raise _leave(path, "replaced while opening")
+        lock_fd = _lock(jfd, path, create=False)
+    except BaseException:
+        os.close(jfd)
+        raise
+    if not jname.endswith(TXN_SUFFIX):
+        # A journal that was never renamed into place: nothing happened to dst.
+        if lock_fd is not None:
+            os.close(lock_fd)
+        os.close(jfd)
+        remove_at(parent_fd, parent, jname, budget=0.5)
+        return True
+    state = _read_state(jfd)
+    if not state and _leftover_only(jfd):
+        # Killed while removing a committed journal: `state` goes last, so this is
+        # its empty end; nothing is left to recover.
+        if lock_fd is not None:
+            os.close(lock_fd)
+        os.close(jfd)
+        remove_at(parent_fd, parent, jname, budget=0.5)
+        return True
+    name = state.get("dst")
+    if (
+        not isinstance(name, str)
+        or "/" in name
+        or name in ("", ".", "..")
+        or (journal_name(name) != jname)
+    ):
+        if lock_fd is not None:
+            os.close(lock_fd)
+        os.close(jfd)
+        raise _leave(path, "its state does not name the destination its name is made from")
+    txn = _Txn(parent_fd, parent, name)
+    txn.jfd, txn.lock_fd, txn.state = jfd, lock_fd, state
+    try:
         phase = state.get("phase")
         log.info("recovering interrupted replace() of %s (phase %s)", txn.dst, phase)
         if phase == "swapping":
@@ -377,26 +552,62 @@ def recover_dir(txn_path: StrPath) -> bool:
             txn.finish()
         else:
             txn.rollback()
-        return True
     finally:
-        if lock_fd is not None:
-            os.close(lock_fd)
+        txn.close()
+    return True
+
+
+def _leftover_only(jfd: int) -> bool:
+    try:
+        return set(os.listdir(jfd)) <= {"lock", "state.tmp"}
+    except OSError:
+        return False
+
+
+def recover_at(parent_fd: int, parent: str, name: str) -> bool:
+    """Recover an interrupted :func:`replace` of ``name`` in the directory open at
+    ``parent_fd``, if any (one lstat if none)."""
+    jname = journal_name(name)
+    st = _stat_at(parent_fd, jname)
+    if st is None:
+        return False
+    return recover_journal_at(parent_fd, parent, jname)
+
+
+def _open_parent(p: StrPath, *, create: bool) -> tuple[int, str, str]:
+    """``(parent fd, real parent path, name)`` for a path argument (see :func:`_split`)."""
+    parent, name = _split(p)
+    if create:
+        os.makedirs(parent, exist_ok=True)
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return fd, _fd_path(fd, parent), name
 
 
 def recover_for(dst: StrPath) -> bool:
     """Recover an interrupted :func:`replace` of ``dst``, if any (one lstat if none)."""
-    d = os.path.abspath(os.fspath(dst))
-    parent, name = os.path.split(d)
-    if not name:
-        return False
-    txn = os.path.join(parent, journal_name(name))
     try:
-        st = os.lstat(txn)
-    except OSError:
+        fd, parent, name = _open_parent(dst, create=False)
+    except FileNotFoundError:
         return False
-    if not stat.S_ISDIR(st.st_mode):
+    try:
+        return recover_at(fd, parent, name)
+    finally:
+        os.close(fd)
+
+
+def recover_dir(txn_path: StrPath) -> bool:
+    """Finish or undo the transaction whose journal is ``txn_path``; True if there was one.
+
+    Raises :class:`TransactionBusy` if a live process still holds it.
+    """
+    try:
+        fd, parent, name = _open_parent(txn_path, create=False)
+    except FileNotFoundError:
         return False
-    return recover_dir(txn)
+    try:
+        return recover_journal_at(fd, parent, name)
+    finally:
+        os.close(fd)
 
 
 # -- replace ----------------------------------------------------------------------
@@ -439,50 +650,94 @@ def replace(
         "xattrs": xattrs,
         "fsync": fsync,
     }
-    d = os.path.abspath(os.fspath(dst))
-    parent, name = os.path.split(d)
-    if not name:
-        raise LinkStrategyError(errno.EINVAL, "cannot replace the root directory", d)
-    os.makedirs(parent, exist_ok=True)
-    recover_for(d)
-    collect_trash(parent)
-    txn = _Txn(d)
     try:
-        txn.begin()
-    except OSError as e:
-        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+        pfd, parent, name = _open_parent(dst, create=True)
+    except RemoveError as e:
+        raise PlaceError(
+            e.errno or 0, str(e.strerror).replace("remove", "replace"), os.fspath(src), e.filename
+        ) from None
+    try:
+        recover_at(pfd, parent, name)
+        _collect_trash_at(pfd, parent, 5.0)
+        txn = _Txn(pfd, parent, name)
+        try:
+            txn.begin()
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            recover_at(pfd, parent, name)  # a journal appeared since: busy if its owner lives
+            txn.begin()
+        try:
+            report = _swap_in(txn, src, place, place_kwargs)
+        except BaseException:
+            try:
+                txn.rollback()  # the old tree is found by inode wherever the swap left it
+            except Exception:  # rollback never masks the original error
+                log.warning(
+                    "rollback of replace(%s) failed; the next call recovers", txn.dst, exc_info=True
+                )
             raise
-        recover_for(d)  # a journal appeared since: TransactionBusy if its owner lives
-        txn.begin()
+        finally:
+            txn.close()
+        txn.finish()
+    finally:
+        os.close(pfd)
+    return _dc_replace(report, dst=os.fspath(dst))
+
+
+def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) -> PlaceReport:
+    pfd, name = txn.parent_fd, txn.name
+    _step("building")
+    # Placed through the journal's fd (/proc/self/fd/N/new: the kernel resolves the
+    # magic link to the open directory itself), never through the parent's path,
+    # which the parent's owner could have pointed elsewhere since it was opened.
+    via = f"/proc/self/fd/{txn.jfd}" if os.path.isdir("/proc/self/fd") else txn.path
     try:
-        _step("building")
-        report = place(src, txn.new, **place_kwargs)
-        _step("placed")
-        new = _ident(txn.new)
-        if new is None:
-            raise LinkStrategyError(errno.ENOENT, "placed tree vanished", txn.new)
-        txn.write(phase="swapping", new=new)
-        _step("swapping")
-        old = _ident(d)
-        if old is not None and _exchange(txn.new, d):
+        report: PlaceReport = place(src, os.path.join(via, "new"), **place_kwargs)
+    except OSError as e:
+        for attr in ("filename", "filename2"):
+            v = getattr(e, attr)
+            if isinstance(v, str) and v.startswith(via + "/"):
+                setattr(e, attr, txn.path + v[len(via) :])
+        raise
+    _step("placed")
+    new = _ident_at(txn.jfd, "new")
+    if new is None:
+        raise LinkStrategyError(errno.ENOENT, "placed tree vanished", txn.new)
+    old = _ident_at(pfd, name)
+    try:
+        new_mode = _writable_top(txn.jfd, "new")
+        old_mode = _writable_top(pfd, name) if old is not None else None
+    except PermissionError as e:
+        raise PlaceError(
+            errno.EACCES,
+            f"cannot swap a read-only directory not owned by you ({e.strerror})",
+            txn.new,
+            None,
+            txn.dst,
+        ) from None
+    txn.write(phase="swapping", new=new, new_mode=new_mode, old_mode=old_mode)
+    _step("swapping")
+    try:
+        if old is not None and _exchange(txn.jfd, "new", pfd, name):
             pass
         else:
             if old is not None:
-                _rename(d, txn.old)
+                _rename(pfd, name, txn.jfd, "old")
                 _step("moved-old")
-            _rename(txn.new, d)
-        _fsync_dir(parent)
-        _step("swapped")
-        txn.write(phase="committing")
-        _step("committing")
-    except BaseException:
-        try:
-            txn.rollback()  # the old tree is found by inode wherever the swap left it
-        except Exception:  # rollback never masks the original error
-            log.warning("rollback of replace(%s) failed; the next call recovers", d, exc_info=True)
+            _rename(txn.jfd, "new", pfd, name)
+    except OSError as e:
+        if e.errno in REMOVE_PERMISSION:
+            raise PlaceError(
+                e.errno or 0, f"cannot swap the new tree in: {e.strerror}", txn.new, None, txn.dst
+            ) from None
         raise
-    txn.finish()
-    return _dc_replace(report, dst=os.fspath(dst))
+    _fsync(pfd)
+    _restore_mode(pfd, name, new, new_mode)
+    _step("swapped")
+    txn.write(phase="committing")
+    _step("committing")
+    return report
 
 
 # -- staging ----------------------------------------------------------------------
@@ -496,6 +751,9 @@ def _same_place(a: str, b: str) -> bool:
         return False
     ma, mb = mount_id_of(os.path.realpath(a)), mount_id_of(os.path.realpath(b))
     return ma is not None and ma == mb
+
+
+_stage_seq = itertools.count()
 
 
 @contextlib.contextmanager
@@ -513,37 +771,34 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
     >>> (d / "f").read_text(), list(d.iterdir()) == [d / "f"]
     ('x', True)
     """
-    d = os.path.abspath(os.fspath(dst))
-    parent, name = os.path.split(d)
-    os.makedirs(parent, exist_ok=True)
-    tmpdir = os.environ.get("TMPDIR")
-    if tmpdir and os.path.isdir(tmpdir) and _same_place(tmpdir, parent):
-        path = tempfile.mkdtemp(prefix=f"linkstrategy-stage-{HOST}-{os.getpid()}-", dir=tmpdir)
-    else:
-        short = os.fsdecode(os.fsencode(name)[:100])
-        path = tempfile.mkdtemp(prefix=f".{short}{STAGE_MARK}{HOST}-{os.getpid()}-", dir=parent)
+    pfd, parent, name = _open_parent(dst, create=True)
     try:
-        yield Path(path)
-    finally:
-        remove(path, budget=1.0)
-
-
-def reap_stage(path: StrPath) -> bool:
-    """Remove a staging directory left by a dead process; True if removed."""
-    p = os.fspath(path)
-    tail = os.path.basename(p).rpartition(STAGE_MARK)[2]
-    host, _, rest = tail.partition("-")
-    pid_s = rest.partition("-")[0]
-    if host == HOST and pid_s.isdigit():
-        if pid_alive(int(pid_s)):
-            return False
-    else:
+        tmpdir = os.environ.get("TMPDIR")
+        if tmpdir and os.path.isdir(tmpdir) and _same_place(tmpdir, parent):
+            hfd = os.open(tmpdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.close(pfd)
+            pfd, parent, prefix = hfd, _fd_path(hfd, tmpdir), STAGE_MARK
+        else:
+            prefix = stage_prefix(name)
+        while True:
+            sname = f"{prefix}{owner()}-{next(_stage_seq)}"
+            try:
+                os.mkdir(sname, 0o700, dir_fd=pfd)
+                break
+            except FileExistsError:
+                continue
+        sfd = _open_own_dir(pfd, sname, os.path.join(parent, sname))
+        lock_fd: int | None = None
         try:
-            if time.time() - os.lstat(p).st_mtime < _STALE_FOREIGN_STAGE:
-                return False
-        except OSError as e:
-            if e.errno in REMOVE_GONE:
-                return False
-            raise
-    remove(p, budget=0.5)
-    return True
+            lock_fd = hold(sfd)
+            os.mkdir("tree", 0o700, dir_fd=sfd)
+            yield Path(parent, sname, "tree")
+        finally:
+            try:
+                remove_at(sfd, os.path.join(parent, sname), "tree", budget=1.0)
+                release(sfd, lock_fd)
+            finally:
+                os.close(sfd)
+            remove_at(pfd, parent, sname, budget=1.0)
+    finally:
+        os.close(pfd)

@@ -22,11 +22,13 @@ S = "tests/test_speedups.py"
 GP = "tests/test_guarantees_place.py"
 GR = "tests/test_guarantees_remove.py"
 GT = "tests/test_guarantees_txn.py"
+RS = "tests/test_remove_safety.py"
 GS = "tests/test_guarantees_speedups.py"
 
 _PLACE = "src/linkstrategy/_place.py"
 _REMOVE = "src/linkstrategy/_remove.py"
 _TXN = "src/linkstrategy/_txn.py"
+_TRASH = "src/linkstrategy/_trash.py"
 _C = "src/linkstrategy/_speedups.c"
 _SYSCALLS = "src/linkstrategy/_syscalls.py"
 _ERRORS = "src/linkstrategy/_errors.py"
@@ -224,6 +226,14 @@ MUTATIONS: list[Mutation] = [
         ),
     ),
     m(
+        "owner-released-lock-taken-for-dead",
+        _OWNER,
+        "                if locked is False and os.fstat(lfd).st_nlink == 0:",
+        "                if False:",
+        (f"{TO}::test_a_maker_releasing_its_lock_while_judged_is_not_dead",),
+        "a judge between a maker's release() and its rename empties the finished directory",
+    ),
+    m(
         "owner-other-users-temporaries-judged",
         _OWNER,
         "    if not may_act(dir_fd, st):",
@@ -393,18 +403,45 @@ MUTATIONS: list[Mutation] = [
     ),
     # -- remove(): refusals ---------------------------------------------------------------
     m(
-        "remove-home-check-on-unresolved-parent",
+        "remove-home-not-refused-by-identity",
         _REMOVE,
-        "    real_parent = os.path.realpath(root.parent)",
-        "    real_parent = root.parent",
-        (f"{GR}::test_home_is_refused_through_a_symlinked_parent",),
+        "    what = protected.get((st.dev, st.ino)) if stat.S_ISDIR(st.mode) else None",
+        "    what = None",
+        (
+            f"{GR}::test_home_is_refused_through_a_symlinked_parent",
+            f"{RS}::test_home_is_refused_by_identity_through_a_symlink",
+        ),
     ),
     m(
         "remove-home-ancestors-allowed",
         _REMOVE,
-        'if home and (full == home or home.startswith(full.rstrip("/") + "/")):',
-        "if home and full == home:",
+        '            p, what = up, "an ancestor of the home directory"',
+        "            break",
         (f"{R}::test_refuses_home_and_its_ancestors_and_touches_nothing",),
+    ),
+    m(
+        "remove-dot-dotdot-allowed",
+        _REMOVE,
+        '    if name in (".", ".."):\n        raise RemoveError(errno.EINVAL, "refusing to remove \'.\' or \'..\'", s)',
+        "    pass",
+        (
+            f"{RS}::test_dot_dotdot_and_empty_are_refused_and_nothing_changes",
+            f"{RS}::test_cli_refuses_dot_dotdot_and_empty",
+        ),
+    ),
+    m(
+        "remove-parent-normalised-lexically",
+        _REMOVE,
+        "    parent, name = _split(p)\n    return _Root(",
+        "    parent, name = _split(os.path.abspath(os.fspath(p)))\n    return _Root(",
+        (f"{RS}::test_dotdot_after_a_symlink_means_what_the_kernel_means",),
+    ),
+    m(
+        "replace-parent-normalised-lexically",
+        _TXN,
+        "    parent, name = _split(p)\n    if create:",
+        "    parent, name = _split(os.path.abspath(os.fspath(p)))\n    if create:",
+        (f"{RS}::test_replace_through_symlink_and_dotdot_lands_where_the_kernel_means",),
     ),
     m(
         "remove-mount-point-root-allowed",
@@ -458,13 +495,136 @@ MUTATIONS: list[Mutation] = [
     m(
         "gc-crosses-mounts",
         _REMOVE,
-        "                        if (\n"
-        "                            st.dev == here.dev\n"
-        "                            and not st.mount_root\n"
-        "                            and (st.mnt_id is None or st.mnt_id == here.mnt_id)\n"
-        "                        ):",
-        "                        if True:",
+        "                        not stat.S_ISDIR(st.mode)\n"
+        "                        or st.dev != top.dev\n"
+        "                        or st.mount_root\n"
+        "                        or (st.mnt_id is not None and st.mnt_id != top.mnt_id)\n",
+        "                        not stat.S_ISDIR(st.mode)\n",
         (f"{GR}::test_gc_does_not_cross_a_bind_mount",),
+    ),
+    # -- trash and gc (issue #9): fds, owners, scope -----------------------------------------
+    m(
+        "trash-shared-by-all-users",
+        _TRASH,
+        "    if parent.st_uid == euid and not parent.st_mode & stat.S_ISVTX:",
+        "    if True:",
+        (
+            f"{RS}::test_shared_sticky_directory_each_user_defers_to_a_trash_of_their_own",
+            f"{RS}::test_trash_name_is_per_user_where_the_directory_is_shared",
+        ),
+    ),
+    m(
+        "trash-open-follows",
+        _TRASH,
+        "    fd = os.open(name, _O_DIR, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        want",
+        "    fd = os.open(name, os.O_RDONLY, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        want",
+        (f"{RS}::test_open_trash_never_follows_a_symlink",),
+    ),
+    m(
+        "trash-remembered-not-rechecked",
+        _TRASH,
+        "        if (tst.st_dev, tst.st_ino) != k.trash:",
+        "        if False:",
+        (f"{RS}::test_a_remembered_trash_swapped_for_a_symlink_is_not_followed",),
+    ),
+    m(
+        "gc-empties-another-users-trash",
+        _REMOVE,
+        "        if not may_act(dir_fd, st):\n            self.leave(\n                path,",
+        "        if False:\n            self.leave(\n                path,",
+        (f"{RS}::test_gc_as_root_leaves_another_users_trash_alone",),
+    ),
+    m(
+        "gc-recovers-another-users-journal",
+        _TXN,
+        "    if not may_act(parent_fd, st):",
+        "    if False:",
+        (f"{RS}::test_foreign_journal_in_a_sticky_directory_is_left_alone",),
+    ),
+    m(
+        "gc-journal-for-another-name",
+        _TXN,
+        "        or (journal_name(name) != jname)",
+        "        or False",
+        (f"{RS}::test_journal_whose_state_names_another_destination_is_left_alone",),
+    ),
+    m(
+        "gc-always-recursive",
+        _REMOVE,
+        "                    rest = g.directory(bfd, base)\n                    if recursive:",
+        "                    rest = g.directory(bfd, base)\n                    if True:",
+        (
+            f"{RS}::test_gc_looks_at_the_path_its_entries_and_its_parent_unless_recursive",
+            f"{RS}::test_cli_gc_recursive",
+        ),
+    ),
+    m(
+        "gc-dead-temporaries-kept",
+        _REMOVE,
+        '        if verdict != "dead":\n            return',
+        "        if True:\n            return",
+        (
+            f"{RS}::test_gc_removes_dead_temporaries_and_leaves_live_ones",
+            f"{RS}::test_gc_parent_removes_what_a_place_killed_with_sigkill_left",
+        ),
+    ),
+    m(
+        "gc-busy-trash-not-retried",
+        _REMOVE,
+        "            if code == errno.EBUSY:\n                now",
+        "            if False:\n                now",
+        (
+            f"{RS}::test_gc_retries_a_busy_trash_directory_within_its_budget",
+            f"{RS}::test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount",
+        ),
+    ),
+    # -- remove(): limits (issue #9.6) ------------------------------------------------------
+    m(
+        "remove-serial-walk-fds-unbounded",
+        _REMOVE,
+        "_MAX_FDS = 32\n",
+        "_MAX_FDS = 10**6\n",
+        (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
+    ),
+    m(
+        "remove-parallel-walk-depth-unbounded",
+        _REMOVE,
+        "_PARALLEL_DEPTH = 8\n",
+        "_PARALLEL_DEPTH = 10**6\n",
+        (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
+    ),
+    m(
+        "remove-no-threads-is-fatal",
+        _REMOVE,
+        "                    self.size = len(self._threads)\n",
+        "                    self.size = len(self._threads)\n"
+        "                    if not self._threads:\n"
+        "                        raise\n",
+        (f"{RS}::test_process_limit_remove_goes_on_with_the_threads_it_has",),
+    ),
+    m(
+        "remove-emfile-taken-for-busy",
+        _REMOVE,
+        "                if e.errno in REMOVE_SWAPPED:\n                    # Became a symlink",
+        "                if e.errno in REMOVE_SWAPPED or e.errno in (errno.EMFILE, errno.ENFILE):\n"
+        "                    # Became a symlink",
+        (f"{R}::test_out_of_fds_is_an_error_with_its_name_not_busy",),
+    ),
+    # -- replace() (issue #9.5) --------------------------------------------------------------
+    m(
+        "replace-read-only-top-not-made-writable",
+        _TXN,
+        "    if st is None or not stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_IWUSR:\n"
+        "        return None",
+        "    if True:\n        return None",
+        (f"{RS}::test_replace_of_read_only_trees_as_their_owner",),
+    ),
+    m(
+        "replace-places-through-the-journal-path",
+        _TXN,
+        'via = f"/proc/self/fd/{txn.jfd}" if os.path.isdir("/proc/self/fd") else txn.path',
+        "via = txn.path",
+        (f"{RS}::test_replace_places_through_the_journal_fd_not_a_path_swapped_meanwhile",),
     ),
     # -- remove(): budgets and permissions ---------------------------------------------
     m(
@@ -506,8 +666,12 @@ MUTATIONS: list[Mutation] = [
     m(
         "txn-dir-fsynced-before-rename",
         _TXN,
-        '    os.rename(tmp, os.path.join(txn, "state"))\n    _fsync_dir(txn)',
-        '    _fsync_dir(txn)\n    os.rename(tmp, os.path.join(txn, "state"))',
+        '    os.rename("state.tmp", "state", src_dir_fd=jfd, dst_dir_fd=jfd)\n'
+        "    with contextlib.suppress(OSError):\n"
+        "        os.fsync(jfd)",
+        "    with contextlib.suppress(OSError):\n"
+        "        os.fsync(jfd)\n"
+        '    os.rename("state.tmp", "state", src_dir_fd=jfd, dst_dir_fd=jfd)',
         (f"{GT}::test_journal_state_is_fsynced_renamed_then_its_directory_fsynced",),
     ),
     m(
