@@ -44,7 +44,7 @@ def test_version_does_not_import(module: str) -> None:
 @pytest.mark.parametrize(
     "module",
     [
-        "socket",  # _owner's host tag reads os.uname()
+        "socket",
         "linkstrategy._txn",  # planning reads TXN_SUFFIX from _owner
         "json",
         "pathlib",
@@ -56,11 +56,3 @@ def test_import_place_does_not_import(module: str) -> None:
 
 def test_txn_suffix_has_one_value() -> None:
     assert _txn.TXN_SUFFIX == _owner.TXN_SUFFIX
-
-
-def test_host_tag_is_the_host_name_crc() -> None:
-    import socket
-    import zlib
-
-    expected = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
-    assert expected == _owner.HOST

@@ -305,35 +305,3 @@ def judge(dir_fd: int, name: str, st: os.stat_result) -> Verdict:
             return "live"
         return "dead" if _old(st, GRACE_FILE if locked is False else GRACE_NO_LOCK) else "live"
     return "dead" if _old(st, GRACE_FILE) else "live"
-
-
-# -- transitional: the old host-tag + PID scheme, until _txn and _probe use judge() -------
-
-import zlib as _zlib  # noqa: E402
-
-# os.uname().nodename is what socket.gethostname() returns on Linux (glibc's
-# gethostname() reads uname()), without importing socket and selectors.
-HOST = f"{_zlib.crc32(os.uname().nodename.encode()) & 0xFFFF:04x}"
-FOREIGN_GRACE = 3600.0
-
-
-def tag() -> str:
-    return f"{HOST}-{os.getpid()}"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_orphan(host: str, pid: str, mtime: float | None) -> bool:
-    if host == HOST and pid.isdigit():
-        return not pid_alive(int(pid))
-    return mtime is not None and time.time() - mtime > FOREIGN_GRACE
