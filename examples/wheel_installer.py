@@ -17,11 +17,11 @@ What it shows, step by step:
    RECORD is rewritten with the installed paths (and INSTALLER added) *last*, after
    every file is in place: a package is complete when its RECORD says so.
 4. **Console scripts** are written to ``bin/`` with a temporary name and renamed.
-5. **Uninstall** removes the files RECORD lists, then the directories they leave
-   empty (a namespace directory shared with another package stays), with the
-   ``dist-info`` directory ``last``: an interrupted uninstall never leaves a
-   package without its metadata (:func:`linkstrategy.remove`, which also copes with
-   files held open on NFS).
+5. **Uninstall** is ``remove(files=<RECORD>, root=site, last=[dist-info])``: the
+   files RECORD lists, then the directories they leave empty (a namespace
+   directory shared with another package stays), the ``dist-info`` directory last:
+   an interrupted uninstall never leaves a package without its metadata, and files
+   held open on NFS are dealt with (:func:`linkstrategy.remove`).
 
 It is deliberately small: no dependency resolution, no ``.data`` schemes other
 than ``scripts``, ``purelib`` and ``platlib``, no bytecode compilation.
@@ -183,18 +183,9 @@ def uninstall(venv: Path, names: list[str]) -> None:
             continue
         with open(info / "RECORD", newline="") as f:
             rels = [row[0] for row in csv.reader(f) if row and row[0]]
-        files = [site / r for r in rels if not r.startswith(info.name + "/")]
-        report = linkstrategy.remove(files, last=[str(info)])
-        if not report.ok:
-            raise OSError(f"uninstall of {info.name} incomplete: {report.errors}")
-        # directories the files leave empty go; shared (namespace) ones stay
-        for d in sorted({p.parent for p in files}, key=lambda p: -len(p.parts)):
-            while d != site and site in d.parents:
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
-                d = d.parent
+        # the listed files, then the directories they leave empty (a namespace
+        # directory shared with another package stays), the dist-info last
+        linkstrategy.remove(files=rels, root=site, last=[info.name], check=True)
         print(f"uninstalled {info.name}")
 
 

@@ -582,3 +582,15 @@ def test_public_names_for_what_the_docs_use() -> None:
     linkstrategy.clear_cache()
     with pytest.raises(linkstrategy.MountTableError):
         linkstrategy.parse_mount_table("garbage\n")
+
+
+def test_place_no_times_keeps_no_source_times(tmp_path: Path) -> None:
+    """--no-times: clones and copies get their own times (cp without -p)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.utime(src / "f", (1_500_000_000, 1_500_000_000))
+    for dst, extra in (("kept", []), ("fresh", ["--no-times"])):
+        assert main(["place", "--strategy", "copy", *extra, str(src), str(tmp_path / dst)]) == 0
+    assert (tmp_path / "kept" / "f").stat().st_mtime == 1_500_000_000
+    assert (tmp_path / "fresh" / "f").stat().st_mtime > 1_600_000_000

@@ -625,6 +625,7 @@ def _run_place(args: argparse.Namespace, out: _Out, *, replace: bool) -> int:
                 workers=args.workers,
                 progress=progress,
                 xattrs=not args.no_xattrs,
+                times=not args.no_times,
                 fsync=args.fsync,
             )
         else:
@@ -638,6 +639,7 @@ def _run_place(args: argparse.Namespace, out: _Out, *, replace: bool) -> int:
                 workers=args.workers,
                 progress=progress,
                 xattrs=not args.no_xattrs,
+                times=not args.no_times,
                 fsync=args.fsync,
             )
     except OSError as e:
@@ -834,6 +836,12 @@ def _placing_options(p: argparse.ArgumentParser) -> None:
         "--no-xattrs",
         action="store_true",
         help="do not copy extended attributes to clones and copies",
+    )
+    p.add_argument(
+        "--no-times",
+        action="store_true",
+        help="do not give clones and copies the source's times (like cp without -p: "
+        "one request less per file on a network filesystem)",
     )
     p.add_argument("--fsync", action="store_true", help="flush every file before it gets its name")
     _common(p)

@@ -102,6 +102,7 @@ from ._errors import (
     REMOVE_PERMISSION,
     REMOVE_RETRY,
     REMOVE_SWAPPED,
+    InvalidArgument,
     RemoveError,
     TransactionBusy,
 )
@@ -1173,19 +1174,24 @@ def _as_list(paths: StrPath | Iterable[StrPath]) -> list[StrPath]:
 def _check_relative(entry: str) -> list[str]:
     parts = [p for p in entry.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
-        raise ValueError(
+        raise InvalidArgument(
+            errno.EINVAL,
             f"last entry {entry!r} must be a relative path below a root, "
-            "without '..', or an absolute path"
+            "without '..', or an absolute path",
+            entry,
         )
     return parts
 
 
 def remove(
-    paths: StrPath | Iterable[StrPath],
+    paths: StrPath | Iterable[StrPath] = (),
     *,
     budget: float = 5.0,
     last: Sequence[str] = (),
     workers: int | None = None,
+    files: Iterable[str] | None = None,
+    root: StrPath | None = None,
+    check: bool = False,
 ) -> RemoveReport:
     """Remove files, symlinks and trees; see the module docstring for the policies.
 
@@ -1195,15 +1201,146 @@ def remove(
     32 on network and FUSE mounts, and locally a serial walk that takes 2 threads
     for a big tree; ``1``: always serial.
 
+    ``files`` with ``root`` (an uninstall from a RECORD): the listed files and
+    symlinks, relative to ``root`` (leading ``..`` components, as a RECORD has for
+    scripts, are followed up through real directories; any other ``..``, an empty or
+    absolute entry, or a directory raises :class:`InvalidArgument`), then the
+    directories below ``root`` they leave empty (one still holding something -- a
+    namespace directory shared with another package -- stays), then the ``last``
+    entries (relative to ``root``: ``["pkg-1.0.dist-info"]``), whose files are left
+    for that step even when listed.
+
+    ``check``: raise :class:`RemoveError` for the first error (or a mount left
+    inside a tree) instead of only listing it in the report.
+
     Raises :class:`RemoveError` (nothing touched) when a root is refused; every
     other problem is listed in the returned report.
     """
     run = _Run(budget, workers)
-    roots = [_root_for(p) for p in _as_list(paths)]
     try:
-        return _remove(run, roots, last)
+        if files is not None:
+            if root is None or _as_list(paths):
+                raise InvalidArgument(errno.EINVAL, "files= goes with root= (and no paths)", "")
+            report = _remove_files(run, root, files, last)
+        else:
+            if root is not None:
+                raise InvalidArgument(errno.EINVAL, "root= goes with files=", os.fspath(root))
+            report = _remove(run, [_root_for(p) for p in _as_list(paths)], last)
     finally:
         run.close()
+    if check and not report.ok:
+        if report.errors:
+            first = report.errors[0]
+            raise RemoveError(first.errno, first.reason, first.path)
+        raise RemoveError(errno.EBUSY, "a mount inside was left alone", report.mounts_skipped[0])
+    return report
+
+
+def _record_parts(entry: str) -> tuple[int, list[str]]:
+    """(how many leading ``..``, the components after them) of a ``files=`` entry."""
+    parts = [p for p in entry.split("/") if p not in ("", ".")]
+    ups = 0
+    while ups < len(parts) and parts[ups] == "..":
+        ups += 1
+    rest = parts[ups:]
+    if not rest or ".." in rest or entry.startswith("/"):
+        raise InvalidArgument(
+            errno.EINVAL,
+            f"files= entry {entry!r} must be a relative path (leading '..' only)",
+            entry,
+        )
+    return ups, rest
+
+
+def _remove_files(
+    run: _Run, root: StrPath, files: Iterable[str], last: Sequence[str]
+) -> RemoveReport:
+    """remove(files=..., root=...): see :func:`remove`."""
+    try:
+        rfd = os.open(os.fspath(root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RemoveError(e.errno or 0, f"cannot open root: {_why(e.errno or 0)}", root) from None
+    ups_fds: dict[int, int] = {0: rfd}
+    try:
+        root_real = _fd_path(rfd, os.fspath(root))
+        last_parts = [_check_relative(x) for x in last]
+        skip = {"/".join(p) for p in last_parts}
+        roots: list[_Root] = []
+        seen: set[str] = set()
+        for entry in files:
+            ups, rest = _record_parts(os.fspath(entry))
+            key = "../" * ups + "/".join(rest)
+            if key in seen or (not ups and any(key == x or key.startswith(x + "/") for x in skip)):
+                continue
+            seen.add(key)
+            if ups not in ups_fds:  # up through real directories ("..": never a symlink)
+                fd = ups_fds[max(ups_fds)]
+                for _ in range(ups - max(ups_fds)):
+                    fd = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                ups_fds[ups] = fd
+            anchor_fd = ups_fds[ups]
+            base = _fd_path(anchor_fd, root_real)
+            parent_rel = "/".join(rest[:-1])
+            parent = os.path.join(base, parent_rel) if parent_rel else base
+            roots.append(
+                _Root(
+                    os.path.join(parent, rest[-1]), parent, rest[-1], anchor=(anchor_fd, parent_rel)
+                )
+            )
+        _open_roots(run, roots)
+        for r in roots:
+            if r.st is not None and stat.S_ISDIR(r.st.mode):
+                raise InvalidArgument(
+                    errno.EISDIR, "files= entry is a directory (list its files)", r.path
+                )
+        _passes(run, [r for r in roots if not r.done])
+        if run.errors or run.mounts:
+            return run.report()  # keep the metadata: some files it lists remain
+        _remove_emptied(run, rfd, roots)
+        for parts in last_parts:
+            sub = _Root(
+                os.path.join(root_real, *parts),
+                os.path.join(root_real, *parts[:-1]),
+                parts[-1],
+                anchor=(rfd, "/".join(parts[:-1])),
+            )
+            try:
+                _open_roots(run, [sub])
+            except RemoveError as e:
+                run.errors.append(RemoveFailure(sub.path, e.errno or 0, str(e.strerror)))
+                continue
+            if not sub.done:
+                _passes(run, [sub])
+        return run.report()
+    finally:
+        for fd in ups_fds.values():
+            os.close(fd)
+
+
+def _remove_emptied(run: _Run, rfd: int, roots: list[_Root]) -> None:
+    """rmdir the directories below the root that the removed files left empty, deepest
+    first; a directory that still holds anything (or changed meanwhile) stays."""
+    dirs: set[str] = set()
+    for r in roots:
+        if r.anchor is None or r.anchor[0] != rfd or not r.anchor[1]:
+            continue  # beside or above the root (scripts): never pruned
+        parts = r.anchor[1].split("/")
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    for d in sorted(dirs, key=lambda x: -x.count("/")):
+        parent_rel, _, name = d.rpartition("/")
+        try:
+            pfd = open_beneath(rfd, parent_rel, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            os.rmdir(name, dir_fd=pfd)
+        except OSError:
+            continue  # not empty (shared), gone, busy: it stays
+        else:
+            run._count()
+        finally:
+            os.close(pfd)
 
 
 def remove_at(

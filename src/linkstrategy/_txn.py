@@ -623,7 +623,10 @@ def replace(
     files: Iterable[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     xattrs: bool = True,
+    times: bool = True,
     fsync: bool = False,
+    copy: Callable[[str], bool] | Iterable[str] | None = None,
+    observer: Callable[[str, str], None] | None = None,
 ) -> PlaceReport:
     """Replace ``dst`` with a placement of ``src``, all or nothing (module docstring).
 
@@ -648,7 +651,10 @@ def replace(
         "files": files,
         "progress": progress,
         "xattrs": xattrs,
+        "times": times,
         "fsync": fsync,
+        "copy": copy,
+        "observer": observer,
     }
     try:
         pfd, parent, name = _open_parent(dst, create=True)

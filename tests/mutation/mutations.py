@@ -34,6 +34,7 @@ _SYSCALLS = "src/linkstrategy/_syscalls.py"
 _ERRORS = "src/linkstrategy/_errors.py"
 _OWNER = "src/linkstrategy/_owner.py"
 _TREE = "src/linkstrategy/_tree.py"
+U = "tests/test_uninstall.py"
 PS = "tests/test_place_safety.py"
 B = "tests/test_batch.py"
 TO = "tests/test_tree_owner.py"
@@ -714,5 +715,34 @@ MUTATIONS: list[Mutation] = [
         "        if code not in REMOVE_RETRY:",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
+    ),
+    # -- remove(files=, root=): uninstall by RECORD ---------------------------------------
+    m(
+        "uninstall-dotdot-inside-an-entry",
+        _REMOVE,
+        '    if not rest or ".." in rest or entry.startswith("/"):',
+        '    if not rest or entry.startswith("/"):',
+        (f"{U}::test_entries_that_leave_the_record_shape_are_refused",),
+    ),
+    m(
+        "uninstall-directory-entry-removed-as-a-tree",
+        _REMOVE,
+        "            if r.st is not None and stat.S_ISDIR(r.st.mode):\n                raise InvalidArgument(",
+        "            if False:\n                raise InvalidArgument(",
+        (f"{U}::test_a_directory_in_the_list_is_refused_before_anything_goes",),
+    ),
+    m(
+        "uninstall-metadata-with-the-files",
+        _REMOVE,
+        '        skip = {"/".join(p) for p in last_parts}',
+        "        skip: set[str] = set()",
+        (f"{U}::test_metadata_stays_when_a_listed_file_cannot_go",),
+    ),
+    m(
+        "uninstall-check-ignored",
+        _REMOVE,
+        "    if check and not report.ok:",
+        "    if False:",
+        (f"{U}::test_metadata_stays_when_a_listed_file_cannot_go",),
     ),
 ]
