@@ -1,7 +1,8 @@
 """Compare linkstrategy.place()/remove() with uv, cp and shutil on one machine, in one run.
 
-    python bench/compare.py [--rounds N] [--net-rounds N] [--only local|network]
-                            [--subset N] [--out bench/results.json]
+    python bench/compare.py [--rounds N] [--net-rounds N]
+                            [--only local|network|bigtree|startup]
+                            [--subset N] [--smoke] [--out bench/results.json]
 
 Local case: everything on one XFS ``reflink=1`` loop image whose backing file is
 in /dev/shm (so the "disk" is RAM and the numbers measure filesystem and syscall
@@ -15,8 +16,17 @@ Contenders are interleaved (the order rotates each round) so that drift in a
 noisy machine is spread over all of them.  Medians are quoted; minimums are
 shown for reference.  Nothing here asserts on time.
 
+Bigtree case: 200,000 small files in 10,000 directories (bench/bigtree.py), on a
+fresh tmpfs and on an XFS loop image: the ``linkstrategy`` CLI against ``cp -al``,
+``cp -r`` and ``rm -rf``, every contender a subprocess; the peak RSS of each
+process comes from ``wait4()``.  Startup case: ``linkstrategy --version``,
+``linkstrategy probe PATH`` and ``python -c "import linkstrategy, linkstrategy._place"``
+against a bare ``python -c pass``, fresh processes, plus an ``-X importtime`` breakdown.
+
 Needs root (loop devices, mounts, FUSE).  ``--local-dir DIR`` runs the local
-case in an existing directory instead of a fresh XFS image (no root needed).
+case in an existing directory instead of a fresh XFS image (no root needed);
+``--only startup`` needs no root, and ``--only bigtree`` without root runs on a
+directory in /dev/shm (a tmpfs) and leaves XFS out.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ REPO = BENCH_DIR.parent
 # `support` package that pytest gets from pyproject.toml's pythonpath) is added.
 sys.path.append(str(REPO / "tests"))
 
+import bigtree  # noqa: E402
 import wheeltree  # noqa: E402
 
 NETWORK_ENV = "LINKSTRATEGY_NETWORK_MOUNTS"
@@ -78,19 +89,28 @@ def sync() -> None:
     os.sync()
 
 
-def uv_version() -> str | None:
+def find_uv() -> str | None:
+    """uv on PATH, else the one installed next to this interpreter (a venv's bin/)."""
     exe = shutil.which("uv")
+    if exe is None:
+        beside = Path(sys.executable).parent / "uv"
+        exe = str(beside) if os.access(beside, os.X_OK) else None
+    return exe
+
+
+def uv_version() -> str | None:
+    exe = find_uv()
     if exe is None:
         return None
     return run([exe, "--version"]).stdout.strip()
 
 
 def ensure_uv() -> str:
-    exe = shutil.which("uv")
+    exe = find_uv()
     if exe is None:
         log("uv not found: pip install uv")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "uv"], check=True)
-        exe = shutil.which("uv")
+        exe = find_uv()
         if exe is None:
             raise SystemExit("uv is still not on PATH after pip install uv")
     return exe
@@ -221,6 +241,7 @@ class Contender:
     note: str = ""
     samples: list[float] = field(default_factory=list)
     reported: list[float] = field(default_factory=list)  # uv's own figure
+    rss_kib: list[int] = field(default_factory=list)  # peak RSS of a subprocess contender
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -229,6 +250,9 @@ class Contender:
         if self.samples:
             d["median"] = statistics.median(self.samples)
             d["min"] = min(self.samples)
+        if self.rss_kib:
+            d["peak_rss_kib"] = self.rss_kib
+            d["peak_rss_max_mib"] = max(self.rss_kib) / 1024
         if self.reported:
             d["uv_reported"] = self.reported
             d["uv_reported_median"] = statistics.median(self.reported)
@@ -245,7 +269,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def run_rounds(contenders: list[Contender], rounds: int, label: str) -> None:
+def run_rounds(
+    contenders: list[Contender], rounds: int, label: str, *, quiet: bool = False
+) -> None:
     n = len(contenders)
     for r in range(rounds):
         order = contenders[r % n :] + contenders[: r % n]
@@ -259,6 +285,8 @@ def run_rounds(contenders: list[Contender], rounds: int, label: str) -> None:
                 log(f"  [{label}] {c.name}: FAILED {c.error}")
                 continue
             c.samples.append(res.pop("seconds"))
+            if res.get("rss_kib") is not None:
+                c.rss_kib.append(res.pop("rss_kib"))
             if "uv_seconds" in res:
                 if res["uv_seconds"] is not None:
                     c.reported.append(res.pop("uv_seconds"))
@@ -267,7 +295,8 @@ def run_rounds(contenders: list[Contender], rounds: int, label: str) -> None:
             if r == 0 or res.get("always"):
                 res.pop("always", None)
                 c.info.update(res)
-            log(f"  [{label}] round {r + 1}/{rounds} {c.name:<34} {c.samples[-1]:8.3f} s")
+            if not quiet:
+                log(f"  [{label}] round {r + 1}/{rounds} {c.name:<34} {c.samples[-1]:8.3f} s")
 
 
 def subprocess_contender(
@@ -411,13 +440,13 @@ def local_fs(base: Path, local_dir: Path | None, size_mb: int) -> Iterator[Path]
 
 
 @contextlib.contextmanager
-def tmpfs_fs(base: Path) -> Iterator[Path]:
+def tmpfs_fs(base: Path, size: str = "2g") -> Iterator[Path]:
     cm = None
     if os.geteuid() == 0:  # else: a directory in /dev/shm, itself a tmpfs
         try:
             from support import mountutil
 
-            cm = mountutil.tmpfs_mount(base, size="2g")
+            cm = mountutil.tmpfs_mount(base, size=size)
         except (ImportError, AttributeError):
             cm = None
     if cm is None:
@@ -516,6 +545,10 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                 "in-process; copy2 (sendfile)",
             ),
         ]
+        floor = build_floor(base)
+        if floor is not None:
+            for mode, label in (("0", "floor.c link"), ("1", "floor.c clone")):
+                contenders.append(floor_contender(label, floor, src, mode, dst(f"floor{mode}")))
         log(
             f"local place: {files} files, {dirs} dirs, {nbytes / 1e6:.1f} MB; "
             f"{args.rounds} rounds x {len(contenders)} contenders"
@@ -561,6 +594,35 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
             "place": {c.name: c.summary() for c in contenders},
             "remove": {k: {c.name: c.summary() for c in v} for k, v in removals.items()},
         }
+
+
+def build_floor(base: Path) -> Path | None:
+    """bench/floor.c compiled into ``base`` (None, with a note, without gcc)."""
+    if shutil.which("gcc") is None:
+        log("floor.c: no gcc, left out")
+        return None
+    exe = base / "floor"
+    run(["gcc", "-O2", "-o", str(exe), str(BENCH_DIR / "floor.c"), "-lpthread"])
+    return exe
+
+
+def floor_contender(
+    name: str, exe: Path, src: Path, mode: str, dst_for: Callable[[int], Path]
+) -> Contender:
+    """floor.c with 2 threads; its time is the one it prints (the tree walk before it
+    is untimed there, as the listing is not: a floor, a little below the real one)."""
+
+    def once(i: int) -> dict[str, Any]:
+        dst = dst_for(i)
+        rm_tree(dst)
+        sync()
+        out = run([str(exe), str(src), str(dst), mode, "2"])
+        res: dict[str, Any] = {"seconds": float(out.stdout.split()[-1])}
+        rm_tree(dst)
+        sync()
+        return res
+
+    return Contender(name, once, "bench/floor.c, 2 threads, its own timing")
 
 
 def network_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) -> dict[str, Any]:
@@ -717,6 +779,308 @@ def network_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]
         rm_tree(local)
 
 
+# -- bigtree: many small files, the CLI against coreutils --------------------------------
+
+
+def linkstrategy_cmd() -> list[str]:
+    """How a user runs the CLI: the console script next to this interpreter, else ``-m``."""
+    script = Path(sys.executable).parent / "linkstrategy"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "linkstrategy"]
+
+
+#: Subprocesses measured here run as a user's would: with byte-code caching on (pip
+#: byte-compiles what it installs; an editable install writes __pycache__ on first use).
+#: A PYTHONDONTWRITEBYTECODE=1 in the caller's environment would make every start
+#: compile every module again, tripling the import time measured.
+MEASURE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+#: GNU time reports the peak RSS of the command it runs.  os.wait4() on a child of this
+#: process would not do: Linux carries the high-water RSS of the mm a process had before
+#: exec() into its ru_maxrss, and a child forked from this interpreter starts at its size.
+GNU_TIME = "/usr/bin/time"
+
+
+def run_measured(
+    cmd: list[str], env: dict[str, str] | None = None, *, rss: bool = True
+) -> tuple[float, int | None]:
+    """Run ``cmd``; its wall time (s) and peak RSS (KiB, from GNU time; None without it)."""
+    if env is None:
+        env = MEASURE_ENV
+    use_time = rss and os.access(GNU_TIME, os.X_OK)
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss_out:
+        full = [GNU_TIME, "-f", "%M", "-o", rss_out.name, *cmd] if use_time else cmd
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
+        )
+        secs = time.perf_counter() - t0
+        if p.returncode != 0:
+            err.seek(0)
+            msg = err.read().decode(errors="replace").strip()[-400:]
+            raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {msg}")
+        peak = int(rss_out.read().split()[-1]) if use_time else None
+    return secs, peak
+
+
+def cli_contender(
+    name: str, cmd: Callable[[Path], list[str]], dst_for: Callable[[int], Path], note: str = ""
+) -> Contender:
+    """A subprocess that makes ``dst``: timed with its peak RSS; fresh ``dst`` each round."""
+
+    def once(i: int) -> dict[str, Any]:
+        dst = dst_for(i)
+        rm_tree(dst)
+        sync()
+        secs, rss = run_measured(cmd(dst))
+        out: dict[str, Any] = {"seconds": secs, "rss_kib": rss}
+        if i == 0:
+            out["result"] = dict(
+                zip(("files", "dirs", "bytes"), wheeltree.tree_stats(dst), strict=True)
+            )
+        rm_tree(dst)
+        sync()
+        return out
+
+    return Contender(name, once, note)
+
+
+def cli_removal_contender(
+    name: str, cmd: Callable[[Path], list[str]], src: Path, tree_for: Callable[[int], Path]
+) -> Contender:
+    """A subprocess that removes a fresh real copy of ``src``: timed with its peak RSS."""
+
+    def once(i: int) -> dict[str, Any]:
+        tree = tree_for(i)
+        rm_tree(tree)
+        make_copy(src, tree)
+        sync()
+        secs, rss = run_measured(cmd(tree))
+        out: dict[str, Any] = {"seconds": secs, "rss_kib": rss, "left_behind": tree.exists()}
+        rm_tree(tree)
+        sync()
+        return out
+
+    return Contender(name, once)
+
+
+def bigtree_on(args: argparse.Namespace, fs: Path, label: str, ls: list[str]) -> dict[str, Any]:
+    log(f"bigtree on {label}: {fs_description(fs)} at {fs}; writing the tree")
+    t0 = time.monotonic()
+    src = fs / "src"
+    files, dirs, nbytes = bigtree.make_tree(src, args.big_files, args.big_dirs)
+    sync()
+    log(f"  {files} files, {dirs} dirs, {nbytes / 1e6:.1f} MB in {time.monotonic() - t0:.1f} s")
+    out_root = fs / "out"
+    out_root.mkdir()
+
+    def dst(tag: str) -> Callable[[int], Path]:
+        return lambda i: out_root / f"{tag}-{i}"
+
+    place_cs = [
+        cli_contender(
+            "linkstrategy place --strategy hardlink",
+            lambda d: [*ls, "place", "-q", "--strategy", "hardlink", str(src), str(d)],
+            dst("ls-hardlink"),
+            "CLI subprocess",
+        ),
+        cli_contender("cp -al", lambda d: ["cp", "-al", str(src), str(d)], dst("cpal")),
+        cli_contender(
+            "linkstrategy place --strategy copy",
+            lambda d: [*ls, "place", "-q", "--strategy", "copy", str(src), str(d)],
+            dst("ls-copy"),
+            "CLI subprocess",
+        ),
+        cli_contender(
+            "cp -r",
+            lambda d: ["cp", "-r", str(src), str(d)],
+            dst("cpr"),
+            "coreutils >= 9: --reflink=auto, so it clones on XFS (as place(copy) does)",
+        ),
+    ]
+    run_rounds(place_cs, args.big_rounds, f"bigtree {label}")
+    rm_cs = [
+        cli_removal_contender(
+            "linkstrategy remove", lambda t: [*ls, "remove", "-q", str(t)], src, dst("rm-ls")
+        ),
+        cli_removal_contender("rm -rf", lambda t: ["rm", "-rf", str(t)], src, dst("rm-rm")),
+    ]
+    run_rounds(rm_cs, args.big_rounds, f"bigtree rm {label}")
+    return {
+        "filesystem": fs_description(fs),
+        "tree": {"files": files, "dirs": dirs, "bytes": nbytes},
+        "place": {c.name: c.summary() for c in place_cs},
+        "remove": {c.name: c.summary() for c in rm_cs},
+    }
+
+
+def bigtree_case(args: argparse.Namespace, base: Path) -> dict[str, Any]:
+    ls = linkstrategy_cmd()
+    # tmpfs keeps a page per non-empty file: source + one copy + slack.
+    pages_gib = max(1, -(-args.big_files * 2 * 4096 * 5 // 4 // 2**30))
+    out: dict[str, Any] = {
+        "rounds": args.big_rounds,
+        "command": ls,
+        "files": args.big_files,
+        "dirs": args.big_dirs,
+    }
+    with tmpfs_fs(base, size=f"{pages_gib + 1}g") as fs:
+        out["tmpfs"] = bigtree_on(args, fs, "tmpfs", ls)
+    skip = xfs_skip_reason()
+    if skip:
+        log(f"bigtree on xfs: skipped ({skip})")
+        out["xfs"] = {"skipped": skip}
+    else:
+        size_mb = max(512, args.big_files * 3 * 4096 * 5 // 4 // 2**20 + 256)
+        with local_fs(base, None, size_mb=size_mb) as fs:
+            out["xfs"] = bigtree_on(args, fs, "xfs", ls)
+    return out
+
+
+def xfs_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for the XFS loop image"
+    if not os.path.exists("/dev/loop-control"):
+        return "no loop devices"
+    if shutil.which("mkfs.xfs") is None:
+        return "mkfs.xfs not installed"
+    return None
+
+
+# -- startup: fresh processes against a bare interpreter ----------------------------------
+
+IMPORT_PLACE = "import linkstrategy, linkstrategy._place"
+
+#: Modules whose presence after IMPORT_PLACE is worth a line in the report (issue #11).
+HEAVY_MODULES = (
+    "typing",
+    "dataclasses",
+    "logging",
+    "secrets",
+    "socket",
+    "subprocess",
+    "json",
+    "argparse",
+    "ctypes",
+    "tempfile",
+    "pathlib",
+    "inspect",
+    "zlib",
+    "hashlib",
+    "enum",
+    "re",
+)
+
+
+def startup_commands(probe_dir: Path) -> dict[str, list[str]]:
+    py, ls = sys.executable, linkstrategy_cmd()
+    return {
+        "python -c pass": [py, "-c", "pass"],
+        "linkstrategy --version": [*ls, "--version"],
+        "linkstrategy probe PATH": [*ls, "probe", str(probe_dir)],
+        f'python -c "{IMPORT_PLACE}"': [py, "-c", IMPORT_PLACE],
+    }
+
+
+_IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def parse_importtime(stderr: str) -> list[tuple[str, int, int, int]]:
+    """(module, self µs, cumulative µs, depth) for each line of ``-X importtime``."""
+    out = []
+    for line in stderr.splitlines():
+        m = _IMPORTTIME.match(line)
+        if m:
+            out.append((m[4], int(m[1]), int(m[2]), len(m[3]) // 2))
+    return out
+
+
+def importtime_breakdown(cmd: list[str], runs: int, top: int = 15) -> dict[str, Any]:
+    """Medians over ``runs`` runs of ``python -X importtime``: heaviest modules by self time."""
+    selfs: dict[str, list[int]] = {}
+    cums: dict[str, list[int]] = {}
+    depth: dict[str, int] = {}
+    for _ in range(runs):
+        # a console script runs under this interpreter: put -X importtime before it
+        rest = cmd[1:] if cmd[0] == sys.executable else cmd
+        cp = subprocess.run(
+            [sys.executable, "-X", "importtime", *rest],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=MEASURE_ENV,
+        )
+        for mod, s, c, d in parse_importtime(cp.stderr):
+            selfs.setdefault(mod, []).append(s)
+            cums.setdefault(mod, []).append(c)
+            depth.setdefault(mod, d)
+    med = {m: (statistics.median(v), statistics.median(cums[m])) for m, v in selfs.items()}
+    by_self = sorted(med.items(), key=lambda kv: -kv[1][0])[:top]
+    ours = sorted(
+        ((m, v) for m, v in med.items() if m.startswith("linkstrategy")), key=lambda kv: -kv[1][1]
+    )
+    return {
+        "runs": runs,
+        "modules": len(med),
+        "total_self_ms": sum(v[0] for v in med.values()) / 1000,
+        "top_self": [
+            {"module": m, "self_ms": s / 1000, "cum_ms": c / 1000} for m, (s, c) in by_self
+        ],
+        "linkstrategy": [
+            {"module": m, "self_ms": s / 1000, "cum_ms": c / 1000} for m, (s, c) in ours
+        ],
+    }
+
+
+def loaded_modules(code: str) -> list[str]:
+    """Modules a fresh interpreter holds after ``code`` that it did not hold at start."""
+    probe = (
+        "import sys; _b = set(sys.modules)\n"
+        + code
+        + "\nprint('\\n'.join(sorted(set(sys.modules) - _b)))"
+    )
+    cp = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=MEASURE_ENV
+    )
+    return cp.stdout.split()
+
+
+def startup_case(args: argparse.Namespace) -> dict[str, Any]:
+    probe_dir = Path(tempfile.mkdtemp(prefix="lsbench-startup-", dir=SHM))
+    try:
+        cmds = startup_commands(probe_dir)
+        for cmd in cmds.values():  # warm: byte-compile, page cache
+            run_measured(cmd, rss=False)
+        cs = []
+        for name, cmd in cmds.items():
+
+            def once(i: int, cmd: list[str] = cmd) -> dict[str, Any]:
+                return {"seconds": run_measured(cmd, rss=False)[0]}
+
+            cs.append(Contender(name, once, " ".join(cmd)))
+        log(f"startup: {args.startup_rounds} rounds x {len(cs)} commands")
+        run_rounds(cs, args.startup_rounds, "startup", quiet=True)
+        breakdown = {
+            name: importtime_breakdown(cmd, args.importtime_runs)
+            for name, cmd in cmds.items()
+            if name != "python -c pass"
+        }
+        mods = loaded_modules(IMPORT_PLACE)
+        return {
+            "rounds": args.startup_rounds,
+            "probe_path": fs_description(probe_dir),
+            "commands": {c.name: c.summary() for c in cs},
+            "importtime": breakdown,
+            "loaded_by_import_place": {
+                "count": len(mods),
+                "heavy": [m for m in HEAVY_MODULES if m in mods],
+                "all": mods,
+            },
+        }
+    finally:
+        rm_tree(probe_dir)
+
+
 def make_emulator(
     mountutil: Any, kind: str, backing: Path, mnt: Path, latency_ms: float, cache_s: float
 ) -> Any:
@@ -743,10 +1107,13 @@ RATIOS: list[tuple[str, str, str, str, float | None]] = [
     ("local", "place", "place(auto)", "cp -r", 1.0),
     ("local", "place", "place(auto)", "cp -al", None),  # auto clones on XFS: context only
     # uv's own "Installed ... in X" figure leaves out its start-up, interpreter query and
-    # resolution, which its user waits for too: context, next to the wall-time targets.
-    ("local", "place", "place(hardlink)", "uv hardlink" + INSTALLED, None),
-    ("local", "place", "place(reflink)", "uv clone" + INSTALLED, None),
-    ("local", "place", "place(copy)", "uv copy" + INSTALLED, None),
+    # resolution, which its user waits for too.  Issue #11 still asks place() to be no
+    # slower than that figure (copy: 0.8 of it), and within 1.1x of bench/floor.c.
+    ("local", "place", "place(hardlink)", "uv hardlink" + INSTALLED, 1.0),
+    ("local", "place", "place(reflink)", "uv clone" + INSTALLED, 1.0),
+    ("local", "place", "place(copy)", "uv copy" + INSTALLED, 0.8),
+    ("local", "place", "place(hardlink)", "floor.c link", 1.1),
+    ("local", "place", "place(reflink)", "floor.c clone", 1.1),
     ("local", "remove.xfs", "remove()", "rm -rf", 1.0),
     ("local", "remove.xfs", "remove()", "shutil.rmtree", 1.0),
     ("local", "remove.tmpfs", "remove()", "rm -rf", 1.0),
@@ -788,6 +1155,144 @@ def compute_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: bigtree, per filesystem: (numerator, denominator, target ratio)
+BIGTREE_RATIOS = [
+    ("place", "linkstrategy place --strategy hardlink", "cp -al", 1.0),
+    ("place", "linkstrategy place --strategy copy", "cp -r", 1.0),
+    ("remove", "linkstrategy remove", "rm -rf", 1.0),
+]
+RSS_TARGET_MIB = 64.0
+BARE = "python -c pass"
+#: startup: (command, target in ms over the bare interpreter's median)
+STARTUP_TARGETS = [
+    ("linkstrategy --version", 40.0),
+    ("linkstrategy probe PATH", 40.0),
+    (f'python -c "{IMPORT_PLACE}"', 30.0),
+]
+
+
+def _row(
+    case: str, section: str, what: str, value: float | None, target: float, unit: str
+) -> dict[str, Any]:
+    return {
+        "case": case,
+        "section": section,
+        "ratio": what,
+        "value": value,
+        "target": target,
+        "unit": unit,
+        "met": None if value is None else value <= target,
+    }
+
+
+def compute_extra_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bigtree and startup targets of issue #11: ratios, peak RSS, ms over bare Python."""
+    out = []
+    big = results.get("bigtree", {})
+    for fs in ("tmpfs", "xfs"):
+        node = big.get(fs, {})
+        if "place" not in node:
+            continue
+        for section, num, den, target in BIGTREE_RATIOS:
+            a = node[section].get(num, {}).get("median")
+            b = node[section].get(den, {}).get("median")
+            value = a / b if a is not None and b else None
+            out.append(_row("bigtree", fs, f"{num} / {den}", value, target, "ratio"))
+        rss = [
+            d["peak_rss_max_mib"]
+            for section in ("place", "remove")
+            for name, d in node[section].items()
+            if name.startswith("linkstrategy") and "peak_rss_max_mib" in d
+        ]
+        out.append(
+            _row(
+                "bigtree",
+                fs,
+                "peak RSS of any linkstrategy process",
+                max(rss) if rss else None,
+                RSS_TARGET_MIB,
+                "MiB",
+            )
+        )
+    cmds = results.get("startup", {}).get("commands", {})
+    bare = cmds.get(BARE, {}).get("median")
+    for name, target in STARTUP_TARGETS:
+        a = cmds.get(name, {}).get("median")
+        value = (a - bare) * 1000 if a is not None and bare is not None else None
+        out.append(_row("startup", "", f"{name} - {BARE}", value, target, "ms"))
+    return out
+
+
+def render_extra(results: dict[str, Any], lines: list[str]) -> None:
+    if "bigtree" in results:
+        big = results["bigtree"]
+        lines.append("")
+        lines.append(
+            f"## Bigtree: {big['files']} small files in {big['dirs']} directories; "
+            f"{big['rounds']} rounds; CLI: {' '.join(big['command'])}"
+        )
+        for fs in ("tmpfs", "xfs"):
+            node = big.get(fs, {})
+            if "skipped" in node:
+                lines.append("")
+                lines.append(f"### {fs}: skipped ({node['skipped']})")
+                continue
+            t = node["tree"]
+            lines.append("")
+            lines.append(
+                f"### {fs}: {node['filesystem']}; tree {t['files']} files, {t['dirs']} dirs, "
+                f"{t['bytes'] / 1e6:.1f} MB"
+            )
+            lines.append("")
+            lines.append("| contender | median s | min s | peak RSS MiB (max) |")
+            lines.append("|---|---:|---:|---:|")
+            for section in ("place", "remove"):
+                for name, d in node[section].items():
+                    if "median" not in d:
+                        lines.append(f"| {name} | n/a ({d.get('error', 'no samples')}) | | |")
+                        continue
+                    rss = d.get("peak_rss_max_mib")
+                    rss_s = "" if rss is None else f"{rss:.1f}"
+                    lines.append(f"| {name} | {d['median']:.3f} | {d['min']:.3f} | {rss_s} |")
+    if "startup" in results:
+        st = results["startup"]
+        lines.append("")
+        lines.append(
+            f"## Startup: fresh processes, {st['rounds']} interleaved rounds "
+            f"(probe PATH on {st['probe_path']})"
+        )
+        lines.append("")
+        lines.append("| command | median ms | min ms | median - bare ms |")
+        lines.append("|---|---:|---:|---:|")
+        bare = st["commands"].get(BARE, {}).get("median")
+        for name, d in st["commands"].items():
+            if "median" not in d:
+                lines.append(f"| {name} | n/a ({d.get('error', 'no samples')}) | | |")
+                continue
+            delta = "" if bare is None else f"{(d['median'] - bare) * 1000:.1f}"
+            lines.append(
+                f"| `{name}` | {d['median'] * 1000:.1f} | {d['min'] * 1000:.1f} | {delta} |"
+            )
+        loaded = st["loaded_by_import_place"]
+        lines.append("")
+        lines.append(
+            f"`{IMPORT_PLACE}` loads {loaded['count']} modules beyond a bare start, among them: "
+            + (", ".join(loaded["heavy"]) or "none of " + ", ".join(HEAVY_MODULES))
+        )
+        for name, bd in st["importtime"].items():
+            lines.append("")
+            lines.append(
+                f"`-X importtime` of `{name}` (medians of {bd['runs']} runs; {bd['modules']} "
+                f"modules, self times sum to {bd['total_self_ms']:.1f} ms; importtime's own "
+                "overhead inflates these):"
+            )
+            lines.append("")
+            lines.append("| module (heaviest self time) | self ms | cumulative ms |")
+            lines.append("|---|---:|---:|")
+            for e in bd["top_self"]:
+                lines.append(f"| {e['module']} | {e['self_ms']:.1f} | {e['cum_ms']:.1f} |")
+
+
 def render(results: dict[str, Any]) -> str:
     lines: list[str] = []
     m = results["machine"]
@@ -797,6 +1302,14 @@ def render(results: dict[str, Any]) -> str:
         f"linkstrategy {m['linkstrategy']} (git {m['git_rev'] or 'uncommitted'}, "
         f"src sha256 {m['src_digest']})"
     )
+    if "load_before" in results:
+        la, lb = results["load_before"], results.get("load_after")
+        lines.append("")
+        lines.append(
+            "load average (1, 5, 15 min) before: "
+            + ", ".join(f"{x:.2f}" for x in la)
+            + ("" if lb is None else "; after: " + ", ".join(f"{x:.2f}" for x in lb))
+        )
 
     def table(title: str, sec: dict[str, Any], uv_col: bool) -> None:
         lines.append("")
@@ -842,6 +1355,7 @@ def render(results: dict[str, Any]) -> str:
         )
         table("place / install / copy onto the latency FUSE mount", net["place"], True)
         table("remove on the latency FUSE mount", net["remove"], False)
+    render_extra(results, lines)
     lines.append("")
     lines.append("### Ratios (of medians; < 1 means linkstrategy is faster)")
     lines.append("")
@@ -850,12 +1364,14 @@ def render(results: dict[str, Any]) -> str:
     for r in results["ratios"]:
         if r["case"] not in results:
             continue
-        v = "n/a" if r["value"] is None else f"{r['value']:.2f}"
-        tgt = "" if r["target"] is None else f"<= {r['target']:g}"
+        unit = r.get("unit", "ratio")
+        suffix = "" if unit == "ratio" else f" {unit}"
+        v = "n/a" if r["value"] is None else f"{r['value']:.{1 if suffix else 2}f}{suffix}"
+        tgt = "" if r["target"] is None else f"<= {r['target']:g}{suffix}"
         met = {None: "", True: "yes", False: "**no**"}[r["met"]]
-        if r["met"] is False and r["value"] <= r["target"] * 1.05:
+        if r["met"] is False and unit == "ratio" and r["value"] <= r["target"] * 1.05:
             met += " (within 5%)"
-        where = r["case"] if r["section"] == "place" else f"{r['case']} {r['section']}"
+        where = r["case"] if r["section"] in ("place", "") else f"{r['case']} {r['section']}"
         lines.append(f"| {where} | {r['ratio']} | {v} | {tgt} | {met} |")
     return "\n".join(lines)
 
@@ -872,7 +1388,43 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="rounds for the network case (3; serial peers take ~30-60 s a round)",
     )
-    ap.add_argument("--only", choices=("local", "network"))
+    ap.add_argument("--only", choices=("local", "network", "bigtree", "startup"))
+    ap.add_argument(
+        "--big-files",
+        type=int,
+        default=None,
+        help=f"files in the bigtree case ({bigtree.FILES}; 2000 with --smoke)",
+    )
+    ap.add_argument(
+        "--big-dirs",
+        type=int,
+        default=None,
+        help=f"directories in the bigtree case ({bigtree.DIRS}; 100 with --smoke)",
+    )
+    ap.add_argument(
+        "--big-rounds",
+        type=int,
+        default=None,
+        help="rounds for the bigtree case (3; 1 with --smoke)",
+    )
+    ap.add_argument(
+        "--startup-rounds",
+        type=int,
+        default=None,
+        help="rounds for the startup case (20; 3 with --smoke)",
+    )
+    ap.add_argument(
+        "--importtime-runs",
+        type=int,
+        default=None,
+        help="runs of -X importtime per command in the startup case (5; 1 with --smoke)",
+    )
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny scale to check that the bigtree and startup cases still run (numbers "
+        "meaningless); the options above still override it",
+    )
     ap.add_argument(
         "--subset",
         type=int,
@@ -917,14 +1469,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = ap.parse_args(argv)
+    scale = {
+        "big_files": (bigtree.FILES, 2000),
+        "big_dirs": (bigtree.DIRS, 100),
+        "big_rounds": (3, 1),
+        "startup_rounds": (20, 3),
+        "importtime_runs": (5, 1),
+    }
+    for name, (full, smoke) in scale.items():
+        if getattr(args, name) is None:
+            setattr(args, name, smoke if args.smoke else full)
+    if min(getattr(args, name) for name in scale) < 1:
+        ap.error("--big-files, --big-dirs, --big-rounds, --startup-rounds, --importtime-runs: >= 1")
 
-    if os.geteuid() != 0 and (args.only != "local" or args.local_dir is None):
-        ap.error("needs root for loop images and FUSE (or use --only local --local-dir DIR)")
-    ensure_uv()
+    wheel_cases = args.only in (None, "local", "network")
+    no_root_ok = args.only in ("bigtree", "startup") or (
+        args.only == "local" and args.local_dir is not None
+    )
+    if os.geteuid() != 0 and not no_root_ok:
+        ap.error(
+            "needs root for loop images and FUSE (or use --only local --local-dir DIR, "
+            "--only startup, --only bigtree)"
+        )
     packages = wheeltree.subset(args.subset)
     net_packages = wheeltree.subset(args.net_subset if args.subset is None else args.subset)
-    wheeltree.ensure_wheels()
-    results: dict[str, Any] = {"machine": machine_info(), "wheels": dict(wheeltree.WHEELS)}
+    if wheel_cases:
+        ensure_uv()
+        wheeltree.ensure_wheels()
+    results: dict[str, Any] = {"machine": machine_info(), "load_before": os.getloadavg()}
+    if wheel_cases:
+        results["wheels"] = dict(wheeltree.WHEELS)
     t0 = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="lsbench-", dir=SHM))
     try:
@@ -932,10 +1506,15 @@ def main(argv: list[str] | None = None) -> int:
             results["local"] = local_case(args, base, packages)
         if args.only in (None, "network"):
             results["network"] = network_case(args, base, net_packages)
+        if args.only in (None, "bigtree"):
+            results["bigtree"] = bigtree_case(args, base)
+        if args.only in (None, "startup"):
+            results["startup"] = startup_case(args)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     results["total_seconds"] = time.monotonic() - t0
-    results["ratios"] = compute_ratios(results)
+    results["load_after"] = os.getloadavg()
+    results["ratios"] = compute_ratios(results) + compute_extra_targets(results)
     text = render(results)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

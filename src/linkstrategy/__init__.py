@@ -14,8 +14,9 @@ for the package managers that embed it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+# Not ``from typing import TYPE_CHECKING``: typing costs milliseconds to import, and
+# ``import linkstrategy`` must not.  mypy treats any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -81,6 +82,8 @@ _LAZY = {
 if TYPE_CHECKING:
     # Type checkers see the real names (so ``linkstrategy.plcae`` and
     # ``strategy="hardlnk"`` are errors); the runtime loads them on first use.
+    from typing import Any
+
     from ._classify import Traits
     from ._errors import (
         InvalidArgument,
@@ -103,7 +106,9 @@ else:
         module = _LAZY.get(name)
         if module is None:
             raise AttributeError(f"module 'linkstrategy' has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, __name__), name)
+        from importlib import import_module
+
+        value = getattr(import_module(module, __name__), name)
         globals()[name] = value
         return value
 

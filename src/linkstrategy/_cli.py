@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
-import logging
 import os
 import re
-import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 
+# Start-up matters here (``linkstrategy --version`` should cost little more than the
+# interpreter): typing, json, logging and shutil are imported where they are used.
+# mypy treats any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable, Sequence
+    from typing import IO, Any, NoReturn
+
     from ._mounts import Mount
     from ._place import PlaceReport
     from ._plan import Plan, StrategyArg
@@ -169,18 +172,22 @@ class _Parser(argparse.ArgumentParser):
         raise _Usage(message, self.prog, self)
 
 
-class _Collector(logging.Handler):
-    """The library's log records during one command, printed once at its end."""
+def _collector() -> tuple[logging.Logger, logging.Handler, list[str]]:
+    """The library's logger, and a handler that keeps its log records' messages during
+    one command (printed once at its end) in the list returned.  Here, not at module
+    level, so that ``--version`` and ``--help`` do not import logging."""
+    import logging
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+    messages: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.messages.append(record.getMessage())
-        except Exception:  # a malformed record must not break the command
-            self.handleError(record)
+    class Collector(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                messages.append(record.getMessage())
+            except Exception:  # a malformed record must not break the command
+                self.handleError(record)
+
+    return logging.getLogger("linkstrategy"), Collector(logging.WARNING), messages
 
 
 class _Out:
@@ -251,6 +258,8 @@ class _Out:
 
 
 def _print_json(obj: dict[str, Any]) -> None:
+    import json
+
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -322,7 +331,12 @@ class Progress:
                 tail += f"  in {_clock(elapsed)}"
             elif rate > 0:
                 tail += f"  ETA {_clock((self.total - self.done) / rate)}"
-            cols = self.width or shutil.get_terminal_size((80, 24)).columns
+            if self.width:
+                cols = self.width
+            else:
+                import shutil
+
+                cols = shutil.get_terminal_size((80, 24)).columns
             bar = max(10, min(30, cols - len(tail) - 10))
             filled = int(bar * frac)
             line = f"[{'#' * filled}{'.' * (bar - filled)}] {frac:4.0%}  {tail}"
@@ -1035,8 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, out: _Out) -> int:
-    log = logging.getLogger("linkstrategy")
-    collector = _Collector()
+    log, collector, messages = _collector()
     saved = log.propagate
     log.addHandler(collector)
     log.propagate = False  # nothing printed behind the CLI's back (logging's last resort)
@@ -1054,7 +1067,7 @@ def _run(args: argparse.Namespace, out: _Out) -> int:
             return out.fail_os(e)
         except Exception as e:  # a bug: still one line, never a traceback
             return out.fail(f"internal error: {type(e).__name__}: {e}", kind="internal")
-        for message in collector.messages:
+        for message in messages:
             out.warn(message)
         return rc
     finally:

@@ -38,6 +38,7 @@ from typing import Literal
 __all__ = [
     "LOCK_NAME",
     "TMP_PREFIX",
+    "TXN_SUFFIX",
     "hold",
     "is_tmp_name",
     "judge",
@@ -51,6 +52,11 @@ __all__ = [
 #: Temporary names: ``.lstmp-<owner>-<seq>``.  Short and independent of the final
 #: name, so 255-byte names still fit.
 TMP_PREFIX = ".lstmp-"
+
+#: replace()'s transaction directory is ``<parent>/.<name><TXN_SUFFIX>``.  Here, with
+#: the other names this library makes, so that planning (which must see through it)
+#: does not import the transaction module and everything it needs.
+TXN_SUFFIX = ".linkstrategy-txn"
 
 #: The lock file inside a temporary directory.
 LOCK_NAME = ".linkstrategy-lock"
@@ -299,34 +305,3 @@ def judge(dir_fd: int, name: str, st: os.stat_result) -> Verdict:
             return "live"
         return "dead" if _old(st, GRACE_FILE if locked is False else GRACE_NO_LOCK) else "live"
     return "dead" if _old(st, GRACE_FILE) else "live"
-
-
-# -- transitional: the old host-tag + PID scheme, until _txn and _probe use judge() -------
-
-import socket as _socket  # noqa: E402
-import zlib as _zlib  # noqa: E402
-
-HOST = f"{_zlib.crc32(_socket.gethostname().encode()) & 0xFFFF:04x}"
-FOREIGN_GRACE = 3600.0
-
-
-def tag() -> str:
-    return f"{HOST}-{os.getpid()}"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_orphan(host: str, pid: str, mtime: float | None) -> bool:
-    if host == HOST and pid.isdigit():
-        return not pid_alive(int(pid))
-    return mtime is not None and time.time() - mtime > FOREIGN_GRACE

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias, TypedDict
 
 from ._mounts import Mount, existing_ancestor
+from ._owner import TXN_SUFFIX
 from ._probe import Probe, ProbeJSON, probe
-from ._txn import TXN_SUFFIX
 
 __all__ = [
     "STRATEGIES",
