@@ -9,7 +9,6 @@ and switched off for the process when the kernel says the call itself does not e
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import sys
@@ -66,7 +65,9 @@ def libc() -> Any:
     if _LINUX:
         return ctypes.CDLL(None, use_errno=True)
 
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    from ctypes.util import find_library  # not on Linux: it loads subprocess & co
+
+    return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 if _DARWIN:  # pragma: no cover - exercised on macOS only

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 import threading
 import time
@@ -80,7 +79,7 @@ def trash_age(name: str, now: float) -> float:
 
 
 def _entry_name(name: str) -> str:
-    prefix = f"{int(time.time())}-{os.getpid()}-{secrets.token_hex(3)}-"
+    prefix = f"{int(time.time())}-{os.getpid()}-{os.urandom(3).hex()}-"
     raw = os.fsencode(name)[: 255 - len(prefix)]
     return prefix + os.fsdecode(raw)
 

@@ -86,7 +86,6 @@ import itertools
 import json
 import logging
 import os
-import secrets
 import stat
 import sys
 import time
@@ -368,7 +367,7 @@ class _Txn:
         self.state: dict[str, Any] = {}
 
     def begin(self) -> None:
-        tmp = f"{self.jname}-{secrets.token_hex(4)}"
+        tmp = f"{self.jname}-{os.urandom(4).hex()}"
         os.mkdir(tmp, 0o700, dir_fd=self.parent_fd)
         jfd = _open_own_dir(self.parent_fd, tmp, os.path.join(self.parent, tmp))
         try:
@@ -468,7 +467,7 @@ class _Txn:
             return []
 
     def _park(self, dir_fd: int, name: str) -> None:
-        target = "old" if not _lexists_at(self.jfd, "old") else f"old-{secrets.token_hex(4)}"
+        target = "old" if not _lexists_at(self.jfd, "old") else f"old-{os.urandom(4).hex()}"
         _rename(dir_fd, name, self.jfd, target)
 
 
