@@ -30,10 +30,10 @@ def place_files(strategy: int, src: Path, dst: Path, names: list[str]) -> tuple[
     try:
         umask = os.umask(0)
         os.umask(umask)
-        result: tuple[int, int, bool] = sp.place_files(
+        nxt, nbytes, cfr, _linked = sp.place_files(
             strategy, sfd, dfd, names, 0, umask, False, False, True
         )
-        return result
+        return nxt, nbytes, cfr
     finally:
         os.close(sfd)
         os.close(dfd)

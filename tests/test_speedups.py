@@ -53,7 +53,10 @@ def _place(
     cfr: bool = True,
 ) -> tuple[int, int, bool]:
     assert sp is not None
-    return sp.place_files(strategy, sfd, dfd, names, start, umask, xattrs, False, cfr)
+    nxt, nbytes, cfr_ok, _linked = sp.place_files(
+        strategy, sfd, dfd, names, start, umask, xattrs, False, cfr
+    )
+    return nxt, nbytes, cfr_ok
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644, mtime_ns: int | None = None) -> None:

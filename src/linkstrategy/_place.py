@@ -727,6 +727,30 @@ def _write_or_link(
     return size, ident, key
 
 
+def _keep_link(run: _Run, rel: str, ddir: int, name: str, key: tuple[int, int]) -> None:
+    """The C loop placed ``name``, whose source has other links: the first name of that
+    inode in this run is remembered; a later one is replaced by a link to the first
+    (so the tree keeps its hard links, as ``cp -a`` does; the C loop wrote its data
+    first, which the Python path avoids)."""
+    with run.lock:
+        first = run.linked.get(key)
+        if first is None or isinstance(first, threading.Event):
+            run.linked[key] = (run.drels.get(rel, rel), name)
+            if first is not None:
+                first.set()
+            return
+    tmp = run.tmpname()
+    try:
+        fd = open_beneath(run.dst_root_fd, first[0], _DIR_FLAGS)
+        try:
+            os.link(first[1], tmp, src_dir_fd=fd, dst_dir_fd=ddir, follow_symlinks=False)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)  # our own new file
+    except OSError:
+        _unlink_quiet(tmp, ddir)  # EMLINK and friends: the copy of its own stays
+
+
 def _rename_into_place(
     run: _Run, rel_dir: str, ddir: int, tmp: str, name: str, ident: tuple[int, int]
 ) -> None:
@@ -848,7 +872,7 @@ def _place_new_files(
             raise Abort
         strategy = run.chain[0]
         code = {"hardlink": _fast.HARDLINK, "reflink": _fast.REFLINK}.get(strategy, _fast.COPY)
-        nxt, nbytes, run.cfr = _fast.place_files(
+        nxt, nbytes, run.cfr, linked = _fast.place_files(
             code,
             sdir,
             ddir,
@@ -863,6 +887,8 @@ def _place_new_files(
         tally.counts[strategy] += nxt - i
         tally.files += nxt - i
         tally.bytes += nbytes
+        for idx, dev, ino in linked:
+            _keep_link(run, rel, ddir, names[idx], (dev, ino))
         if run.observer is not None:
             for name in names[i:nxt]:
                 run.observer(_join(rel, name), strategy)

@@ -9,7 +9,7 @@
  * names into a directory this run created (still hidden under a temporary
  * name), by one strategy.  At the first file that does not go plainly -- any
  * error at all, a source with extended attributes, a sparse file, a setuid or
- * setgid file, a source with more than one link, a name that already exists --
+ * setgid file, a name that already exists --
  * the loop stops, removes what it created for that file, and
  * returns its index.  The caller then places that one file through the Python
  * path, which owns every decision about errors (the errno classes in
@@ -18,7 +18,8 @@
  * correct for the plain case.
  *
  * place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask,
- *             xattrs, fsync, copy_file_range[, times]) -> (next, bytes, copy_file_range)
+ *             xattrs, fsync, copy_file_range[, times])
+ *             -> (next, bytes, copy_file_range, linked)
  *
  *   strategy         0 hardlink, 1 reflink (FICLONE), 2 copy
  *   names            list of str or bytes (file names, no "/")
@@ -32,6 +33,9 @@
  *   next             index of the first name not placed (len(names) when all were)
  *   bytes            data cloned or written (a hardlink adds nothing)
  *   copy_file_range  False once copy_file_range refused this pair of files
+ *   linked           [(index, st_dev, st_ino)] of the files placed whose source has
+ *                    more than one link: the Python side keeps hard links within the
+ *                    placed tree (a later name of the same inode becomes a link)
  *
  * Clones and copies: open the source O_NOFOLLOW, fstat it (it must still be a
  * regular file), create the destination O_CREAT|O_EXCL|O_NOFOLLOW with the
@@ -173,9 +177,17 @@ static int copy_data(int sfd, int dfd, off_t size, int *cfr, long long *written)
     }
 }
 
+/* A placed file whose source has other links: (index, st_dev, st_ino) for Python. */
+struct link_rec {
+    Py_ssize_t index;
+    long long dev;
+    long long ino;
+};
+
 /* Place one file.  0 placed; -1 not placed, nothing left behind for it. */
 static int place_one(int strategy, int sdir, int ddir, const char *name, mode_t umask_,
-                     int xattrs, int do_fsync, int times_, int *cfr, long long *bytes)
+                     int xattrs, int do_fsync, int times_, int *cfr, long long *bytes,
+                     int *linked, long long *ldev, long long *lino)
 {
     struct stat st;
     int sfd, dfd;
@@ -197,8 +209,11 @@ static int place_one(int strategy, int sdir, int ddir, const char *name, mode_t 
         goto fail_src; /* has holes: the Python path keeps them */
     if (st.st_mode & (S_ISUID | S_ISGID))
         goto fail_src; /* setuid/setgid: the Python path decides whether they may stay */
-    if (st.st_nlink > 1)
-        goto fail_src; /* hard-linked: the Python path keeps links within the tree */
+    if (st.st_nlink > 1) { /* reported: the Python side keeps links within the tree */
+        *linked = 1;
+        *ldev = (long long)st.st_dev;
+        *lino = (long long)st.st_ino;
+    }
 
     mode_t mode = st.st_mode & 07777;
     dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -244,6 +259,9 @@ static PyObject *place_files(PyObject *self, PyObject *args)
     long long bytes = 0;
     PyObject **enc = NULL;
     const char **paths = NULL;
+    struct link_rec *links = NULL;
+    Py_ssize_t nlinks = 0;
+    PyObject *linked_list = NULL, *result;
 
     (void)self;
     if (!PyArg_ParseTuple(args, "iiiO!nippp|p", &strategy, &sdir, &ddir, &PyList_Type, &names,
@@ -286,21 +304,51 @@ static PyObject *place_files(PyObject *self, PyObject *args)
         Py_DECREF(item);
     }
 
+    links = PyMem_Calloc((size_t)(n - start) + 1, sizeof(*links));
+    if (links == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
     Py_BEGIN_ALLOW_THREADS
     for (i = 0; i < n - start; i++) {
+        int linked = 0;
+        long long ldev = 0, lino = 0;
         if (place_one(strategy, sdir, ddir, paths[i], (mode_t)umask_, xattrs, do_fsync, times_,
-                      &cfr, &bytes) != 0)
+                      &cfr, &bytes, &linked, &ldev, &lino) != 0)
             break;
+        if (linked) {
+            links[nlinks].index = start + i;
+            links[nlinks].dev = ldev;
+            links[nlinks].ino = lino;
+            nlinks++;
+        }
     }
     Py_END_ALLOW_THREADS
+
+    linked_list = PyList_New(0);
+    for (k = 0; linked_list != NULL && k < nlinks; k++) {
+        PyObject *t = Py_BuildValue("(nLL)", links[k].index, links[k].dev, links[k].ino);
+        if (t == NULL || PyList_Append(linked_list, t) != 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(linked_list);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    PyMem_Free(links);
+    links = NULL;
 
     for (k = 0; k < n - start; k++)
         Py_XDECREF(enc[k]);
     PyMem_Free(enc);
     PyMem_Free(paths);
-    return Py_BuildValue("nLO", start + i, bytes, cfr ? Py_True : Py_False);
+    if (linked_list == NULL)
+        return NULL;
+    result = Py_BuildValue("nLON", start + i, bytes, cfr ? Py_True : Py_False, linked_list);
+    return result;
 
 error:
+    PyMem_Free(links);
     if (enc != NULL)
         for (k = 0; k < n - start; k++)
             Py_XDECREF(enc[k]);
@@ -312,7 +360,7 @@ error:
 static PyMethodDef methods[] = {
     {"place_files", place_files, METH_VARARGS,
      "place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask, xattrs, fsync,\n"
-     "            copy_file_range, times=True) -> (next, bytes, copy_file_range)\n\n"
+     "            copy_file_range, times=True) -> (next, bytes, copy_file_range, linked)\n\n"
      "Place names[start:] from src_dir_fd into dst_dir_fd under the same names, stopping\n"
      "at the first one that does not go plainly (see the comment atop _speedups.c)."},
     {NULL, NULL, 0, NULL},

@@ -776,4 +776,11 @@ MUTATIONS: list[Mutation] = [
             f"{B}::test_place_many_installs_every_package_into_one_site",
         ),
     ),
+    m(
+        "place-c-loop-hard-links-kept-apart",
+        _PLACE,
+        "        for idx, dev, ino in linked:",
+        "        for idx, dev, ino in []:",
+        (f"{PS}::test_hard_links_inside_the_tree_stay_links",),
+    ),
 ]
