@@ -128,25 +128,28 @@ class Group:
 
 
 class Pool:
-    """Worker threads taking calls' slots from one queue; grown on demand."""
+    """Worker threads taking calls' slots from one queue; grown on demand: a slot that
+    no idle thread is there to take starts a thread."""
 
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[Tasks] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.threads = 0
-        self.idle = 0
+        self.idle = 0  # threads waiting for a slot (a starting one counts)
+        self.queued = 0  # slots put and not yet taken
         self.cannot_start = -_RETRY_START  # when a thread last failed to start
 
     def alive(self) -> bool:
         return self.threads > 0
 
     def put(self, tasks: Tasks) -> None:
-        self.queue.put(tasks)
         with self.lock:
-            start = self.idle == 0 and time.monotonic() - self.cannot_start > _RETRY_START
+            self.queued += 1
+            start = self.queued > self.idle and time.monotonic() - self.cannot_start > _RETRY_START
             if start:
                 self.threads += 1
-                self.idle += 1  # counted idle until it takes a slot: no second start
+                self.idle += 1  # counted idle until it takes a slot
+        self.queue.put(tasks)
         if start:
             t = threading.Thread(target=self._work, name="linkstrategy-worker", daemon=True)
             try:
@@ -163,6 +166,8 @@ class Pool:
             tasks = self.queue.get(timeout=0.01)
         except queue.Empty:
             return
+        with self.lock:
+            self.queued -= 1
         tasks.work()
 
     def _work(self) -> None:
@@ -177,6 +182,7 @@ class Pool:
                 return
             with self.lock:
                 self.idle -= 1
+                self.queued -= 1
             tasks.work()
             with self.lock:
                 self.idle += 1

@@ -1,0 +1,59 @@
+"""The shared worker pool (_pool): as many threads as a call asks for, really at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from linkstrategy import _pool
+
+
+@pytest.mark.parametrize("width", [2, 8, 48])
+def test_a_call_gets_its_width_of_threads_at_once(
+    monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """Jobs submitted in a burst (a directory's subdirectories) must get ``width``
+    threads: each job waits at a barrier for ``width`` of them.  A pool that starts a
+    thread only when none is idle starts one for the whole burst, and the barrier
+    breaks."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), width)
+    group = _pool.Group(tasks)
+    barrier = threading.Barrier(width, timeout=20)
+    met: list[int] = []
+
+    def job() -> None:
+        barrier.wait()
+        met.append(1)
+
+    def root() -> None:
+        for _ in range(width):
+            group.submit(job)
+
+    group.submit(root)
+    group.wait()
+    assert group.error is None, repr(group.error)
+    assert len(met) == width
+
+
+def test_width_one_is_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), 1)
+    group = _pool.Group(tasks)
+    running: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def job() -> None:
+        with lock:
+            running.append(1)
+            most[0] = max(most[0], len(running))
+        threading.Event().wait(0.01)
+        with lock:
+            running.pop()
+
+    for _ in range(10):
+        group.submit(job)
+    group.wait()
+    assert most[0] == 1
