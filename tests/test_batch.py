@@ -202,3 +202,27 @@ def test_times_false_leaves_the_new_files_times_alone(xfs_reflink: Path, strateg
         rel = p.relative_to(src)
         assert (xfs_reflink / "kept" / rel).stat().st_mtime == old
         assert (xfs_reflink / "fresh" / rel).stat().st_mtime > old + 1e8
+
+
+def test_a_process_never_judges_its_own_temporaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """place_many() into one site-packages: each job's scan sees the others' hidden
+    directories; they are this process's (alive by definition), so none is judged --
+    judging every one from every job made a batch quadratic."""
+    from linkstrategy import _tree
+
+    cache = tmp_path / "cache"
+    roots = [wheel(cache, f"j{i}", nfiles=1) for i in range(30)]
+    site = tmp_path / "site"
+    site.mkdir()
+    judged: list[str] = []
+    real = _tree.judge
+
+    def judge(dir_fd: int, name: str, st: os.stat_result) -> str:
+        judged.append(name)
+        return real(dir_fd, name, st)
+
+    monkeypatch.setattr(_tree, "judge", judge)
+    linkstrategy.place_many([(r, site) for r in roots])
+    assert judged == []

@@ -25,7 +25,7 @@ import os
 import stat
 from collections.abc import Iterable
 
-from ._owner import TMP_PREFIX, is_tmp_name, judge
+from ._owner import TMP_PREFIX, is_tmp_name, judge, owner
 from ._syscalls import statx
 
 __all__ = ["MAX_FDS", "TreeChanged", "reap_stale", "rmtree_at"]
@@ -220,8 +220,9 @@ def reap_stale(
         names = os.listdir(dir_fd)
     removed: list[str] = []
     foreign: list[str] = []
+    ours = tuple(f"{p}{owner()}-" for p in pre)  # this process lives: never debris
     for n in names:
-        if not any(is_tmp_name(n, p) for p in pre):
+        if n.startswith(ours) or not any(is_tmp_name(n, p) for p in pre):
             continue
         try:
             st = os.stat(n, dir_fd=dir_fd, follow_symlinks=False)

@@ -783,4 +783,12 @@ MUTATIONS: list[Mutation] = [
         "        for idx, dev, ino in []:",
         (f"{PS}::test_hard_links_inside_the_tree_stay_links",),
     ),
+    m(
+        "tree-judges-its-own-temporaries",
+        _TREE,
+        "        if n.startswith(ours) or not any",
+        "        if not any",
+        (f"{B}::test_a_process_never_judges_its_own_temporaries",),
+        "quadratic: every job of a batch judged every other job's live temporaries",
+    ),
 ]
