@@ -285,9 +285,19 @@ def test_read_only_cache_placed_twice(tmp_path: Path) -> None:
             linkstrategy.place(src, tmp_path / "site", strategy="copy")
         assert (tmp_path / "site" / "pkg" / "sub" / "data").read_text() == "data\n"
         assert stat.S_IMODE((tmp_path / "site" / "pkg").stat().st_mode) == 0o555
+        # a read-only tree new inside the existing one: built hidden, revealed read-only
+        src2 = tmp_path / "cache2"
+        (src2 / "pkg" / "newdir").mkdir(parents=True)
+        (src2 / "pkg" / "newdir" / "f").write_text("n")
+        for p in (src2 / "pkg" / "newdir", src2 / "pkg", src2):
+            p.chmod(0o555)
+        linkstrategy.place(src2, tmp_path / "site", strategy="copy")
+        assert (tmp_path / "site" / "pkg" / "newdir" / "f").read_text() == "n"
+        # no lock file left behind in a read-only directory, fresh or new in an old one
+        assert not [p for p in (tmp_path / "site").rglob("*") if ".linkstrategy" in p.name]
     finally:
-        for p in [tmp_path / "site", src]:
-            for q in [p, *p.rglob("*")]:
+        for p in [tmp_path / "site", src, tmp_path / "cache2"]:
+            for q in [p, *p.rglob("*")] if p.exists() else []:
                 if q.is_dir():
                     q.chmod(0o755)
 

@@ -998,9 +998,13 @@ def _dir_job(
         os.close(ddir)
 
 
-def _restore_dir_modes(run: _Run, dst_root_fd: int) -> None:
-    """Directories were kept owner-writable while being filled; give them the source's mode."""
-    for drel, mode in sorted(run.restore_modes, key=lambda x: -x[0].count("/")):
+def _restore_dir_modes(run: _Run, dst_root_fd: int, *, hidden: bool) -> None:
+    """Directories were kept owner-writable while being filled; give them their mode:
+    ``hidden=True`` the new ones (before they are revealed, so they appear complete),
+    ``hidden=False`` the existing ones made writable for the merge (after the new ones
+    were renamed into them, which needed them writable)."""
+    todo = [(d, m) for d, m in run.restore_modes if _under_hidden(run, d) == hidden]
+    for drel, mode in sorted(todo, key=lambda x: -x[0].count("/")):
         fd = open_beneath(dst_root_fd, drel, _DIR_FLAGS)
         try:
             os.fchmod(fd, mode)
@@ -1369,10 +1373,23 @@ class _Placement:
             run.wait_jobs()
             if run.error is not None:
                 raise run.error
-            _restore_dir_modes(run, self.dst_root_fd)
-            _reveal(run, self.dst_root_fd)
+            # Lock files go while every hidden directory is still writable: the modes
+            # restored next may be read-only (0555), where the unlink would fail and
+            # leave the lock file in the finished tree.
+            for _rel, parent_drel, tmp, _name, _ident in run.hidden_tops:
+                dfd = open_beneath(self.dst_root_fd, parent_drel, _DIR_FLAGS)
+                try:
+                    _unhold(run, dfd, parent_drel, tmp)
+                finally:
+                    os.close(dfd)
             if self.hidden_root is not None:
                 _unhold(run, pfd, "..", self.hidden_root)
+            fresh = self.hidden_root is not None  # then every directory here is new
+            _restore_dir_modes(run, self.dst_root_fd, hidden=True)
+            if fresh:
+                _restore_dir_modes(run, self.dst_root_fd, hidden=False)
+            _reveal(run, self.dst_root_fd)
+            if self.hidden_root is not None:
                 try:
                     os.rename(self.hidden_root, base, src_dir_fd=pfd, dst_dir_fd=pfd)
                 except OSError as e:
@@ -1380,6 +1397,8 @@ class _Placement:
                         raise
                     _merge_instead(run, "", pfd, self.hidden_root, self.hidden_ident)
                 self.hidden_root = None
+            if not fresh:
+                _restore_dir_modes(run, self.dst_root_fd, hidden=False)
         except BaseException:
             self.abandon()
             raise
