@@ -22,17 +22,20 @@ time: a second upgrade of the same parent gets :class:`TransactionBusy`.
 2. ``swapping`` (written once every new tree is complete): the entries are
    swapped in, each one step, in this order:
 
-   a. **additions** (names that did not exist): ``rename`` into place.  A reader
-      sees new code that no metadata refers to yet.
-   b. **replacements** of code: ``RENAME_EXCHANGE`` (the name never disappears).
-   c. **metadata** (``*.dist-info``, ``*.egg-info``, ``*.data``): replacements by
-      exchange; a renamed dist-info (``renamed={"numpy-1.26.dist-info":
+   a. **code additions** (names that did not exist): ``rename`` into place.  A
+      reader sees new code that no metadata refers to yet.
+   b. **code replacements**: ``RENAME_EXCHANGE`` (the name never disappears).
+   c. **metadata** (``*.dist-info``, ``*.egg-info``, ``*.data``): added by rename,
+      replaced by exchange; a renamed dist-info (``renamed={"numpy-1.26.dist-info":
       "numpy-2.0.dist-info"}``) by exchanging the new tree with the OLD name, then
       renaming that name to the new one, so exactly one dist-info exists at every
       instant (first old content under the old name, then new content under the
-      old name, then new content under the new name).
-   d. **removals**: ``rename`` out into the journal: files the new metadata no
-      longer lists disappear last.
+      old name, then new content under the new name).  A dist-info removed and
+      another added WITHOUT ``renamed`` are two dist-infos for a moment: pass
+      ``renamed`` for a version change.
+   d. **removals**: ``rename`` out into the journal, code first, metadata last:
+      what the new metadata no longer lists disappears last, and an uninstalled
+      package's metadata outlives its code by one rename, never the reverse.
 
    So a reader never sees a package without its metadata or two dist-infos; it
    may see new code under old metadata for the few renames in between (that is
@@ -116,11 +119,13 @@ class _Entry:
 
 
 def _order(e: _Entry) -> int:
-    if e.old is None:
-        return 0  # additions
+    """Swap order (module docstring): code before metadata, removals last."""
+    meta = _is_meta(e.name) or _is_meta(e.src_name)
     if e.new is None:
-        return 3  # removals
-    return 2 if _is_meta(e.name) or _is_meta(e.src_name) else 1
+        return 4 if meta else 3  # removals: code, then its metadata
+    if meta:
+        return 2  # metadata: added, replaced or renamed
+    return 0 if e.old is None else 1  # code: added, then replaced
 
 
 class _Upgrade:
@@ -254,12 +259,8 @@ class _Upgrade:
                 old = self._find(e, e.old)
                 if old == (pfd, e.name):  # a replacement
                     self._swap(new, old, self._free(e.old_slot))
-                elif (
-                    e.src_name != e.name
-                    and new != (pfd, e.src_name)
-                    and old is not None
-                    and (old == (pfd, e.src_name))
-                ):  # a renamed entry, before its exchange
+                elif e.src_name != e.name and old == (pfd, e.src_name):
+                    # a renamed entry, before its exchange
                     self._swap(new, old, self._free(e.old_slot))
                     _txn._step(f"upgrade-exchanged:{e.name}")
                     _txn._rename(pfd, e.src_name, pfd, e.name)
@@ -270,6 +271,7 @@ class _Upgrade:
             _txn._restore_mode(pfd, e.name, e.new, e.new_mode)
         old = self._find(e, e.old)
         if old is not None and old[0] == pfd and old[1] in (e.name, e.src_name):
+            _txn._step(f"upgrade-removing:{e.name}")
             _txn._rename(pfd, old[1], self.jfd, self._free(e.old_slot))  # a removal
 
     def backward(self, e: _Entry) -> None:

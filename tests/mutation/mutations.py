@@ -37,6 +37,8 @@ _TREE = "src/linkstrategy/_tree.py"
 PS = "tests/test_place_safety.py"
 B = "tests/test_batch.py"
 TO = "tests/test_tree_owner.py"
+U = "tests/test_upgrade.py"
+_UPG = "src/linkstrategy/_upgrade.py"
 
 
 @dataclass(frozen=True)
@@ -714,5 +716,84 @@ MUTATIONS: list[Mutation] = [
         "        if code not in REMOVE_RETRY:",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
+    ),
+    # -- upgrade(): several entries as one transaction ------------------------------------
+    m(
+        "upgrade-metadata-swapped-first",
+        _UPG,
+        "        return 2  # metadata: added, replaced or renamed",
+        "        return -1  # metadata: added, replaced or renamed",
+        (f"{U}::test_step_order_code_first_metadata_late_removals_last",),
+        "the new dist-info would describe code not yet in place",
+    ),
+    m(
+        "upgrade-renamed-dist-info-not-exchanged",
+        _UPG,
+        "                elif e.src_name != e.name and old == (pfd, e.src_name):",
+        "                elif False:",
+        (
+            f"{U}::test_upgrade_swaps_every_entry_and_touches_nothing_else",
+            f"{U}::test_step_order_code_first_metadata_late_removals_last",
+        ),
+        "renamed in beside the old one: two dist-infos for a moment",
+    ),
+    m(
+        "upgrade-rolls-forward-with-a-new-tree-lost",
+        _UPG,
+        "        if any(e.new is not None and self._find(e, e.new) is None for e in self.entries):",
+        "        if False:",
+        (f"{U}::test_swapping_with_a_new_tree_lost_rolls_back_as_a_whole",),
+        "half forward, half old: a mix",
+    ),
+    m(
+        "upgrade-recovery-moves-without-checking-the-names",
+        _UPG,
+        "        self.check()\n        for e in sorted(self.entries, key=_order):\n",
+        "        for e in sorted(self.entries, key=_order):\n",
+        (f"{U}::test_recovery_leaves_a_journal_whose_names_were_changed_by_someone_else",),
+        "moves entries before finding one that someone else changed: a mix, and a stranger's directory beside ours",
+    ),
+    m(
+        "upgrade-journal-not-recovered-by-gc",
+        _TXN,
+        '    if state.get("kind") == "upgrade":',
+        "    if False:",
+        (
+            f"{U}::test_kill_9_at_every_step_then_recovery",
+            f"{U}::test_kill_9_at_every_step_on_disk_filesystems",
+        ),
+        "an interrupted upgrade left half done",
+    ),
+    m(
+        "upgrade-swapping-rolled-back",
+        _UPG,
+        '        if phase == "swapping":\n            up.roll_forward()',
+        '        if phase == "swapping":\n            up.rollback()',
+        (f"{U}::test_kill_9_at_every_step_then_recovery",),
+        "a kill after the point of no return must roll forward",
+    ),
+    m(
+        "upgrade-change-while-building-unnoticed",
+        _UPG,
+        "        if e.old is not None and _txn._ident_at(up.pfd, e.src_name) != e.old:",
+        "        if False:",
+        (f"{U}::test_an_entry_changed_while_building_fails_the_upgrade_untouched",),
+        "someone else's tree swapped out and deleted",
+    ),
+    m(
+        "upgrade-failure-not-rolled-back",
+        _UPG,
+        "            try:\n                up.rollback()\n",
+        "            try:\n                pass\n",
+        (f"{U}::test_failure_while_swapping_rolls_back_as_a_whole",),
+        "an error mid-swap leaves a mix until the next call",
+    ),
+    m(
+        "upgrade-entry-name-with-slash",
+        _UPG,
+        '        or "/" in n\n        or "\\0" in n',
+        '        or "\\0" in n',
+        (f"{U}::test_bad_input_is_refused_before_anything_changes",),
+        "a name reaching outside the parent",
     ),
 ]
