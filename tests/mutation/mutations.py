@@ -698,7 +698,10 @@ MUTATIONS: list[Mutation] = [
         _TXN,
         "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
         "        pass\n",
-        (f"{T}::test_live_transaction_is_not_recovered_under_its_feet",),
+        (
+            f"{T}::test_live_transaction_is_not_recovered_under_its_feet",
+            f"{U}::test_second_upgrade_of_a_parent_is_busy_while_one_runs",
+        ),
     ),
     m(
         "txn-rename-budget-ignored",
@@ -734,6 +737,7 @@ MUTATIONS: list[Mutation] = [
         (
             f"{U}::test_upgrade_swaps_every_entry_and_touches_nothing_else",
             f"{U}::test_step_order_code_first_metadata_late_removals_last",
+            f"{U}::test_concurrent_reader_never_sees_two_dist_infos",
         ),
         "renamed in beside the old one: two dist-infos for a moment",
     ),
