@@ -800,4 +800,23 @@ MUTATIONS: list[Mutation] = [
         (f"{U}::test_bad_input_is_refused_before_anything_changes",),
         "a name reaching outside the parent",
     ),
+    m(
+        "upgrade-tree-at-its-old-name-not-found",
+        _UPG,
+        "        for n in dict.fromkeys((e.name, e.src_name)):\n            if _txn._ident_at(self.pfd, n) == ident:",
+        "        for n in (e.name,):\n            if _txn._ident_at(self.pfd, n) == ident:",
+        (
+            f"{U}::test_kill_9_during_a_roll_forward_then_recovery_again",
+            f"{U}::test_kill_9_at_every_step_then_recovery",
+        ),
+        "killed between the dist-info's exchange and its rename: the new tree is under the old name",
+    ),
+    m(
+        "upgrade-roll-back-not-resumable",
+        _UPG,
+        "                if new == (pfd, e.src_name):\n                    self._swap(old, new, self._free(e.slot))",
+        "                if False:\n                    self._swap(old, new, self._free(e.slot))",
+        (f"{U}::test_kill_9_during_a_roll_back_then_recovery_again",),
+        "a roll back killed half way must be resumable by the next recovery",
+    ),
 ]
