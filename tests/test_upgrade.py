@@ -456,3 +456,14 @@ def test_read_only_trees_are_swapped_and_keep_their_modes(tmp_path: Path) -> Non
         for p in (site / "numpy", new / "numpy"):
             if p.exists():
                 os.chmod(p, 0o755)
+
+
+def test_a_file_entry_already_hardlinked_to_its_new_source_stays(tmp_path: Path) -> None:
+    # Reinstalling from the same cache: the placed file IS the installed one (one inode
+    # under two names), which inode-based bookkeeping must not take for a removal.
+    site, new = make(tmp_path)
+    os.link(new / "numpy-added", site / "numpy-added")
+    upgrade(site, changes(new), renamed=RENAMED, strategy="hardlink")
+    assert (site / "numpy-added").read_text() == "added\n"
+    assert os.path.samefile(site / "numpy-added", new / "numpy-added")
+    assert leftovers(site) == []

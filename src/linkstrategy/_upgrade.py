@@ -476,6 +476,7 @@ def _run(
     via = f"/proc/self/fd/{up.jfd}" if os.path.isdir("/proc/self/fd") else up.path
     reports: dict[str, PlaceReport] = {}
     _txn._step("upgrade-building")
+    same: list[_Entry] = []
     for e, src in zip(up.entries, changes.values(), strict=True):
         if src is None:
             continue
@@ -490,7 +491,21 @@ def _run(
         e.new = _txn._ident_at(up.jfd, e.slot)
         if e.new is None:
             raise LinkStrategyError(errno.ENOENT, "placed tree vanished", up.path)
+        if e.new == e.old:
+            # A file hardlinked from the very file installed there (a reinstall from the
+            # same cache): nothing to swap, and one inode under two names would make
+            # the bookkeeping by inode take the entry for a removal.
+            if e.name != e.src_name:
+                raise PlaceError(
+                    errno.EINVAL,
+                    "the new file is the renamed entry itself",
+                    os.fspath(src),
+                    None,
+                    os.path.join(up.parent, e.src_name),
+                )
+            same.append(e)
         _txn._step(f"upgrade-placed:{e.name}")
+    up.entries = [e for e in up.entries if e not in same]  # their slots go with the journal
     for e in up.entries:
         if e.old is not None and _txn._ident_at(up.pfd, e.src_name) != e.old:
             raise PlaceError(

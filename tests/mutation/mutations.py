@@ -819,4 +819,12 @@ MUTATIONS: list[Mutation] = [
         (f"{U}::test_kill_9_during_a_roll_back_then_recovery_again",),
         "a roll back killed half way must be resumable by the next recovery",
     ),
+    m(
+        "upgrade-same-inode-taken-for-a-removal",
+        _UPG,
+        "        if e.new == e.old:\n",
+        "        if False:\n",
+        (f"{U}::test_a_file_entry_already_hardlinked_to_its_new_source_stays",),
+        "a reinstall from the same cache would delete the installed file",
+    ),
 ]
