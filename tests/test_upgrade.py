@@ -458,12 +458,24 @@ def test_read_only_trees_are_swapped_and_keep_their_modes(tmp_path: Path) -> Non
                 os.chmod(p, 0o755)
 
 
-def test_a_file_entry_already_hardlinked_to_its_new_source_stays(tmp_path: Path) -> None:
+def test_a_file_entry_already_hardlinked_to_its_new_source_stays(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Reinstalling from the same cache: the placed file IS the installed one (one inode
     # under two names), which inode-based bookkeeping must not take for a removal.
-    site, new = make(tmp_path)
+    site, new = make(ext4)
     os.link(new / "numpy-added", site / "numpy-added")
+    same: list[bool] = []
+
+    def look(name: str) -> None:
+        if name == "upgrade-placed:numpy-added":
+            j = site / UPGRADE_JOURNAL
+            same.extend(os.path.samefile(j / n, site / "numpy-added") for n in os.listdir(j))
+
+    monkeypatch.setattr(T, "step_hook", look)
     upgrade(site, changes(new), renamed=RENAMED, strategy="hardlink")
+    monkeypatch.setattr(T, "step_hook", None)
+    assert any(same)  # the premise: the staged file was the installed one
     assert (site / "numpy-added").read_text() == "added\n"
     assert os.path.samefile(site / "numpy-added", new / "numpy-added")
     assert leftovers(site) == []
