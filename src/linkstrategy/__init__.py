@@ -48,6 +48,7 @@ __all__ = [
     "remove",
     "replace",
     "staging_dir",
+    "upgrade",
 ]
 
 _LAZY = {
@@ -77,6 +78,7 @@ _LAZY = {
     "remove": "._remove",
     "replace": "._txn",
     "staging_dir": "._txn",
+    "upgrade": "._upgrade",
 }
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
     from ._probe import Probe, clear_cache, probe
     from ._remove import RemoveReport, gc, remove
     from ._txn import replace, staging_dir
+    from ._upgrade import upgrade
 else:
     # Hidden from type checkers: a module ``__getattr__`` would make every
     # misspelt name ``Any`` for them.

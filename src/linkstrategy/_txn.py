@@ -529,6 +529,11 @@ def recover_journal_at(parent_fd: int, parent: str, jname: str) -> bool:
         os.close(jfd)
         remove_at(parent_fd, parent, jname, budget=0.5)
         return True
+    if state.get("kind") == "upgrade":
+        from ._upgrade import recover_upgrade_at  # lazy: a module of its own
+
+        recover_upgrade_at(parent_fd, parent, jname, jfd, lock_fd, state)  # takes both fds
+        return True
     name = state.get("dst")
     if (
         not isinstance(name, str)

@@ -34,10 +34,12 @@ _SYSCALLS = "src/linkstrategy/_syscalls.py"
 _ERRORS = "src/linkstrategy/_errors.py"
 _OWNER = "src/linkstrategy/_owner.py"
 _TREE = "src/linkstrategy/_tree.py"
-U = "tests/test_uninstall.py"
+UN = "tests/test_uninstall.py"
 PS = "tests/test_place_safety.py"
 B = "tests/test_batch.py"
 TO = "tests/test_tree_owner.py"
+U = "tests/test_upgrade.py"
+_UPG = "src/linkstrategy/_upgrade.py"
 
 
 @dataclass(frozen=True)
@@ -697,7 +699,10 @@ MUTATIONS: list[Mutation] = [
         _TXN,
         "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
         "        pass\n",
-        (f"{T}::test_live_transaction_is_not_recovered_under_its_feet",),
+        (
+            f"{T}::test_live_transaction_is_not_recovered_under_its_feet",
+            f"{U}::test_second_upgrade_of_a_parent_is_busy_while_one_runs",
+        ),
     ),
     m(
         "txn-rename-budget-ignored",
@@ -722,28 +727,28 @@ MUTATIONS: list[Mutation] = [
         _REMOVE,
         '    if not rest or ".." in rest or entry.startswith("/"):',
         '    if not rest or entry.startswith("/"):',
-        (f"{U}::test_entries_that_leave_the_record_shape_are_refused",),
+        (f"{UN}::test_entries_that_leave_the_record_shape_are_refused",),
     ),
     m(
         "uninstall-directory-entry-removed-as-a-tree",
         _REMOVE,
         "            if r.st is not None and stat.S_ISDIR(r.st.mode):\n                raise InvalidArgument(",
         "            if False:\n                raise InvalidArgument(",
-        (f"{U}::test_a_directory_in_the_list_is_refused_before_anything_goes",),
+        (f"{UN}::test_a_directory_in_the_list_is_refused_before_anything_goes",),
     ),
     m(
         "uninstall-metadata-with-the-files",
         _REMOVE,
         '        skip = {"/".join(p) for p in last_parts}',
         "        skip: set[str] = set()",
-        (f"{U}::test_metadata_stays_when_a_listed_file_cannot_go",),
+        (f"{UN}::test_metadata_stays_when_a_listed_file_cannot_go",),
     ),
     m(
         "uninstall-check-ignored",
         _REMOVE,
         "    if check and not report.ok:",
         "    if False:",
-        (f"{U}::test_metadata_stays_when_a_listed_file_cannot_go",),
+        (f"{UN}::test_metadata_stays_when_a_listed_file_cannot_go",),
     ),
     m(
         "tree-follows-a-swapped-symlink",
@@ -790,5 +795,112 @@ MUTATIONS: list[Mutation] = [
         "        if not any",
         (f"{B}::test_a_process_never_judges_its_own_temporaries",),
         "quadratic: every job of a batch judged every other job's live temporaries",
+    ),
+    # -- upgrade(): several entries as one transaction ------------------------------------
+    m(
+        "upgrade-metadata-swapped-first",
+        _UPG,
+        "        return 2  # metadata: added, replaced or renamed",
+        "        return -1  # metadata: added, replaced or renamed",
+        (f"{U}::test_step_order_code_first_metadata_late_removals_last",),
+        "the new dist-info would describe code not yet in place",
+    ),
+    m(
+        "upgrade-renamed-dist-info-not-exchanged",
+        _UPG,
+        "                elif e.src_name != e.name and old == (pfd, e.src_name):",
+        "                elif False:",
+        (
+            f"{U}::test_upgrade_swaps_every_entry_and_touches_nothing_else",
+            f"{U}::test_step_order_code_first_metadata_late_removals_last",
+            f"{U}::test_concurrent_reader_never_sees_two_dist_infos",
+        ),
+        "renamed in beside the old one: two dist-infos for a moment",
+    ),
+    m(
+        "upgrade-rolls-forward-with-a-new-tree-lost",
+        _UPG,
+        "        if any(e.new is not None and self._find(e, e.new) is None for e in self.entries):",
+        "        if False:",
+        (f"{U}::test_swapping_with_a_new_tree_lost_rolls_back_as_a_whole",),
+        "half forward, half old: a mix",
+    ),
+    m(
+        "upgrade-recovery-moves-without-checking-the-names",
+        _UPG,
+        "        self.check()\n        for e in sorted(self.entries, key=_order):\n",
+        "        for e in sorted(self.entries, key=_order):\n",
+        (f"{U}::test_recovery_leaves_a_journal_whose_names_were_changed_by_someone_else",),
+        "moves entries before finding one that someone else changed: a mix, and a stranger's directory beside ours",
+    ),
+    m(
+        "upgrade-journal-not-recovered-by-gc",
+        _TXN,
+        '    if state.get("kind") == "upgrade":',
+        "    if False:",
+        (
+            f"{U}::test_kill_9_at_every_step_then_recovery",
+            f"{U}::test_kill_9_at_every_step_on_disk_filesystems",
+        ),
+        "an interrupted upgrade left half done",
+    ),
+    m(
+        "upgrade-swapping-rolled-back",
+        _UPG,
+        '        if phase == "swapping":\n            up.roll_forward()',
+        '        if phase == "swapping":\n            up.rollback()',
+        (f"{U}::test_kill_9_at_every_step_then_recovery",),
+        "a kill after the point of no return must roll forward",
+    ),
+    m(
+        "upgrade-change-while-building-unnoticed",
+        _UPG,
+        "        if e.old is not None and _txn._ident_at(up.pfd, e.src_name) != e.old:",
+        "        if False:",
+        (f"{U}::test_an_entry_changed_while_building_fails_the_upgrade_untouched",),
+        "someone else's tree swapped out and deleted",
+    ),
+    m(
+        "upgrade-failure-not-rolled-back",
+        _UPG,
+        "            try:\n                up.rollback()\n",
+        "            try:\n                pass\n",
+        (f"{U}::test_failure_while_swapping_rolls_back_as_a_whole",),
+        "an error mid-swap leaves a mix until the next call",
+    ),
+    m(
+        "upgrade-entry-name-with-slash",
+        _UPG,
+        '        or "/" in n\n        or "\\0" in n',
+        '        or "\\0" in n',
+        (f"{U}::test_bad_input_is_refused_before_anything_changes",),
+        "a name reaching outside the parent",
+    ),
+    m(
+        "upgrade-tree-at-its-old-name-not-found",
+        _UPG,
+        "        for n in dict.fromkeys((e.name, e.src_name)):\n            if _txn._ident_at(self.pfd, n) == ident:",
+        "        for n in (e.name,):\n            if _txn._ident_at(self.pfd, n) == ident:",
+        (
+            f"{U}::test_kill_9_during_a_roll_forward_then_recovery_again",
+            f"{U}::test_kill_9_at_every_step_then_recovery",
+        ),
+        "killed between the dist-info's exchange and its rename: the new tree is under the old name",
+    ),
+    m(
+        "upgrade-roll-back-not-resumable",
+        _UPG,
+        "                if new == (pfd, e.src_name):\n                    self._swap(old, new, self._free(e.slot))",
+        "                if False:\n                    self._swap(old, new, self._free(e.slot))",
+        (f"{U}::test_kill_9_during_a_roll_back_then_recovery_again",),
+        "a roll back killed half way must be resumable by the next recovery",
+    ),
+    m(
+        "upgrade-same-inode-taken-for-a-removal",
+        _UPG,
+        "        if e.new == e.old:\n",
+        "        if False:\n",
+        (f"{U}::test_a_file_entry_already_hardlinked_to_its_new_source_stays",),
+        "a reinstall from the same cache would delete the installed file",
     ),
 ]

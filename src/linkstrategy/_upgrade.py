@@ -1,0 +1,545 @@
+"""All-or-nothing change of several entries of one directory (a package upgrade).
+
+:func:`upgrade` ``(parent, changes, renamed=...)`` places, replaces and removes
+several entries of ONE directory ``parent`` (site-packages: ``numpy/``,
+``numpy.libs/``, the dist-info) as one transaction: after a ``kill -9`` at any
+point the next :func:`upgrade`, :func:`~linkstrategy.gc` of ``parent`` or
+:func:`~linkstrategy._txn.recover_dir` of the journal leaves either every old
+entry or every new one, never a mix.  One parent per transaction: one journal,
+every move a ``rename`` within one mount.  (Scripts in ``bin/`` are another
+directory: a second :func:`upgrade`, ordered by the caller.)
+
+The journal is ``<parent>/.linkstrategy-upgrade.linkstrategy-txn/``, made, locked
+and written exactly like :func:`~linkstrategy.replace`'s (module :mod:`._txn`):
+``lock``, ``state`` (JSON with ``"kind": "upgrade"``, the phase and one entry per
+change: its final name, the name it comes from, the ``[dev, ino]`` of the old and
+of the new tree, their top-directory modes), ``new-<i>`` (the new trees) and
+``old-<i>`` (the old ones once swapped out).  One such journal per parent at a
+time: a second upgrade of the same parent gets :class:`TransactionBusy`.
+
+1. ``building``: every new tree is placed into the journal.  Nothing in
+   ``parent`` changes; any failure or kill rolls back (the journal is deleted).
+2. ``swapping`` (written once every new tree is complete): the entries are
+   swapped in, each one step, in this order:
+
+   a. **code additions** (names that did not exist): ``rename`` into place.  A
+      reader sees new code that no metadata refers to yet.
+   b. **code replacements**: ``RENAME_EXCHANGE`` (the name never disappears).
+   c. **metadata** (``*.dist-info``, ``*.egg-info``, ``*.data``): added by rename,
+      replaced by exchange; a renamed dist-info (``renamed={"numpy-1.26.dist-info":
+      "numpy-2.0.dist-info"}``) by exchanging the new tree with the OLD name, then
+      renaming that name to the new one, so exactly one dist-info exists at every
+      instant (first old content under the old name, then new content under the
+      old name, then new content under the new name).  A dist-info removed and
+      another added WITHOUT ``renamed`` are two dist-infos for a moment: pass
+      ``renamed`` for a version change.
+   d. **removals**: ``rename`` out into the journal, code first, metadata last:
+      what the new metadata no longer lists disappears last, and an uninstalled
+      package's metadata outlives its code by one rename, never the reverse.
+
+   So a reader never sees a package without its metadata or two dist-infos; it
+   may see new code under old metadata for the few renames in between (that is
+   what "atomic per step" means: no filesystem offers one rename of several names).
+   Without RENAME_EXCHANGE (NFS, most FUSE) each exchange is two renames and the
+   name is missing between them, as with :func:`~linkstrategy.replace`.
+3. ``committing``: the journal (holding the old trees) is deleted with
+   :func:`~linkstrategy.remove` (busy files deferred to the trash).
+
+Recovery finds every tree by the inode recorded in ``state``, whatever name the
+interrupted step left it under.  ``building``: roll back.  ``swapping``: roll
+forward as a whole when every new tree is still found, else back as a whole
+(every step is undone in reverse order).  ``committing``: finish the removal.
+Before touching anything it checks that each affected name holds the recorded old
+tree, the recorded new tree, or nothing; if a name holds anything else (someone
+changed it since), the journal is left alone and reported
+(:class:`~linkstrategy.RemoveError`, EPERM).  Ownership is checked as for
+replace() journals (:func:`._owner.may_act`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import _txn
+from ._errors import InvalidArgument, LinkStrategyError, PlaceError
+from ._owner import owner
+from ._remove import StrPath, _collect_trash_at, _fd_path, remove_at
+
+if TYPE_CHECKING:
+    from ._place import PlaceReport
+    from ._plan import StrategyArg
+
+__all__ = ["upgrade"]
+
+log = logging.getLogger("linkstrategy")
+
+UPGRADE_JOURNAL = ".linkstrategy-upgrade" + _txn.TXN_SUFFIX
+KIND = "upgrade"
+_META_SUFFIXES = (".dist-info", ".egg-info", ".data")
+
+Ident = tuple[int, int]
+
+
+def _is_meta(name: str) -> bool:
+    return name.endswith(_META_SUFFIXES)
+
+
+class _Entry:
+    """One change: the tree ``old`` at ``src_name`` becomes ``new`` at ``name``."""
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        self.name: str = d["name"]
+        self.src_name: str = d["from"]
+        self.slot: str = d["slot"]  # new-<i> in the journal; old-<i> for the old tree
+        self.old: Ident | None = _txn._as_ident(d.get("old"))
+        self.new: Ident | None = _txn._as_ident(d.get("new"))
+        self.old_mode: Any = d.get("old_mode")
+        self.new_mode: Any = d.get("new_mode")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "from": self.src_name,
+            "slot": self.slot,
+            "old": self.old,
+            "new": self.new,
+            "old_mode": self.old_mode,
+            "new_mode": self.new_mode,
+        }
+
+    @property
+    def old_slot(self) -> str:
+        return "old-" + self.slot.removeprefix("new-")
+
+
+def _order(e: _Entry) -> int:
+    """Swap order (module docstring): code before metadata, removals last."""
+    meta = _is_meta(e.name) or _is_meta(e.src_name)
+    if e.new is None:
+        return 4 if meta else 3  # removals: code, then its metadata
+    if meta:
+        return 2  # metadata: added, replaced or renamed
+    return 0 if e.old is None else 1  # code: added, then replaced
+
+
+class _Upgrade:
+    def __init__(self, parent_fd: int, parent: str) -> None:
+        self.pfd = parent_fd
+        self.parent = parent
+        self.path = os.path.join(parent, UPGRADE_JOURNAL)
+        self.jfd = -1
+        self.lock_fd: int | None = None
+        self.state: dict[str, Any] = {}
+        self.entries: list[_Entry] = []
+
+    # -- journal --------------------------------------------------------------------
+
+    def begin(self) -> None:
+        tmp = f"{UPGRADE_JOURNAL}-{secrets.token_hex(4)}"
+        os.mkdir(tmp, 0o700, dir_fd=self.pfd)
+        jfd = _txn._open_own_dir(self.pfd, tmp, os.path.join(self.parent, tmp))
+        try:
+            self.lock_fd = _txn._lock(jfd, self.path, create=True)
+            self.jfd = jfd
+            self.write(phase="building")
+            self.jfd = -1
+            os.rename(tmp, UPGRADE_JOURNAL, src_dir_fd=self.pfd, dst_dir_fd=self.pfd)
+        except BaseException:
+            self.unlock()
+            self.jfd = -1
+            os.close(jfd)
+            remove_at(self.pfd, self.parent, tmp, budget=0.5)
+            raise
+        self.jfd = jfd
+        _txn._fsync(self.pfd)
+
+    def write(self, **kw: Any) -> None:
+        self.state.update(kw)
+        self.state.update(
+            version=1,
+            kind=KIND,
+            entries=[e.as_dict() for e in self.entries],
+            owner=owner(),
+            time=time.time(),
+        )
+        _txn._write_state(self.jfd, self.state)
+
+    def unlock(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+    def close(self) -> None:
+        self.unlock()
+        if self.jfd >= 0:
+            os.close(self.jfd)
+            self.jfd = -1
+
+    def finish(self) -> None:
+        """Delete the journal (old trees, leftovers, bookkeeping; ``state`` last)."""
+        ident = None
+        if self.jfd >= 0:
+            st = os.fstat(self.jfd)
+            ident = (st.st_dev, st.st_ino)
+        self.close()
+        if ident is not None and _txn._ident_at(self.pfd, UPGRADE_JOURNAL) != ident:
+            log.warning("journal %s was replaced; not removed", self.path)
+            return
+        report = remove_at(
+            self.pfd, self.parent, UPGRADE_JOURNAL, budget=_txn._COMMIT_BUDGET, last=("state",)
+        )
+        for d in report.deferred:
+            log.info("old tree in %s is busy, deferred to %s", self.parent, d.trash)
+
+    # -- finding trees by inode -----------------------------------------------------
+
+    def _find(self, e: _Entry, ident: Ident | None) -> tuple[int, str] | None:
+        if ident is None:
+            return None
+        for n in dict.fromkeys((e.name, e.src_name)):
+            if _txn._ident_at(self.pfd, n) == ident:
+                return (self.pfd, n)
+        for n in self._slots(e):
+            if _txn._ident_at(self.jfd, n) == ident:
+                return (self.jfd, n)
+        return None
+
+    def _slots(self, e: _Entry) -> list[str]:
+        """The journal's names for this entry's trees: ``new-<i>``, ``old-<i>``, and
+        ``<either>-<hex>`` when the first was taken."""
+        try:
+            names = os.listdir(self.jfd)
+        except OSError:
+            return [e.slot, e.old_slot]
+        return [
+            n
+            for n in names
+            if n in (e.slot, e.old_slot) or n.startswith((e.slot + "-", e.old_slot + "-"))
+        ]
+
+    def _free(self, base: str) -> str:
+        if not _txn._lexists_at(self.jfd, base):
+            return base
+        return f"{base}-{secrets.token_hex(4)}"
+
+    def check(self) -> None:
+        """Every affected name holds the old tree, the new one, or nothing."""
+        for e in self.entries:
+            for n in dict.fromkeys((e.name, e.src_name)):
+                here = _txn._ident_at(self.pfd, n)
+                if here is not None and here not in (e.old, e.new):
+                    raise _txn._leave(
+                        os.path.join(self.parent, n),
+                        "changed by someone else since the upgrade began",
+                    )
+
+    def _swap(self, a: tuple[int, str], b: tuple[int, str], gap: str) -> None:
+        """Exchange two entries, or (no RENAME_EXCHANGE) ``b`` -> ``gap`` in the
+        journal then ``a`` -> ``b``'s place, leaving ``b``'s tree at ``gap``."""
+        if _txn._exchange(a[0], a[1], b[0], b[1]):
+            return
+        _txn._rename(b[0], b[1], self.jfd, gap)
+        _txn._step("upgrade-moved-old")
+        _txn._rename(a[0], a[1], b[0], b[1])
+
+    # -- the two directions, per entry; each idempotent -----------------------------
+
+    def forward(self, e: _Entry) -> None:
+        new, pfd = self._find(e, e.new), self.pfd
+        if e.new is not None:
+            if new is None:
+                raise LinkStrategyError(errno.ENOENT, "new tree vanished", self.path)
+            if new != (pfd, e.name):
+                old = self._find(e, e.old)
+                if old == (pfd, e.name):  # a replacement
+                    self._swap(new, old, self._free(e.old_slot))
+                elif e.src_name != e.name and old == (pfd, e.src_name):
+                    # a renamed entry, before its exchange
+                    self._swap(new, old, self._free(e.old_slot))
+                    _txn._step(f"upgrade-exchanged:{e.name}")
+                    _txn._rename(pfd, e.src_name, pfd, e.name)
+                else:  # an addition, or a renamed entry after its exchange
+                    if _txn._lexists_at(pfd, e.name):
+                        raise _txn._leave(os.path.join(self.parent, e.name), "appeared meanwhile")
+                    _txn._rename(new[0], new[1], pfd, e.name)
+            _txn._restore_mode(pfd, e.name, e.new, e.new_mode)
+        old = self._find(e, e.old)
+        if old is not None and old[0] == pfd and old[1] in (e.name, e.src_name):
+            _txn._step(f"upgrade-removing:{e.name}")
+            _txn._rename(pfd, old[1], self.jfd, self._free(e.old_slot))  # a removal
+
+    def backward(self, e: _Entry) -> None:
+        pfd = self.pfd
+        new = self._find(e, e.new)
+        if e.old is not None:
+            old = self._find(e, e.old)
+            if old is None:
+                raise LinkStrategyError(errno.ENOENT, "old tree vanished", self.path)
+            if old != (pfd, e.src_name):
+                if new == (pfd, e.name) and e.name != e.src_name:
+                    if _txn._lexists_at(pfd, e.src_name):
+                        raise _txn._leave(
+                            os.path.join(self.parent, e.src_name), "appeared meanwhile"
+                        )
+                    _txn._rename(pfd, e.name, pfd, e.src_name)
+                    new = (pfd, e.src_name)
+                if new == (pfd, e.src_name):
+                    self._swap(old, new, self._free(e.slot))
+                else:
+                    if _txn._lexists_at(pfd, e.src_name):
+                        raise _txn._leave(
+                            os.path.join(self.parent, e.src_name), "appeared meanwhile"
+                        )
+                    _txn._rename(old[0], old[1], pfd, e.src_name)
+            _txn._restore_mode(pfd, e.src_name, e.old, e.old_mode)
+        new = self._find(e, e.new)
+        if new is not None and new[0] == pfd:
+            _txn._rename(pfd, new[1], self.jfd, self._free(e.slot))  # an addition taken back
+
+    def roll_forward(self) -> None:
+        if any(e.new is not None and self._find(e, e.new) is None for e in self.entries):
+            self.rollback()
+            return
+        self.check()
+        for e in sorted(self.entries, key=_order):
+            self.forward(e)
+        _txn._fsync(self.pfd)
+        self.write(phase="committing")
+        self.finish()
+
+    def rollback(self) -> None:
+        if self.state.get("phase") == "building":
+            for e in self.entries:  # modes made writable just before "swapping"
+                _txn._restore_mode(self.pfd, e.src_name, e.old, e.old_mode)
+        else:
+            self.check()
+            for e in sorted(self.entries, key=_order, reverse=True):
+                self.backward(e)
+            _txn._fsync(self.pfd)
+        self.finish()
+
+
+def recover_upgrade_at(
+    parent_fd: int,
+    parent: str,
+    jname: str,
+    jfd: int,
+    lock_fd: int | None,
+    state: dict[str, Any],
+) -> None:
+    """Finish or undo the upgrade whose journal (open at ``jfd``, locked by us, with
+    ``state`` read) is in the directory open at ``parent_fd``; takes both fds.
+    Called by :func:`._txn.recover_journal_at` for a journal of kind ``upgrade``."""
+    up = _Upgrade(parent_fd, parent)
+    up.jfd, up.lock_fd, up.state = jfd, lock_fd, state
+    try:
+        raw = state.get("entries")
+        try:
+            if jname != UPGRADE_JOURNAL or not isinstance(raw, list):
+                raise TypeError
+            up.entries = [_Entry(d) for d in raw]
+            for e in up.entries:
+                for n in (e.name, e.src_name):
+                    _check_name(n)
+                if not e.slot.startswith("new-") or "/" in e.slot:
+                    raise ValueError(e.slot)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise _txn._leave(up.path, "its state is not an upgrade's") from None
+        phase = state.get("phase")
+        log.info("recovering interrupted upgrade of %s (phase %s)", parent, phase)
+        if phase == "swapping":
+            up.roll_forward()
+        elif phase == "committing":
+            up.finish()
+        else:
+            up.rollback()
+    finally:
+        up.close()
+
+
+def _check_name(n: Any) -> str:
+    if (
+        not isinstance(n, str)
+        or not n
+        or "/" in n
+        or "\0" in n
+        or n in (".", "..")
+        or _txn.is_journal_name(n)
+        or _txn.is_stage_name(n)
+    ):
+        raise InvalidArgument(errno.EINVAL, "not a plain entry name", str(n))
+    return n
+
+
+def upgrade(
+    parent: StrPath,
+    changes: Mapping[str, StrPath | None],
+    *,
+    renamed: Mapping[str, str] | None = None,
+    strategy: StrategyArg = "auto",
+    strict: bool | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    xattrs: bool = True,
+    fsync: bool = False,
+) -> dict[str, PlaceReport]:
+    """Change several entries of the directory ``parent`` as one transaction.
+
+    ``changes`` maps entry names of ``parent`` to a source (file or tree) to place
+    there, or to None to remove the entry.  ``renamed`` maps an existing entry (a
+    dist-info whose name changes with the version) to the name of a new entry in
+    ``changes`` that takes its place; the old entry goes away with it.  The other
+    keyword arguments are :func:`~linkstrategy.place`'s.  Returns the placement
+    report of each placed name.  On failure nothing in ``parent`` changed and the
+    error is raised (module docstring for the order and the recovery).
+
+    >>> import linkstrategy, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for p in ("site/pkg", "site/pkg-1.dist-info", "new/pkg", "new/pkg-2.dist-info"):
+    ...     (d / p).mkdir(parents=True)
+    >>> new = {"pkg": d / "new/pkg", "pkg-2.dist-info": d / "new/pkg-2.dist-info"}
+    >>> _ = upgrade(d / "site", new, renamed={"pkg-1.dist-info": "pkg-2.dist-info"})
+    >>> sorted(os.listdir(d / "site"))
+    ['pkg', 'pkg-2.dist-info']
+    """
+    from ._place import place  # lazy: place pulls in planning and probing
+
+    renamed = dict(renamed or {})
+    for n in changes:
+        _check_name(n)
+    for a, b in renamed.items():
+        _check_name(a)
+        if a in changes:
+            raise InvalidArgument(errno.EINVAL, "renamed entry also listed in changes", a)
+        if changes.get(b) is None:
+            raise InvalidArgument(errno.EINVAL, "rename target has no source in changes", b)
+    if len(set(renamed.values())) != len(renamed):
+        raise InvalidArgument(errno.EINVAL, "two entries renamed to one name", str(parent))
+    kw: dict[str, Any] = {
+        "strategy": strategy,
+        "strict": strict,
+        "workers": workers,
+        "progress": progress,
+        "xattrs": xattrs,
+        "fsync": fsync,
+    }
+    pfd = os.open(os.fspath(parent), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        real = _fd_path(pfd, os.fspath(parent))
+        _txn.recover_journal_at(pfd, real, UPGRADE_JOURNAL)
+        for n in (*changes, *renamed):
+            _txn.recover_at(pfd, real, n)  # an interrupted replace() of one of them
+        _collect_trash_at(pfd, real, 5.0)
+        back = {b: a for a, b in renamed.items()}
+        up = _Upgrade(pfd, real)
+        for i, (n, src) in enumerate(changes.items()):
+            frm = back.get(n, n)
+            old = _txn._ident_at(pfd, frm)
+            if frm != n and old is None:
+                raise InvalidArgument(errno.ENOENT, "renamed entry does not exist", frm)
+            if frm != n and _txn._lexists_at(pfd, n):
+                raise InvalidArgument(errno.EEXIST, "rename target exists already", n)
+            if src is None and old is None:
+                raise InvalidArgument(errno.ENOENT, "entry to remove does not exist", n)
+            up.entries.append(_Entry({"name": n, "from": frm, "slot": f"new-{i}", "old": old}))
+        try:
+            up.begin()
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            _txn.recover_journal_at(pfd, real, UPGRADE_JOURNAL)  # busy if its owner lives
+            up.begin()
+        try:
+            reports = _run(up, changes, place, kw)
+        except BaseException:
+            try:
+                up.rollback()
+            except Exception:  # rollback never masks the original error
+                log.warning("rollback of upgrade(%s) failed; the next call recovers", real)
+            raise
+        finally:
+            up.close()
+    finally:
+        os.close(pfd)
+    return reports
+
+
+def _run(
+    up: _Upgrade, changes: Mapping[str, StrPath | None], place: Any, kw: dict[str, Any]
+) -> dict[str, PlaceReport]:
+    via = f"/proc/self/fd/{up.jfd}" if os.path.isdir("/proc/self/fd") else up.path
+    reports: dict[str, PlaceReport] = {}
+    _txn._step("upgrade-building")
+    same: list[_Entry] = []
+    for e, src in zip(up.entries, changes.values(), strict=True):
+        if src is None:
+            continue
+        try:
+            reports[e.name] = place(src, os.path.join(via, e.slot), **kw)
+        except OSError as err:
+            for attr in ("filename", "filename2"):
+                v = getattr(err, attr)
+                if isinstance(v, str) and v.startswith(via + "/"):
+                    setattr(err, attr, up.path + v[len(via) :])
+            raise
+        e.new = _txn._ident_at(up.jfd, e.slot)
+        if e.new is None:
+            raise LinkStrategyError(errno.ENOENT, "placed tree vanished", up.path)
+        if e.new == e.old:
+            # A file hardlinked from the very file installed there (a reinstall from the
+            # same cache): nothing to swap, and one inode under two names would make
+            # the bookkeeping by inode take the entry for a removal.
+            if e.name != e.src_name:
+                raise PlaceError(
+                    errno.EINVAL,
+                    "the new file is the renamed entry itself",
+                    os.fspath(src),
+                    None,
+                    os.path.join(up.parent, e.src_name),
+                )
+            same.append(e)
+        _txn._step(f"upgrade-placed:{e.name}")
+    up.entries = [e for e in up.entries if e not in same]  # their slots go with the journal
+    for e in up.entries:
+        if e.old is not None and _txn._ident_at(up.pfd, e.src_name) != e.old:
+            raise PlaceError(
+                errno.EBUSY,
+                "changed by someone else while the upgrade was building",
+                os.path.join(up.path, e.slot) if e.new is not None else None,
+                None,
+                os.path.join(up.parent, e.src_name),
+            )
+        try:
+            e.new_mode = _txn._writable_top(up.jfd, e.slot) if e.new is not None else None
+            e.old_mode = _txn._writable_top(up.pfd, e.src_name) if e.old is not None else None
+        except PermissionError as err:
+            raise PlaceError(
+                errno.EACCES,
+                f"cannot swap a read-only directory not owned by you ({err.strerror})",
+                os.path.join(up.path, e.slot),
+                None,
+                os.path.join(up.parent, e.src_name),
+            ) from None
+    up.write(phase="swapping")
+    _txn._step("upgrade-swapping")
+    try:
+        for e in sorted(up.entries, key=_order):
+            up.forward(e)
+            _txn._step(f"upgrade-swapped:{e.name}")
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise PlaceError(
+                err.errno, f"cannot swap the new trees in: {err.strerror}", up.path, None, up.parent
+            ) from None
+        raise
+    _txn._fsync(up.pfd)
+    up.write(phase="committing")
+    _txn._step("upgrade-committing")
+    up.finish()
+    return reports
