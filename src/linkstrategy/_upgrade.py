@@ -61,7 +61,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -141,7 +140,7 @@ class _Upgrade:
     # -- journal --------------------------------------------------------------------
 
     def begin(self) -> None:
-        tmp = f"{UPGRADE_JOURNAL}-{secrets.token_hex(4)}"
+        tmp = f"{UPGRADE_JOURNAL}-{os.urandom(4).hex()}"
         os.mkdir(tmp, 0o700, dir_fd=self.pfd)
         jfd = _txn._open_own_dir(self.pfd, tmp, os.path.join(self.parent, tmp))
         try:
@@ -226,7 +225,7 @@ class _Upgrade:
     def _free(self, base: str) -> str:
         if not _txn._lexists_at(self.jfd, base):
             return base
-        return f"{base}-{secrets.token_hex(4)}"
+        return f"{base}-{os.urandom(4).hex()}"
 
     def check(self) -> None:
         """Every affected name holds the old tree, the new one, or nothing."""
