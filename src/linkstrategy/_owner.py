@@ -264,7 +264,8 @@ def judge(dir_fd: int, name: str, st: os.stat_result) -> Verdict:
         except OSError:
             return "live"  # gone or swapped meanwhile: nothing to do now
         try:
-            if (os.fstat(dfd).st_dev, os.fstat(dfd).st_ino) != (st.st_dev, st.st_ino):
+            dst = os.fstat(dfd)
+            if (dst.st_dev, dst.st_ino) != (st.st_dev, st.st_ino):
                 return "live"
             try:
                 lfd = os.open(LOCK_NAME, nb, dir_fd=dfd)

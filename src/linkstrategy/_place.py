@@ -57,6 +57,7 @@ from ._syscalls import (
     clone_fd,
     copy_fd,
     copy_sparse,
+    fd_path,
     get_xattr,
     list_xattrs,
     load_speedups,
@@ -1138,16 +1139,6 @@ def _under_hidden(run: _Run, drel: str) -> bool:
 # -- the public call ------------------------------------------------------------------------
 
 
-def _fd_path(fd: int, fallback: str) -> str:
-    """The path the kernel has for an open directory (what ``..`` and symlinks in the
-    argument really meant); ``fallback`` where /proc is not there."""
-    try:
-        p = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return os.path.realpath(fallback)
-    return p if p.startswith("/") and not p.endswith(" (deleted)") else os.path.realpath(fallback)
-
-
 def _split_dst(src: str, dst: str) -> tuple[str, str]:
     """(parent as given, last component): never normalised, so ``a/link/../b`` means
     what the kernel says; refuses '', '.', '..' and '/' as the last component."""
@@ -1274,7 +1265,7 @@ class _Placement:
         real_src = os.path.realpath(s)
         self.pfd = _open_parent(s, parent_arg, d)
         _check_pair(s, src_st, self.pfd, self.base, d)
-        parent = _fd_path(self.pfd, parent_arg)
+        parent = fd_path(self.pfd, parent_arg)
         real_dst = os.path.join(parent, self.base)
         is_dir = stat.S_ISDIR(src_st.st_mode)
         key = (real_src if is_dir else os.path.dirname(real_src), parent)

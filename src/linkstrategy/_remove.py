@@ -109,7 +109,7 @@ from ._errors import (
 from ._mounts import find_mount
 from ._owner import is_tmp_name, judge, may_act
 from ._probe import PROBE_PREFIX, network_override
-from ._syscalls import StatxResult, libc, open_beneath, statx
+from ._syscalls import StatxResult, fd_path, libc, open_beneath, statx
 from ._trash import (
     TRASH_NAME,
     forget,
@@ -1109,17 +1109,6 @@ def _root_for(p: StrPath) -> _Root:
     return _Root(os.path.join(parent, name), parent, name)
 
 
-def _fd_path(fd: int, fallback: str) -> str:
-    """The real path of the directory open at ``fd`` (for reports only)."""
-    try:
-        p = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return os.path.realpath(fallback)
-    if p.startswith("/") and not p.endswith(" (deleted)"):
-        return p
-    return os.path.realpath(fallback)
-
-
 def _protected() -> dict[tuple[int, int], str]:
     """``(st_dev, st_ino)`` of the directories never removed: ``/``, the home
     directory and its ancestors.  By identity, not by name: a path through a
@@ -1262,7 +1251,7 @@ def _remove_files(
         raise RemoveError(e.errno or 0, f"cannot open root: {_why(e.errno or 0)}", root) from None
     ups_fds: dict[int, int] = {0: rfd}
     try:
-        root_real = _fd_path(rfd, os.fspath(root))
+        root_real = fd_path(rfd, os.fspath(root))
         last_parts = [_check_relative(x) for x in last]
         skip = {"/".join(p) for p in last_parts}
         roots: list[_Root] = []
@@ -1279,7 +1268,7 @@ def _remove_files(
                     fd = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
                 ups_fds[ups] = fd
             anchor_fd = ups_fds[ups]
-            base = _fd_path(anchor_fd, root_real)
+            base = fd_path(anchor_fd, root_real)
             parent_rel = "/".join(rest[:-1])
             parent = os.path.join(base, parent_rel) if parent_rel else base
             roots.append(
@@ -1377,7 +1366,7 @@ def _open_parent(run: _Run, r: _Root) -> bool:
                 e.errno or 0, f"cannot open parent directory: {_why(e.errno or 0)}", r.path
             ) from None
         try:
-            cached = (fd, statx(fd, ""), _fd_path(fd, r.parent))
+            cached = (fd, statx(fd, ""), fd_path(fd, r.parent))
         except OSError as e:
             os.close(fd)
             raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.parent) from None
@@ -1762,7 +1751,7 @@ def collect_trash(directory: StrPath, *, min_age: float = 5.0) -> None:
     except OSError:
         return
     try:
-        _collect_trash_at(fd, _fd_path(fd, d), min_age)
+        _collect_trash_at(fd, fd_path(fd, d), min_age)
     finally:
         os.close(fd)
 
@@ -1984,7 +1973,7 @@ def gc(
             except OSError as e:
                 raise RemoveError(e.errno or 0, f"cannot open: {_why(e.errno or 0)}", s) from None
             fds.append(bfd)
-            real = _fd_path(bfd, s)
+            real = fd_path(bfd, s)
             parent_arg, name = os.path.split(real)
             if not name:
                 name = None
@@ -2000,7 +1989,7 @@ def gc(
                 e.errno or 0, f"cannot open: {_why(e.errno or 0)}", parent_arg
             ) from None
         fds.append(pfd)
-        parent = _fd_path(pfd, parent_arg)
+        parent = fd_path(pfd, parent_arg)
         if name is not None:
             g.directory(pfd, parent, only=name)
             try:

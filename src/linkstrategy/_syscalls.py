@@ -437,3 +437,16 @@ class _Statx:
 #: ``dir_fd`` may be ``AT_FDCWD``), without following a final symlink or triggering
 #: an automount.  Falls back to ``os.stat`` (no mount ID) where statx is missing.
 statx = _Statx()
+
+
+def fd_path(fd: int, fallback: str) -> str:
+    """The path the kernel has for the directory open at ``fd`` (what ``..`` and symlinks
+    in the argument really meant: for reports and planning, never to act on);
+    ``realpath(fallback)`` where /proc is missing or the directory was removed."""
+    try:
+        p = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(fallback)
+    if p.startswith("/") and not p.endswith(" (deleted)"):
+        return p
+    return os.path.realpath(fallback)

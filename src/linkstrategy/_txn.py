@@ -106,8 +106,8 @@ from ._errors import (
 )
 from ._mounts import mount_id_of
 from ._owner import hold, is_tmp_name, may_act, owner, release
-from ._remove import RemoveReport, StrPath, _collect_trash_at, _fd_path, _split, remove_at
-from ._syscalls import libc
+from ._remove import RemoveReport, StrPath, _collect_trash_at, _split, remove_at
+from ._syscalls import fd_path, libc
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
@@ -584,7 +584,7 @@ def _open_parent(p: StrPath, *, create: bool) -> tuple[int, str, str]:
     if create:
         os.makedirs(parent, exist_ok=True)
     fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    return fd, _fd_path(fd, parent), name
+    return fd, fd_path(fd, parent), name
 
 
 def recover_for(dst: StrPath) -> bool:
@@ -787,7 +787,7 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
         if tmpdir and os.path.isdir(tmpdir) and _same_place(tmpdir, parent):
             hfd = os.open(tmpdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             os.close(pfd)
-            pfd, parent, prefix = hfd, _fd_path(hfd, tmpdir), STAGE_MARK
+            pfd, parent, prefix = hfd, fd_path(hfd, tmpdir), STAGE_MARK
         else:
             prefix = stage_prefix(name)
         while True:

@@ -68,7 +68,8 @@ from typing import TYPE_CHECKING, Any
 from . import _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError
 from ._owner import owner
-from ._remove import StrPath, _collect_trash_at, _fd_path, remove_at
+from ._remove import StrPath, _collect_trash_at, remove_at
+from ._syscalls import fd_path
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
@@ -430,7 +431,7 @@ def upgrade(
     }
     pfd = os.open(os.fspath(parent), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        real = _fd_path(pfd, os.fspath(parent))
+        real = fd_path(pfd, os.fspath(parent))
         _txn.recover_journal_at(pfd, real, UPGRADE_JOURNAL)
         for n in (*changes, *renamed):
             _txn.recover_at(pfd, real, n)  # an interrupted replace() of one of them
