@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from schema_check import validate
+from support.schema import validate
 
 from linkstrategy import _cli, _probe
 from linkstrategy._cli import Progress, main, quote

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from schema_check import validate
 from support import mountutil
+from support.schema import validate
 
 import linkstrategy._remove as R
 from linkstrategy._cli import main as run
