@@ -48,6 +48,7 @@ def test_version_does_not_import(module: str) -> None:
         "linkstrategy._txn",  # planning reads TXN_SUFFIX from _owner
         "json",
         "pathlib",
+        "logging",  # _log: imported only when a record can go somewhere
     ],
 )
 def test_import_place_does_not_import(module: str) -> None:
@@ -56,3 +57,16 @@ def test_import_place_does_not_import(module: str) -> None:
 
 def test_txn_suffix_has_one_value() -> None:
     assert _txn.TXN_SUFFIX == _owner.TXN_SUFFIX
+
+
+def test_probe_command_does_not_import_logging(tmp_path: object) -> None:
+    """The CLI collects the library's warnings itself (_log.Collect)."""
+    code = f"""
+sys.argv = ["linkstrategy", "probe", {str(tmp_path)!r}]
+from linkstrategy._cli import main
+try:
+    main()
+except SystemExit:
+    pass
+"""
+    assert "logging" not in loaded_after(code)

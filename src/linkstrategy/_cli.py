@@ -31,7 +31,6 @@ from . import __version__
 # mypy treats any name TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Callable, Sequence
     from typing import IO, Any, NoReturn
 
@@ -170,24 +169,6 @@ class _Usage(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise _Usage(message, self.prog, self)
-
-
-def _collector() -> tuple[logging.Logger, logging.Handler, list[str]]:
-    """The library's logger, and a handler that keeps its log records' messages during
-    one command (printed once at its end) in the list returned.  Here, not at module
-    level, so that ``--version`` and ``--help`` do not import logging."""
-    import logging
-
-    messages: list[str] = []
-
-    class Collector(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                messages.append(record.getMessage())
-            except Exception:  # a malformed record must not break the command
-                self.handleError(record)
-
-    return logging.getLogger("linkstrategy"), Collector(logging.WARNING), messages
 
 
 class _Out:
@@ -1049,11 +1030,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, out: _Out) -> int:
-    log, collector, messages = _collector()
-    saved = log.propagate
-    log.addHandler(collector)
-    log.propagate = False  # nothing printed behind the CLI's back (logging's last resort)
-    try:
+    from ._log import Collect
+
+    # The library's warnings are printed once, at the end, in the CLI's own format
+    # (and nothing behind its back): collected, not logged.
+    with Collect() as messages:
         try:
             rc: int = args.func(args, out)
         except _Usage as e:
@@ -1070,9 +1051,6 @@ def _run(args: argparse.Namespace, out: _Out) -> int:
         for message in messages:
             out.warn(message)
         return rc
-    finally:
-        log.removeHandler(collector)
-        log.propagate = saved
 
 
 def _quiet_stdout() -> None:

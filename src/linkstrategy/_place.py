@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import logging
 import os
 import stat
 import threading
@@ -47,6 +46,7 @@ from typing import Any
 
 from . import _errors as E
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
+from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
 from ._pool import Abort, Group, Tasks, shared
@@ -68,7 +68,6 @@ from ._tree import reap_stale, rmtree_at
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
 
-log = logging.getLogger("linkstrategy")
 
 #: Temporary names: ``.lstmp-<owner>-<seq>`` (:mod:`._owner`), unique per process
 #: across hosts; a later place() removes the ones whose maker is gone (by lock).

@@ -14,7 +14,6 @@ The rules, from the kernel (fsfacts.md §5, verified on Linux 6.18):
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 import threading
@@ -22,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, TypedDict
 
+from ._log import log
 from ._mounts import Mount, existing_ancestor
 from ._owner import TXN_SUFFIX
 from ._probe import Probe, ProbeJSON, probe
@@ -43,7 +43,6 @@ __all__ = [
     "strategies_from_env",
 ]
 
-log = logging.getLogger("linkstrategy")
 
 #: One way of putting a file at its destination.  ``symlink`` is never chosen by
 #: ``auto``: only when asked for.

@@ -19,7 +19,6 @@ with the threads it has, and a caller whose pool has none does its own jobs.
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -28,9 +27,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._log import log
+
 __all__ = ["Abort", "Group", "Pool", "Tasks", "shared"]
 
-log = logging.getLogger("linkstrategy")
 
 #: A worker without a job for this long leaves the pool.
 IDLE_SECONDS = 2.0

@@ -83,7 +83,6 @@ import contextlib
 import ctypes
 import errno
 import functools
-import logging
 import os
 import re
 import stat
@@ -106,6 +105,7 @@ from ._errors import (
     RemoveError,
     TransactionBusy,
 )
+from ._log import log
 from ._mounts import find_mount
 from ._owner import is_tmp_name, judge, may_act
 from ._probe import PROBE_PREFIX, network_override
@@ -132,7 +132,6 @@ __all__ = [
     "remove",
 ]
 
-log = logging.getLogger("linkstrategy")
 
 StrPath = Union[str, "os.PathLike[str]"]
 

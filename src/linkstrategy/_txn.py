@@ -84,7 +84,6 @@ import ctypes
 import errno
 import itertools
 import json
-import logging
 import os
 import stat
 import sys
@@ -104,6 +103,7 @@ from ._errors import (
     RemoveError,
     TransactionBusy,
 )
+from ._log import log
 from ._mounts import mount_id_of
 from ._owner import hold, is_tmp_name, may_act, owner, release
 from ._remove import RemoveReport, StrPath, _collect_trash_at, _split, remove_at
@@ -115,7 +115,6 @@ if TYPE_CHECKING:
 
 __all__ = ["recover_dir", "recover_for", "replace", "staging_dir"]
 
-log = logging.getLogger("linkstrategy")
 
 TXN_SUFFIX = ".linkstrategy-txn"
 STAGE_MARK = ".linkstrategy-stage-"

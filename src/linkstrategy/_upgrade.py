@@ -59,7 +59,6 @@ replace() journals (:func:`._owner.may_act`).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -67,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError
+from ._log import log
 from ._owner import owner
 from ._remove import StrPath, _collect_trash_at, remove_at
 from ._syscalls import fd_path
@@ -77,7 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = ["upgrade"]
 
-log = logging.getLogger("linkstrategy")
 
 UPGRADE_JOURNAL = ".linkstrategy-upgrade" + _txn.TXN_SUFFIX
 KIND = "upgrade"
