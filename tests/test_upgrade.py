@@ -306,12 +306,21 @@ def after_kill(site: Path, point: str, mode: str, want: dict[str, Any]) -> None:
         assert v in (want["old"][n], want["new"][n], also, None), (point, n)
 
 
-@pytest.mark.parametrize("recover_by", ["upgrade", "gc", "recover_dir"])
+@pytest.mark.parametrize("recover_by", ["upgrade", "gc", "recover_dir", "remove"])
 def test_kill_9_at_every_step_then_recovery(tmpfs_dir: Path, recover_by: str) -> None:
     for i, (point, expect, mode) in enumerate(_POINTS):
         site, _new, want, others = kill_at(tmpfs_dir / f"{i}", point, mode)
         after_kill(site, point, mode, want)
-        if recover_by == "upgrade":  # a later upgrade of the same parent finishes it first
+        if recover_by == "remove":
+            # Removing an entry of a directory with an interrupted upgrade finishes or
+            # undoes that upgrade first, as a whole, then removes what was asked: a
+            # later recovery must not bring a removed package back from the journal.
+            assert linkstrategy.remove(site / "numpy").ok, point
+            assert not os.path.lexists(site / "numpy"), point
+            assert gc(site).ok, point
+            assert not os.path.lexists(site / "numpy"), (point, "brought back")
+            want[expect]["numpy"] = None
+        elif recover_by == "upgrade":  # a later upgrade of the same parent finishes it first
             other = tmpfs_dir / f"{i}" / "other-new"
             build(other, "other-2", n=2)
             upgrade(site, {"other": other})
@@ -323,6 +332,94 @@ def test_kill_9_at_every_step_then_recovery(tmpfs_dir: Path, recover_by: str) ->
         assert view(site, sorted(want[expect])) == want[expect], point
         assert rest(site) == others, point
         assert leftovers(site) == [], (point, leftovers(site))
+
+
+def record_of(site: Path, names: list[str]) -> list[str]:
+    """RECORD-style paths of the files and symlinks of the named entries."""
+    out = []
+    for n in names:
+        if (site / n).is_dir():
+            out += [f"{n}/{rel}" for rel, what in snapshot(site / n).items() if what[0] != "dir"]
+        else:
+            out.append(n)
+    return out
+
+
+_PKG = ["numpy", "numpy.libs", "numpy-gone"]
+
+
+@pytest.mark.parametrize(
+    "point", ["upgrade-swapped:numpy", "upgrade-moved-old", "upgrade-committing"]
+)
+def test_uninstall_by_record_after_a_kill_past_building_recovers_then_asks_again(
+    tmpfs_dir: Path, point: str
+) -> None:
+    """The caller's RECORD may be the old version's: the upgrade is finished first,
+    nothing of the package is removed, and the caller is told to read RECORD again."""
+    mode = "noexchange" if point == "upgrade-moved-old" else "exchange"
+    site, _new, want, others = kill_at(tmpfs_dir, point, mode)
+    record = [
+        *record_of(site, [n for n in _PKG if os.path.lexists(site / n)]),
+        f"{OLD_INFO}/METADATA",
+    ]
+    with pytest.raises(RemoveError) as ei:
+        linkstrategy.remove(files=record, root=site, last=[OLD_INFO])
+    assert ei.value.errno == errno.EAGAIN and "RECORD" in str(ei.value)
+    assert view(site, sorted(want["new"])) == want["new"]  # finished, whole, untouched
+    assert leftovers(site) == []
+    # Read again (the new dist-info), and the uninstall goes through; nothing comes back.
+    names = ["numpy", "numpy.libs", "numpy-added"]
+    r = linkstrategy.remove(
+        files=record_of(site, [*names, NEW_INFO]), root=site, last=[NEW_INFO], check=True
+    )
+    assert r.ok
+    assert gc(site).ok
+    assert [n for n in [*names, NEW_INFO, OLD_INFO] if os.path.lexists(site / n)] == []
+    assert rest(site) == others and leftovers(site) == []
+
+
+def test_uninstall_by_record_after_a_kill_while_building_goes_through(tmpfs_dir: Path) -> None:
+    """Killed before anything in site changed: the RECORD is current; the journal is
+    rolled back and the uninstall done; a later gc has nothing to bring back."""
+    site, _new, _want, others = kill_at(tmpfs_dir, "upgrade-placed:numpy", "exchange")
+    assert leftovers(site) == [UPGRADE_JOURNAL]
+    record = record_of(site, [*_PKG, OLD_INFO])
+    assert linkstrategy.remove(files=record, root=site, last=[OLD_INFO], check=True).ok
+    assert gc(site).ok
+    assert [n for n in [*_PKG, OLD_INFO, NEW_INFO] if os.path.lexists(site / n)] == []
+    assert rest(site) == others and leftovers(site) == []
+
+
+def test_removing_paths_with_last_after_a_kill_past_building_asks_again(tmpfs_dir: Path) -> None:
+    site, _new, want, _others = kill_at(tmpfs_dir, "upgrade-swapped:numpy", "exchange")
+    with pytest.raises(RemoveError) as ei:
+        linkstrategy.remove([site / "numpy", site / OLD_INFO], last=[str(site / OLD_INFO)])
+    assert ei.value.errno == errno.EAGAIN
+    assert view(site, sorted(want["new"])) == want["new"] and leftovers(site) == []
+
+
+def test_remove_waits_for_no_running_upgrade_of_other_entries(tmp_path: Path) -> None:
+    """A running upgrade (its journal locked) fails the removal of the entries it
+    changes, raises for an uninstall by RECORD, and leaves every other entry alone."""
+    site, _new = make(tmp_path)
+    pfd = os.open(site, os.O_RDONLY | os.O_DIRECTORY)
+    up = U._Upgrade(pfd, str(site))
+    up.entries = [U._Entry({"name": "numpy", "from": "numpy", "slot": "new-0"})]
+    up.begin()  # holds the journal's lock, as a running upgrade does
+    try:
+        r = linkstrategy.remove([site / "numpy", site / "other"])
+        assert [(f.path, f.errno) for f in r.errors] == [(str(site / "numpy"), errno.EBUSY)]
+        assert (site / "numpy").is_dir() and not os.path.lexists(site / "other")
+        with pytest.raises(RemoveError) as ei:
+            linkstrategy.remove(files=record_of(site, ["numpy"]), root=site)
+        assert ei.value.errno == errno.EBUSY and ei.value.filename == str(site)
+        assert (site / "numpy").is_dir()
+        # Entries the upgrade does not change are removed by RECORD as usual.
+        assert linkstrategy.remove(files=["other.pth"], root=site, check=True).ok
+        assert leftovers(site) == [UPGRADE_JOURNAL]
+    finally:
+        up.close()
+        os.close(pfd)
 
 
 @pytest.mark.parametrize("fs", ["ext4", "xfs_reflink"])

@@ -1255,8 +1255,11 @@ def _remove_files(
         skip = {"/".join(p) for p in last_parts}
         roots: list[_Root] = []
         seen: set[str] = set()
+        tops = {p[0] for p in last_parts}  # the entries of root this package has
         for entry in files:
             ups, rest = _record_parts(os.fspath(entry))
+            if not ups:
+                tops.add(rest[0])
             key = "../" * ups + "/".join(rest)
             if key in seen or (not ups and any(key == x or key.startswith(x + "/") for x in skip)):
                 continue
@@ -1275,6 +1278,7 @@ def _remove_files(
                     os.path.join(parent, rest[-1]), parent, rest[-1], anchor=(anchor_fd, parent_rel)
                 )
             )
+        _settle_upgrade_of_root(rfd, root_real, tops)
         _open_roots(run, roots)
         for r in roots:
             if r.st is not None and stat.S_ISDIR(r.st.mode):
@@ -1303,6 +1307,23 @@ def _remove_files(
     finally:
         for fd in ups_fds.values():
             os.close(fd)
+
+
+def _settle_upgrade_of_root(rfd: int, root: str, tops: set[str]) -> None:
+    """remove(files=...) describes one package by its RECORD: an interrupted upgrade of
+    ``root`` that changes its entries is recovered first and then raises (the list may
+    be stale), a running one raises; nothing of the package is touched either way."""
+    from ._upgrade import settle_before_remove  # lazy: _upgrade imports this module
+
+    try:
+        settle_before_remove(rfd, root, tops, strict=True)
+    except RemoveError as e:
+        if e.errno == errno.EAGAIN:
+            raise
+        log.warning("%s: %s; removed all the same", e.filename, e.strerror)
+    except OSError as e:
+        why = f"interrupted or running upgrade() of {root} not recovered: {e.strerror}"
+        raise RemoveError(e.errno or errno.EBUSY, why, root) from None
 
 
 def _remove_emptied(run: _Run, rfd: int, roots: list[_Root]) -> None:
@@ -1492,6 +1513,8 @@ def _remove(run: _Run, roots: list[_Root], last: Sequence[str]) -> RemoveReport:
             r.st = None
             r.done = True
 
+    _settle_upgrades(run, run.opened, strict=bool(last))
+
     # Phase 1: everything but the `last` entries.
     _passes(run, [r for r in roots if not r.done and not r.prot.leaf])
     if run.errors or run.mounts:
@@ -1519,6 +1542,47 @@ def _remove(run: _Run, roots: list[_Root], last: Sequence[str]) -> RemoveReport:
         r.prot = _Protect()
     _passes(run, rest)
     return run.report()
+
+
+def _settle_upgrades(run: _Run, roots: list[_Root], *, strict: bool) -> None:
+    """Finish or undo, first, an interrupted upgrade() of a directory that changes any
+    of ``roots`` (see :func:`._upgrade.settle_before_remove`): removing an entry and
+    recovering later would bring it back from the journal.  One lstat per directory.
+    A live upgrade of an entry, or one that cannot be recovered, fails that entry
+    (raises, when ``strict``); another user's journal is left alone."""
+    from ._upgrade import pending_names, settle_before_remove  # lazy: _upgrade imports us
+
+    groups: dict[int, list[_Root]] = {}
+    for r in roots:
+        if not r.done or r.st is None:  # absent now: a recovery may bring it back
+            groups.setdefault(r.parent_fd, []).append(r)
+    for pfd, group in groups.items():
+        parent = group[0].parent
+        try:
+            if not settle_before_remove(pfd, parent, {r.name for r in group}, strict=strict):
+                continue
+        except RemoveError as e:
+            if e.errno == errno.EAGAIN:
+                raise
+            log.warning("%s: %s; removed all the same", e.filename, e.strerror)
+            continue
+        except OSError as e:
+            why = f"interrupted or running upgrade() of {parent} not recovered: {e.strerror}"
+            if strict:
+                raise RemoveError(e.errno or errno.EBUSY, why, parent) from None
+            pending = pending_names(pfd)
+            for r in group:
+                if pending is None or r.name in pending[1]:
+                    run.errors.append(RemoveFailure(r.path, e.errno or 0, why))
+                    r.done = True
+            continue
+        for r in group:
+            try:
+                r.st = statx(r.parent_fd, r.name)
+                r.done = False
+            except OSError:
+                r.st = None
+                r.done = True
 
 
 def _passes(run: _Run, roots: list[_Root]) -> None:

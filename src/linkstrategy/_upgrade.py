@@ -3,8 +3,9 @@
 :func:`upgrade` ``(parent, changes, renamed=...)`` places, replaces and removes
 several entries of ONE directory ``parent`` (site-packages: ``numpy/``,
 ``numpy.libs/``, the dist-info) as one transaction: after a ``kill -9`` at any
-point the next :func:`upgrade`, :func:`~linkstrategy.gc` of ``parent`` or
-:func:`~linkstrategy._txn.recover_dir` of the journal leaves either every old
+point the next :func:`upgrade`, :func:`~linkstrategy.gc` of ``parent``,
+:func:`~linkstrategy.remove` of an entry it changes (:func:`settle_before_remove`)
+or :func:`~linkstrategy._txn.recover_dir` of the journal leaves either every old
 entry or every new one, never a mix.  One parent per transaction: one journal,
 every move a ``rename`` within one mount.  (Scripts in ``bin/`` are another
 directory: a second :func:`upgrade`, ordered by the caller.)
@@ -60,12 +61,13 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _txn
-from ._errors import InvalidArgument, LinkStrategyError, PlaceError
+from ._errors import InvalidArgument, LinkStrategyError, PlaceError, RemoveError
 from ._log import log
 from ._owner import owner
 from ._remove import StrPath, _collect_trash_at, remove_at
@@ -360,6 +362,62 @@ def recover_upgrade_at(
             up.rollback()
     finally:
         up.close()
+
+
+def pending_names(parent_fd: int) -> tuple[str, frozenset[str]] | None:
+    """``(phase, the entry names it changes)`` of the upgrade journal in the directory
+    open at ``parent_fd``; None if there is none.  Read without its lock (``state`` is
+    replaced by rename, so it is whole): for :func:`~linkstrategy.remove`, which must
+    not remove an entry that a later recovery would bring back."""
+    st = _txn._stat_at(parent_fd, UPGRADE_JOURNAL)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return None
+    try:
+        jfd = os.open(UPGRADE_JOURNAL, _txn._O_DIR, dir_fd=parent_fd)
+    except OSError:
+        return None
+    try:
+        state = _txn._read_state(jfd)
+    finally:
+        os.close(jfd)
+    names: set[str] = set()
+    raw = state.get("entries")
+    for d in raw if isinstance(raw, list) else ():
+        if isinstance(d, dict):
+            names.update(v for v in (d.get("name"), d.get("from")) if isinstance(v, str))
+    phase = state.get("phase")
+    return (phase if isinstance(phase, str) else ""), frozenset(names)
+
+
+def settle_before_remove(parent_fd: int, parent: str, names: set[str], *, strict: bool) -> bool:
+    """Before :func:`~linkstrategy.remove` takes ``names`` out of the directory open at
+    ``parent_fd``: finish or undo, as a whole, an interrupted upgrade of that directory
+    that changes any of them -- removing first and recovering later would bring a
+    removed entry back from the journal.  True if one was recovered.
+
+    ``strict`` (the caller describes a package by its metadata: ``files=``, ``last=``):
+    if the recovery went past the building phase, the entries may no longer be what
+    the caller's list describes, so :class:`RemoveError` (EAGAIN) is raised, nothing
+    of the caller's removed: read the metadata again and retry.  Raises
+    :class:`TransactionBusy` while a live upgrade holds the journal, and
+    :class:`RemoveError` (EPERM) for a journal not ours to act on (both untouched).
+    """
+    pending = pending_names(parent_fd)
+    if pending is None or not names & pending[1]:
+        return False
+    phase = pending[0]
+    if not _txn.recover_journal_at(parent_fd, parent, UPGRADE_JOURNAL):
+        return False
+    if strict and phase != "building":
+        raise RemoveError(
+            errno.EAGAIN,
+            "an interrupted upgrade() of "
+            + ", ".join(sorted(names & pending[1]))
+            + " was finished first; the file list may describe the old version: "
+            "read the metadata (RECORD) again and retry",
+            parent,
+        )
+    return True
 
 
 def _check_name(n: Any) -> str:
