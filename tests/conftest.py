@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import types
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -31,18 +32,21 @@ _REQUIRE_SPEEDUPS = os.environ.get("LINKSTRATEGY_REQUIRE_SPEEDUPS", "") not in (
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests using ``place_loop`` run once with place()'s C per-file loop and once with
-    the Python one; those marked ``python_loop`` (faults injected at a Python call
-    site, which the C loop does not go through) run with the Python loop only."""
+    """Tests using ``place_loop`` run with each of place()'s paths: "c" (new subtrees in
+    one C walk, other files by the C per-file loop), "c-files" (the C per-file loop
+    only) and "python"; those marked ``python_loop`` (faults injected at a Python
+    call site, which C does not go through) run with the Python loop only."""
     if "place_loop" in metafunc.fixturenames:
         only_python = metafunc.definition.get_closest_marker("python_loop") is not None
-        params = ["python"] if only_python else ["c", "python"]
+        params = ["python"] if only_python else ["c", "c-files", "python"]
         metafunc.parametrize("place_loop", params, indirect=True)
 
 
 @pytest.fixture
 def place_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which per-file loop place() uses: "c" (the ``_speedups`` extension) or "python"."""
+    """Which path place() takes: "c" (the ``_speedups`` extension: its tree walk and its
+    per-file loop), "c-files" (the per-file loop only: an extension without
+    ``place_tree``) or "python"."""
     from linkstrategy import _place
 
     if request.param == "python":
@@ -52,6 +56,11 @@ def place_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         if _REQUIRE_SPEEDUPS:
             pytest.fail(f"{msg} (LINKSTRATEGY_REQUIRE_SPEEDUPS is set)", pytrace=False)
         pytest.skip(msg)
+    elif request.param == "c-files":
+        fast = _place._fast
+        names = {n: getattr(fast, n) for n in dir(fast) if not n.startswith("__")}
+        del names["place_tree"]
+        monkeypatch.setattr(_place, "_fast", types.SimpleNamespace(**names))
     return str(request.param)
 
 

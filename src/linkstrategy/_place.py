@@ -78,6 +78,8 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOE
 # O_NONBLOCK: a FIFO swapped in for a file since the walk must not block the open
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TRANSIENT_TRIES = 4
+#: Directory levels one C walk (_tree_job) descends: it holds two fds per level.
+_TREE_DEPTH = 16
 _NO_IDENT = (-1, -1)  # an inode nobody needs to know
 
 #: The optional C per-file loop (``_speedups.c``), or None: then every file takes
@@ -330,6 +332,7 @@ class _Run:
         self.stop = self.group.stop
         self.threaded = False
         self.chunk = 64
+        self.whole_trees = False  # new subtrees go to the C walk (_tree_job)
 
     @property
     def error(self) -> BaseException | None:
@@ -727,20 +730,23 @@ def _write_or_link(
     return size, ident, key
 
 
-def _keep_link(run: _Run, rel: str, ddir: int, name: str, key: tuple[int, int]) -> None:
+def _keep_link(run: _Run, rel: str, ddir: int, name: str, key: tuple[int, int]) -> int:
     """The C loop placed ``name``, whose source has other links: the first name of that
     inode in this run is remembered; a later one is replaced by a link to the first
     (so the tree keeps its hard links, as ``cp -a`` does; the C loop wrote its data
-    first, which the Python path avoids)."""
+    first, which the Python path avoids).  Returns the bytes that data was, to take
+    out of the report again (``bytes`` counts what the tree holds, as the Python
+    path does): 0 when ``name`` stays a file of its own."""
     with run.lock:
         first = run.linked.get(key)
         if first is None or isinstance(first, threading.Event):
             run.linked[key] = (run.drels.get(rel, rel), name)
             if first is not None:
                 first.set()
-            return
+            return 0
     tmp = run.tmpname()
     try:
+        size = os.stat(name, dir_fd=ddir, follow_symlinks=False).st_size
         fd = open_beneath(run.dst_root_fd, first[0], _DIR_FLAGS)
         try:
             os.link(first[1], tmp, src_dir_fd=fd, dst_dir_fd=ddir, follow_symlinks=False)
@@ -749,6 +755,8 @@ def _keep_link(run: _Run, rel: str, ddir: int, name: str, key: tuple[int, int]) 
         os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)  # our own new file
     except OSError:
         _unlink_quiet(tmp, ddir)  # EMLINK and friends: the copy of its own stays
+        return 0
+    return size
 
 
 def _rename_into_place(
@@ -888,7 +896,7 @@ def _place_new_files(
         tally.files += nxt - i
         tally.bytes += nbytes
         for idx, dev, ino in linked:
-            _keep_link(run, rel, ddir, names[idx], (dev, ino))
+            tally.bytes -= _keep_link(run, rel, ddir, names[idx], (dev, ino))
         if run.observer is not None:
             for name in names[i:nxt]:
                 run.observer(_join(rel, name), strategy)
@@ -987,7 +995,10 @@ def _dir_job(
                 hidden_child = True
             with run.lock:
                 run.drels[child] = cdrel
-            run.submit(_dir_job, run, roots, child, cdrel, hidden_child, listings)
+            if hidden_child and run.whole_trees:
+                run.submit(_tree_job, run, roots, child, cdrel)
+            else:
+                run.submit(_dir_job, run, roots, child, cdrel, hidden_child, listings)
         files = listing.files
         chunk = run.chunk
         for i in range(chunk, len(files), chunk):
@@ -996,6 +1007,139 @@ def _dir_job(
     finally:
         os.close(sdir)
         os.close(ddir)
+
+
+def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
+    """A new directory and everything below it in one call of the C walk
+    (``_speedups.place_tree``: no Python per directory or file, no GIL).  What it
+    hands back -- symlinks, special files, files that did not go plainly, directories
+    deeper than it descends -- takes the Python path here, which owns every decision
+    about errors and fallbacks."""
+    sdir, ddir = _open_pair(run, roots, rel, drel)
+    strategy = run.chain[0]
+    code = {"hardlink": _fast.HARDLINK, "reflink": _fast.REFLINK}.get(strategy, _fast.COPY)
+    try:
+        files, nbytes, run.cfr, dirs, entries, rest, modes, linked = _fast.place_tree(
+            code,
+            sdir,
+            ddir,
+            run.umask,
+            run.xattrs and not run.xattr_failed,
+            run.fsync,
+            run.cfr,
+            run.times,
+            _TREE_DEPTH,
+        )
+    except OSError as e:
+        where = _sub(rel, e.filename) if isinstance(e.filename, str) else rel
+        raise PlaceError(
+            e.errno, f"cannot place directory: {e.strerror}", run.src_path(where), None,
+            run.dst_path(where),
+        ) from None  # fmt: skip
+    finally:
+        os.close(sdir)
+        os.close(ddir)
+    tally = _Tally()
+    tally.counts[strategy] += files
+    tally.files += files
+    tally.bytes += nbytes
+    with run.lock:
+        run.dirs += dirs
+        run.discovered += entries
+        run.restore_modes.extend((_sub(drel, r), m) for r, m in modes)
+    if linked:
+        tally.bytes -= _keep_tree_links(run, roots, rel, drel, linked)
+    run.merge(tally)
+    if rest:
+        _place_rest(run, roots, rel, drel, rest)
+
+
+def _sub(rel: str, sub: str) -> str:
+    """``rel`` joined with a path relative to it (``""``: ``rel`` itself)."""
+    return _join(rel, sub) if sub else rel
+
+
+def _by_dir(paths: Iterable[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in paths:
+        d, _, name = p.rpartition("/")
+        out.setdefault(d, []).append(name)
+    return out
+
+
+def _keep_tree_links(
+    run: _Run,
+    roots: tuple[int, int],
+    rel: str,
+    drel: str,
+    linked: list[tuple[str, int, int]],
+) -> int:
+    """:func:`_keep_link` for the files of a C walk whose sources have other links: the
+    first name of an inode is remembered (no fd needed); a later one is replaced by a
+    link to it, one open of its directory for all such names in it.  Returns the bytes
+    no longer in the tree (see :func:`_keep_link`)."""
+    later: dict[str, list[tuple[str, tuple[int, int]]]] = {}
+    with run.lock:
+        for path, dev, ino in linked:
+            d, _, name = path.rpartition("/")
+            key = (dev, ino)
+            first = run.linked.get(key)
+            if first is None or isinstance(first, threading.Event):
+                run.linked[key] = (_sub(drel, d), name)
+                if first is not None:
+                    first.set()
+            else:
+                later.setdefault(d, []).append((name, key))
+    freed = 0
+    for d, items in later.items():
+        with run.lock:
+            run.drels[_sub(rel, d)] = _sub(drel, d)
+        ddir = open_beneath(roots[1], _sub(drel, d), _DIR_FLAGS)
+        try:
+            for name, key in items:
+                freed += _keep_link(run, _sub(rel, d), ddir, name, key)
+        finally:
+            os.close(ddir)
+    return freed
+
+
+def _place_rest(run: _Run, roots: tuple[int, int], rel: str, drel: str, rest: list[str]) -> None:
+    """What a C walk handed back, by the Python path: looked at again (lstat), then a
+    directory made and walked as a job of its own, a symlink or file placed, anything
+    else listed as skipped."""
+    tally = _Tally()
+    try:
+        for d, names in _by_dir(rest).items():
+            srel, sdrel = _sub(rel, d), _sub(drel, d)
+            with run.lock:
+                run.drels[srel] = sdrel
+            sdir, ddir = _open_pair(run, roots, srel, sdrel)
+            try:
+                for name in names:
+                    if run.stop.is_set():
+                        raise Abort
+                    try:
+                        st = os.stat(name, dir_fd=sdir, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # gone since the walk listed it
+                    if stat.S_ISDIR(st.st_mode):
+                        os.mkdir(name, 0o777, dir_fd=ddir)
+                        child, cdrel = _join(srel, name), _join(sdrel, name)
+                        with run.lock:
+                            run.drels[child] = cdrel
+                        run.submit(_tree_job, run, roots, child, cdrel)
+                    elif stat.S_ISLNK(st.st_mode):
+                        _place_symlink(run, srel, sdir, ddir, name, name, False, tally)
+                    elif stat.S_ISREG(st.st_mode):
+                        _place_file(run, srel, sdir, ddir, name, name, False, tally, True)
+                    else:  # never opened: opening a FIFO blocks, a device may do anything
+                        kind = _special(st.st_mode)
+                        run.skipped.append(Skipped(_join(srel, name), f"{kind}: not placed"))
+            finally:
+                os.close(sdir)
+                os.close(ddir)
+    finally:
+        run.merge(tally)
 
 
 def _restore_dir_modes(run: _Run, dst_root_fd: int, *, hidden: bool) -> None:
@@ -1322,6 +1466,19 @@ class _Placement:
         run.dst_root_fd = self.dst_root_fd
         total = sum(len(x.listed) for x in self.listings.values()) if self.listings else 0
         run.chunk = _chunk_size(total, run.workers, run.plan.network)
+        # New directories below a hidden one in one C call each, where nothing needs
+        # Python per file: locally (on a network filesystem per-directory jobs on many
+        # threads hide the latency), no callbacks, no per-file policy, no file list.
+        run.whole_trees = (
+            _fast is not None
+            and hasattr(_fast, "place_tree")
+            and not run.plan.network
+            and self.listings is None
+            and run.progress is None
+            and run.observer is None
+            and run.private is None
+            and "symlink" not in run.chain
+        )
 
     # -- start and finish ------------------------------------------------------------------
     def start(self) -> None:

@@ -63,6 +63,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #ifndef FICLONE
@@ -357,12 +358,365 @@ error:
     return NULL;
 }
 
+/* ---------------------------------------------------------------------------------
+ * place_tree: a whole new directory tree in one call.
+ *
+ * place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,
+ *            times, max_depth)
+ *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked)
+ *
+ * dst_dir_fd is a directory this run created and nothing else writes into (below a
+ * new directory still hidden under a temporary name).  It gets src_dir_fd's mode as
+ * _place._dir_job gives it (the mode | 0700 while it is filled), then, walking the
+ * source depth first: every subdirectory is made (mkdirat 0777, then opened
+ * O_NOFOLLOW on both sides) and treated the same way, every regular file placed by
+ * place_one().  What is not plain is handed back, never decided here:
+ *
+ *   rest    ["rel/name"] entries not placed: symlinks, special files, files
+ *           place_one() refused (any error, xattrs, holes, setuid...), a subdirectory
+ *           that was swapped for something else between the listing and its open
+ *           (its new directory is removed again), and subdirectories max_depth
+ *           levels down (not made: the caller makes them and calls again).  The
+ *           Python path places each, with every decision about errors and fallbacks.
+ *   modes   [("rel", mode)] directories whose own mode lacks owner rwx: the caller
+ *           gives them their mode when the tree is complete (as _dir_job records).
+ *   linked  [("rel/name", st_dev, st_ino)] files placed whose source has more links.
+ *   files, bytes, dirs (directories made, counting dst_dir_fd), entries (files,
+ *           symlinks and special files seen: the caller's "discovered").
+ *
+ * At most 2 * max_depth directory fds are open.  An error on a directory itself
+ * (reading the source, mkdirat, opening the new directory, fchmod, fsync) stops the
+ * walk and raises OSError with the relative path; everything made so far is below
+ * the caller's hidden directory, which its rollback removes.  Paths are relative to
+ * the call's directories ("" for themselves).
+ * ------------------------------------------------------------------------------- */
+
+enum { REC_REST = 0, REC_MODE = 1, REC_LINKED = 2 };
+
+struct rec {
+    int kind;
+    char *path;
+    long long a, b;
+};
+
+struct recs {
+    struct rec *v;
+    size_t n, cap;
+};
+
+static int recs_add(struct recs *r, int kind, const char *path, size_t len, long long a,
+                    long long b)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        struct rec *v = realloc(r->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        r->v = v;
+        r->cap = cap;
+    }
+    char *p = malloc(len + 1);
+    if (p == NULL)
+        return -1;
+    memcpy(p, path, len);
+    p[len] = '\0';
+    r->v[r->n].kind = kind;
+    r->v[r->n].path = p;
+    r->v[r->n].a = a;
+    r->v[r->n].b = b;
+    r->n++;
+    return 0;
+}
+
+static void recs_free(struct recs *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].path);
+    free(r->v);
+}
+
+struct frame {
+    DIR *sd;     /* the source directory's stream (owns its fd) */
+    int dfd;     /* the new destination directory */
+    size_t len;  /* length of its relative path in the path buffer */
+};
+
+struct walk {
+    int strategy, xattrs, do_fsync, times_, cfr;
+    mode_t umask_;
+    long long files, bytes, dirs, entries;
+    struct recs recs;
+    int err;          /* errno of the error that stopped the walk, 0 if none */
+    char *err_path;   /* its relative path */
+};
+
+/* Give the new directory dfd the mode of sfd, as _dir_job does for a hidden one. */
+static int dir_mode(struct walk *w, int sfd, int dfd, const char *rel, size_t len)
+{
+    struct stat st;
+    if (fstat(sfd, &st) != 0)
+        return -1;
+    mode_t mode = st.st_mode & 07777;
+    if (mode != (0777 & ~w->umask_) && fchmod(dfd, mode | 0700) != 0)
+        return -1;
+    if ((mode & 0700) != 0700 && recs_add(&w->recs, REC_MODE, rel, len, (long long)mode, 0) != 0)
+        return -1;
+    return 0;
+}
+
+static void walk_fail(struct walk *w, const char *path, size_t len)
+{
+    if (w->err)
+        return;
+    w->err = errno ? errno : EIO;
+    w->err_path = malloc(len + 1);
+    if (w->err_path != NULL) {
+        memcpy(w->err_path, path, len);
+        w->err_path[len] = '\0';
+    }
+}
+
+/* Append "/name" (or "name" at the top) to the path buffer; the new length. */
+static size_t path_push(char *buf, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    if (len) {
+        buf[len] = '/';
+        memcpy(buf + len + 1, name, n + 1);
+        return len + 1 + n;
+    }
+    memcpy(buf, name, n + 1);
+    return n;
+}
+
+static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_depth)
+{
+    struct frame *stack = calloc((size_t)max_depth, sizeof(*stack));
+    char *path = malloc((size_t)(max_depth + 1) * 257 + 1);
+    int depth = 0;
+
+    if (stack == NULL || path == NULL) {
+        errno = ENOMEM;
+        walk_fail(w, "", 0);
+        goto out;
+    }
+    path[0] = '\0';
+    {
+        int sfd = fcntl(src_dir_fd, F_DUPFD_CLOEXEC, 0);
+        int dfd = sfd < 0 ? -1 : fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
+        DIR *sd = dfd < 0 ? NULL : fdopendir(sfd);
+        if (sd == NULL || dir_mode(w, sfd, dfd, "", 0) != 0) {
+            walk_fail(w, "", 0);
+            if (sd != NULL)
+                closedir(sd);
+            else if (sfd >= 0)
+                close(sfd);
+            if (dfd >= 0)
+                close(dfd);
+            goto out;
+        }
+        stack[0].sd = sd;
+        stack[0].dfd = dfd;
+        stack[0].len = 0;
+        w->dirs++;
+    }
+
+    while (depth >= 0) {
+        struct frame *f = &stack[depth];
+        struct dirent *ent;
+        errno = 0;
+        ent = readdir(f->sd);
+        if (ent == NULL) {
+            if (errno != 0) {
+                walk_fail(w, path, f->len);
+                break;
+            }
+            if (w->do_fsync && fsync(f->dfd) != 0) {
+                walk_fail(w, path, f->len);
+                break;
+            }
+            closedir(f->sd);
+            close(f->dfd);
+            f->sd = NULL;
+            depth--;
+            if (depth >= 0)
+                path[stack[depth].len] = '\0';
+            continue;
+        }
+        const char *name = ent->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+            continue;
+        int sfd = dirfd(f->sd);
+        unsigned char type = ent->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                type = DT_UNKNOWN; /* gone or unreadable: the Python path says which */
+            else if (S_ISDIR(st.st_mode))
+                type = DT_DIR;
+            else if (S_ISREG(st.st_mode))
+                type = DT_REG;
+            else
+                type = DT_LNK; /* anything else: handed back */
+        }
+        size_t len = path_push(path, f->len, name);
+        if (type == DT_REG) {
+            int linked = 0;
+            long long ldev = 0, lino = 0;
+            w->entries++;
+            if (place_one(w->strategy, sfd, f->dfd, name, w->umask_, w->xattrs, w->do_fsync,
+                          w->times_, &w->cfr, &w->bytes, &linked, &ldev, &lino) == 0) {
+                w->files++;
+                if (linked && recs_add(&w->recs, REC_LINKED, path, len, ldev, lino) != 0)
+                    goto nomem;
+            } else if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0) {
+                goto nomem;
+            }
+        } else if (type == DT_DIR) {
+            if (depth + 1 >= max_depth) {
+                if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)
+                    goto nomem;
+            } else {
+                if (mkdirat(f->dfd, name, 0777) != 0) {
+                    walk_fail(w, path, len);
+                    break;
+                }
+                int csfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (csfd < 0) {
+                    /* swapped for a symlink or a file since the listing, or gone:
+                       our new directory goes again, the Python path looks at it */
+                    if (unlinkat(f->dfd, name, AT_REMOVEDIR) != 0 ||
+                        recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0) {
+                        walk_fail(w, path, len);
+                        break;
+                    }
+                    path[f->len] = '\0';
+                    continue;
+                }
+                int cdfd = openat(f->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                DIR *csd = cdfd < 0 ? NULL : fdopendir(csfd);
+                if (csd == NULL || dir_mode(w, csfd, cdfd, path, len) != 0) {
+                    walk_fail(w, path, len);
+                    if (csd != NULL)
+                        closedir(csd);
+                    else
+                        close(csfd);
+                    if (cdfd >= 0)
+                        close(cdfd);
+                    break;
+                }
+                depth++;
+                stack[depth].sd = csd;
+                stack[depth].dfd = cdfd;
+                stack[depth].len = len;
+                w->dirs++;
+                continue; /* the path buffer keeps the child's path */
+            }
+        } else {
+            w->entries++;
+            if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)
+                goto nomem;
+        }
+        path[f->len] = '\0';
+        continue;
+    nomem:
+        errno = ENOMEM;
+        walk_fail(w, path, len);
+        break;
+    }
+    for (; depth >= 0; depth--) {
+        if (stack[depth].sd != NULL) {
+            closedir(stack[depth].sd);
+            close(stack[depth].dfd);
+        }
+    }
+out:
+    free(stack);
+    free(path);
+}
+
+static PyObject *recs_list(struct recs *r, int kind)
+{
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list != NULL && i < r->n; i++) {
+        PyObject *t;
+        if (r->v[i].kind != kind)
+            continue;
+        if (kind == REC_REST)
+            t = PyUnicode_DecodeFSDefault(r->v[i].path);
+        else if (kind == REC_MODE)
+            t = Py_BuildValue("(NL)", PyUnicode_DecodeFSDefault(r->v[i].path), r->v[i].a);
+        else
+            t = Py_BuildValue("(NLL)", PyUnicode_DecodeFSDefault(r->v[i].path), r->v[i].a,
+                              r->v[i].b);
+        if (t == NULL || PyList_Append(list, t) != 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    return list;
+}
+
+static PyObject *place_tree(PyObject *self, PyObject *args)
+{
+    int strategy, sdir, ddir, umask_, max_depth;
+    struct walk w;
+    PyObject *rest = NULL, *modes = NULL, *linked = NULL, *result = NULL;
+
+    (void)self;
+    memset(&w, 0, sizeof(w));
+    if (!PyArg_ParseTuple(args, "iiiippppi", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
+                          &w.do_fsync, &w.cfr, &w.times_, &max_depth))
+        return NULL;
+    if (strategy < HARDLINK || strategy > COPY) {
+        PyErr_Format(PyExc_ValueError, "unknown strategy %d", strategy);
+        return NULL;
+    }
+    if (max_depth < 1 || max_depth > 64) {
+        PyErr_SetString(PyExc_ValueError, "max_depth must be 1..64");
+        return NULL;
+    }
+    w.strategy = strategy;
+    w.umask_ = (mode_t)umask_;
+
+    Py_BEGIN_ALLOW_THREADS
+    walk_tree(&w, sdir, ddir, max_depth);
+    Py_END_ALLOW_THREADS
+
+    if (w.err) {
+        errno = w.err;
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, w.err_path != NULL ? w.err_path : "");
+        goto done;
+    }
+    rest = recs_list(&w.recs, REC_REST);
+    modes = rest == NULL ? NULL : recs_list(&w.recs, REC_MODE);
+    linked = modes == NULL ? NULL : recs_list(&w.recs, REC_LINKED);
+    if (linked != NULL)
+        result = Py_BuildValue("LLOLLOOO", w.files, w.bytes, w.cfr ? Py_True : Py_False, w.dirs,
+                               w.entries, rest, modes, linked);
+done:
+    Py_XDECREF(rest);
+    Py_XDECREF(modes);
+    Py_XDECREF(linked);
+    free(w.err_path);
+    recs_free(&w.recs);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"place_files", place_files, METH_VARARGS,
      "place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask, xattrs, fsync,\n"
      "            copy_file_range, times=True) -> (next, bytes, copy_file_range, linked)\n\n"
      "Place names[start:] from src_dir_fd into dst_dir_fd under the same names, stopping\n"
      "at the first one that does not go plainly (see the comment atop _speedups.c)."},
+    {"place_tree", place_tree, METH_VARARGS,
+     "place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,\n"
+     "           times, max_depth)\n"
+     "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked)\n\n"
+     "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
+     "not plain (see the comment above place_tree in _speedups.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,322 @@
+"""place()'s C tree walk (``_speedups.place_tree``, ``_place._tree_job``): new subtrees in
+one C call, what is not plain handed back to the Python path.
+
+The walk must change nothing but speed: the same tree and the same report as the C
+per-file loop and the pure-Python path, for every kind of entry the walk hands back.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import linkstrategy
+from linkstrategy import _place
+
+fast = _place._fast
+needs_c = pytest.mark.skipif(
+    fast is None or not hasattr(fast, "place_tree"), reason="the C extension is not built"
+)
+ROOT = os.geteuid() == 0
+
+
+def rich_tree(root: Path) -> None:
+    """Every kind of entry the walk must hand back, at several depths, and plain ones."""
+    deep = root / "pkg"
+    for i in range(20):  # deeper than one walk descends (_TREE_DEPTH)
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    (deep / "bottom.py").write_text("bottom\n")
+    os.symlink("bottom.py", deep / "link-to-bottom")
+    for d in (root / "pkg", root / "pkg" / "d0" / "d1"):
+        (d / "mod.py").write_text(f"{d.name}\n")
+        os.symlink("mod.py", d / "link")
+        os.symlink("missing", d / "dangling")
+        os.symlink("..", d / "up")  # a symlink to a directory: never followed
+        os.mkfifo(d / "fifo")
+        (d / "empty").mkdir()
+        (d / "hard-a").write_text("one inode, two names\n")
+        os.link(d / "hard-a", d / "hard-b")
+        (d / "exec.sh").write_text("#!/bin/sh\n")
+        os.chmod(d / "exec.sh", 0o755)
+        xa = d / "with-xattr"
+        xa.write_text("x\n")
+        try:
+            os.setxattr(xa, "user.test", b"kept")
+        except OSError:
+            pass  # a filesystem without user xattrs: a plain file then
+        (d / "sparse").write_bytes(b"")
+        with open(d / "sparse", "r+b") as f:
+            f.truncate(1 << 20)
+            f.write(b"head")
+    os.link(root / "pkg" / "mod.py", root / "pkg" / "d0" / "mod-link-across")
+    ro = root / "pkg" / "readonly"
+    ro.mkdir()
+    (ro / "inside.txt").write_text("in a read-only dir\n")
+    os.chmod(ro, 0o555)
+    (root / "pkg" / "private").mkdir(mode=0o700)
+    (root / "pkg" / "setgid-dir").mkdir()
+    os.chmod(root / "pkg" / "setgid-dir", 0o2775)
+    (root / "pkg" / "non-utf8-\udcff.py").write_text("bytes\n")
+    (root / "pkg" / ("n" * 255)).write_text("long name\n")
+    if ROOT:
+        su = root / "pkg" / "setuid"
+        su.write_text("#!/bin/sh\n")
+        os.chmod(su, 0o4755)
+
+
+def snapshot(root: Path) -> dict[str, Any]:
+    """Names, types, modes, contents, link targets, xattrs, and which names share an inode."""
+    out: dict[str, Any] = {}
+    inodes: dict[tuple[int, int], list[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            elif not stat.S_ISREG(st.st_mode):
+                out[rel] = ("special", stat.S_IFMT(st.st_mode))  # never opened
+            else:
+                with open(p, "rb") as f:
+                    data = f.read()
+                try:
+                    xattrs = sorted((k, os.getxattr(p, k)) for k in os.listxattr(p))
+                except OSError:
+                    xattrs = []
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), data, xattrs)
+                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    out["<hard links>"] = sorted(sorted(v) for v in inodes.values() if len(v) > 1)
+    return out
+
+
+def report_view(r: linkstrategy.PlaceReport) -> dict[str, Any]:
+    return {
+        "files": r.files,
+        "dirs": r.dirs,
+        "symlinks": r.symlinks,
+        "bytes": r.bytes,
+        "by_strategy": r.by_strategy,
+        "skipped": sorted((s.path, s.reason) for s in r.skipped),
+        "fallbacks": sorted((f.path, f.from_strategy, f.to_strategy) for f in r.fallbacks),
+    }
+
+
+@pytest.fixture
+def rich(tmp_path: Path) -> Iterator[Path]:
+    src = tmp_path / "src"
+    rich_tree(src)
+    yield src
+    subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+
+
+class Spy:
+    """The real extension, counting place_tree calls (the work is real)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def place_tree(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.real.place_tree(*args)
+
+
+def without_tree_walk(real: Any) -> types.SimpleNamespace:
+    names = {n: getattr(real, n) for n in dir(real) if not n.startswith("__")}
+    del names["place_tree"]
+    return types.SimpleNamespace(**names)
+
+
+@needs_c
+@pytest.mark.parametrize("strategy", ["hardlink", "copy"])
+def test_same_tree_and_report_as_the_other_paths(
+    rich: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    results = {}
+    for mode, ext in (("tree", Spy(fast)), ("files", without_tree_walk(fast)), ("python", None)):
+        monkeypatch.setattr(_place, "_fast", ext)
+        dst = tmp_path / f"dst-{mode}"
+        r = linkstrategy.place(rich, dst / "site", strategy=strategy)
+        if mode == "tree":
+            assert ext.calls >= 2  # pkg, and again below the depth limit
+        snap = snapshot(dst / "site")
+        results[mode] = (snap, report_view(r))
+    assert results["tree"] == results["files"] == results["python"]
+    snap, rep = results["tree"]
+    assert snap == {k: v for k, v in snapshot(rich).items() if not k.endswith("fifo")}
+    assert ("pkg/d0/d1/fifo", "FIFO: not placed") in rep["skipped"]
+    assert snap["pkg/readonly"] == ("dir", 0o555) and snap["pkg/private"] == ("dir", 0o700)
+    assert snap["pkg/setgid-dir"][1] & 0o2000
+    deep = "/".join(["pkg", *(f"d{i}" for i in range(20))])
+    assert snap[f"{deep}/link-to-bottom"] == ("link", "bottom.py")
+    assert snap["pkg/d0/d1/up"] == ("link", "..")
+
+
+@needs_c
+def test_copies_keep_hard_links_xattrs_and_holes(rich: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    linkstrategy.place(rich, dst, strategy="copy")
+    snap = snapshot(dst)
+    groups = snap["<hard links>"]
+    assert ["pkg/d0/d1/hard-a", "pkg/d0/d1/hard-b"] in groups
+    assert ["pkg/d0/mod-link-across", "pkg/mod.py"] in groups
+    src_sparse = os.stat(rich / "pkg" / "d0" / "d1" / "sparse")
+    dst_sparse = os.stat(dst / "pkg" / "d0" / "d1" / "sparse")
+    assert dst_sparse.st_blocks <= src_sparse.st_blocks + 8
+    with_x = rich / "pkg" / "d0" / "d1" / "with-xattr"
+    if os.listxattr(with_x):
+        assert os.getxattr(dst / "pkg" / "d0" / "d1" / "with-xattr", "user.test") == b"kept"
+
+
+@needs_c
+def test_only_where_nothing_needs_python_per_file(
+    rich: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callbacks, a per-file policy, a file list and network filesystems take the
+    per-directory path (a network filesystem wants many directories in flight)."""
+    spy = Spy(fast)
+    monkeypatch.setattr(_place, "_fast", spy)
+    linkstrategy.place(rich, tmp_path / "a", strategy="copy")
+    assert spy.calls > 0
+    for i, kw in enumerate(
+        [
+            {"progress": lambda done, total: None},
+            {"observer": lambda path, strategy: None},
+            {"copy": ["*.py"]},
+            {"files": ["pkg/mod.py", "pkg/d0/mod-link-across"]},
+        ]
+    ):
+        spy.calls = 0
+        linkstrategy.place(rich, tmp_path / f"b{i}", strategy="copy", **kw)  # type: ignore[arg-type]
+        assert spy.calls == 0, kw
+    spy.calls = 0
+    monkeypatch.setenv(
+        "LINKSTRATEGY_NETWORK_MOUNTS", linkstrategy.probe(tmp_path).mount.mount_point
+    )
+    linkstrategy.clear_cache()
+    try:
+        r = linkstrategy.place(rich, tmp_path / "net", strategy="copy")
+    finally:
+        monkeypatch.delenv("LINKSTRATEGY_NETWORK_MOUNTS")
+        linkstrategy.clear_cache()
+    assert spy.calls == 0 and r.files > 0 and r.workers > 2  # taken as a network mount
+
+
+# -- the C function itself ----------------------------------------------------------------
+
+
+def _fds(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+@needs_c
+def test_hands_back_exactly_what_is_not_plain(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "a" / "b" / "c").mkdir(parents=True)
+    (src / "a" / "f").write_text("f")
+    os.symlink("f", src / "a" / "s")
+    os.mkfifo(src / "a" / "b" / "p")
+    (src / "a" / "b" / "c" / "g").write_text("g")
+    os.chmod(src / "a" / "b", 0o500)
+    dst.mkdir()
+    sfd, dfd = _fds(src), _fds(dst)
+    try:
+        files, nbytes, _cfr, dirs, entries, rest, modes, linked = fast.place_tree(
+            fast.COPY, sfd, dfd, 0o022, True, False, True, True, 3
+        )
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+        os.chmod(src / "a" / "b", 0o755)
+    # depth 3: the walk makes src, a and a/b; a/b/c is handed back, not made
+    assert (files, nbytes, dirs, entries) == (1, 1, 3, 3)
+    assert sorted(rest) == ["a/b/c", "a/b/p", "a/s"]
+    assert modes == [("a/b", 0o500)]
+    assert linked == []
+    assert sorted(os.listdir(dst / "a")) == ["b", "f"]
+    assert os.listdir(dst / "a" / "b") == []
+    assert stat.S_IMODE(os.stat(dst / "a" / "b").st_mode) == 0o700  # filled, then restored
+
+
+@needs_c
+def test_a_directory_error_raises_with_its_relative_path(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "x" / "y").mkdir(parents=True)
+    (dst / "x").mkdir(parents=True)  # not new: mkdirat fails, the walk stops
+    sfd, dfd = _fds(src), _fds(dst)
+    try:
+        with pytest.raises(OSError) as ei:
+            fast.place_tree(fast.HARDLINK, sfd, dfd, 0o022, True, False, True, True, 16)
+        with pytest.raises(ValueError):
+            fast.place_tree(fast.HARDLINK, sfd, dfd, 0o022, True, False, True, True, 0)
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+    assert ei.value.errno == errno.EEXIST and ei.value.filename == "x"
+
+
+DEEP = textwrap.dedent(
+    """
+    import os, resource, sys
+    import linkstrategy
+    resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+    r = linkstrategy.place(sys.argv[1], sys.argv[2], strategy="hardlink")
+    print(r.files, r.dirs)
+    """
+)
+
+
+@needs_c
+def test_deep_trees_hold_few_fds(tmp_path: Path) -> None:
+    """300 levels under a 96-fd limit: each walk holds at most 2 fds per level it
+    descends (16), and what lies deeper is a new walk."""
+    src = tmp_path / "src"
+    d = src
+    for i in range(300):
+        d = d / f"l{i}"
+    os.makedirs(d)
+    (d / "leaf").write_text("leaf")
+    cp = subprocess.run(
+        [sys.executable, "-c", DEEP, str(src), str(tmp_path / "dst")],
+        capture_output=True,
+        text=True,
+    )
+    try:
+        assert cp.returncode == 0, cp.stderr[-2000:]
+        assert cp.stdout.split() == ["1", "301"]
+        assert (tmp_path / "dst" / os.path.relpath(d, src) / "leaf").read_text() == "leaf"
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp_path / "src"), str(tmp_path / "dst")], check=False)
+
+
+@needs_c
+def test_reflink_shares_extents_through_the_walk(xfs_reflink: Path) -> None:
+    src = xfs_reflink / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "big").write_bytes(os.urandom(1 << 20))
+    r = linkstrategy.place(src, xfs_reflink / "dst")
+    assert r.by_strategy["reflink"] == 1 and r.bytes == 1 << 20
+    out = subprocess.run(
+        ["filefrag", "-v", str(xfs_reflink / "dst" / "a" / "b" / "big")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "shared" in out
