@@ -331,8 +331,12 @@ def _fake_link(kind: str):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("kind", ["sshfs", "beegfs"])
 def test_probe_trusts_only_a_shared_inode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, kind: str
 ) -> None:
+    # The faked answer is cached for tmp_path's mount: no later test may get it (a
+    # test that hardlinks in /tmp once found "link() made a symlink" here).
+    linkstrategy.clear_cache()
+    request.addfinalizer(linkstrategy.clear_cache)
     monkeypatch.setattr(os, "link", _fake_link(kind))
     p = linkstrategy.probe(tmp_path)
     assert p.tested and p.hardlink == "no"
