@@ -19,7 +19,7 @@ import pytest
 from support import mountutil
 
 import linkstrategy
-from linkstrategy import PlaceError, StrategyUnavailable, _place, _probe
+from linkstrategy import PlaceError, StrategyUnavailable, _chain, _place, _probe
 from linkstrategy._place import TMP_PREFIX
 
 
@@ -208,7 +208,7 @@ def test_clone_capability_error_downgrades_the_pair_and_warns_once(
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
     monkeypatch.setattr(_place, "clone_fd", no_clone)
-    _place._warned.clear()
+    _chain._warned.clear()
     with caplog.at_level(logging.WARNING, logger="linkstrategy"):
         r = linkstrategy.place(xfs_reflink / "src", xfs_reflink / "dst", workers=1)
     assert r.by_strategy["hardlink"] == len(files) and r.by_strategy["reflink"] == 0
