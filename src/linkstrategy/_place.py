@@ -499,9 +499,9 @@ def _place_file(
     (retry, next strategy, or raise).  ``private``: the caller's policy says never a
     hardlink for this one."""
     path = _join(rel_dir, dname)
-    chain = run.chain.for_file(private)
-    for i, strategy in enumerate(chain):
-        nxt = chain[i + 1] if i + 1 < len(chain) else None
+    strategies = run.chain.for_file(private)
+    for i, strategy in enumerate(strategies):
+        nxt = strategies[i + 1] if i + 1 < len(strategies) else None
         tries = 0
         while True:
             try:
@@ -746,7 +746,7 @@ def _place_entries(
             private = [n for n in files if keep(_join(rel, n))]
             if private:
                 files = [n for n in files if n not in set(private)]
-        # (no C symlink path)
+        # the C loop has no symlink strategy
         if hidden and _fast is not None and "symlink" not in run.chain.strategies:
             _place_new_files(run, rel, sdir, ddir, files, tally)
             files = []
