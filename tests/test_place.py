@@ -19,7 +19,7 @@ import pytest
 from support import mountutil
 
 import linkstrategy
-from linkstrategy import PlaceError, StrategyUnavailable, _place, _probe
+from linkstrategy import PlaceError, StrategyUnavailable, _chain, _place, _probe
 from linkstrategy._place import TMP_PREFIX
 
 
@@ -161,6 +161,7 @@ def test_forced_hardlink_across_bind_mount_fails_before_writing(
     make_tree(orig / "src")
     with pytest.raises(StrategyUnavailable) as ei:
         linkstrategy.place(orig / "src", bound / "dst", strategy="hardlink")
+    assert ei.value.errno == errno.EXDEV  # what link(2) gives across mounts: the step's errno
     assert ei.value.filename == str(orig / "src")
     assert ei.value.filename2 == str(bound / "dst")
     assert "mounts" in str(ei.value)
@@ -169,8 +170,11 @@ def test_forced_hardlink_across_bind_mount_fails_before_writing(
 
 def test_forced_reflink_on_ext4_fails_before_writing(ext4: Path) -> None:
     make_tree(ext4 / "src")
-    with pytest.raises(StrategyUnavailable):
+    with pytest.raises(StrategyUnavailable) as ei:
         linkstrategy.place(ext4 / "src", ext4 / "dst", strategy="reflink")
+    assert ei.value.errno == errno.EOPNOTSUPP  # ext4 cannot clone: the step's errno
+    (step,) = [s for s in linkstrategy.plan(ext4 / "src", ext4 / "dst").steps if s.impossible]
+    assert (step.strategy, step.errno) == ("reflink", errno.EOPNOTSUPP)
     assert not (ext4 / "dst").exists()
 
 
@@ -208,7 +212,7 @@ def test_clone_capability_error_downgrades_the_pair_and_warns_once(
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
     monkeypatch.setattr(_place, "clone_fd", no_clone)
-    _place._warned.clear()
+    _chain._warned.clear()
     with caplog.at_level(logging.WARNING, logger="linkstrategy"):
         r = linkstrategy.place(xfs_reflink / "src", xfs_reflink / "dst", workers=1)
     assert r.by_strategy["hardlink"] == len(files) and r.by_strategy["reflink"] == 0

@@ -20,11 +20,11 @@ How it works:
    Files going into a new directory are placed by the optional C loop
    (``_speedups.c``, no GIL held) when it is built; it hands any file that does
    not go plainly back to the Python path below, which owns every decision.
-4. Errors are sorted by the named errno sets in :mod:`._errors`: capability
-   errors drop the strategy for the rest of the run, per-file limits fall back
-   for one file, transient errors are retried, anything else stops the run,
-   removes what this run created, and raises :class:`PlaceError` naming both
-   paths.
+4. After an error the run's :class:`._chain.Chain` decides, by the errno sets
+   in :mod:`._errors`: capability errors drop the strategy for the rest of the
+   run, per-file limits fall back for one file, transient errors are retried,
+   anything else stops the run, removes what this run created, and raises
+   :class:`PlaceError` naming both paths.
 
 Every destination directory is reached with ``open_beneath`` (openat2 with
 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS on Linux): a component swapped for a
@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _errors as E
+from ._chain import Chain, Fallback
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
@@ -77,7 +78,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in for a file since the walk must not block the open
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_TRANSIENT_TRIES = 4
 #: Directory levels one C walk (_tree_job) descends: it holds two fds per level.
 _TREE_DEPTH = 16
 _NO_IDENT = (-1, -1)  # an inode nobody needs to know
@@ -85,29 +85,6 @@ _NO_IDENT = (-1, -1)  # an inode nobody needs to know
 #: The optional C per-file loop (``_speedups.c``), or None: then every file takes
 #: the Python path.  Tests set this to None to run that path.
 _fast: Any = load_speedups()
-
-_warned: set[tuple[Any, ...]] = set()
-_warned_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Fallback:
-    """One file that could not use a strategy, and what it used instead."""
-
-    path: str
-    from_strategy: Strategy
-    to_strategy: Strategy
-    errno: int
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "from": self.from_strategy,
-            "to": self.to_strategy,
-            "errno": errno.errorcode.get(self.errno, str(self.errno)),
-            "reason": self.reason,
-        }
 
 
 @dataclass(frozen=True)
@@ -287,9 +264,8 @@ class _Run:
         self.plan = p
         self.src_root = src_root
         self.dst_root = dst_root
-        self.chain: list[Strategy] = list(p.chain)
-        self.forced = p.strict  # a capability error at the chain's end is an error
-        self.xattrs = xattrs
+        self.chain = Chain(p, xattrs=xattrs)  # strategies left, and what the run learns
+        self.xattrs = xattrs  # as asked (``chain.xattrs``: still worth trying)
         self.times = times
         self.fsync = fsync
         self.progress = progress
@@ -305,15 +281,9 @@ class _Run:
         self.symlinks = 0
         self.dirs = 0
         self.discovered = 0
-        self.fallbacks: list[Fallback] = []
         self.skipped: list[Skipped] = []
-        self.warnings: list[str] = []
-        self.xattr_failed = False
-        self.xattr_denied: set[str] = set()
-        self.warned: set[tuple[str, int | None]] = set()
         self.dst_root_fd = -1  # set once the destination root is open
         self.drels: dict[str, str] = {"": ""}  # source rel dir -> its destination drel
-        self.cfr = True  # copy_file_range still worth trying for this pair
         # What this run changed, for the final renames and for rollback.  New
         # directories are built under temporary names and renamed into place at
         # the end, so files inside them need no temporary names of their own.
@@ -360,33 +330,6 @@ class _Run:
             fn(*args)
             return
         self.group.submit(fn, *args)
-
-    # chain management --------------------------------------------------------------------
-    def downgrade(self, strategy: Strategy, err: OSError, path: str) -> None:
-        with self.lock:
-            if strategy in self.chain and len(self.chain) > 1:
-                self.chain.remove(strategy)
-        self._warn_once(strategy, err, path)
-
-    def _warn_once(self, strategy: Strategy, err: OSError, path: str) -> None:
-        sp, dp = self.plan.src_probe.mount, self.plan.dst_probe.mount
-        key = (sp.mount_id, sp.mount_point, dp.mount_id, dp.mount_point, strategy, err.errno)
-        msg = (
-            f"cannot {strategy} from {sp.mount_point} ({sp.fstype}) to {dp.mount_point} "
-            f"({dp.fstype}): {_errname(err.errno)} ({err.strerror}) on {path}; falling back "
-            f"to {self.chain[0]} for this pair (choose with LINKSTRATEGY_STRATEGY or --strategy; "
-            "strict=True or --strict makes it an error)."
-        )
-        with self.lock:  # once per run in the report, once per process in the log
-            if (strategy, err.errno) in self.warned:
-                return
-            self.warned.add((strategy, err.errno))
-            self.warnings.append(msg)
-        with _warned_lock:
-            if key in _warned:
-                return
-            _warned.add(key)
-        log.warning("%s", msg)
 
     def tmpname(self) -> str:
         return tmp_name(next(_seq))
@@ -441,10 +384,6 @@ def _current_umask() -> int:
     return mask
 
 
-def _errname(code: int | None) -> str:
-    return errno.errorcode.get(code or 0, str(code))
-
-
 def _scan_existing(dfd: int) -> frozenset[str]:
     """List a destination directory that existed before: its names, minus the dead
     temporaries (files or whole trees) of runs that were killed, which are removed."""
@@ -458,41 +397,27 @@ def _scan_existing(dfd: int) -> frozenset[str]:
 # -- one file --------------------------------------------------------------------------
 
 
-def _copy_xattrs(run: _Run, sfd: int, dfd: int) -> None:
-    """Extended attributes of ``sfd`` onto ``dfd``.  A filesystem without them says so
-    once and the run stops trying; a name we may not set (``security.*``, ``trusted.*``
-    as a user: EPERM/EACCES) is skipped, with one warning, and the rest go on."""
-    if not run.xattrs or run.xattr_failed:
+def _copy_xattrs(chain: Chain, sfd: int, dfd: int) -> None:
+    """Extended attributes of ``sfd`` onto ``dfd``.  What a refusal means (the filesystem
+    has none: stop trying for the run; this name may not be set: skip it) is the
+    chain's to learn (:meth:`Chain.xattr_failed`)."""
+    if not chain.xattrs:
         return
     try:
         names = list_xattrs(sfd)
     except OSError as e:
-        if e.errno in E.XATTR_UNSUPPORTED:
+        if e.errno in E.XATTR_UNSUPPORTED:  # the source's filesystem has none to give
             return
         raise
     for n in names:
         try:
             set_xattr(dfd, n, get_xattr(sfd, n))
         except OSError as e:
-            if e.errno in E.XATTR_UNSUPPORTED:  # e.g. EFS: no user xattrs at all
-                with run.lock:
-                    if not run.xattr_failed:
-                        run.xattr_failed = True
-                        run.warnings.append(
-                            "extended attributes not kept on "
-                            f"{run.plan.dst_probe.mount.mount_point}"
-                            f" ({_errname(e.errno)} setting {n})"
-                        )
+            verdict = chain.xattr_failed(e, n)
+            if verdict == "stop":
                 return
-            if e.errno in E.XATTR_DENIED:
-                with run.lock:
-                    if n not in run.xattr_denied:
-                        run.xattr_denied.add(n)
-                        run.warnings.append(
-                            f"extended attribute {n} not kept: {_errname(e.errno)} ({e.strerror})"
-                        )
-                continue
-            raise
+            if verdict == "fail":
+                raise
 
 
 def _write_file(
@@ -527,10 +452,11 @@ def _write_file(
             elif st.st_blocks * 512 < st.st_size - 65536:  # has holes worth keeping
                 copy_sparse(sfd, dfd, st.st_size)
             else:
-                size, run.cfr = copy_fd(sfd, dfd, st.st_size, try_cfr=run.cfr)
+                size, cfr = copy_fd(sfd, dfd, st.st_size, try_cfr=run.chain.cfr)
+                run.chain.learn_cfr(cfr)
             if run.times:
                 os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
-            _copy_xattrs(run, sfd, dfd)
+            _copy_xattrs(run.chain, sfd, dfd)
             if dst is not None:
                 # setuid/setgid only where the new file has the source's owner/group
                 # (as cp does): root copying a user's 6755 file must not make root's.
@@ -571,41 +497,24 @@ def _place_file(
     direct: bool = False,
     private: bool = False,
 ) -> None:
-    """Place one regular file through the chain, sorting errors by the errno sets.
-    ``private``: the caller's policy says never a hardlink for this one."""
+    """Place one regular file through the chain; after an error the chain decides
+    (retry, next strategy, or raise).  ``private``: the caller's policy says never a
+    hardlink for this one."""
     path = _join(rel_dir, dname)
-    chain = list(run.chain)
-    if private:
-        chain = [x for x in chain if x != "hardlink"] or ["copy"]
-    for i, strategy in enumerate(chain):
-        nxt = chain[i + 1] if i + 1 < len(chain) else None
+    strategies = run.chain.for_file(private)
+    for i, strategy in enumerate(strategies):
+        nxt = strategies[i + 1] if i + 1 < len(strategies) else None
         tries = 0
         while True:
             try:
                 size = _attempt(run, strategy, rel_dir, sdir, ddir, sname, dname, exists, direct)
             except OSError as e:
-                code = e.errno
-                action = E.place_action(code, strategy)
-                if action == "retry":
-                    if tries < _TRANSIENT_TRIES:
-                        tries += 1
-                        time.sleep(0.005 * 2**tries)
-                        continue
-                    action = "next_for_file"
-                if action != "fail" and nxt is not None:
-                    per_file = action == "next_for_file"
-                    reason = "per-file limit" if per_file else f"pair cannot {strategy}"
-                    with run.lock:
-                        run.fallbacks.append(Fallback(path, strategy, nxt, code or 0, reason))
-                    if not per_file:
-                        run.downgrade(strategy, e, path)
-                    break
                 src, dst = run.src_path(_join(rel_dir, sname)), run.dst_path(path)
-                if action == "next_for_pair" and run.forced:
-                    raise StrategyUnavailable(
-                        code, f"forced strategy {strategy} failed: {e.strerror}", src, None, dst
-                    ) from e
-                raise PlaceError(code, f"{strategy} failed: {e.strerror}", src, None, dst) from e
+                if run.chain.failed(strategy, nxt, e, tries, path, src, dst) == "retry":
+                    tries += 1
+                    time.sleep(0.005 * 2**tries)
+                    continue
+                break
             tally.counts[strategy] += 1
             tally.bytes += size
             tally.files += 1
@@ -844,7 +753,8 @@ def _place_entries(
             private = [n for n in files if keep(_join(rel, n))]
             if private:
                 files = [n for n in files if n not in set(private)]
-        if hidden and _fast is not None and "symlink" not in run.chain:  # no C symlink path
+        # the C loop has no symlink strategy
+        if hidden and _fast is not None and "symlink" not in run.chain.strategies:
             _place_new_files(run, rel, sdir, ddir, files, tally)
             files = []
         for names, own in ((files, False), (private, True)):
@@ -866,6 +776,12 @@ def _place_entries(
         run.merge(tally)
 
 
+def _c_strategy(strategy: Strategy) -> int:
+    """The C extension's code for ``strategy``."""
+    codes: dict[str, int] = {"hardlink": _fast.HARDLINK, "reflink": _fast.REFLINK}
+    return codes.get(strategy, _fast.COPY)
+
+
 def _place_new_files(
     run: _Run, rel: str, sdir: int, ddir: int, names: list[str], tally: _Tally
 ) -> None:
@@ -878,20 +794,20 @@ def _place_new_files(
     while i < n:
         if run.stop.is_set():
             raise Abort
-        strategy = run.chain[0]
-        code = {"hardlink": _fast.HARDLINK, "reflink": _fast.REFLINK}.get(strategy, _fast.COPY)
-        nxt, nbytes, run.cfr, linked = _fast.place_files(
-            code,
+        strategy = run.chain.strategies[0]
+        nxt, nbytes, cfr, linked = _fast.place_files(
+            _c_strategy(strategy),
             sdir,
             ddir,
             names,
             i,
             run.umask,
-            run.xattrs and not run.xattr_failed,
+            run.chain.xattrs,
             run.fsync,
-            run.cfr,
+            run.chain.cfr,
             run.times,
         )
+        run.chain.learn_cfr(cfr)
         tally.counts[strategy] += nxt - i
         tally.files += nxt - i
         tally.bytes += nbytes
@@ -1016,17 +932,16 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     deeper than it descends -- takes the Python path here, which owns every decision
     about errors and fallbacks."""
     sdir, ddir = _open_pair(run, roots, rel, drel)
-    strategy = run.chain[0]
-    code = {"hardlink": _fast.HARDLINK, "reflink": _fast.REFLINK}.get(strategy, _fast.COPY)
+    strategy = run.chain.strategies[0]
     try:
-        files, nbytes, run.cfr, dirs, entries, rest, modes, linked = _fast.place_tree(
-            code,
+        files, nbytes, cfr, dirs, entries, rest, modes, linked = _fast.place_tree(
+            _c_strategy(strategy),
             sdir,
             ddir,
             run.umask,
-            run.xattrs and not run.xattr_failed,
+            run.chain.xattrs,
             run.fsync,
-            run.cfr,
+            run.chain.cfr,
             run.times,
             _TREE_DEPTH,
         )
@@ -1039,6 +954,7 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     finally:
         os.close(sdir)
         os.close(ddir)
+    run.chain.learn_cfr(cfr)
     tally = _Tally()
     tally.counts[strategy] += files
     tally.files += files
@@ -1217,8 +1133,7 @@ def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str, ident: tuple[int, in
         copy=(lambda p: private(_join(rel, p))) if (private := run.private) else None,
         observer=(lambda p, how: seen(_join(rel, p), how)) if (seen := run.observer) else None,
     )
-    with run.lock:
-        run.fallbacks.extend(sub.fallbacks)
+    run.chain.record(sub.fallbacks)
     rmtree_at(pfd, tmp, expect=ident)
 
 
@@ -1477,7 +1392,7 @@ class _Placement:
             and run.progress is None
             and run.observer is None
             and run.private is None
-            and "symlink" not in run.chain
+            and "symlink" not in run.chain.strategies
         )
 
     # -- start and finish ------------------------------------------------------------------
@@ -1506,12 +1421,12 @@ class _Placement:
             symlinks=run.symlinks,
             bytes=run.bytes,
             by_strategy=dict(run.counts),
-            fallbacks=tuple(run.fallbacks),
+            fallbacks=tuple(run.chain.fallbacks),
             skipped=tuple(run.skipped),
             seconds=time.perf_counter() - self.t0,
             chain=run.plan.chain,
             workers=run.workers,
-            warnings=(*run.plan.warnings, *run.warnings),
+            warnings=(*run.plan.warnings, *run.chain.warnings),
         )
 
     def _finish_tree(self, run: _Run) -> None:

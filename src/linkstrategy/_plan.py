@@ -118,6 +118,10 @@ class Step:
     #: is an error before anything is written); False when it was only judged not
     #: worth trying.
     impossible: bool = False
+    #: For an impossible step, the errno trying it would give -- EXDEV across
+    #: filesystems, mounts or btrfs subvolumes, EOPNOTSUPP where the filesystem
+    #: cannot -- which a forced strategy's :class:`StrategyUnavailable` carries; else 0.
+    errno: int = 0
 
     def to_json(self) -> StepJSON:
         return {"strategy": self.strategy, "kept": self.kept, "reason": self.reason}
@@ -435,7 +439,7 @@ def _requested_chain(
     unavailable: tuple[int, str] | None = None
     if not any(s in chain for s in requested):
         if strict:
-            code = errno.EXDEV if "different" in impossible[0].reason else errno.EOPNOTSUPP
+            code = impossible[0].errno
             chain = []
             unavailable = (code, why)
         else:
@@ -451,13 +455,21 @@ def _requested_chain(
 def _reflink_step(sp: Probe, dp: Probe, same_fs: bool, network: bool) -> Step:
     if not same_fs:
         return Step(
-            "reflink", False, "source and destination are different filesystems", impossible=True
+            "reflink",
+            False,
+            "source and destination are different filesystems",
+            impossible=True,
+            errno=errno.EXDEV,
         )
     if dp.reflink == "no":
         why = dp.errors.get("reflink") if dp.tested else None
         detail = f" (clone test: {why})" if why else ""
         return Step(
-            "reflink", False, f"{dp.mount.fstype} cannot clone here{detail}", impossible=True
+            "reflink",
+            False,
+            f"{dp.mount.fstype} cannot clone here{detail}",
+            impossible=True,
+            errno=errno.EOPNOTSUPP,
         )
     if dp.reflink == "yes":
         how = "tested" if dp.tested else "known"
@@ -474,7 +486,11 @@ def _hardlink_step(
 ) -> Step:
     if not same_fs:
         return Step(
-            "hardlink", False, "source and destination are different filesystems", impossible=True
+            "hardlink",
+            False,
+            "source and destination are different filesystems",
+            impossible=True,
+            errno=errno.EXDEV,
         )
     if not same_mount:
         return Step(
@@ -482,16 +498,25 @@ def _hardlink_step(
             False,
             "same filesystem but different mounts (link() gives EXDEV)",
             impossible=True,
+            errno=errno.EXDEV,
         )
     if not same_subvol:
         return Step(
-            "hardlink", False, "different btrfs subvolumes (link() gives EXDEV)", impossible=True
+            "hardlink",
+            False,
+            "different btrfs subvolumes (link() gives EXDEV)",
+            impossible=True,
+            errno=errno.EXDEV,
         )
     if dp.hardlink == "no":
         why = dp.errors.get("hardlink") if dp.tested else None
         detail = f" ({why})" if why else ""
         return Step(
-            "hardlink", False, f"{dp.mount.fstype} does not hardlink{detail}", impossible=True
+            "hardlink",
+            False,
+            f"{dp.mount.fstype} does not hardlink{detail}",
+            impossible=True,
+            errno=errno.EOPNOTSUPP,
         )
     how = "tested" if dp.hardlink == "yes" and dp.tested else "expected"
     limit = f"; at most {dp.traits.max_links} links per file" if _notable_limit(dp) else ""

@@ -32,6 +32,9 @@ _TRASH = "src/linkstrategy/_trash.py"
 _C = "src/linkstrategy/_speedups.c"
 _SYSCALLS = "src/linkstrategy/_syscalls.py"
 _ERRORS = "src/linkstrategy/_errors.py"
+_CHAIN = "src/linkstrategy/_chain.py"
+_PLAN = "src/linkstrategy/_plan.py"
+CH = "tests/test_chain.py"
 _OWNER = "src/linkstrategy/_owner.py"
 _TREE = "src/linkstrategy/_tree.py"
 UN = "tests/test_uninstall.py"
@@ -361,11 +364,162 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "place-transient-retries-unbounded",
-        _PLACE,
-        "                    if tries < _TRANSIENT_TRIES:",
-        "                    if True:",
-        (f"{GP}::test_transient_errors_are_retried_a_bounded_number_of_times",),
+        _CHAIN,
+        "            if tries < TRANSIENT_TRIES:",
+        "            if True:",
+        (
+            f"{GP}::test_transient_errors_are_retried_a_bounded_number_of_times",
+            f"{CH}::test_transient_errors_are_retried_a_bounded_number_of_times",
+        ),
         "loops for ever: a named timeout failure",
+    ),
+    # -- place(): the strategy chain of a run (_chain.Chain) ------------------------------
+    m(
+        "chain-pair-error-not-downgraded",
+        _CHAIN,
+        "            if not per_file:\n                self.downgrade(strategy, err, path)",
+        "            if False:\n                self.downgrade(strategy, err, path)",
+        (
+            f"{CH}::test_pair_error_drops_the_strategy_for_the_run",
+            f"{P}::test_clone_capability_error_downgrades_the_pair_and_warns_once",
+        ),
+    ),
+    m(
+        "chain-last-strategy-dropped",
+        _CHAIN,
+        "if strategy in self.strategies and len(self.strategies) > 1:",
+        "if strategy in self.strategies:",
+        (f"{CH}::test_downgrade_never_removes_the_last_strategy",),
+    ),
+    m(
+        "chain-per-file-error-downgrades",
+        _CHAIN,
+        '            per_file = action == "next_for_file"',
+        "            per_file = False",
+        (
+            f"{CH}::test_per_file_errors_do_not_downgrade",
+            f"{P}::test_emlink_at_ext4_limit_copies_that_file_only",
+        ),
+    ),
+    m(
+        "chain-real-error-falls-back",
+        _CHAIN,
+        '        if action != "fail" and nxt is not None:',
+        "        if nxt is not None:",
+        (
+            f"{CH}::test_real_errors_stop_the_run_even_with_a_strategy_left",
+            f"{GP}::test_emfile_stops_the_run_instead_of_falling_back",
+        ),
+    ),
+    m(
+        "chain-strict-ignored",
+        _CHAIN,
+        '        if action == "next_for_pair" and self.strict:',
+        "        if False:",
+        (f"{CH}::test_strict_makes_a_pair_error_at_the_chains_end_fatal",),
+    ),
+    m(
+        "chain-any-error-unavailable-when-strict",
+        _CHAIN,
+        '        if action == "next_for_pair" and self.strict:',
+        "        if self.strict:",
+        (f"{CH}::test_strict_makes_a_pair_error_at_the_chains_end_fatal",),
+    ),
+    m(
+        "chain-warns-every-time-in-the-report",
+        _CHAIN,
+        "            if (strategy, err.errno) in self._warned:\n                return",
+        "            if False:\n                return",
+        (
+            f"{CH}::test_a_downgrade_warns_once_per_run_and_once_per_process",
+            f"{P}::test_concurrent_capability_errors_give_one_warning",
+        ),
+    ),
+    m(
+        "chain-logs-every-run",
+        _CHAIN,
+        "            if key in _warned:\n                return",
+        "            if False:\n                return",
+        (f"{CH}::test_a_downgrade_warns_once_per_run_and_once_per_process",),
+    ),
+    m(
+        "chain-cfr-turned-back-on",
+        _CHAIN,
+        "        if not works:\n            self.cfr = False",
+        "        self.cfr = works",
+        (f"{CH}::test_copy_file_range_learned_off_stays_off",),
+    ),
+    m(
+        "place-cfr-not-learned",
+        _PLACE,
+        "                run.chain.learn_cfr(cfr)",
+        "                pass",
+        (f"{P}::test_copy_stops_asking_copy_file_range_after_exdev",),
+    ),
+    m(
+        "chain-private-files-hardlinked",
+        _CHAIN,
+        "        if private:\n",
+        "        if False:\n",
+        (f"{CH}::test_private_files_never_hardlink",),
+    ),
+    m(
+        "chain-private-file-left-without-strategy",
+        _CHAIN,
+        'return tuple(s for s in chain if s != "hardlink") or ("copy",)',
+        'return tuple(s for s in chain if s != "hardlink")',
+        (f"{CH}::test_private_files_never_hardlink",),
+    ),
+    m(
+        "chain-xattrs-unsupported-not-learned",
+        _CHAIN,
+        "                    self.xattrs = False\n",
+        "                    pass\n",
+        (
+            f"{CH}::test_a_destination_without_xattrs_is_asked_once",
+            f"{CH}::test_xattrs_unsupported_on_the_destination_are_tried_once",
+        ),
+    ),
+    m(
+        "place-xattrs-asked-after-learned-unsupported",
+        _PLACE,
+        "    if not chain.xattrs:\n        return\n",
+        "",
+        (f"{CH}::test_xattrs_unsupported_on_the_destination_are_tried_once",),
+    ),
+    m(
+        "place-xattr-stop-ignored",
+        _PLACE,
+        '            if verdict == "stop":\n                return',
+        '            if verdict == "stop":\n                continue',
+        (f"{CH}::test_xattrs_unsupported_on_the_destination_are_tried_once",),
+    ),
+    m(
+        "chain-xattr-denied-warned-per-file",
+        _CHAIN,
+        "                if name not in self.xattrs_denied:",
+        "                if True:",
+        (f"{CH}::test_a_refused_xattr_name_is_skipped_and_warned_once",),
+    ),
+    m(
+        "chain-xattr-denied-stops-all",
+        _CHAIN,
+        '                    )\n            return "next"',
+        '                    )\n            return "stop"',
+        (
+            f"{CH}::test_a_refused_xattr_name_is_skipped_and_warned_once",
+            f"{CH}::test_a_refused_xattr_is_skipped_per_file_and_the_others_kept",
+        ),
+    ),
+    m(
+        "plan-unavailable-errno-ignored",
+        _PLAN,
+        "            code = impossible[0].errno",
+        "            code = errno.EOPNOTSUPP",
+        (
+            f"{P}::test_forced_hardlink_across_bind_mount_fails_before_writing",
+            "tests/test_cli.py::test_strict_makes_the_preference_an_error",
+        ),
     ),
     # -- the C loop --------------------------------------------------------------------
     m(
