@@ -778,8 +778,12 @@ def _place_entries(
 
 def _c_strategy(strategy: Strategy) -> int:
     """The C extension's code for ``strategy``."""
-    codes: dict[str, int] = {"hardlink": _fast.HARDLINK, "reflink": _fast.REFLINK}
-    return codes.get(strategy, _fast.COPY)
+    codes: dict[str, int] = {
+        "hardlink": _fast.HARDLINK,
+        "reflink": _fast.REFLINK,
+        "copy": _fast.COPY,
+    }
+    return codes[strategy]
 
 
 def _place_new_files(
