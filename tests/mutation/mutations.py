@@ -30,7 +30,8 @@ _REMOVE = "src/linkstrategy/_remove.py"
 _TXN = "src/linkstrategy/_txn.py"
 _TRASH = "src/linkstrategy/_trash.py"
 _C = "src/linkstrategy/_speedups.c"
-_SYSCALLS = "src/linkstrategy/_syscalls.py"
+_SYS_LINUX = "src/linkstrategy/_sys/_linux.py"
+_SYS_COMMON = "src/linkstrategy/_sys/_common.py"
 _ERRORS = "src/linkstrategy/_errors.py"
 _OWNER = "src/linkstrategy/_owner.py"
 _TREE = "src/linkstrategy/_tree.py"
@@ -59,7 +60,7 @@ MUTATIONS: list[Mutation] = [
     # -- place(): symlinks ----------------------------------------------------------------
     m(
         "place-middle-component-followed",
-        _SYSCALLS,
+        _SYS_LINUX,
         "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS",
         "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, 0",
         (f"{GP}::test_symlink_swapped_for_a_middle_component_never_leads_outside",),
@@ -67,7 +68,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "place-middle-component-followed-without-openat2",
-        _SYSCALLS,
+        _SYS_COMMON,
         "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC",
         "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | (os.O_NOFOLLOW if last else 0) | os.O_CLOEXEC",
         (f"{GP}::test_symlink_swapped_for_a_middle_component_never_leads_outside",),
@@ -75,7 +76,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "place-last-component-followed",
-        _SYSCALLS,
+        _SYS_LINUX,
         "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS",
         "flags | os.O_CLOEXEC, 0, 0",
         (f"{P}::test_swapped_in_symlink_never_leads_outside",),
@@ -707,17 +708,22 @@ MUTATIONS: list[Mutation] = [
     m(
         "txn-rename-budget-ignored",
         _TXN,
-        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:\n"
-        "                raise",
-        "            if e.errno not in REMOVE_RETRY:\n                raise",
+        "            return\n"
+        "        except OSError as e:\n"
+        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
+        "            return\n        except OSError as e:\n            if e.errno not in REMOVE_RETRY:",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
     ),
     m(
         "txn-exchange-budget-ignored",
         _TXN,
-        "        if code not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
-        "        if code not in REMOVE_RETRY:",
+        "            return exchange(a_fd, a, b_fd, b)\n"
+        "        except OSError as e:\n"
+        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
+        "            return exchange(a_fd, a, b_fd, b)\n"
+        "        except OSError as e:\n"
+        "            if e.errno not in REMOVE_RETRY:",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
     ),
