@@ -296,8 +296,8 @@ def test_one_abi3_manylinux_wheel_loads_its_extension_on_every_python(
     assert any(n.endswith("licenses/LICENSE") for n in names)
     pythons = _interpreters()
     check = (
-        "import sys, linkstrategy._speedups as m; from linkstrategy import _sys\n"
-        "assert _sys.load_speedups() is m, 'place() would not use linkstrategy._speedups'\n"
+        "import sys, linkstrategy._speedups as m; from linkstrategy import _cloop\n"
+        "assert _cloop.load_speedups() is m, 'place() would not use linkstrategy._speedups'\n"
         "print(sys.version_info[:2], m.__file__)\n"
     )
     for version, python in sorted(pythons.items()):

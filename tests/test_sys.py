@@ -208,11 +208,13 @@ def test_linux_and_darwin_export_the_same_functions() -> None:
 
 
 def test_speedups_status_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    mod, why = _sys.speedups_status()
+    from linkstrategy import _cloop
+
+    mod, why = _cloop.speedups_status()
     assert (mod is None) == (why != "in use")
     monkeypatch.setenv("LINKSTRATEGY_NO_SPEEDUPS", "1")
-    assert _sys.speedups_status() == (None, "not in use (LINKSTRATEGY_NO_SPEEDUPS is set)")
-    assert _sys.load_speedups() is None
+    assert _cloop.speedups_status() == (None, "not in use (LINKSTRATEGY_NO_SPEEDUPS is set)")
+    assert _cloop.load_speedups() is None
 
 
 # -- fs_magic ---------------------------------------------------------------------------------

@@ -770,7 +770,7 @@ def _cmd_gc(args: argparse.Namespace, out: _Out) -> int:
 
 def speedups_status() -> str:
     """Whether place() runs its C loop here, and why not where it does not."""
-    from ._sys import speedups_status as status
+    from ._cloop import speedups_status as status
 
     return status()[1]
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _errors as E
+from ._cloop import load_speedups
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
@@ -58,7 +59,6 @@ from ._sys import (
     fd_path,
     get_xattr,
     list_xattrs,
-    load_speedups,
     open_beneath,
     set_xattr,
 )

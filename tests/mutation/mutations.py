@@ -33,7 +33,7 @@ _C = "src/linkstrategy/_speedups.c"
 _SYS_LINUX = "src/linkstrategy/_sys/_linux.py"
 _SYS_COMMON = "src/linkstrategy/_sys/_common.py"
 _SYS_DARWIN = "src/linkstrategy/_sys/_darwin.py"
-_SYS_INIT = "src/linkstrategy/_sys/__init__.py"
+_CLOOP = "src/linkstrategy/_cloop.py"
 SY = "tests/test_sys.py"
 _ERRORS = "src/linkstrategy/_errors.py"
 _OWNER = "src/linkstrategy/_owner.py"
@@ -409,8 +409,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "sys-platform-tested-outside",
         "src/linkstrategy/_cli.py",
-        "    from ._sys import speedups_status as status\n",
-        "    if sys.platform == 'darwin':\n        return 'no'\n    from ._sys import speedups_status as status\n",
+        "    from ._cloop import speedups_status as status\n",
+        "    if sys.platform == 'darwin':\n        return 'no'\n    from ._cloop import speedups_status as status\n",
         (f"{SY}::test_no_module_outside_sys_imports_ctypes_or_tests_the_platform",),
         "a caller branching on the platform",
     ),
@@ -456,7 +456,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "sys-speedups-env-ignored",
-        _SYS_INIT,
+        _CLOOP,
         '    if os.environ.get("LINKSTRATEGY_NO_SPEEDUPS"):',
         "    if False:",
         (f"{SY}::test_speedups_status_says_why",),
@@ -496,7 +496,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "sys-clone-failure-leaves-the-file",
         _SYS_LINUX,
-        "        try:\n            os.unlink(name, dir_fd=dir_fd)\n        except OSError:\n            pass\n        raise",
+        "        with contextlib.suppress(OSError):\n            os.unlink(name, dir_fd=dir_fd)\n        raise",
         "        raise",
         (f"{SY}::test_clone_file_where_it_cannot_leaves_nothing",),
         "a failed clone leaves an empty temporary behind",

@@ -1,8 +1,8 @@
 """What :mod:`._linux` and :mod:`._darwin` share: portable POSIX code, no ctypes.
 
-The read/write copy loop, the hole-keeping copy, the per-component open, the
-extended-attribute functions (chosen once by feature: the ``os`` module's, else the
-``xattr`` package's) and the C loop's loader.
+The read/write copy loop, the hole-keeping copy, the per-component open, ``lstat``
+where there is no statx, and the extended-attribute functions (chosen once by
+feature: the ``os`` module's, else the ``xattr`` package's).
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-
-TYPE_CHECKING = False  # no `typing` at run time: `linkstrategy --version` loads this package
-if TYPE_CHECKING:
-    from typing import Any
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "EXCHANGE_UNSUPPORTED",
@@ -38,27 +36,16 @@ EXCHANGE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, 
 RW_CHUNK = 1 << 20
 
 
+@dataclass(frozen=True)
 class StatxResult:
-    """What :func:`statx` tells: type and mode, device, inode, mount ID and whether
-    this is the root of a mount (``None``: the kernel did not say, e.g. no statx, Linux
-    < 5.8 or macOS)."""
+    """What :func:`statx` tells (``None``: the kernel did not say, e.g. no statx, Linux
+    < 5.8, macOS)."""
 
-    __slots__ = ("dev", "ino", "mnt_id", "mode", "mount_root")
-
-    def __init__(
-        self, mode: int, dev: int, ino: int, mnt_id: int | None, mount_root: bool | None
-    ) -> None:
-        self.mode = mode
-        self.dev = dev
-        self.ino = ino
-        self.mnt_id = mnt_id
-        self.mount_root = mount_root
-
-    def __repr__(self) -> str:
-        return (
-            f"StatxResult(mode={self.mode:#o}, dev={self.dev}, ino={self.ino}, "
-            f"mnt_id={self.mnt_id}, mount_root={self.mount_root})"
-        )
+    mode: int
+    dev: int
+    ino: int
+    mnt_id: int | None
+    mount_root: bool | None
 
 
 def stat_nofollow(dir_fd: int, name: str, at_fdcwd: int) -> StatxResult:
@@ -147,20 +134,12 @@ def open_per_component(root_fd: int, relpath: str, flags: int) -> int:
 # `xattr` package's (a dependency there) does the same on an fd.  Neither: "not supported".
 
 
+@dataclass(frozen=True)
 class _XattrOps:
-    __slots__ = ("get", "list", "name", "set")
-
-    def __init__(
-        self,
-        name: str,  # "os", "xattr" (the package) or "none"
-        list_: Callable[[int], list[str]],
-        get: Callable[[int, str], bytes],
-        set_: Callable[[int, str, bytes], None],
-    ) -> None:
-        self.name = name
-        self.list = list_
-        self.get = get
-        self.set = set_
+    name: str  # "os", "xattr" (the package) or "none"
+    list: Callable[[int], list[str]]
+    get: Callable[[int, str], bytes]
+    set: Callable[[int, str, bytes], None]
 
 
 def _xattrs_unsupported(*_args: object) -> Any:

@@ -9,10 +9,13 @@ per-component opens.  Same functions, same signatures as :mod:`._linux`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+from typing import Any
 
+from .._errors import COPY_GIVEUP
 from ._common import (
     EXCHANGE_UNSUPPORTED,
     StatxResult,
@@ -20,13 +23,6 @@ from ._common import (
     read_write_copy,
     stat_nofollow,
 )
-
-TYPE_CHECKING = False  # no `typing` at run time: `linkstrategy --version` loads this package
-if TYPE_CHECKING:
-    from typing import Any
-
-#: The C loop (``_speedups.c``) is built on Linux only.
-C_LOOP_BUILT = False
 
 #: ``dir_fd`` meaning "the current directory": -2 in macOS's ``<sys/fcntl.h>``.
 AT_FDCWD = -2
@@ -89,10 +85,8 @@ def clone_file(src_fd: int, dir_fd: int, name: str, mode: int) -> int:
         os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
         return os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=dir_fd)
-        except OSError:
-            pass
         raise
 
 
@@ -119,8 +113,6 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
             _fcopyfile(src_fd, dst_fd, _COPYFILE_DATA)
             return size, False
         except OSError as e:
-            from .._errors import COPY_GIVEUP  # here: _errors loads typing
-
             if e.errno not in COPY_GIVEUP or os.lseek(dst_fd, 0, os.SEEK_CUR):
                 raise
     return read_write_copy(src_fd, dst_fd), False
@@ -179,13 +171,11 @@ def fd_path(fd: int, fallback: str) -> str:
     reports and planning, never to act on; ``realpath(fallback)`` where it fails."""
     f_getpath: int | None = getattr(fcntl, "F_GETPATH", None)
     if f_getpath is not None:
-        try:
+        with contextlib.suppress(OSError):
             raw = fcntl.fcntl(fd, f_getpath, bytes(1024))  # MAXPATHLEN
-        except OSError:
-            raw = b""
-        p = os.fsdecode(raw.split(b"\0", 1)[0])
-        if p.startswith("/"):
-            return p
+            p = os.fsdecode(raw.split(b"\0", 1)[0])
+            if p.startswith("/"):
+                return p
     return os.path.realpath(fallback)
 
 

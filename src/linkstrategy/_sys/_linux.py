@@ -9,11 +9,14 @@ the call itself does not exist (ENOSYS).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import sys
+from typing import Any
 
+from .._errors import COPY_GIVEUP
 from ._common import (
     EXCHANGE_UNSUPPORTED,
     StatxResult,
@@ -21,13 +24,6 @@ from ._common import (
     read_write_copy,
     stat_nofollow,
 )
-
-TYPE_CHECKING = False  # no `typing` at run time: `linkstrategy --version` loads this package
-if TYPE_CHECKING:
-    from typing import Any
-
-#: The C loop (``_speedups.c``) is built on Linux.
-C_LOOP_BUILT = True
 
 #: ``dir_fd`` meaning "the current directory" (``<fcntl.h>``).
 AT_FDCWD = -100
@@ -90,10 +86,8 @@ def clone_file(src_fd: int, dir_fd: int, name: str, mode: int) -> int:
         fcntl.ioctl(fd, _FICLONE, src_fd)
     except BaseException:
         os.close(fd)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=dir_fd)
-        except OSError:
-            pass
         raise
     return fd
 
@@ -127,7 +121,7 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
         try:
             done = _loop(os.copy_file_range, src_fd, dst_fd, size)
         except OSError as e:
-            if not _gives_up(e, dst_fd):
+            if e.errno not in COPY_GIVEUP or _offset(dst_fd):
                 raise
             cfr_ok = False
             if e.errno == errno.ENOSYS:
@@ -139,7 +133,7 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
         try:
             done += _loop_sendfile(src_fd, dst_fd, size - done)
         except OSError as e:
-            if not _gives_up(e, dst_fd):
+            if e.errno not in COPY_GIVEUP or _offset(dst_fd):
                 raise
             if e.errno == errno.ENOSYS:
                 _use_sendfile = False
@@ -150,12 +144,8 @@ def copy_fd(src_fd: int, dst_fd: int, size: int, *, try_cfr: bool = True) -> tup
     return done + read_write_copy(src_fd, dst_fd), cfr_ok
 
 
-def _gives_up(e: OSError, dst_fd: int) -> bool:
-    """Whether a copy primitive refused this pair before writing a byte, so the next
-    one may try (``COPY_GIVEUP``); ENOSPC, EIO & co. propagate."""
-    from .._errors import COPY_GIVEUP  # here: _errors loads typing, this package must not
-
-    return e.errno in COPY_GIVEUP and not os.lseek(dst_fd, 0, os.SEEK_CUR)
+def _offset(fd: int) -> int:
+    return os.lseek(fd, 0, os.SEEK_CUR)
 
 
 def _loop(fn: Any, src_fd: int, dst_fd: int, size: int) -> int:
