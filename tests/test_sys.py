@@ -13,6 +13,7 @@ and each of its functions on real filesystems.
 from __future__ import annotations
 
 import ast
+import contextlib
 import ctypes
 import errno
 import inspect
@@ -125,9 +126,8 @@ def _bind_everything() -> None:
     try:
         _linux.statx(fd, "")
         _linux.fs_magic(fd)
-        _linux.exchange(fd, ".linkstrategy-no-such-a", fd, ".linkstrategy-no-such-b")
-    except OSError:
-        pass
+        with contextlib.suppress(FileNotFoundError):
+            _linux.exchange(fd, ".linkstrategy-no-such-a", fd, ".linkstrategy-no-such-b")
     finally:
         os.close(fd)
 
@@ -143,7 +143,8 @@ _SIGNATURES = {
 
 def test_every_linux_binding_declares_argtypes_and_restype() -> None:
     _bind_everything()
-    assert set(_linux.BOUND) == set(_SIGNATURES)
+    libc = ctypes.CDLL(None)
+    assert set(_linux.BOUND) == {n for n in _SIGNATURES if hasattr(libc, n)}  # glibc < 2.28: fewer
     for name, fn in _linux.BOUND.items():
         restype, argtypes = _SIGNATURES[name]
         assert fn.argtypes is not None, name
