@@ -1,6 +1,6 @@
 """Distribution: what a user installs is what the tests test.
 
-* The xattr functions place() uses are chosen once (``_syscalls``): the os module's on
+* The xattr functions place() uses are chosen once (``_sys``): the os module's on
   Linux, the ``xattr`` package's where the os module has none (macOS), else ENOTSUP.
   The macOS path runs here on Linux by hiding ``os.listxattr`` & co.
 * The version has one home (``__version__``), read by setuptools without importing.
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import linkstrategy
-from linkstrategy import _probe, _syscalls
+from linkstrategy import _probe, _sys
 
 ROOT = Path(__file__).resolve().parent.parent
 _LINUX = sys.platform.startswith("linux")
@@ -50,7 +50,7 @@ def os_without_xattrs() -> Iterator[pytest.MonkeyPatch]:
         yield mp
     finally:
         mp.undo()
-        _syscalls.select_xattr_impl()
+        _sys.select_xattr_impl()
         _probe.clear_cache()
 
 
@@ -85,7 +85,7 @@ def tree_with_xattr(tmp_path: Path) -> tuple[Path, Path]:
 def test_linux_uses_the_os_module_and_never_imports_the_xattr_package() -> None:
     if not _LINUX:
         pytest.skip("Linux only")
-    assert _syscalls.select_xattr_impl() == "os"
+    assert _sys.select_xattr_impl() == "os"
     code = "import sys, linkstrategy._place; print('xattr' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
@@ -96,7 +96,7 @@ def test_without_os_xattrs_place_uses_the_xattr_package(
 ) -> None:
     src, dst = tree_with_xattr
     assert not hasattr(os, "listxattr")
-    assert _syscalls.select_xattr_impl() == "xattr"
+    assert _sys.select_xattr_impl() == "xattr"
     assert linkstrategy.probe(src).xattr == "yes"
     report = linkstrategy.place(src, dst, strategy="copy")
     assert report.by_strategy["copy"] == 2
@@ -112,9 +112,9 @@ def test_without_either_xattrs_are_not_supported_and_place_still_works(
 ) -> None:
     src, dst = tree_with_xattr
     os_without_xattrs.setitem(sys.modules, "xattr", None)  # import xattr -> ImportError
-    assert _syscalls.select_xattr_impl() == "none"
+    assert _sys.select_xattr_impl() == "none"
     with pytest.raises(OSError) as e:
-        _syscalls.list_xattrs(0)
+        _sys.list_xattrs(0)
     assert e.value.errno == errno.ENOTSUP
     p = linkstrategy.probe(src)
     assert (p.xattr, p.errors.get("xattr")) == ("no", "ENOTSUP")
@@ -296,8 +296,8 @@ def test_one_abi3_manylinux_wheel_loads_its_extension_on_every_python(
     assert any(n.endswith("licenses/LICENSE") for n in names)
     pythons = _interpreters()
     check = (
-        "import sys, linkstrategy._speedups as m; from linkstrategy import _syscalls\n"
-        "assert _syscalls.load_speedups() is m, 'place() would not use linkstrategy._speedups'\n"
+        "import sys, linkstrategy._speedups as m; from linkstrategy import _cloop\n"
+        "assert _cloop.load_speedups() is m, 'place() would not use linkstrategy._speedups'\n"
         "print(sys.version_info[:2], m.__file__)\n"
     )
     for version, python in sorted(pythons.items()):

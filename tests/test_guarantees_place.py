@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 import linkstrategy
-from linkstrategy import PlaceError, _owner, _probe, _syscalls
+from linkstrategy import PlaceError, _owner, _probe
 from linkstrategy._place import TMP_PREFIX
+from linkstrategy._sys import _linux
 
 SECRET = b"secret outside the source tree\n"
 
@@ -86,7 +87,7 @@ def test_symlink_swapped_for_a_middle_component_never_leads_outside(
     (which opens ``a/b`` below the root: ``a`` is a middle component) is still queued.
     ``per-component``: the path taken without openat2 (Linux < 5.6, macOS)."""
     if resolve == "per-component":
-        monkeypatch.setattr(_syscalls, "_openat2", False)
+        monkeypatch.setattr(_linux, "_openat2", False)
     src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
     write(src, {"a/fa": b"a", "a/b/fb": b"b", "a/b/c/fc": b"c"})
     (outside / "b").mkdir(parents=True)  # what a/b would resolve to through the symlink

@@ -207,11 +207,11 @@ def test_clone_capability_error_downgrades_the_pair_and_warns_once(
     files = make_tree(xfs_reflink / "src")
     calls = []
 
-    def no_clone(src_fd: int, dst_fd: int) -> None:
+    def no_clone(src_fd: int, dir_fd: int, name: str, mode: int) -> int:
         calls.append(1)
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
-    monkeypatch.setattr(_place, "clone_fd", no_clone)
+    monkeypatch.setattr(_place, "clone_file", no_clone)
     _chain._warned.clear()
     with caplog.at_level(logging.WARNING, logger="linkstrategy"):
         r = linkstrategy.place(xfs_reflink / "src", xfs_reflink / "dst", workers=1)
@@ -239,14 +239,14 @@ def test_concurrent_capability_errors_give_one_warning(
     calls = []
     barrier = __import__("threading").Barrier(2, timeout=30)
 
-    def no_clone(src_fd: int, dst_fd: int) -> None:
+    def no_clone(src_fd: int, dir_fd: int, name: str, mode: int) -> int:
         calls.append(1)
         if len(calls) <= 2:
             with contextlib.suppress(__import__("threading").BrokenBarrierError):
                 barrier.wait()  # two workers fail at once
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
-    monkeypatch.setattr(_place, "clone_fd", no_clone)
+    monkeypatch.setattr(_place, "clone_file", no_clone)
     r = linkstrategy.place(src, xfs_reflink / "dst", workers=4)
     assert len(calls) >= 2, "two workers met the error before the downgrade"
     assert len([w for w in r.warnings if "cannot reflink" in w]) == 1
@@ -258,16 +258,16 @@ def test_transient_eagain_is_retried_not_downgraded(
     xfs_reflink: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = make_tree(xfs_reflink / "src")
-    real = _place.clone_fd
+    real = _place.clone_file
     failures = [2]
 
-    def flaky(src_fd: int, dst_fd: int) -> None:
+    def flaky(src_fd: int, dir_fd: int, name: str, mode: int) -> int:
         if failures[0]:
             failures[0] -= 1
             raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
-        real(src_fd, dst_fd)
+        return real(src_fd, dir_fd, name, mode)
 
-    monkeypatch.setattr(_place, "clone_fd", flaky)
+    monkeypatch.setattr(_place, "clone_file", flaky)
     r = linkstrategy.place(xfs_reflink / "src", xfs_reflink / "dst", workers=1)
     assert r.by_strategy["reflink"] == len(files)
     assert not r.fallbacks

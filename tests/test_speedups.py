@@ -253,9 +253,9 @@ def test_missing_source_stops_without_creating(dirs: tuple[Path, Path, int, int]
 def test_the_c_loop_gives_up_on_exactly_the_python_errnos() -> None:
     """One copy of the policy: the C loop's "primitive not available" set is the
     library's (_errors.COPY_GIVEUP)."""
-    from linkstrategy import _errors, _syscalls
+    from linkstrategy import _cloop, _errors
 
-    fast = _syscalls.load_speedups()
+    fast = _cloop.load_speedups()
     if fast is None:
         pytest.skip("the C extension is not built")
     assert set(fast.GIVEUP) == _errors.COPY_GIVEUP

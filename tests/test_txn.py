@@ -149,8 +149,9 @@ _CHILD = textwrap.dedent(
     import os, sys
     import linkstrategy._remove as R
     import linkstrategy._txn as T
+    import linkstrategy._sys._linux as L
     if sys.argv[3] == "noexchange":
-        T._renameat2_fn = False  # as on NFS: two renames
+        L._renameat2 = False  # as on NFS: two renames
     point = sys.argv[4]  # kill -9 there
     kill = lambda: os.kill(os.getpid(), 9)
     kw = {}

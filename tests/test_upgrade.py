@@ -235,10 +235,11 @@ _CHILD = textwrap.dedent(
     import json, os, sys
     import linkstrategy._remove as R
     import linkstrategy._txn as T
+    import linkstrategy._sys._linux as L
     from linkstrategy._upgrade import upgrade
     site, new, mode, point = sys.argv[1:5]
     if mode == "noexchange":
-        T._renameat2_fn = False  # as on NFS: two renames per exchange
+        L._renameat2 = False  # as on NFS: two renames per exchange
     kill = lambda: os.kill(os.getpid(), 9)
     kw = {}
     if point == "mid-place":
@@ -495,8 +496,9 @@ _RECOVER_CHILD = textwrap.dedent(
     """
     import os, sys
     import linkstrategy._txn as T
+    import linkstrategy._sys._linux as L
     if sys.argv[2] == "noexchange":
-        T._renameat2_fn = False
+        L._renameat2 = False
     T.step_hook = lambda name: name == sys.argv[3] and os.kill(os.getpid(), 9)
     T.recover_dir(sys.argv[1])
     """

@@ -751,15 +751,9 @@ def _cmd_gc(args: argparse.Namespace, out: _Out) -> int:
 
 def speedups_status() -> str:
     """Whether place() runs its C loop here, and why not where it does not."""
-    if not sys.platform.startswith("linux"):
-        return "not in use (built on Linux only)"
-    if os.environ.get("LINKSTRATEGY_NO_SPEEDUPS"):
-        return "not in use (LINKSTRATEGY_NO_SPEEDUPS is set)"
-    try:
-        from . import _speedups  # noqa: F401
-    except ImportError as e:
-        return f"not in use (not built when installed, e.g. no C compiler: {e})"
-    return "in use"
+    from ._cloop import speedups_status as status
+
+    return status()[1]
 
 
 class _VersionAction(argparse.Action):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -203,15 +202,12 @@ def parse_mount_table(text: str) -> list[Mount]:
 
 def read_mount_table() -> list[Mount]:
     """The mounts of this process's namespace, read without touching any of them."""
-    if sys.platform.startswith("linux"):
-        for path in ("/proc/self/mountinfo", "/proc/self/mounts"):
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            return parse_mount_table(data.decode("utf-8", "surrogateescape"))
-    import psutil  # lazy: only where /proc is missing
+    from ._sys import mount_table_text
+
+    text = mount_table_text()
+    if text is not None:
+        return parse_mount_table(text)
+    import psutil  # lazy: only where there is no mount table file (macOS)
 
     return [
         Mount(
@@ -253,7 +249,7 @@ def mount_id_of(path: str) -> int | None:
     statx(STATX_MNT_ID) since Linux 5.8, else ``mnt_id`` from /proc/self/fdinfo of an
     O_PATH descriptor (Linux 3.15+); ``None`` where neither is available.
     """
-    from ._syscalls import AT_FDCWD, statx
+    from ._sys import AT_FDCWD, statx
 
     try:
         mid = statx(AT_FDCWD, path).mnt_id

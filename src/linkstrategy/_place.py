@@ -46,22 +46,20 @@ from typing import Any
 
 from . import _errors as E
 from ._chain import Chain, Fallback
+from ._cloop import load_speedups
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
 from ._pool import Abort, Group, Tasks, shared
 from ._remove import collect_trash
-from ._syscalls import (
-    CLONE_CREATES,
-    clone_at,
-    clone_fd,
+from ._sys import (
+    clone_file,
     copy_fd,
     copy_sparse,
     fd_path,
     get_xattr,
     list_xattrs,
-    load_speedups,
     open_beneath,
     set_xattr,
 )
@@ -434,12 +432,11 @@ def _write_file(
         if not stat.S_ISREG(st.st_mode):  # swapped for something else since the walk
             raise OSError(errno.EINVAL, "no longer a regular file")
         mode = stat.S_IMODE(st.st_mode)
-        if strategy == "reflink" and CLONE_CREATES:  # pragma: no cover - macOS
-            clone_at(sfd, ddir, tmp)
-            dfd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ddir)
+        # Owner-writable while we fill it (the exact mode comes last); exclusive, so
+        # nothing existing is touched.
+        if strategy == "reflink":
+            dfd = clone_file(sfd, ddir, tmp, mode | 0o200)
         else:
-            # Owner-writable while we fill it (the exact mode comes last); exclusive,
-            # so nothing existing is touched.
             dfd = os.open(tmp, _CREATE_FLAGS, mode | 0o200, dir_fd=ddir)
         try:
             if locked:
@@ -447,8 +444,7 @@ def _write_file(
             dst = os.fstat(dfd) if mode & 0o6000 else None
             size = st.st_size
             if strategy == "reflink":
-                if not CLONE_CREATES:
-                    clone_fd(sfd, dfd)
+                pass  # clone_file() gave it all of the source's data
             elif st.st_blocks * 512 < st.st_size - 65536:  # has holes worth keeping
                 copy_sparse(sfd, dfd, st.st_size)
             else:

@@ -34,7 +34,7 @@ from ._mounts import (
     read_mount_table,
 )
 from ._owner import hold, release, tmp_name
-from ._syscalls import CLONE_CREATES, CLONE_SUPPORTED, clone_at, clone_fd, get_xattr, set_xattr
+from ._sys import clone_file, get_xattr, set_xattr
 from ._tree import reap_stale, rmtree_at
 
 __all__ = ["Probe", "ProbeJSON", "clear_cache", "network_override", "probe"]
@@ -383,23 +383,13 @@ def _live_test(directory: str) -> _Live:
 
 
 def _test_clone(src: str, tmp: str, errors: dict[str, str]) -> Tri:
-    if not CLONE_SUPPORTED:
-        errors["reflink"] = "no clone primitive on this platform"
-        return "no"
     sfd = os.open(src, os.O_RDONLY)
     try:
-        if CLONE_CREATES:  # pragma: no cover - macOS
-            dfd = os.open(tmp, os.O_RDONLY)
-            try:
-                clone_at(sfd, dfd, "c")
-            finally:
-                os.close(dfd)
-        else:
-            dfd = os.open(os.path.join(tmp, "c"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                clone_fd(sfd, dfd)
-            finally:
-                os.close(dfd)
+        dfd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.close(clone_file(sfd, dfd, "c", 0o600))
+        finally:
+            os.close(dfd)
     except OSError as e:
         errors["reflink"] = _errname(e)
         return "no"

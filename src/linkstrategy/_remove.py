@@ -80,13 +80,11 @@ METADATA by deleting it, but only warns about one that lacks RECORD, so
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import functools
 import os
 import re
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -109,7 +107,8 @@ from ._log import log
 from ._mounts import find_mount
 from ._owner import is_tmp_name, judge, may_act
 from ._probe import PROBE_PREFIX, network_override
-from ._syscalls import StatxResult, fd_path, libc, open_beneath, statx
+from ._sys import StatxResult, fd_path, open_beneath, statx
+from ._sys import fs_magic as _fs_magic
 from ._trash import (
     TRASH_NAME,
     forget,
@@ -190,33 +189,6 @@ _LOCAL_MAGIC = frozenset(
         0x794C7630,  # overlayfs
     }
 )
-
-
-class _Statfs:
-    """``fstatfs(2)`` f_type through ctypes (``os.fstatvfs`` does not give it)."""
-
-    def __init__(self) -> None:
-        self.fn: Any = None
-        if sys.platform.startswith("linux"):
-            try:
-                fn = libc().fstatfs
-            except (OSError, AttributeError):
-                return
-            fn.argtypes = [ctypes.c_int, ctypes.c_char_p]
-            fn.restype = ctypes.c_int
-            self.fn = fn
-
-    def __call__(self, fd: int) -> int | None:
-        if self.fn is None:
-            return None
-        buf = ctypes.create_string_buffer(512)
-        if self.fn(fd, buf) != 0:
-            return None
-        # f_type is the first field, a (signed) long.
-        return int.from_bytes(buf.raw[: ctypes.sizeof(ctypes.c_long)], sys.byteorder) & 0xFFFFFFFF
-
-
-_fs_magic = _Statfs()
 
 
 # -- the report ---------------------------------------------------------------

@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterable
 
 from ._owner import TMP_PREFIX, is_tmp_name, judge, owner
-from ._syscalls import statx
+from ._sys import statx
 
 __all__ = ["MAX_FDS", "TreeChanged", "reap_stale", "rmtree_at"]
 

@@ -80,13 +80,11 @@ maker lives, and the yielded directory ``tree``; all removed on exit.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import itertools
 import json
 import os
 import stat
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -107,7 +105,7 @@ from ._log import log
 from ._mounts import mount_id_of
 from ._owner import hold, is_tmp_name, may_act, owner, release
 from ._remove import RemoveReport, StrPath, _collect_trash_at, _split, remove_at
-from ._syscalls import fd_path, libc
+from ._sys import exchange, fd_path
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
@@ -174,43 +172,17 @@ def is_stage_name(name: str) -> bool:
 
 # -- renames through directory fds ------------------------------------------------------
 
-_RENAME_EXCHANGE = 2
-_renameat2_fn: Any = None  # None: not looked up; False: unavailable
-
 
 def _exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
-    """Swap ``a`` and ``b`` atomically; False where the kernel or filesystem cannot."""
-    global _renameat2_fn
-    if _renameat2_fn is None:
-        _renameat2_fn = False
-        if sys.platform.startswith("linux"):
-            try:
-                fn = libc().renameat2
-                fn.argtypes = [
-                    ctypes.c_int,
-                    ctypes.c_char_p,
-                    ctypes.c_int,
-                    ctypes.c_char_p,
-                    ctypes.c_uint,
-                ]
-                fn.restype = ctypes.c_int
-                _renameat2_fn = fn
-            except (OSError, AttributeError):
-                pass
-    if _renameat2_fn is False:
-        return False
+    """Swap ``a`` and ``b`` atomically (:func:`._sys.exchange`), retrying busy errors
+    with backoff; False where the kernel or filesystem cannot."""
     delay, deadline = 0.01, time.monotonic() + _RENAME_BUDGET
     while True:
-        rc = _renameat2_fn(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_EXCHANGE)
-        if rc == 0:
-            return True
-        code = ctypes.get_errno()
-        # EINVAL: the filesystem has no RENAME_EXCHANGE (NFS, FUSE without it);
-        # ENOSYS: kernel < 3.15 or seccomp; EOPNOTSUPP: some FUSE daemons.
-        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            return False
-        if code not in REMOVE_RETRY or time.monotonic() + delay > deadline:
-            raise OSError(code, os.strerror(code), a, None, b)
+        try:
+            return exchange(a_fd, a, b_fd, b)
+        except OSError as e:
+            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:
+                raise
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
 

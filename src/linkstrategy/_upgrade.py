@@ -71,7 +71,7 @@ from ._errors import InvalidArgument, LinkStrategyError, PlaceError, RemoveError
 from ._log import log
 from ._owner import owner
 from ._remove import StrPath, _collect_trash_at, remove_at
-from ._syscalls import fd_path
+from ._sys import fd_path
 
 if TYPE_CHECKING:
     from ._place import PlaceReport

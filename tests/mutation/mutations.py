@@ -30,7 +30,11 @@ _REMOVE = "src/linkstrategy/_remove.py"
 _TXN = "src/linkstrategy/_txn.py"
 _TRASH = "src/linkstrategy/_trash.py"
 _C = "src/linkstrategy/_speedups.c"
-_SYSCALLS = "src/linkstrategy/_syscalls.py"
+_SYS_LINUX = "src/linkstrategy/_sys/_linux.py"
+_SYS_COMMON = "src/linkstrategy/_sys/_common.py"
+_SYS_DARWIN = "src/linkstrategy/_sys/_darwin.py"
+_CLOOP = "src/linkstrategy/_cloop.py"
+SY = "tests/test_sys.py"
 _ERRORS = "src/linkstrategy/_errors.py"
 _CHAIN = "src/linkstrategy/_chain.py"
 _PLAN = "src/linkstrategy/_plan.py"
@@ -62,7 +66,7 @@ MUTATIONS: list[Mutation] = [
     # -- place(): symlinks ----------------------------------------------------------------
     m(
         "place-middle-component-followed",
-        _SYSCALLS,
+        _SYS_LINUX,
         "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS",
         "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, 0",
         (f"{GP}::test_symlink_swapped_for_a_middle_component_never_leads_outside",),
@@ -70,7 +74,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "place-middle-component-followed-without-openat2",
-        _SYSCALLS,
+        _SYS_COMMON,
         "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC",
         "fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | (os.O_NOFOLLOW if last else 0) | os.O_CLOEXEC",
         (f"{GP}::test_symlink_swapped_for_a_middle_component_never_leads_outside",),
@@ -78,7 +82,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "place-last-component-followed",
-        _SYSCALLS,
+        _SYS_LINUX,
         "flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS",
         "flags | os.O_CLOEXEC, 0, 0",
         (f"{P}::test_swapped_in_symlink_never_leads_outside",),
@@ -547,6 +551,158 @@ MUTATIONS: list[Mutation] = [
         "dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);",
         (f"{S}::test_stops_at_an_existing_name_and_leaves_it_alone",),
     ),
+    # -- the platform package (_sys) --------------------------------------------------------
+    m(
+        "sys-ctypes-imported-outside",
+        _PLACE,
+        "import threading\n",
+        "import ctypes  # noqa: F401\nimport threading\n",
+        (f"{SY}::test_no_module_outside_sys_imports_ctypes_or_tests_the_platform",),
+        "ctypes outside _sys: bindings without one home",
+    ),
+    m(
+        "sys-platform-tested-outside",
+        "src/linkstrategy/_cli.py",
+        "    from ._cloop import speedups_status as status\n",
+        "    if sys.platform == 'darwin':\n        return 'no'\n    from ._cloop import speedups_status as status\n",
+        (f"{SY}::test_no_module_outside_sys_imports_ctypes_or_tests_the_platform",),
+        "a caller branching on the platform",
+    ),
+    m(
+        "sys-argtypes-not-declared",
+        _SYS_LINUX,
+        "    fn.argtypes = [getattr(_ct, a) for a in argtypes]\n",
+        "",
+        (f"{SY}::test_every_linux_binding_declares_argtypes_and_restype",),
+        "a binding without argtypes: Python ints passed as C int whatever the prototype",
+    ),
+    m(
+        "sys-restype-not-declared",
+        _SYS_LINUX,
+        "    fn.restype = getattr(_ct, restype)\n",
+        "",
+        (f"{SY}::test_every_linux_binding_declares_argtypes_and_restype",),
+        "syscall() returning long read as int",
+    ),
+    m(
+        "sys-library-touched-outside-bind",
+        _SYS_LINUX,
+        '        fn = _bind("fstatfs", "c_int", "c_int", "c_char_p")\n',
+        '        _bind("fstatfs", "c_int", "c_int", "c_char_p")\n        fn = _libc.fstatfs\n',
+        (f"{SY}::test_the_library_handle_is_touched_by_bind_only",),
+        "a function taken from the library handle without _bind",
+    ),
+    m(
+        "sys-ctypes-at-import",
+        _SYS_LINUX,
+        "import fcntl\n",
+        "import ctypes  # noqa: F401\nimport fcntl\n",
+        (f"{SY}::test_importing_the_library_loads_no_ctypes",),
+        "import linkstrategy._place loads ctypes",
+    ),
+    m(
+        "sys-darwin-signature-differs",
+        _SYS_DARWIN,
+        "def clone_file(src_fd: int, dir_fd: int, name: str, mode: int) -> int:",
+        "def clone_file(src_fd: int, dir_fd: int, name: str) -> int:\n    mode = 0o600",
+        (f"{SY}::test_linux_and_darwin_export_the_same_functions",),
+        "the two platform modules disagree: callers would need a platform test",
+    ),
+    m(
+        "sys-speedups-env-ignored",
+        _CLOOP,
+        '    if os.environ.get("LINKSTRATEGY_NO_SPEEDUPS"):',
+        "    if False:",
+        (f"{SY}::test_speedups_status_says_why",),
+    ),
+    m(
+        "sys-fs-magic-wrong-field",
+        _SYS_LINUX,
+        "buf.raw[: _ct.sizeof(_ct.c_long)]",
+        "buf.raw[_ct.sizeof(_ct.c_long) : 2 * _ct.sizeof(_ct.c_long)]",
+        (f"{SY}::test_fs_magic_is_the_kernels_number",),
+        "f_bsize read as f_type",
+    ),
+    m(
+        "sys-exchange-is-a-rename",
+        _SYS_LINUX,
+        "_RENAME_EXCHANGE = 2\n",
+        "_RENAME_EXCHANGE = 0\n",
+        (f"{SY}::test_exchange_swaps_two_names",),
+        "renameat2 without RENAME_EXCHANGE replaces b and loses a",
+    ),
+    m(
+        "sys-exchange-einval-raises",
+        _SYS_COMMON,
+        "frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})",
+        "frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})",
+        (f"{SY}::test_exchange_where_the_filesystem_cannot_is_false",),
+        "NFS/FUSE without RENAME_EXCHANGE: replace() fails instead of renaming twice",
+    ),
+    m(
+        "sys-exchange-error-names-one-path",
+        _SYS_LINUX,
+        "    raise OSError(code, os.strerror(code), a, None, b)\n",
+        "    raise OSError(code, os.strerror(code), a)\n",
+        (f"{SY}::test_exchange_of_a_missing_name_names_both",),
+        "errors name both paths",
+    ),
+    m(
+        "sys-clone-failure-leaves-the-file",
+        _SYS_LINUX,
+        "        with contextlib.suppress(OSError):\n            os.unlink(name, dir_fd=dir_fd)\n        raise",
+        "        raise",
+        (f"{SY}::test_clone_file_where_it_cannot_leaves_nothing",),
+        "a failed clone leaves an empty temporary behind",
+    ),
+    m(
+        "sys-clone-not-exclusive",
+        _SYS_LINUX,
+        "_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC",
+        "_CREATE = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC",
+        (f"{SY}::test_clone_file_never_touches_an_existing_name",),
+        "a clone over an existing file (or through a symlink) overwrites it",
+    ),
+    m(
+        "sys-statx-mount-root-misread",
+        _SYS_LINUX,
+        "bool(attrs & _STATX_ATTR_MOUNT_ROOT) if attrs_mask & _STATX_ATTR_MOUNT_ROOT else None",
+        "bool(attrs_mask & _STATX_ATTR_MOUNT_ROOT) if attrs_mask & _STATX_ATTR_MOUNT_ROOT else None",
+        (f"{SY}::test_statx_mount_id_and_mount_root",),
+        "every directory taken for a mount root",
+    ),
+    m(
+        "sys-statx-fallback-empty-name",
+        _SYS_COMMON,
+        "    if not name:\n        st = os.fstat(dir_fd)\n    else:\n",
+        "    if False:\n        pass\n    else:\n",
+        (f"{SY}::test_statx_without_libc_statx_falls_back",),
+        "statx(fd, '') without libc statx: ENOENT instead of the directory itself",
+    ),
+    m(
+        "sys-per-component-dotdot",
+        _SYS_COMMON,
+        '    if ".." in parts:\n',
+        "    if False:\n",
+        (f"{SY}::test_open_beneath_refuses_symlinks_and_dotdot",),
+        "without openat2, '..' leads out of the directory",
+    ),
+    m(
+        "sys-copy-stops-at-the-size-hint",
+        _SYS_LINUX,
+        "    return done + read_write_copy(src_fd, dst_fd), cfr_ok\n",
+        "    return done, cfr_ok\n",
+        (f"{SY}::test_copy_fd_reads_past_a_lying_size",),
+        "/proc files (st_size 0) copied empty",
+    ),
+    m(
+        "sys-fd-path-of-a-removed-directory",
+        _SYS_LINUX,
+        '    if p.startswith("/") and not p.endswith(" (deleted)"):',
+        '    if p.startswith("/"):',
+        (f"{SY}::test_fd_path_is_the_kernels_path",),
+        "a removed directory reported as '<path> (deleted)'",
+    ),
     # -- remove(): symlinks -------------------------------------------------------------
     m(
         "remove-subdir-opened-following-symlinks",
@@ -861,17 +1017,22 @@ MUTATIONS: list[Mutation] = [
     m(
         "txn-rename-budget-ignored",
         _TXN,
-        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:\n"
-        "                raise",
-        "            if e.errno not in REMOVE_RETRY:\n                raise",
+        "            return\n"
+        "        except OSError as e:\n"
+        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
+        "            return\n        except OSError as e:\n            if e.errno not in REMOVE_RETRY:",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
     ),
     m(
         "txn-exchange-budget-ignored",
         _TXN,
-        "        if code not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
-        "        if code not in REMOVE_RETRY:",
+        "            return exchange(a_fd, a, b_fd, b)\n"
+        "        except OSError as e:\n"
+        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
+        "            return exchange(a_fd, a, b_fd, b)\n"
+        "        except OSError as e:\n"
+        "            if e.errno not in REMOVE_RETRY:",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
     ),
