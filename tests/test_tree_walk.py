@@ -320,3 +320,96 @@ def test_reflink_shares_extents_through_the_walk(xfs_reflink: Path) -> None:
         check=True,
     ).stdout
     assert "shared" in out
+
+
+SWAP_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The first time a directory named "victim" is opened, swap it for a symlink to
+   the directory OUTSIDE names: the race between a walk's listing and its open. */
+static int done;
+
+int openat(int dirfd, const char *path, int flags, ...)
+{
+    static int (*real)(int, const char *, int, ...);
+    mode_t mode = 0;
+    if (flags & O_CREAT) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = va_arg(ap, mode_t);
+        va_end(ap);
+    }
+    if (!real)
+        real = dlsym(RTLD_NEXT, "openat");
+    if (!done && strcmp(path, "victim") == 0 && (flags & O_DIRECTORY)) {
+        done = 1;
+        renameat(dirfd, "victim", dirfd, "victim-moved");
+        symlinkat(getenv("OUTSIDE"), dirfd, "victim");
+    }
+    return real(dirfd, path, flags, mode);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+    mode_t mode = 0;
+    if (flags & O_CREAT) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = va_arg(ap, mode_t);
+        va_end(ap);
+    }
+    return openat(dirfd, path, flags, mode);
+}
+"""
+
+SWAP_PROG = textwrap.dedent(
+    """
+    import sys, linkstrategy
+    r = linkstrategy.place(sys.argv[1], sys.argv[2], strategy="copy")
+    print(r.files, r.symlinks)
+    """
+)
+
+
+@needs_c
+def test_a_directory_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    """A source directory swapped for a symlink between the walk's listing and its
+    open (an LD_PRELOAD shim does the swap inside openat) is never walked through:
+    the new directory goes again and the symlink is placed as a symlink."""
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the openat shim")
+    shim = tmp_path / "swap.so"
+    (tmp_path / "swap.c").write_text(SWAP_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", shim, tmp_path / "swap.c", "-ldl"], check=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("must not be copied\n")
+    src = tmp_path / "src"
+    (src / "pkg" / "victim").mkdir(parents=True)
+    (src / "pkg" / "victim" / "inner.txt").write_text("inner\n")
+    (src / "pkg" / "mod.py").write_text("mod\n")
+    env = {**os.environ, "LD_PRELOAD": str(shim), "OUTSIDE": str(outside)}
+    cp = subprocess.run(
+        [sys.executable, "-c", SWAP_PROG, str(src), str(tmp_path / "dst")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert os.path.islink(src / "pkg" / "victim")  # the shim did swap
+    victim = tmp_path / "dst" / "pkg" / "victim"
+    assert os.path.islink(victim) and os.readlink(victim) == str(outside)
+    assert not (tmp_path / "dst" / "pkg" / "secret").exists()
+    found = [p.name for p in (tmp_path / "dst").rglob("*") if not p.is_symlink()]
+    assert "secret" not in found and "inner.txt" not in found
+    assert cp.stdout.split() == ["1", "1"]

@@ -47,6 +47,7 @@ B = "tests/test_batch.py"
 TO = "tests/test_tree_owner.py"
 U = "tests/test_upgrade.py"
 _UPG = "src/linkstrategy/_upgrade.py"
+TW = "tests/test_tree_walk.py"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,63 @@ def m(name: str, file: str, old: str, new: str, tests: tuple[str, ...], why: str
 
 
 MUTATIONS: list[Mutation] = [
+    # -- place(): the C tree walk ---------------------------------------------------------
+    m(
+        "tree-walk-read-only-dir-mode-lost",
+        _C,
+        "    if ((mode & 0700) != 0700 && recs_add(&w->recs, REC_MODE, rel, len, (long long)mode, 0) != 0)",
+        "    if (0)",
+        (f"{TW}::test_hands_back_exactly_what_is_not_plain",),
+        "a 0555 directory the walk made keeps its owner-writable mode",
+    ),
+    m(
+        "tree-walk-drops-what-it-cannot-place",
+        _C,
+        "        } else {\n            w->entries++;\n            if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)\n                goto nomem;\n        }",
+        "        } else {\n            w->entries++;\n        }",
+        (f"{TW}::test_same_tree_and_report_as_the_other_paths",),
+        "symlinks and special files below a new directory silently missing",
+    ),
+    m(
+        "tree-walk-follows-a-swapped-symlink",
+        _C,
+        "                int csfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);",
+        "                int csfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);",
+        (f"{TW}::test_a_directory_swapped_for_a_symlink_is_not_followed",),
+        "a source directory swapped for a symlink after the listing would be walked through",
+    ),
+    m(
+        "tree-walk-unbounded-depth",
+        _C,
+        "            if (depth + 1 >= max_depth) {",
+        "            if (depth + 1 >= 64 && depth + 1 >= max_depth) {",
+        (f"{TW}::test_hands_back_exactly_what_is_not_plain",),
+        "the walk must stop at max_depth (two fds per level)",
+    ),
+    m(
+        "tree-walk-on-a-network-mount",
+        _PLACE,
+        "            and not run.plan.network\n",
+        "",
+        (f"{TW}::test_only_where_nothing_needs_python_per_file",),
+        "a network filesystem wants many directories in flight, not one walk per subtree",
+    ),
+    m(
+        "tree-walk-with-callbacks",
+        _PLACE,
+        "            and run.observer is None\n",
+        "",
+        (f"{TW}::test_only_where_nothing_needs_python_per_file",),
+        "an observer must see every file",
+    ),
+    m(
+        "place-bytes-of-replaced-links-counted",
+        _PLACE,
+        "            tally.bytes -= _keep_link(run, rel, ddir, names[idx], (dev, ino))",
+        "            _keep_link(run, rel, ddir, names[idx], (dev, ino))",
+        (f"{TW}::test_same_tree_and_report_as_the_other_paths",),
+        "bytes must count what the tree holds, as on the Python path",
+    ),
     # -- place(): symlinks ----------------------------------------------------------------
     m(
         "place-middle-component-followed",
