@@ -90,12 +90,12 @@ MUTATIONS: list[Mutation] = [
         "a source directory swapped for a symlink after the listing would be walked through",
     ),
     m(
-        "tree-walk-unbounded-depth",
-        _C,
-        "            if (depth + 1 >= max_depth) {",
-        "            if (depth + 1 >= 64 && depth + 1 >= max_depth) {",
-        (f"{TW}::test_hands_back_exactly_what_is_not_plain",),
-        "the walk must stop at max_depth (two fds per level)",
+        "tree-walk-deep-holds-many-fds",
+        _PLACE,
+        "_TREE_DEPTH = 16",
+        "_TREE_DEPTH = 64",
+        (f"{TW}::test_deep_trees_hold_few_fds",),
+        "a walk holds two fds per level it descends: 64 levels would not fit ulimit -n",
     ),
     m(
         "tree-walk-on-a-network-mount",
