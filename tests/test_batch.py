@@ -152,7 +152,8 @@ def test_observer_sees_every_entry_and_how(tmp_path: Path) -> None:
 def test_file_list_is_resolved_by_the_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The listed names are stat'ed by each directory's job, not in the calling thread."""
+    """The listed names are stat'ed by each directory's job (or found by the C walk of
+    a new subtree, itself a job), not in the calling thread."""
     root = wheel(tmp_path / "cache", "r", nfiles=40)
     files = [str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()]
     where: list[str] = []
@@ -164,6 +165,18 @@ def test_file_list_is_resolved_by_the_workers(
         return real(run, sdir, rel, listing)
 
     monkeypatch.setattr(_place, "_classify_listed", classify)
+    fast = _place._fast
+    if fast is not None and hasattr(fast, "place_tree"):
+
+        class Spy:
+            def __getattr__(self, name: str) -> object:
+                return getattr(fast, name)
+
+            def place_tree(self, *args: object) -> object:
+                where.append(threading.current_thread().name)
+                return fast.place_tree(*args)
+
+        monkeypatch.setattr(_place, "_fast", Spy())
     r = linkstrategy.place(root, tmp_path / "site", files=files)
     assert r.files + r.symlinks == len(files)
     assert where and threading.current_thread().name not in where

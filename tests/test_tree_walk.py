@@ -189,8 +189,9 @@ def test_copies_keep_hard_links_xattrs_and_holes(rich: Path, tmp_path: Path) -> 
 def test_only_where_nothing_needs_python_per_file(
     rich: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Callbacks, a per-file policy, a file list and network filesystems take the
-    per-directory path (a network filesystem wants many directories in flight)."""
+    """Callbacks, a per-file policy without a file list (the walk could not know which
+    files it names) and network filesystems take the per-directory path (a network
+    filesystem wants many directories in flight)."""
     spy = Spy(fast)
     monkeypatch.setattr(_place, "_fast", spy)
     linkstrategy.place(rich, tmp_path / "a", strategy="copy")
@@ -200,7 +201,6 @@ def test_only_where_nothing_needs_python_per_file(
             {"progress": lambda done, total: None},
             {"observer": lambda path, strategy: None},
             {"copy": ["*.py"]},
-            {"files": ["pkg/mod.py", "pkg/d0/mod-link-across"]},
         ]
     ):
         spy.calls = 0
@@ -217,6 +217,79 @@ def test_only_where_nothing_needs_python_per_file(
         monkeypatch.delenv("LINKSTRATEGY_NETWORK_MOUNTS")
         linkstrategy.clear_cache()
     assert spy.calls == 0 and r.files > 0 and r.workers > 2  # taken as a network mount
+
+
+def listed_tree(root: Path) -> list[str]:
+    """A source with more than its file list names; the list (RECORD-like)."""
+    rich_tree(root)
+    (root / "pkg" / "unlisted.py").write_text("not in the list\n")
+    (root / "pkg" / "unlisted-dir" / "deep").mkdir(parents=True)
+    (root / "pkg" / "unlisted-dir" / "deep" / "x.py").write_text("x\n")
+    (root / "pkg-1.0.dist-info").mkdir()
+    for n in ("METADATA", "RECORD"):
+        (root / "pkg-1.0.dist-info" / n).write_text(n)
+    listed = []
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if (p.is_dir() and not p.is_symlink()) or "unlisted" in rel or rel.endswith("fifo"):
+            continue
+        listed.append(rel)
+    return [*listed, "./pkg/mod.py", "pkg//d0/d1/mod.py"]  # sloppy duplicates, as RECORDs have
+
+
+@needs_c
+@pytest.mark.parametrize("strategy", ["hardlink", "copy"])
+def test_file_lists_same_tree_and_report_as_the_other_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    """place(files=..., copy=...): the walk places exactly the listed files (nothing
+    unlisted, no directory nothing listed is in), hands the copy= files back (never
+    hardlinked), and matches the other paths."""
+    src = tmp_path / "src"
+    files = listed_tree(src)
+    results = {}
+    for mode, ext in (("tree", Spy(fast)), ("files", without_tree_walk(fast)), ("python", None)):
+        monkeypatch.setattr(_place, "_fast", ext)
+        dst = tmp_path / f"dst-{mode}"
+        r = linkstrategy.place(
+            src, dst / "site", strategy=strategy, files=files, copy=["*.dist-info/RECORD"]
+        )
+        if mode == "tree":
+            assert ext.calls >= 2
+        results[mode] = (snapshot(dst / "site"), report_view(r))
+        record = dst / "site" / "pkg-1.0.dist-info" / "RECORD"
+        assert os.stat(record).st_ino != os.stat(src / "pkg-1.0.dist-info" / "RECORD").st_ino
+    subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+    assert results["tree"] == results["files"] == results["python"]
+    snap, rep = results["tree"]
+    assert not [k for k in snap if "unlisted" in k]
+    assert rep["by_strategy"]["copy"] >= 1  # RECORD, at least
+    deep = "/".join(["pkg", *(f"d{i}" for i in range(20))])
+    assert snap[f"{deep}/bottom.py"][0] == "file"
+
+
+@needs_c
+def test_file_list_errors_as_on_the_other_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listed file that is not there, or that is a directory, fails the call and
+    leaves nothing behind, whichever path places it."""
+    src = tmp_path / "src"
+    files = listed_tree(src)
+    deep = "/".join(["pkg", *(f"d{i}" for i in range(20))])
+    for mode, ext in (("tree", fast), ("python", None)):
+        monkeypatch.setattr(_place, "_fast", ext)
+        for bad, code in (
+            (f"{deep}/not-there.py", errno.ENOENT),
+            ("pkg/d0/d1/not-there.py", errno.ENOENT),
+            ("pkg/d0/d1/empty", errno.EISDIR),
+        ):
+            dst = tmp_path / f"dst-{mode}"
+            with pytest.raises(OSError) as ei:
+                linkstrategy.place(src, dst, files=[*files, bad])
+            assert ei.value.errno == code, (mode, bad)
+            assert not dst.exists() and not [n for n in os.listdir(tmp_path) if ".lstmp" in n]
+    subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
 
 
 # -- the C function itself ----------------------------------------------------------------

@@ -33,6 +33,7 @@ symlink during the run makes the run fail; it never leads outside ``dst``.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import itertools
@@ -218,23 +219,40 @@ def _listings_from_files(files: Iterable[str | os.PathLike[str]], src: str) -> d
     listings: dict[str, _Listing] = {"": _Listing()}
     seen: set[str] = set()
     for raw in files:
-        entry = os.fspath(raw)
-        parts = [x for x in entry.split("/") if x not in ("", ".")]
-        if not parts or ".." in parts or entry.startswith("/") or "\0" in entry:
-            raise InvalidArgument(
-                errno.EINVAL, f"file list entry {entry!r} is not a relative path inside the source",
-                src,
-            )  # fmt: skip
-        rel = "/".join(parts)
+        entry = raw if isinstance(raw, str) else os.fspath(raw)
+        if (
+            entry
+            and entry[0] != "."  # nor ./, .., a dotfile: the careful path below
+            and entry[0] != "/"
+            and entry[-1] != "/"
+            and "/." not in entry
+            and "//" not in entry
+            and "\0" not in entry
+        ):
+            rel = entry  # the common case: already a clean relative path
+        else:
+            parts = [x for x in entry.split("/") if x not in ("", ".")]
+            if not parts or ".." in parts or entry.startswith("/") or "\0" in entry:
+                raise InvalidArgument(
+                    errno.EINVAL,
+                    f"file list entry {entry!r} is not a relative path inside the source",
+                    src,
+                )
+            rel = "/".join(parts)
         if rel in seen:  # listed twice (a RECORD can be sloppy): place it once
             continue
         seen.add(rel)
-        for i in range(len(parts) - 1):
-            sub = "/".join(parts[: i + 1])
-            if sub not in listings:
-                listings[sub] = _Listing()
-                listings["/".join(parts[:i])].subdirs.append(parts[i])
-        listings["/".join(parts[:-1])].listed.append(parts[-1])
+        parent, _, name = rel.rpartition("/")
+        listing = listings.get(parent)
+        if listing is None:  # a directory not seen yet: it and those above it
+            parts = rel.split("/")
+            for i in range(len(parts) - 1):
+                sub = "/".join(parts[: i + 1])
+                if sub not in listings:
+                    listings[sub] = _Listing()
+                    listings["/".join(parts[:i])].subdirs.append(parts[i])
+            listing = listings[parent]
+        listing.listed.append(name)
     return listings
 
 
@@ -301,6 +319,8 @@ class _Run:
         self.threaded = False
         self.chunk = 64
         self.whole_trees = False  # new subtrees go to the C walk (_tree_job)
+        # files=: every listed path (encoded, sorted) for the C walk's file lists
+        self.listed: list[bytes] | None = None
 
     @property
     def error(self) -> BaseException | None:
@@ -931,6 +951,7 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     hands back -- symlinks, special files, files that did not go plainly, directories
     deeper than it descends -- takes the Python path here, which owns every decision
     about errors and fallbacks."""
+    listed = None if run.listed is None else _listed_below(run, rel)
     sdir, ddir = _open_pair(run, roots, rel, drel)
     strategy = run.chain.strategies[0]
     try:
@@ -944,6 +965,7 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
             run.chain.cfr,
             run.times,
             _TREE_DEPTH,
+            None if listed is None else _file_list(run, rel, listed),
         )
     except OSError as e:
         where = _sub(rel, e.filename) if isinstance(e.filename, str) else rel
@@ -966,8 +988,70 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     if linked:
         tally.bytes -= _keep_tree_links(run, roots, rel, drel, linked)
     run.merge(tally)
+    if listed is not None and entries < _expected(listed, rest):
+        _missing(run, roots, rel, listed, rest)
     if rest:
         _place_rest(run, roots, rel, drel, rest)
+
+
+def _listed_below(run: _Run, rel: str) -> list[bytes]:
+    """The listed paths below the source directory ``rel``, relative to it (sorted)."""
+    assert run.listed is not None
+    if not rel:
+        return run.listed
+    prefix = os.fsencode(rel) + b"/"
+    lo = bisect.bisect_left(run.listed, prefix)
+    hi = bisect.bisect_left(run.listed, prefix[:-1] + b"0")  # "0" follows "/"
+    return [p[len(prefix) :] for p in run.listed[lo:hi]]
+
+
+def _file_list(run: _Run, rel: str, listed: list[bytes]) -> bytes:
+    """``listed`` for the C walk: a flag per path, "r" for a file the copy= policy
+    names (handed back: never hardlinked), "p" for the others."""
+    keep = run.private
+    if keep is None:
+        return b"".join(b"p" + p + b"\0" for p in listed)
+    return b"".join((b"r" if keep(_sub(rel, os.fsdecode(p))) else b"p") + p + b"\0" for p in listed)
+
+
+def _below(listed: list[bytes], path: str) -> int:
+    """How many of ``listed`` lie below the directory ``path``."""
+    prefix = os.fsencode(path) + b"/"
+    return bisect.bisect_left(listed, prefix[:-1] + b"0") - bisect.bisect_left(listed, prefix)
+
+
+def _expected(listed: list[bytes], rest: list[str]) -> int:
+    """Listed entries a walk must have seen: all but those below the directories it
+    handed back (their own walks see those)."""
+    return len(listed) - sum(_below(listed, r) for r in rest)
+
+
+def _missing(
+    run: _Run, roots: tuple[int, int], rel: str, listed: list[bytes], rest: list[str]
+) -> None:
+    """A walk saw fewer listed entries than there are: raise for the first that is not
+    there, as the per-directory path does."""
+    handed = [os.fsencode(r) + b"/" for r in rest]
+    for p in listed:
+        if any(p.startswith(h) for h in handed):
+            continue
+        path = _sub(rel, os.fsdecode(p))
+        parent, _, name = path.rpartition("/")
+        try:  # the directories on the way opened as the walk does: never a symlink
+            pfd = open_beneath(roots[0], parent, _DIR_FLAGS)
+            try:
+                os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            finally:
+                os.close(pfd)
+        except OSError as e:
+            raise PlaceError(
+                e.errno, f"listed file: {e.strerror}", run.src_path(path), None,
+                run.dst_path(path),
+            ) from None  # fmt: skip
+    raise PlaceError(  # listed and there, yet not seen: changed during the walk
+        errno.EAGAIN, "the source changed while it was placed", run.src_path(rel), None,
+        run.dst_path(rel),
+    )  # fmt: skip
 
 
 def _sub(rel: str, sub: str) -> str:
@@ -1019,6 +1103,13 @@ def _keep_tree_links(
     return freed
 
 
+def _is_listed(run: _Run, path: str) -> bool:
+    assert run.listed is not None
+    p = os.fsencode(path)
+    i = bisect.bisect_left(run.listed, p)
+    return i < len(run.listed) and run.listed[i] == p
+
+
 def _place_rest(run: _Run, roots: tuple[int, int], rel: str, drel: str, rest: list[str]) -> None:
     """What a C walk handed back, by the Python path: looked at again (lstat), then a
     directory made and walked as a job of its own, a symlink or file placed, anything
@@ -1039,6 +1130,12 @@ def _place_rest(run: _Run, roots: tuple[int, int], rel: str, drel: str, rest: li
                     except FileNotFoundError:
                         continue  # gone since the walk listed it
                     if stat.S_ISDIR(st.st_mode):
+                        path = _join(srel, name)
+                        if run.listed is not None and _is_listed(run, path):
+                            raise InvalidArgument(
+                                errno.EISDIR, "listed entry is a directory (list its files)",
+                                run.src_path(path),
+                            )  # fmt: skip
                         os.mkdir(name, 0o777, dir_fd=ddir)
                         child, cdrel = _join(srel, name), _join(sdrel, name)
                         with run.lock:
@@ -1047,7 +1144,8 @@ def _place_rest(run: _Run, roots: tuple[int, int], rel: str, drel: str, rest: li
                     elif stat.S_ISLNK(st.st_mode):
                         _place_symlink(run, srel, sdir, ddir, name, name, False, tally)
                     elif stat.S_ISREG(st.st_mode):
-                        _place_file(run, srel, sdir, ddir, name, name, False, tally, True)
+                        own = run.private is not None and run.private(_join(srel, name))
+                        _place_file(run, srel, sdir, ddir, name, name, False, tally, True, own)
                     else:  # never opened: opening a FIFO blocks, a device may do anything
                         kind = _special(st.st_mode)
                         run.skipped.append(Skipped(_join(srel, name), f"{kind}: not placed"))
@@ -1287,8 +1385,11 @@ def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str
     if not patterns:
         return None
     import fnmatch
+    import re
 
-    return lambda rel: any(fnmatch.fnmatchcase(rel, pat) for pat in patterns)
+    # One regex for all patterns (fnmatchcase's own translation): one match per file.
+    match = re.compile("|".join(fnmatch.translate(pat) for pat in patterns)).match
+    return lambda rel: match(rel) is not None
 
 
 class _Placement:
@@ -1388,12 +1489,17 @@ class _Placement:
             _fast is not None
             and hasattr(_fast, "place_tree")
             and not run.plan.network
-            and self.listings is None
             and run.progress is None
             and run.observer is None
-            and run.private is None
+            and (run.private is None or self.listings is not None)
             and "symlink" not in run.chain.strategies
         )
+        if run.whole_trees and self.listings is not None:
+            run.listed = sorted(
+                os.fsencode(_join(rel, name))
+                for rel, listing in self.listings.items()
+                for name in listing.listed
+            )
 
     # -- start and finish ------------------------------------------------------------------
     def start(self) -> None:

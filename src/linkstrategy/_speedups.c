@@ -362,8 +362,13 @@ error:
  * place_tree: a whole new directory tree in one call.
  *
  * place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,
- *            times, max_depth)
+ *            times, max_depth[, listed])
  *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked)
+ *
+ * ``listed`` (place(files=...)): bytes, ``<flag><relative path>\0`` per listed file,
+ * sorted by path; only those files are placed ('p') or handed back ('r': a file the
+ * caller's copy= policy names), and only the directories above them are made; a
+ * listed name that is a directory is handed back (the Python path refuses it).
  *
  * dst_dir_fd is a directory this run created and nothing else writes into (below a
  * new directory still hidden under a temporary name).  It gets src_dir_fd's mode as
@@ -382,7 +387,8 @@ error:
  *           gives them their mode when the tree is complete (as _dir_job records).
  *   linked  [("rel/name", st_dev, st_ino)] files placed whose source has more links.
  *   files, bytes, dirs (directories made, counting dst_dir_fd), entries (files,
- *           symlinks and special files seen: the caller's "discovered").
+ *           symlinks and special files seen, and listed names handed back: the
+ *           caller's "discovered", and with ``listed`` how it finds a missing one).
  *
  * At most 2 * max_depth directory fds are open.  An error on a directory itself
  * (reading the source, mkdirat, opening the new directory, fchmod, fsync) stops the
@@ -448,7 +454,50 @@ struct walk {
     struct recs recs;
     int err;          /* errno of the error that stopped the walk, 0 if none */
     char *err_path;   /* its relative path */
+    /* The caller's file list (place(files=...)), or nallow < 0 for "everything":
+       sorted relative paths, each with its flag ('p' place, 'r' hand back). */
+    Py_ssize_t nallow;
+    const char **allow;
+    char *flags;
 };
+
+/* Index of ``path`` in the file list, -1 if it is not listed. */
+static Py_ssize_t allow_find(const struct walk *w, const char *path)
+{
+    Py_ssize_t lo = 0, hi = w->nallow;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(w->allow[mid], path);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* Is anything listed below the directory ``path`` (``path/...``)?  The buffer holds
+   room for one more byte after ``len``. */
+static int allow_below(const struct walk *w, char *path, size_t len)
+{
+    Py_ssize_t lo = 0, hi = w->nallow;
+    char saved = path[len + 1];
+    path[len] = '/';
+    path[len + 1] = '\0';
+    while (lo < hi) { /* the first entry >= "path/" */
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (strcmp(w->allow[mid], path) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int below = lo < w->nallow && strncmp(w->allow[lo], path, len + 1) == 0;
+    path[len] = '\0';
+    path[len + 1] = saved;
+    return below;
+}
 
 /* Give the new directory dfd the mode of sfd, as _dir_job does for a hidden one. */
 static int dir_mode(struct walk *w, int sfd, int dfd, const char *rel, size_t len)
@@ -560,7 +609,25 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 type = DT_LNK; /* anything else: handed back */
         }
         size_t len = path_push(path, f->len, name);
-        if (type == DT_REG) {
+        int hand_back = 0;
+        if (w->nallow >= 0) { /* only what the list names, and the directories above it */
+            Py_ssize_t k = allow_find(w, path);
+            if (type == DT_DIR && k < 0 && !allow_below(w, path, len)) {
+                path[f->len] = '\0';
+                continue;
+            }
+            if (type != DT_DIR && k < 0) {
+                path[f->len] = '\0';
+                continue;
+            }
+            if (k >= 0) /* a listed name: 'r' as asked, and a directory for Python to refuse */
+                hand_back = w->flags[k] != 'p' || type == DT_DIR;
+        }
+        if (hand_back) {
+            w->entries++;
+            if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)
+                goto nomem;
+        } else if (type == DT_REG) {
             int linked = 0;
             long long ldev = 0, lino = 0;
             w->entries++;
@@ -663,20 +730,50 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
 {
     int strategy, sdir, ddir, umask_, max_depth;
     struct walk w;
-    PyObject *rest = NULL, *modes = NULL, *linked = NULL, *result = NULL;
+    PyObject *rest = NULL, *modes = NULL, *linked = NULL, *result = NULL, *listed = Py_None;
 
     (void)self;
     memset(&w, 0, sizeof(w));
-    if (!PyArg_ParseTuple(args, "iiiippppi", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
-                          &w.do_fsync, &w.cfr, &w.times_, &max_depth))
+    w.nallow = -1;
+    if (!PyArg_ParseTuple(args, "iiiippppi|O", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
+                          &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed))
         return NULL;
+    if (listed != Py_None) {
+        /* b"<flag><path>\0<flag><path>\0...", sorted by path: parsed in place (the
+           bytes object is held by the caller's frame for the whole call) */
+        char *buf;
+        Py_ssize_t size, n = 0, k;
+        if (PyBytes_AsStringAndSize(listed, &buf, &size) != 0)
+            return NULL;
+        for (k = 0; k < size; k++)
+            n += buf[k] == '\0';
+        w.allow = PyMem_Calloc((size_t)n + 1, sizeof(*w.allow));
+        w.flags = PyMem_Calloc((size_t)n + 1, 1);
+        if (w.allow == NULL || w.flags == NULL) {
+            PyMem_Free(w.allow);
+            PyMem_Free(w.flags);
+            return PyErr_NoMemory();
+        }
+        for (k = 0, n = 0; k < size; n++) {
+            w.flags[n] = buf[k];
+            w.allow[n] = buf + k + 1;
+            k += (Py_ssize_t)strlen(buf + k) + 1;
+            if (n > 0 && strcmp(w.allow[n - 1], w.allow[n]) >= 0) {
+                PyMem_Free(w.allow);
+                PyMem_Free(w.flags);
+                PyErr_SetString(PyExc_ValueError, "the file list must be sorted and unique");
+                return NULL;
+            }
+        }
+        w.nallow = n;
+    }
     if (strategy < HARDLINK || strategy > COPY) {
         PyErr_Format(PyExc_ValueError, "unknown strategy %d", strategy);
-        return NULL;
+        goto done;
     }
     if (max_depth < 1 || max_depth > 64) {
         PyErr_SetString(PyExc_ValueError, "max_depth must be 1..64");
-        return NULL;
+        goto done;
     }
     w.strategy = strategy;
     w.umask_ = (mode_t)umask_;
@@ -702,6 +799,8 @@ done:
     Py_XDECREF(linked);
     free(w.err_path);
     recs_free(&w.recs);
+    PyMem_Free(w.allow);
+    PyMem_Free(w.flags);
     return result;
 }
 
@@ -713,7 +812,7 @@ static PyMethodDef methods[] = {
      "at the first one that does not go plainly (see the comment atop _speedups.c)."},
     {"place_tree", place_tree, METH_VARARGS,
      "place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,\n"
-     "           times, max_depth)\n"
+     "           times, max_depth[, listed])\n"
      "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked)\n\n"
      "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
      "not plain (see the comment above place_tree in _speedups.c)."},
