@@ -121,6 +121,38 @@ MUTATIONS: list[Mutation] = [
         (f"{TW}::test_same_tree_and_report_as_the_other_paths",),
         "bytes must count what the tree holds, as on the Python path",
     ),
+    m(
+        "tree-walk-places-unlisted-files",
+        _C,
+        "            if (type != DT_DIR && k < 0) {\n                path[f->len] = '\\0';\n                continue;\n            }",
+        "",
+        (f"{TW}::test_file_lists_same_tree_and_report_as_the_other_paths",),
+        "place(files=...) must place the listed files and nothing else",
+    ),
+    m(
+        "tree-walk-hardlinks-copy-policy-files",
+        _C,
+        "                hand_back = w->flags[k] != 'p' || type == DT_DIR;",
+        "                hand_back = type == DT_DIR;",
+        (f"{TW}::test_file_lists_same_tree_and_report_as_the_other_paths",),
+        "a file copy= names (RECORD) would be a hardlink into the cache",
+    ),
+    m(
+        "tree-walk-missing-listed-file-unnoticed",
+        _PLACE,
+        "    if listed is not None and entries < _expected(listed, rest):",
+        "    if False:",
+        (f"{TW}::test_file_list_errors_as_on_the_other_paths",),
+        "a listed file that is not there must fail the call",
+    ),
+    m(
+        "tree-walk-listed-directory-placed",
+        _PLACE,
+        "                        if run.listed is not None and _is_listed(run, path):",
+        "                        if False:",
+        (f"{TW}::test_file_list_errors_as_on_the_other_paths",),
+        "a listed entry that is a directory is refused, as on the per-directory path",
+    ),
     # -- place(): symlinks ----------------------------------------------------------------
     m(
         "place-middle-component-followed",
