@@ -24,8 +24,11 @@ from support import mountutil
 
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
+import linkstrategy._tree as RT
 from linkstrategy._errors import RemoveError
-from linkstrategy._remove import TRASH_NAME, collect_trash, gc, remove
+from linkstrategy._gc import gc
+from linkstrategy._remove import remove
+from linkstrategy._trash import TRASH_NAME, collect_trash
 
 
 def make_tree(root: Path, files: int = 20, depth: int = 3) -> list[Path]:
@@ -351,10 +354,10 @@ def test_symlink_swapped_in_mid_walk_is_removed_not_followed(
     outside = tmp_path / "outside"
     (outside / "inner").mkdir(parents=True)
     (outside / "inner" / "f").write_text("precious")
-    real = R.statx
+    real = RT.statx
     swapped = []
 
-    def racing(dir_fd: int, name: str) -> R.StatxResult:
+    def racing(dir_fd: int, name: str) -> RT.StatxResult:
         st = real(dir_fd, name)
         if name == "victim" and not swapped:
             # Between the check and the open, the directory becomes a symlink out.
@@ -363,7 +366,7 @@ def test_symlink_swapped_in_mid_walk_is_removed_not_followed(
             swapped.append(1)
         return st
 
-    monkeypatch.setattr(R, "statx", racing)
+    monkeypatch.setattr(RT, "statx", racing)
     r = remove(root, workers=8 if walk == "parallel" else None)
     assert swapped and r.ok and not os.path.lexists(root)
     assert (outside / "inner" / "f").read_text() == "precious"
@@ -406,9 +409,9 @@ def test_last_accepts_absolute_paths(tmp_path: Path, unlink_spy: list[str]) -> N
 _KILL_CHILD = textwrap.dedent(
     """
     import os, sys
-    from linkstrategy import _remove
+    from linkstrategy import _remove, _tree
     k = int(sys.argv[3])  # kill -9 after the k-th unlink
-    _remove.unlink_hook = lambda n: n >= k and os.kill(os.getpid(), 9)
+    _tree.unlink_hook = lambda n: n >= k and os.kill(os.getpid(), 9)
     _remove.remove(sys.argv[1:3], last=("METADATA", "RECORD"))
     """
 )
@@ -514,7 +517,7 @@ def test_latency_mount_uses_a_pool_and_removes_everything(latencyfs: Any) -> Non
     latencyfs.set_latency(2)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert R._network_workers(fd) == R._NETWORK_WORKERS
+        assert RT._network_workers(fd) == RT._NETWORK_WORKERS
     finally:
         os.close(fd)
     r = remove(root)
@@ -574,16 +577,16 @@ def test_parallel_walk_retries_busy_directories(
 def test_big_local_tree_is_handed_to_threads_midway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unlink_spy: list[str]
 ) -> None:
-    monkeypatch.setattr(R, "_LOCAL_SERIAL_DIRS", 2)
-    monkeypatch.setattr(R, "_local_workers", lambda: 2)
+    monkeypatch.setattr(RT, "_LOCAL_SERIAL_DIRS", 2)
+    monkeypatch.setattr(RT, "_local_workers", lambda: 2)
     handed: list[int] = []
-    real_adopt = R._ParallelWalk.adopt
+    real_adopt = RT._ParallelWalk.adopt
 
     def adopt(self: Any, stack: list[Any]) -> bool:
         handed.append(len(stack))
         return real_adopt(self, stack)
 
-    monkeypatch.setattr(R._ParallelWalk, "adopt", adopt)
+    monkeypatch.setattr(RT._ParallelWalk, "adopt", adopt)
     pkg, info = dist(tmp_path)
     deep_tree(pkg / "deep", dirs=20)
     expected = count_entries(pkg) + count_entries(info)
@@ -615,14 +618,14 @@ def test_unexpected_error_in_a_job_is_raised_not_hung(
 ) -> None:
     root = tmp_path / "t"
     deep_tree(root)
-    real = R._Run.scan
+    real = RT.Run.scan
 
     def boom(self: Any, fr: Any, out: Any) -> list[str]:
         if fr.path.endswith("/d5"):
             raise RuntimeError("bug")
         return real(self, fr, out)
 
-    monkeypatch.setattr(R._Run, "scan", boom)
+    monkeypatch.setattr(RT.Run, "scan", boom)
     with pytest.raises(RuntimeError, match="bug"):
         remove(root, workers=4)
     monkeypatch.undo()

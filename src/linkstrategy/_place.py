@@ -49,8 +49,7 @@ from . import _errors as E
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
-from ._pool import Abort, Group, Tasks, shared
-from ._remove import collect_trash
+from ._pool import Abort, Backoff, Group, Tasks, shared
 from ._syscalls import (
     CLONE_CREATES,
     clone_at,
@@ -64,6 +63,7 @@ from ._syscalls import (
     open_beneath,
     set_xattr,
 )
+from ._trash import collect_trash
 from ._tree import reap_stale, rmtree_at
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
@@ -577,7 +577,7 @@ def _place_file(
         chain = [x for x in chain if x != "hardlink"] or ["copy"]
     for i, strategy in enumerate(chain):
         nxt = chain[i + 1] if i + 1 < len(chain) else None
-        tries = 0
+        backoff: Backoff | None = None
         while True:
             try:
                 size = _attempt(run, strategy, rel_dir, sdir, ddir, sname, dname, exists, direct)
@@ -585,9 +585,9 @@ def _place_file(
                 code = e.errno
                 action = E.place_action(code, strategy)
                 if action == "retry":
-                    if tries < _TRANSIENT_TRIES:
-                        tries += 1
-                        time.sleep(0.005 * 2**tries)
+                    if backoff is None:
+                        backoff = Backoff(0.01, 1.0, tries=_TRANSIENT_TRIES)
+                    if backoff.wait():
                         continue
                     action = "next_for_file"
                 if action != "fail" and nxt is not None:

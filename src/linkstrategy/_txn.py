@@ -106,8 +106,12 @@ from ._errors import (
 )
 from ._mounts import mount_id_of
 from ._owner import hold, is_tmp_name, may_act, owner, release
-from ._remove import RemoveReport, StrPath, _collect_trash_at, _split, remove_at
+from ._pool import Backoff
 from ._syscalls import fd_path, libc
+from ._trash import collect_trash_at as _collect_trash_at
+from ._trash import remove_at
+from ._tree import RemoveReport, StrPath
+from ._tree import split as _split
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
@@ -200,7 +204,7 @@ def _exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
                 pass
     if _renameat2_fn is False:
         return False
-    delay, deadline = 0.01, time.monotonic() + _RENAME_BUDGET
+    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)
     while True:
         rc = _renameat2_fn(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_EXCHANGE)
         if rc == 0:
@@ -210,24 +214,20 @@ def _exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
         # ENOSYS: kernel < 3.15 or seccomp; EOPNOTSUPP: some FUSE daemons.
         if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             return False
-        if code not in REMOVE_RETRY or time.monotonic() + delay > deadline:
+        if code not in REMOVE_RETRY or not backoff.wait():
             raise OSError(code, os.strerror(code), a, None, b)
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
 
 
 def _rename(a_fd: int, a: str, b_fd: int, b: str) -> None:
     """renameat(2), retrying busy errors (NFS, Windows-style sharing) with backoff."""
-    delay, deadline = 0.01, time.monotonic() + _RENAME_BUDGET
+    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)
     while True:
         try:
             os.rename(a, b, src_dir_fd=a_fd, dst_dir_fd=b_fd)
             return
         except OSError as e:
-            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:
+            if e.errno not in REMOVE_RETRY or not backoff.wait():
                 raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
 
 
 def _stat_at(dir_fd: int, name: str) -> os.stat_result | None:

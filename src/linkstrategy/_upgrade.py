@@ -68,8 +68,10 @@ from typing import TYPE_CHECKING, Any
 from . import _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError
 from ._owner import owner
-from ._remove import StrPath, _collect_trash_at, remove_at
+from ._remove import remove_at
 from ._syscalls import fd_path
+from ._trash import collect_trash_at as _collect_trash_at
+from ._tree import StrPath
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
