@@ -57,3 +57,42 @@ def test_width_one_is_serial(monkeypatch: pytest.MonkeyPatch) -> None:
         group.submit(job)
     group.wait()
     assert most[0] == 1
+
+
+@pytest.mark.parametrize("order", ["fifo", "lifo"])
+def test_order_of_a_tasks_queue(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    """``lifo`` takes the newest job first (remove()'s walk goes deep first), ``fifo``
+    the oldest (place())."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), 1, order=order)  # type: ignore[arg-type]
+    group = _pool.Group(tasks)
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def first() -> None:
+        started.set()
+        release.wait(20)
+        ran.append("first")
+
+    group.submit(first)
+    assert started.wait(20)
+    for name in "abc":
+        group.submit(ran.append, name)
+    release.set()
+    group.wait()
+    assert ran == (["first", "a", "b", "c"] if order == "fifo" else ["first", "c", "b", "a"])
+
+
+def test_backoff_doubles_caps_and_stops_at_its_tries_or_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(_pool.time, "sleep", slept.append)
+    b = _pool.Backoff(0.01, 0.03, tries=4)
+    assert [b.wait() for _ in range(5)] == [True, True, True, True, False]
+    assert slept == [0.01, 0.02, 0.03, 0.03]
+    slept.clear()
+    b = _pool.Backoff(5.0, deadline=_pool.time.monotonic() + 0.2)
+    assert b.wait() and 0 < slept[0] <= 0.2  # the last step ends at the deadline
+    b.deadline = _pool.time.monotonic() - 0.001
+    assert not b.wait() and len(slept) == 1

@@ -684,3 +684,89 @@ def test_next_remove_in_same_directory_empties_stale_trash(
 
 
 # -- speed (a baseline, not a benchmark) ------------------------------------------------
+
+
+# -- one engine: errno decisions, the kill hook, the network table ----------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [
+        (errno.ENOENT, "gone"),
+        (errno.EBUSY, "busy"),
+        (errno.ENOTEMPTY, "retry"),
+        (errno.EEXIST, "retry"),
+        (errno.EAGAIN, "retry"),
+        (errno.EINTR, "retry"),
+        (errno.EACCES, "fix_perms"),
+        (errno.EPERM, "fix_perms"),
+        (errno.ELOOP, "swapped"),
+        (errno.ENOTDIR, "swapped"),
+        (errno.EISDIR, "swapped"),
+        (errno.EMFILE, "fail"),
+        (errno.ENFILE, "fail"),
+        (errno.EIO, "fail"),
+        (errno.EROFS, "fail"),
+        (errno.ENOSPC, "fail"),
+        (errno.ESTALE, "fail"),
+        (errno.ENAMETOOLONG, "fail"),
+        (None, "fail"),
+    ],
+)
+def test_remove_action_table(code: int | None, action: str) -> None:
+    from linkstrategy._errors import remove_action
+
+    assert remove_action(code) == action
+
+
+def test_kill_hook_is_called_from_the_production_unlink_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill -9 tests' hook must not switch remove() to another loop: with the hook
+    set, every unlink still goes through the hot loop (the per-file slow path is for
+    errors only), and the hook sees each removal as it happens."""
+    root = tmp_path / "t"
+    (root / "sub").mkdir(parents=True)
+    for i in range(5):
+        (root / f"f{i}").write_text("x")
+    for i in range(3):
+        (root / "sub" / f"g{i}").write_text("x")
+    seen: list[int] = []
+    monkeypatch.setattr(RT, "unlink_hook", seen.append)
+
+    def slow_path(*a: Any, **kw: Any) -> bool:
+        raise AssertionError("remove() took the per-file path without an error")
+
+    monkeypatch.setattr(RT.Run, "unlink", slow_path)
+    r = remove(root, workers=1)
+    assert r.ok and not root.exists()
+    assert seen == list(range(1, 11))  # 8 files, then sub and t
+
+
+def test_remove_decides_network_as_place_does(
+    tmpfs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's thread table asks the same classification as the probe (and the
+    same $LINKSTRATEGY_NETWORK_MOUNTS): a mount place() calls network gets the
+    parallel walk, one it calls local a serial one."""
+    from linkstrategy import probe
+    from linkstrategy._probe import clear_cache
+
+    mp = find_mount_point(tmpfs_dir)
+    fd = os.open(tmpfs_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for env in ("", mp):
+            monkeypatch.setenv("LINKSTRATEGY_NETWORK_MOUNTS", env)
+            clear_cache()
+            network = probe(str(tmpfs_dir)).network
+            assert network == bool(env)
+            assert RT._network_workers(fd) == (RT._NETWORK_WORKERS if network else 1)
+    finally:
+        os.close(fd)
+        clear_cache()
+
+
+def find_mount_point(p: Path) -> str:
+    from linkstrategy._mounts import find_mount
+
+    return find_mount(str(p)).mount_point

@@ -13,14 +13,25 @@ import logging
 import os
 import stat
 from dataclasses import replace as dc_replace
-from typing import Any
 
 from ._errors import RemoveError, TransactionBusy, remove_action
 from ._owner import is_tmp_name, judge, may_act
 from ._probe import PROBE_PREFIX
 from ._syscalls import fd_path, statx
 from ._trash import empty_trash, is_trash_name, known_on, open_trash, reopen_known
-from ._tree import RemoveFailure, RemoveReport, Run, StrPath, entry_root, passes, why
+from ._tree import (
+    Frame,
+    Protect,
+    RemoveFailure,
+    RemoveReport,
+    Run,
+    StrPath,
+    WalkStopped,
+    entry_root,
+    passes,
+    walk_frames,
+    why,
+)
 from ._txn import (
     is_journal_name,
     is_stage_name,
@@ -144,75 +155,53 @@ class _Gc:
         return rest
 
     def walk(self, top_fd: int, top_path: str, names: list[str]) -> None:
-        """``recursive=True``: every directory below, one mount only, no symlinks
-        followed, iterative with bounded fds (a closed frame is reopened from its
-        child through ``..`` and checked by inode)."""
+        """``recursive=True``: every directory below, with the engine's walk
+        (:func:`._tree.walk_frames`: iterative, bounded fds, a closed frame reopened
+        from its child through ``..`` and checked by inode); one mount only, no
+        symlinks followed."""
         top = statx(top_fd, "")
         tst = os.fstat(top_fd)
-        # (fd or -1, ident, path, subdirectory names still to visit)
-        stack: list[list[Any]] = [[top_fd, (tst.st_dev, tst.st_ino), top_path, list(names)]]
-        opened = 0
+        first = Frame(top_fd, top_path, Protect(), list(names), ident=(tst.st_dev, tst.st_ino))
+
+        def enter(fr: Frame, n: str) -> Frame | None:
+            try:
+                st = statx(fr.fd, n)
+            except OSError:
+                return None
+            if (
+                not stat.S_ISDIR(st.mode)
+                or st.dev != top.dev
+                or st.mount_root
+                or (st.mnt_id is not None and st.mnt_id != top.mnt_id)
+            ):
+                return None
+            path = os.path.join(fr.path, n)
+            try:
+                fd = os.open(n, _O_DIR, dir_fd=fr.fd)
+            except OSError as e:
+                if remove_action(e.errno) not in ("gone", "swapped"):
+                    self.run.errors.append(
+                        RemoveFailure(path, e.errno or 0, f"cannot open: {why(e.errno or 0)}")
+                    )
+                return None
+            try:
+                fst = os.fstat(fd)
+                if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
+                    os.close(fd)
+                    return None
+                rest = self.directory(fd, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            return Frame(fd, path, Protect(), rest, ident=(st.dev, st.ino))
+
+        def leave(fr: Frame, parent: Frame) -> None:
+            pass
+
         try:
-            while stack:
-                fr = stack[-1]
-                if fr[3]:
-                    n = fr[3].pop()
-                    try:
-                        st = statx(fr[0], n)
-                    except OSError:
-                        continue
-                    if (
-                        not stat.S_ISDIR(st.mode)
-                        or st.dev != top.dev
-                        or st.mount_root
-                        or (st.mnt_id is not None and st.mnt_id != top.mnt_id)
-                    ):
-                        continue
-                    try:
-                        fd = os.open(n, _O_DIR, dir_fd=fr[0])
-                    except OSError as e:
-                        if remove_action(e.errno) not in ("gone", "swapped"):
-                            p = os.path.join(fr[2], n)
-                            self.run.errors.append(
-                                RemoveFailure(p, e.errno or 0, f"cannot open: {why(e.errno or 0)}")
-                            )
-                        continue
-                    fst = os.fstat(fd)
-                    if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
-                        os.close(fd)
-                        continue
-                    path = os.path.join(fr[2], n)
-                    rest = self.directory(fd, path)
-                    stack.append([fd, (st.dev, st.ino), path, rest])
-                    opened += 1
-                    if opened > self.run.max_fds:
-                        old = next(f for f in stack[1:] if f[0] >= 0)
-                        os.close(old[0])
-                        old[0] = -1
-                        opened -= 1
-                    continue
-                stack.pop()
-                if not stack:
-                    break
-                parent = stack[-1]
-                if parent[0] < 0:
-                    pfd = os.open("..", _O_DIR, dir_fd=fr[0])
-                    pst = os.fstat(pfd)
-                    if (pst.st_dev, pst.st_ino) != parent[1]:
-                        os.close(pfd)
-                        self.run.errors.append(
-                            RemoveFailure(parent[2], errno.ESTALE, "moved during gc, walk stopped")
-                        )
-                        return
-                    parent[0] = pfd
-                    opened += 1
-                os.close(fr[0])
-                fr[0] = -1
-                opened -= 1
-        finally:
-            for f in stack[1:]:
-                if f[0] >= 0:
-                    os.close(f[0])
+            walk_frames(first, self.run.max_fds, enter, leave, doing="gc")
+        except WalkStopped as e:
+            self.run.errors.append(RemoveFailure(e.path, e.cause.errno or 0, e.what))
 
 
 def gc(

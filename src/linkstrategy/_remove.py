@@ -1,5 +1,10 @@
 """Robust removal of files and trees, built for network filesystems.
 
+This module is remove()'s front: its arguments (``files=``, ``last``), the interrupted
+``replace()`` next to a root, the stale trash; the walk, the retries and the
+refusals are the tree engine's (:mod:`._tree`), the deferral the trash's
+(:mod:`._trash`), gc() is :mod:`._gc`.
+
 :func:`remove` walks each tree with directory file descriptors (``openat`` with
 ``O_NOFOLLOW``, ``unlinkat``, ``unlinkat(AT_REMOVEDIR)``), like the safe path of
 ``shutil.rmtree``: it never follows a symlink and never leaves the tree, even if a

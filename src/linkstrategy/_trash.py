@@ -1,4 +1,5 @@
-"""The trash: where :func:`~linkstrategy.remove` puts a root it could not remove in time.
+"""The trash: where :func:`~linkstrategy.remove` puts a root it could not remove in time,
+and how it is emptied later (:func:`collect_trash`, by ``remove()``, ``place()`` and ``gc()``).
 
 A deferred root is moved with one ``rename`` into a trash directory that is a
 sibling of the root (same mount, same btrfs subvolume: the rename cannot give

@@ -59,10 +59,12 @@ __all__ = [
     "Root",
     "Run",
     "TreeChanged",
+    "WalkStopped",
     "reap_stale",
     "remove_entry",
     "remove_roots",
     "rmtree_at",
+    "walk_frames",
 ]
 
 log = logging.getLogger("linkstrategy")
@@ -241,7 +243,7 @@ _EMPTY_PROTECT = Protect()
 
 
 @dataclass(eq=False)
-class _Frame:
+class Frame:
     """A directory being emptied: its fd and what the walk knows about it."""
 
     fd: int  # -1: closed by a deep serial walk (reopened through ".." on the way up)
@@ -253,7 +255,7 @@ class _Frame:
     depth: int = 0
     # Parallel walk only: the directory holding this one (None for the top), and
     # how many jobs still run for it (its own scan plus one per child directory).
-    parent: _Frame | None = None
+    parent: Frame | None = None
     pending: int = 0
 
 
@@ -490,7 +492,7 @@ class Run:
             return here.mnt_id != there.mnt_id
         return here.dev != there.dev
 
-    def open_subdir(self, fr: _Frame, name: str, root: StatxResult, out: Outcome) -> int | None:
+    def open_subdir(self, fr: Frame, name: str, root: StatxResult, out: Outcome) -> int | None:
         """Open ``name`` under ``fr`` for walking, or deal with it and return None."""
         full = os.path.join(fr.path, name)
         try:
@@ -551,7 +553,7 @@ class Run:
             return None
         return fd
 
-    def scan(self, fr: _Frame, out: Outcome) -> list[str]:
+    def scan(self, fr: Frame, out: Outcome) -> list[str]:
         """List ``fr``: its non-directories are returned, its directories queued."""
         try:
             with os.scandir(fr.fd) as it:
@@ -589,7 +591,7 @@ class Run:
                 files.append(name)
         return files
 
-    def unlink_files(self, fr: _Frame, files: list[str], out: Outcome) -> None:
+    def unlink_files(self, fr: Frame, files: list[str], out: Outcome) -> None:
         """Unlink ``files`` (non-directories of ``fr``), one after another."""
         if not files:
             return
@@ -646,86 +648,139 @@ class Run:
         max_fds: int,
         later: int = 1,
     ) -> bool:
-        """Empty the directory open at ``top_fd`` depth first, in a loop, holding at
-        most ``max_fds`` directory fds (besides ``top_fd``) at any depth: deeper, the
-        oldest open frame is closed and reached again from its child through ``..``,
-        checked by ``(st_dev, st_ino)``; a directory moved away mid-walk stops the walk
-        (an error) instead of leading elsewhere.  ``later > 1``: after
-        ``_LOCAL_SERIAL_DIRS`` directories, hand the rest to that many threads."""
-        serial_dirs = _LOCAL_SERIAL_DIRS
+        """Empty the directory open at ``top_fd`` with :func:`walk_frames` (depth first,
+        at most ``max_fds`` directory fds besides ``top_fd``); True if it is now empty.
+        ``later > 1``: after ``_LOCAL_SERIAL_DIRS`` directories, hand the rest to that
+        many threads."""
         top_st = os.fstat(top_fd)
-        top = _Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino))
+        top = Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino))
         self.unlink_files(top, self.scan(top, out), out)
-        stack = [top]
-        opened = 0  # open fds in stack, top excluded
-        closed = 0  # frames in stack whose fd was closed to stay within max_fds
+
+        def enter(fr: Frame, name: str) -> Frame | None:
+            fd = self.open_subdir(fr, name, root, out)
+            if fd is None:
+                return None
+            try:
+                fst = os.fstat(fd)
+                node = fr.prot.children.get(name, _EMPTY_PROTECT)
+                child = Frame(
+                    fd,
+                    os.path.join(fr.path, name),
+                    node,
+                    ident=(fst.st_dev, fst.st_ino),
+                    depth=fr.depth + 1,
+                )
+                self.unlink_files(child, self.scan(child, out), out)
+            except BaseException:
+                os.close(fd)
+                raise
+            return child
+
+        def leave(fr: Frame, parent: Frame) -> None:
+            if fr.blocked or not self.rmdir(parent.fd, parent.path, os.path.basename(fr.path), out):
+                parent.blocked = True
+
+        def handoff(stack: list[Frame]) -> bool:
+            return _ParallelWalk(self, self.tasks(later), root, out).adopt(stack)
+
         try:
-            while stack:
-                fr = stack[-1]
-                if fr.subdirs:
-                    if serial_dirs <= 0 and later > 1 and not closed:
-                        walk = _ParallelWalk(self, self.tasks(later), root, out)
-                        handed, stack = stack, []  # its fds are the walk's to close now
-                        return walk.adopt(handed)
-                    serial_dirs -= 1
-                    name = fr.subdirs.pop()
-                    fd = self.open_subdir(fr, name, root, out)
-                    if fd is None:
-                        continue
-                    fst = os.fstat(fd)
-                    node = fr.prot.children.get(name, _EMPTY_PROTECT)
-                    child = _Frame(
-                        fd,
-                        os.path.join(fr.path, name),
-                        node,
-                        ident=(fst.st_dev, fst.st_ino),
-                        depth=fr.depth + 1,
-                    )
-                    stack.append(child)
-                    opened += 1
-                    if opened > max_fds:
-                        old = next(f for f in stack[1:] if f.fd >= 0)
-                        os.close(old.fd)
-                        old.fd = -1
-                        opened -= 1
-                        closed += 1
-                    self.unlink_files(child, self.scan(child, out), out)
+            handed = walk_frames(
+                top,
+                max_fds,
+                enter,
+                leave,
+                handoff=handoff if later > 1 else None,
+                handoff_after=_LOCAL_SERIAL_DIRS,
+                doing="removal",
+            )
+        except WalkStopped as e:
+            self.fail(out, e.path, e.cause, e.what)
+            return False
+        return not top.blocked if handed is None else handed
+
+
+class WalkStopped(OSError):
+    """:func:`walk_frames` stopped: a directory it had closed to stay within its fds
+    cannot be reopened, or is no longer the inode it was (moved away mid-walk)."""
+
+    def __init__(self, path: str, cause: OSError, what: str) -> None:
+        super().__init__(cause.errno, what, path)
+        self.path = path
+        self.what = what
+        self.cause = cause
+
+
+def walk_frames(
+    top: Frame,
+    max_fds: int,
+    enter: Callable[[Frame, str], Frame | None],
+    leave: Callable[[Frame, Frame], None],
+    *,
+    handoff: Callable[[list[Frame]], bool] | None = None,
+    handoff_after: int = 0,
+    doing: str = "the walk",
+) -> bool | None:
+    """The engine's walk: depth first from ``top`` (open, its ``subdirs`` listed), in a
+    loop, holding at most ``max_fds`` directory fds besides ``top.fd`` at any depth:
+    deeper, the oldest open frame is closed and reached again from its child through
+    ``..``, checked by ``(st_dev, st_ino)``; a directory moved away mid-walk stops the
+    walk (:class:`WalkStopped`) instead of leading elsewhere.
+
+    ``enter(frame, name)``: the child ``name`` of ``frame`` opened (``O_NOFOLLOW``,
+    same mount, identity checked) and listed, or None to skip it.  ``leave(child,
+    parent)``: after the child and everything below it (its fd closed).  ``handoff``:
+    after ``handoff_after`` directories, while no frame is closed, the open stack (top
+    first) is handed over and its result returned; else None when the walk is done."""
+    stack = [top]
+    opened = 0  # open fds in stack, top excluded
+    closed = 0  # frames in stack whose fd was closed to stay within max_fds
+    dirs = handoff_after
+    try:
+        while stack:
+            fr = stack[-1]
+            if fr.subdirs:
+                if handoff is not None and dirs <= 0 and not closed:
+                    handed, stack = stack, []  # its fds are the taker's to close now
+                    return handoff(handed)
+                dirs -= 1
+                child = enter(fr, fr.subdirs.pop())
+                if child is None:
                     continue
-                stack.pop()
-                if fr is top:
-                    return not fr.blocked
-                parent = stack[-1]
-                if parent.fd < 0:
-                    try:
-                        pfd = os.open("..", _O_DIR, dir_fd=fr.fd)
-                    except OSError as e:
-                        self.fail(out, parent.path, e, "cannot reopen directory")
-                        return False
-                    pst = os.fstat(pfd)
-                    if (pst.st_dev, pst.st_ino) != parent.ident:
-                        os.close(pfd)
-                        self.fail(
-                            out,
-                            parent.path,
-                            OSError(errno.ESTALE, "moved"),
-                            "moved during removal, walk stopped",
-                        )
-                        return False
-                    parent.fd = pfd
-                    opened += 1
-                    closed -= 1
-                os.close(fr.fd)
-                fr.fd = -1
-                opened -= 1
-                if fr.blocked or not self.rmdir(
-                    parent.fd, parent.path, os.path.basename(fr.path), out
-                ):
-                    parent.blocked = True
-            return not top.blocked
-        finally:
-            for fr in stack:
-                if fr is not top and fr.fd >= 0:
-                    os.close(fr.fd)
+                stack.append(child)
+                opened += 1
+                if opened > max_fds:
+                    old = next(f for f in stack[1:] if f.fd >= 0)
+                    os.close(old.fd)
+                    old.fd = -1
+                    opened -= 1
+                    closed += 1
+                continue
+            stack.pop()
+            if fr is top:
+                return None
+            parent = stack[-1]
+            if parent.fd < 0:
+                try:
+                    pfd = os.open("..", _O_DIR, dir_fd=fr.fd)
+                except OSError as e:
+                    raise WalkStopped(parent.path, e, "cannot reopen directory") from None
+                pst = os.fstat(pfd)
+                if (pst.st_dev, pst.st_ino) != parent.ident:
+                    os.close(pfd)
+                    moved = OSError(errno.ESTALE, "moved")
+                    raise WalkStopped(parent.path, moved, f"moved during {doing}, walk stopped")
+                parent.fd = pfd
+                opened += 1
+                closed -= 1
+            os.close(fr.fd)
+            fr.fd = -1
+            opened -= 1
+            leave(fr, parent)
+        return None
+    finally:
+        for f in stack:
+            if f is not top and f.fd >= 0:
+                os.close(f.fd)
 
 
 class _ParallelWalk:
@@ -753,7 +808,7 @@ class _ParallelWalk:
         self.exc: BaseException | None = None
 
     def clear(self, top_fd: int, top_path: str, prot: Protect) -> bool:
-        top = _Frame(top_fd, top_path, prot, pending=1)
+        top = Frame(top_fd, top_path, prot, pending=1)
         try:
             self.scan(top)  # the top in this thread; its subdirectories in the pool
             self.tasks.wait(self.done)
@@ -765,14 +820,14 @@ class _ParallelWalk:
             raise self.exc
         return not top.blocked
 
-    def failed(self, exc: BaseException, fr: _Frame) -> None:
+    def failed(self, exc: BaseException, fr: Frame) -> None:
         with self.lock:
             if self.exc is None:
                 self.exc = exc
             self.cancelled = True
         fr.blocked = True
 
-    def adopt(self, stack: list[_Frame]) -> bool:
+    def adopt(self, stack: list[Frame]) -> bool:
         """Take over a serial walk: ``stack`` (top first) is open, its files are gone."""
         for i, fr in enumerate(stack):
             fr.parent = stack[i - 1] if i else None
@@ -800,7 +855,7 @@ class _ParallelWalk:
             raise self.exc
         return not stack[0].blocked
 
-    def submit_subdirs(self, fr: _Frame) -> None:
+    def submit_subdirs(self, fr: Frame) -> None:
         subdirs, fr.subdirs = fr.subdirs, []
         if not subdirs:
             return
@@ -814,7 +869,7 @@ class _ParallelWalk:
                     fr.pending -= len(subdirs) - i
                 raise
 
-    def scan(self, fr: _Frame) -> None:
+    def scan(self, fr: Frame) -> None:
         """List ``fr``, submit its subdirectories, unlink its files; then count off."""
         try:
             if not self.cancelled:
@@ -826,9 +881,9 @@ class _ParallelWalk:
         finally:
             self.release(fr)
 
-    def subdir(self, parent: _Frame, name: str) -> None:
+    def subdir(self, parent: Frame, name: str) -> None:
         """Job: open ``name`` in ``parent`` and empty it."""
-        child: _Frame | None = None
+        child: Frame | None = None
         try:
             if not self.cancelled:
                 fd = self.run.open_subdir(parent, name, self.root, self.out)
@@ -838,7 +893,7 @@ class _ParallelWalk:
                     if parent.depth + 1 >= _PARALLEL_DEPTH:
                         self.deep(parent, name, fd, path, node)
                     else:
-                        child = _Frame(
+                        child = Frame(
                             fd, path, node, parent=parent, pending=1, depth=parent.depth + 1
                         )
         except BaseException as e:
@@ -848,7 +903,7 @@ class _ParallelWalk:
         else:
             self.scan(child)
 
-    def deep(self, parent: _Frame, name: str, fd: int, path: str, node: Protect) -> None:
+    def deep(self, parent: Frame, name: str, fd: int, path: str, node: Protect) -> None:
         """Empty and rmdir a subtree below the parallel depth with a serial walk in this
         job (bounded fds whatever its depth)."""
         try:
@@ -858,7 +913,7 @@ class _ParallelWalk:
         if not ok or self.cancelled or not self.run.rmdir(parent.fd, parent.path, name, self.out):
             parent.blocked = True
 
-    def release(self, fr: _Frame) -> None:
+    def release(self, fr: Frame) -> None:
         """One job for ``fr`` is done; the last one finishes it (and maybe its parents)."""
         while True:
             with self.lock:
