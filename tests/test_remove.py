@@ -3,7 +3,7 @@
 Faults the kernel or FUSE can produce are produced there (FaultFS injects
 EBUSY on the real rmdir/unlink/rename; ``nfslike`` silly-renames open files);
 the others (EAGAIN, EIO, a component swapped mid-walk) are injected where
-``linkstrategy._remove`` makes the call, scoped to the path under test.
+``linkstrategy._tree`` (the engine) makes the call, scoped to the path under test.
 """
 
 from __future__ import annotations

@@ -349,6 +349,38 @@ def test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed(
     assert sorted(os.listdir(tmp_path)) == ["outside"]
 
 
+def test_a_directory_swapped_for_a_symlink_to_itself_after_its_stat_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stat'ed as a directory, then moved out of the tree and replaced by a symlink to
+    itself before the walk opens it: the identity check cannot tell (the link leads to
+    the very inode), so only the open's O_NOFOLLOW keeps the walk inside; the link
+    goes, the moved directory and its file stay."""
+    (tmp_path / "t" / "a").mkdir(parents=True)
+    (tmp_path / "t" / "a" / "precious").write_text("p")
+    moved = tmp_path / "moved"
+    real = _tree.statx
+    swapped: list[bool] = []
+
+    def stat_then_swap(dir_fd: int, name: str) -> Any:
+        st = real(dir_fd, name)
+        if name == "a" and not swapped:
+            swapped.append(True)
+            (tmp_path / "t" / "a").rename(moved)
+            (tmp_path / "t" / "a").symlink_to(moved)
+        return st
+
+    monkeypatch.setattr(_tree, "statx", stat_then_swap)
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        _tree.rmtree_at(pfd, "t")
+    finally:
+        os.close(pfd)
+    assert swapped
+    assert (moved / "precious").read_text() == "p"
+    assert sorted(os.listdir(tmp_path)) == ["moved"]
+
+
 # -- the import graph: data flows one way ----------------------------------------------
 
 _PKG = Path(__file__).resolve().parent.parent / "src" / "linkstrategy"

@@ -758,7 +758,7 @@ MUTATIONS: list[Mutation] = [
         _TREE,
         '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
         '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
-        (f"{TO}::test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed",),
+        (f"{TO}::test_a_directory_swapped_for_a_symlink_to_itself_after_its_stat_is_not_followed",),
     ),
     m(
         "pool-error-does-not-stop-the-run",
