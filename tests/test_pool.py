@@ -96,3 +96,31 @@ def test_backoff_doubles_caps_and_stops_at_its_tries_or_deadline(
     assert b.wait() and 0 < slept[0] <= 0.2  # the last step ends at the deadline
     b.deadline = _pool.time.monotonic() - 0.001
     assert not b.wait() and len(slept) == 1
+
+
+def test_a_helping_caller_works_its_own_jobs_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """remove()'s walk waits with ``help_until``: the calling thread does queued jobs of
+    its call as one more worker, so it never waits on threads that are busy elsewhere or
+    cannot start."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), 1, order="lifo")
+    done = threading.Event()
+    lock = threading.Lock()
+    left = [40]
+    runners: set[str] = set()
+
+    def job() -> None:
+        runners.add(threading.current_thread().name)
+        threading.Event().wait(0.002)
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            done.set()
+            tasks.wake()
+
+    for _ in range(40):
+        tasks.submit(job)
+    tasks.help_until(done)
+    assert left == [0]
+    assert threading.current_thread().name in runners

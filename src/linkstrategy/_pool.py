@@ -57,6 +57,7 @@ class Tasks:
         self.workers = max(1, workers)
         self.lifo = order == "lifo"
         self.lock = threading.Lock()
+        self.more = threading.Condition(self.lock)  # a job queued, or a helper's event set
         self.jobs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self.slots = 0  # threads working on these jobs now
 
@@ -66,6 +67,7 @@ class Tasks:
             grant = self.slots < self.workers
             if grant:
                 self.slots += 1
+            self.more.notify()  # a caller in help_until() may take it
         if grant:
             self.pool.put(self)
 
@@ -78,6 +80,24 @@ class Tasks:
                     return
                 fn, args = self.jobs.pop() if self.lifo else self.jobs.popleft()
             fn(*args)
+
+    def help_until(self, done: threading.Event) -> None:
+        """Wait for ``done``, doing this queue's jobs in the calling thread meanwhile, as
+        one more worker besides the pool's (remove()'s walk): a caller never waits for
+        threads that cannot start.  Whoever sets ``done`` then calls :meth:`wake`."""
+        while True:
+            with self.lock:
+                while not self.jobs and not done.is_set():
+                    self.more.wait(0.05)  # a bounded wait: a backstop, not the signal
+                if done.is_set():
+                    return
+                fn, args = self.jobs.pop() if self.lifo else self.jobs.popleft()
+            fn(*args)
+
+    def wake(self) -> None:
+        """Wake :meth:`help_until` callers to look at their event again."""
+        with self.lock:
+            self.more.notify_all()
 
     def wait(self, done: threading.Event) -> None:
         """Wait for ``done``; if the pool has no thread, do queued jobs in this one.

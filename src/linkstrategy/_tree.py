@@ -811,10 +811,10 @@ class _ParallelWalk:
         top = Frame(top_fd, top_path, prot, pending=1)
         try:
             self.scan(top)  # the top in this thread; its subdirectories in the pool
-            self.tasks.wait(self.done)
+            self.tasks.help_until(self.done)
         except BaseException:
             self.cancelled = True
-            self.tasks.wait(self.done)  # never return while a job may use an fd
+            self.tasks.help_until(self.done)  # never return while a job may use an fd
             raise
         if self.exc is not None:
             raise self.exc
@@ -843,13 +843,13 @@ class _ParallelWalk:
                     self.failed(e, fr)
                 left -= 1
                 self.release(fr)
-            self.tasks.wait(self.done)
+            self.tasks.help_until(self.done)
         except BaseException:
             self.cancelled = True
             while left:
                 left -= 1
                 self.release(stack[left])
-            self.tasks.wait(self.done)  # never return while a job may use an fd
+            self.tasks.help_until(self.done)  # never return while a job may use an fd
             raise
         if self.exc is not None:
             raise self.exc
@@ -923,6 +923,7 @@ class _ParallelWalk:
             parent = fr.parent
             if parent is None:  # the top: its fd and its rmdir belong to the caller
                 self.done.set()
+                self.tasks.wake()
                 return
             try:
                 os.close(fr.fd)

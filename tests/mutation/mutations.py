@@ -812,6 +812,14 @@ MUTATIONS: list[Mutation] = [
         "remove()'s parallel walk would open a whole level of a wide tree at once",
     ),
     m(
+        "pool-caller-does-not-help",
+        _POOL,
+        "        while True:\n            with self.lock:\n                while not self.jobs and not done.is_set():",
+        "        self.wait(done)\n        while True:\n            with self.lock:\n                while not self.jobs and not done.is_set():",
+        ("tests/test_pool.py::test_a_helping_caller_works_its_own_jobs_too",),
+        "remove()'s caller would wait on pool threads that are busy elsewhere or cannot start",
+    ),
+    m(
         "backoff-uncapped",
         _POOL,
         "        self.delay = min(self.delay * 2, self.cap)",
