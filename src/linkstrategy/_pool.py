@@ -78,8 +78,12 @@ class Tasks:
                 if not self.jobs:
                     self.slots -= 1
                     return
-                fn, args = self.jobs.pop() if self.lifo else self.jobs.popleft()
+                fn, args = self._take()
             fn(*args)
+
+    def _take(self) -> tuple[Callable[..., None], tuple[Any, ...]]:
+        """The next job (the lock held): the newest with ``order="lifo"``, else the oldest."""
+        return self.jobs.pop() if self.lifo else self.jobs.popleft()
 
     def help_until(self, done: threading.Event) -> None:
         """Wait for ``done``, doing this queue's jobs in the calling thread meanwhile, as
@@ -91,7 +95,7 @@ class Tasks:
                     self.more.wait(0.05)  # a bounded wait: a backstop, not the signal
                 if done.is_set():
                     return
-                fn, args = self.jobs.pop() if self.lifo else self.jobs.popleft()
+                fn, args = self._take()
             fn(*args)
 
     def wake(self) -> None:
