@@ -16,7 +16,7 @@ from support.schema import validate
 
 import linkstrategy._remove as R
 from linkstrategy._cli import main as run
-from linkstrategy._remove import TRASH_NAME
+from linkstrategy._trash import TRASH_NAME
 
 REPORT_KEYS = {"removed", "retries", "deferred", "errors", "mounts_skipped", "foreign", "seconds"}
 KEYS = {"schema", "command", "ok", *REPORT_KEYS}

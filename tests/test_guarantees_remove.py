@@ -24,7 +24,9 @@ from support.registry import skip_or_fail
 
 from linkstrategy import RemoveError, remove
 from linkstrategy import _remove as R
-from linkstrategy._remove import TRASH_NAME, gc
+from linkstrategy import _tree as RT
+from linkstrategy._gc import gc
+from linkstrategy._trash import TRASH_NAME
 
 
 def need_mounts() -> None:
@@ -81,7 +83,7 @@ def test_symlink_to_the_moved_original_directory_is_not_followed(
     tree(root, {"victim/inner/f": "x", "victim/g": "y"})
     moved = tmp_path / "moved"
     guard = outside_unchanged(tmp_path, root, exclude=[moved])
-    real = R.statx
+    real = RT.statx
     swapped = []
 
     def racing(dir_fd: int, name: str) -> Any:
@@ -92,7 +94,7 @@ def test_symlink_to_the_moved_original_directory_is_not_followed(
             swapped.append(1)
         return st
 
-    monkeypatch.setattr(R, "statx", racing)
+    monkeypatch.setattr(RT, "statx", racing)
     r = remove(root, workers=8 if walk == "parallel" else 1)
     monkeypatch.undo()
     assert swapped and not os.path.lexists(root), r

@@ -595,7 +595,7 @@ def test_place_onto_the_benchmark_latency_fs_keeps_everything(
 
 
 def test_place_empties_trash_an_earlier_remove_deferred(tmp_path: Path) -> None:
-    from linkstrategy._remove import TRASH_NAME
+    from linkstrategy._trash import TRASH_NAME
 
     make_tree(tmp_path / "src")
     stale = tmp_path / TRASH_NAME / f"{int(time.time()) - 3600}-999999999-abcd-old"

@@ -57,3 +57,70 @@ def test_width_one_is_serial(monkeypatch: pytest.MonkeyPatch) -> None:
         group.submit(job)
     group.wait()
     assert most[0] == 1
+
+
+@pytest.mark.parametrize("order", ["fifo", "lifo"])
+def test_order_of_a_tasks_queue(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    """``lifo`` takes the newest job first (remove()'s walk goes deep first), ``fifo``
+    the oldest (place())."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), 1, order=order)  # type: ignore[arg-type]
+    group = _pool.Group(tasks)
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def first() -> None:
+        started.set()
+        release.wait(20)
+        ran.append("first")
+
+    group.submit(first)
+    assert started.wait(20)
+    for name in "abc":
+        group.submit(ran.append, name)
+    release.set()
+    group.wait()
+    assert ran == (["first", "a", "b", "c"] if order == "fifo" else ["first", "c", "b", "a"])
+
+
+def test_backoff_doubles_caps_and_stops_at_its_tries_or_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(_pool.time, "sleep", slept.append)
+    b = _pool.Backoff(0.01, 0.03, tries=4)
+    assert [b.wait() for _ in range(5)] == [True, True, True, True, False]
+    assert slept == [0.01, 0.02, 0.03, 0.03]
+    slept.clear()
+    b = _pool.Backoff(5.0, deadline=_pool.time.monotonic() + 0.2)
+    assert b.wait() and 0 < slept[0] <= 0.2  # the last step ends at the deadline
+    b.deadline = _pool.time.monotonic() - 0.001
+    assert not b.wait() and len(slept) == 1
+
+
+def test_a_helping_caller_works_its_own_jobs_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """remove()'s walk waits with ``help_until``: the calling thread does queued jobs of
+    its call as one more worker, so it never waits on threads that are busy elsewhere or
+    cannot start."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), 1, order="lifo")
+    done = threading.Event()
+    lock = threading.Lock()
+    left = [40]
+    runners: set[str] = set()
+
+    def job() -> None:
+        runners.add(threading.current_thread().name)
+        threading.Event().wait(0.002)
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            done.set()
+            tasks.wake()
+
+    for _ in range(40):
+        tasks.submit(job)
+    tasks.help_until(done)
+    assert left == [0]
+    assert threading.current_thread().name in runners

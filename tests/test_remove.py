@@ -3,7 +3,7 @@
 Faults the kernel or FUSE can produce are produced there (FaultFS injects
 EBUSY on the real rmdir/unlink/rename; ``nfslike`` silly-renames open files);
 the others (EAGAIN, EIO, a component swapped mid-walk) are injected where
-``linkstrategy._remove`` makes the call, scoped to the path under test.
+``linkstrategy._tree`` (the engine) makes the call, scoped to the path under test.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ from support import mountutil
 
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
+import linkstrategy._tree as RT
 from linkstrategy._errors import RemoveError
-from linkstrategy._remove import TRASH_NAME, collect_trash, gc, remove
+from linkstrategy._gc import gc
+from linkstrategy._remove import remove
+from linkstrategy._trash import TRASH_NAME, collect_trash
 
 
 def make_tree(root: Path, files: int = 20, depth: int = 3) -> list[Path]:
@@ -351,10 +354,10 @@ def test_symlink_swapped_in_mid_walk_is_removed_not_followed(
     outside = tmp_path / "outside"
     (outside / "inner").mkdir(parents=True)
     (outside / "inner" / "f").write_text("precious")
-    real = R.statx
+    real = RT.statx
     swapped = []
 
-    def racing(dir_fd: int, name: str) -> R.StatxResult:
+    def racing(dir_fd: int, name: str) -> RT.StatxResult:
         st = real(dir_fd, name)
         if name == "victim" and not swapped:
             # Between the check and the open, the directory becomes a symlink out.
@@ -363,7 +366,7 @@ def test_symlink_swapped_in_mid_walk_is_removed_not_followed(
             swapped.append(1)
         return st
 
-    monkeypatch.setattr(R, "statx", racing)
+    monkeypatch.setattr(RT, "statx", racing)
     r = remove(root, workers=8 if walk == "parallel" else None)
     assert swapped and r.ok and not os.path.lexists(root)
     assert (outside / "inner" / "f").read_text() == "precious"
@@ -406,9 +409,9 @@ def test_last_accepts_absolute_paths(tmp_path: Path, unlink_spy: list[str]) -> N
 _KILL_CHILD = textwrap.dedent(
     """
     import os, sys
-    from linkstrategy import _remove
+    from linkstrategy import _remove, _tree
     k = int(sys.argv[3])  # kill -9 after the k-th unlink
-    _remove.unlink_hook = lambda n: n >= k and os.kill(os.getpid(), 9)
+    _tree.unlink_hook = lambda n: n >= k and os.kill(os.getpid(), 9)
     _remove.remove(sys.argv[1:3], last=("METADATA", "RECORD"))
     """
 )
@@ -514,7 +517,7 @@ def test_latency_mount_uses_a_pool_and_removes_everything(latencyfs: Any) -> Non
     latencyfs.set_latency(2)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert R._network_workers(fd) == R._NETWORK_WORKERS
+        assert RT._network_workers(fd) == RT._NETWORK_WORKERS
     finally:
         os.close(fd)
     r = remove(root)
@@ -574,16 +577,16 @@ def test_parallel_walk_retries_busy_directories(
 def test_big_local_tree_is_handed_to_threads_midway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unlink_spy: list[str]
 ) -> None:
-    monkeypatch.setattr(R, "_LOCAL_SERIAL_DIRS", 2)
-    monkeypatch.setattr(R, "_local_workers", lambda: 2)
+    monkeypatch.setattr(RT, "_LOCAL_SERIAL_DIRS", 2)
+    monkeypatch.setattr(RT, "_local_workers", lambda: 2)
     handed: list[int] = []
-    real_adopt = R._ParallelWalk.adopt
+    real_adopt = RT._ParallelWalk.adopt
 
     def adopt(self: Any, stack: list[Any]) -> bool:
         handed.append(len(stack))
         return real_adopt(self, stack)
 
-    monkeypatch.setattr(R._ParallelWalk, "adopt", adopt)
+    monkeypatch.setattr(RT._ParallelWalk, "adopt", adopt)
     pkg, info = dist(tmp_path)
     deep_tree(pkg / "deep", dirs=20)
     expected = count_entries(pkg) + count_entries(info)
@@ -615,14 +618,14 @@ def test_unexpected_error_in_a_job_is_raised_not_hung(
 ) -> None:
     root = tmp_path / "t"
     deep_tree(root)
-    real = R._Run.scan
+    real = RT.Run.scan
 
     def boom(self: Any, fr: Any, out: Any) -> list[str]:
         if fr.path.endswith("/d5"):
             raise RuntimeError("bug")
         return real(self, fr, out)
 
-    monkeypatch.setattr(R._Run, "scan", boom)
+    monkeypatch.setattr(RT.Run, "scan", boom)
     with pytest.raises(RuntimeError, match="bug"):
         remove(root, workers=4)
     monkeypatch.undo()
@@ -681,3 +684,89 @@ def test_next_remove_in_same_directory_empties_stale_trash(
 
 
 # -- speed (a baseline, not a benchmark) ------------------------------------------------
+
+
+# -- one engine: errno decisions, the kill hook, the network table ----------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [
+        (errno.ENOENT, "gone"),
+        (errno.EBUSY, "busy"),
+        (errno.ENOTEMPTY, "retry"),
+        (errno.EEXIST, "retry"),
+        (errno.EAGAIN, "retry"),
+        (errno.EINTR, "retry"),
+        (errno.EACCES, "fix_perms"),
+        (errno.EPERM, "fix_perms"),
+        (errno.ELOOP, "swapped"),
+        (errno.ENOTDIR, "swapped"),
+        (errno.EISDIR, "swapped"),
+        (errno.EMFILE, "fail"),
+        (errno.ENFILE, "fail"),
+        (errno.EIO, "fail"),
+        (errno.EROFS, "fail"),
+        (errno.ENOSPC, "fail"),
+        (errno.ESTALE, "fail"),
+        (errno.ENAMETOOLONG, "fail"),
+        (None, "fail"),
+    ],
+)
+def test_remove_action_table(code: int | None, action: str) -> None:
+    from linkstrategy._errors import remove_action
+
+    assert remove_action(code) == action
+
+
+def test_kill_hook_is_called_from_the_production_unlink_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill -9 tests' hook must not switch remove() to another loop: with the hook
+    set, every unlink still goes through the hot loop (the per-file slow path is for
+    errors only), and the hook sees each removal as it happens."""
+    root = tmp_path / "t"
+    (root / "sub").mkdir(parents=True)
+    for i in range(5):
+        (root / f"f{i}").write_text("x")
+    for i in range(3):
+        (root / "sub" / f"g{i}").write_text("x")
+    seen: list[int] = []
+    monkeypatch.setattr(RT, "unlink_hook", seen.append)
+
+    def slow_path(*a: Any, **kw: Any) -> bool:
+        raise AssertionError("remove() took the per-file path without an error")
+
+    monkeypatch.setattr(RT.Run, "unlink", slow_path)
+    r = remove(root, workers=1)
+    assert r.ok and not root.exists()
+    assert seen == list(range(1, 11))  # 8 files, then sub and t
+
+
+def test_remove_decides_network_as_place_does(
+    tmpfs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's thread table asks the same classification as the probe (and the
+    same $LINKSTRATEGY_NETWORK_MOUNTS): a mount place() calls network gets the
+    parallel walk, one it calls local a serial one."""
+    from linkstrategy import probe
+    from linkstrategy._probe import clear_cache
+
+    mp = find_mount_point(tmpfs_dir)
+    fd = os.open(tmpfs_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for env in ("", mp):
+            monkeypatch.setenv("LINKSTRATEGY_NETWORK_MOUNTS", env)
+            clear_cache()
+            network = probe(str(tmpfs_dir)).network
+            assert network == bool(env)
+            assert RT._network_workers(fd) == (RT._NETWORK_WORKERS if network else 1)
+    finally:
+        os.close(fd)
+        clear_cache()
+
+
+def find_mount_point(p: Path) -> str:
+    from linkstrategy._mounts import find_mount
+
+    return find_mount(str(p)).mount_point

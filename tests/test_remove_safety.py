@@ -31,11 +31,14 @@ import pytest
 import linkstrategy
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
+import linkstrategy._tree as RT
 from linkstrategy._cli import main
 from linkstrategy._errors import RemoveError
+from linkstrategy._gc import gc
 from linkstrategy._mounts import find_mount
 from linkstrategy._owner import LOCK_NAME, owner
-from linkstrategy._remove import TRASH_NAME, collect_trash, gc, remove
+from linkstrategy._remove import remove
+from linkstrategy._trash import TRASH_NAME, collect_trash
 from linkstrategy._txn import journal_name, replace
 
 NOBODY = 65534
@@ -542,7 +545,8 @@ def test_replace_of_read_only_trees_as_their_owner(sandbox: Path) -> None:
 
 DEEP = """
 import json, os
-from linkstrategy._remove import gc, remove
+from linkstrategy._gc import gc
+from linkstrategy._remove import remove
 base, mode, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fd = os.open(base, os.O_RDONLY)
 os.mkdir("top", dir_fd=fd)
@@ -619,10 +623,10 @@ def test_network_override_gets_the_parallel_walk(
     fd = os.open(tmpfs_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         monkeypatch.delenv("LINKSTRATEGY_NETWORK_MOUNTS", raising=False)
-        assert R._network_workers(fd) == 1
+        assert RT._network_workers(fd) == 1
         mount_point = find_mount(str(tmpfs_dir)).mount_point
         monkeypatch.setenv("LINKSTRATEGY_NETWORK_MOUNTS", mount_point)
-        assert R._network_workers(fd) == R._NETWORK_WORKERS
+        assert RT._network_workers(fd) == RT._NETWORK_WORKERS
     finally:
         os.close(fd)
     (tmpfs_dir / "t" / "d").mkdir(parents=True)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,19 +326,19 @@ def test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed(
     (outside / "precious").write_text("p")
     (tmp_path / "t" / "a").mkdir(parents=True)
     (tmp_path / "t" / "a" / "f").write_text("x")
-    real = _tree._list
+    real = _tree.Run.scan
     swapped: list[bool] = []
 
-    def list_then_swap(fd: int) -> tuple[list[str], list[str]]:
-        out = real(fd)
-        if "a" in out[1] and not swapped:
+    def list_then_swap(self: _tree.Run, fr: Any, out: Any) -> list[str]:
+        files = real(self, fr, out)
+        if "a" in fr.subdirs and not swapped:
             swapped.append(True)
             (tmp_path / "t" / "a" / "f").unlink()
             (tmp_path / "t" / "a").rmdir()
             (tmp_path / "t" / "a").symlink_to(outside)
-        return out
+        return files
 
-    monkeypatch.setattr(_tree, "_list", list_then_swap)
+    monkeypatch.setattr(_tree.Run, "scan", list_then_swap)
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
         _tree.rmtree_at(pfd, "t")
@@ -346,3 +347,126 @@ def test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed(
     assert swapped
     assert (outside / "precious").read_text() == "p"
     assert sorted(os.listdir(tmp_path)) == ["outside"]
+
+
+def test_a_directory_swapped_for_a_symlink_to_itself_after_its_stat_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stat'ed as a directory, then moved out of the tree and replaced by a symlink to
+    itself before the walk opens it: the identity check cannot tell (the link leads to
+    the very inode), so only the open's O_NOFOLLOW keeps the walk inside; the link
+    goes, the moved directory and its file stay."""
+    (tmp_path / "t" / "a").mkdir(parents=True)
+    (tmp_path / "t" / "a" / "precious").write_text("p")
+    moved = tmp_path / "moved"
+    real = _tree.statx
+    swapped: list[bool] = []
+
+    def stat_then_swap(dir_fd: int, name: str) -> Any:
+        st = real(dir_fd, name)
+        if name == "a" and not swapped:
+            swapped.append(True)
+            (tmp_path / "t" / "a").rename(moved)
+            (tmp_path / "t" / "a").symlink_to(moved)
+        return st
+
+    monkeypatch.setattr(_tree, "statx", stat_then_swap)
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        _tree.rmtree_at(pfd, "t")
+    finally:
+        os.close(pfd)
+    assert swapped
+    assert (moved / "precious").read_text() == "p"
+    assert sorted(os.listdir(tmp_path)) == ["moved"]
+
+
+# -- the import graph: data flows one way ----------------------------------------------
+
+_PKG = Path(__file__).resolve().parent.parent / "src" / "linkstrategy"
+
+#: Lower layers never import a higher one (issue #10): syscalls/errors/owner -> engine
+#: (_tree) -> trash -> txn -> remove/gc/replace; place uses the engine and the trash.
+_NEVER = {
+    "_tree": {"_trash", "_txn", "_remove", "_gc", "_place", "_probe", "_upgrade"},
+    "_pool": {"_tree", "_trash", "_txn", "_remove", "_gc", "_place"},
+    "_errors": {"_tree", "_pool", "_trash", "_txn", "_remove", "_gc", "_place"},
+    "_trash": {"_txn", "_remove", "_gc", "_place", "_probe", "_upgrade"},
+    "_txn": {"_remove", "_gc"},
+    "_place": {"_txn", "_remove", "_gc", "_upgrade"},
+    "_probe": {"_trash", "_txn", "_remove", "_gc", "_place"},
+}
+
+#: The one edge left inside a function that closes a cycle: replace()'s journal
+#: recovery hands an upgrade() journal to _upgrade, which is built on _txn.  Outside
+#: this work's files; named here so that no other one can appear unnoticed.
+_KNOWN_LAZY_CYCLE = {("_txn", "_upgrade")}
+
+
+def _imports() -> dict[str, dict[str, bool]]:
+    """module -> {imported sibling module: imported at module level?}; imports under
+    ``if TYPE_CHECKING:`` are not run and do not count."""
+    import ast
+
+    graph: dict[str, dict[str, bool]] = {}
+    for f in sorted(_PKG.glob("*.py")):
+        mod = f.stem
+        edges: dict[str, bool] = {}
+        tree = ast.parse(f.read_text())
+
+        def visit(node: ast.AST, top: bool, edges: dict[str, bool] = edges) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                    for c in child.orelse:
+                        visit(c, top)
+                    continue
+                if isinstance(child, ast.ImportFrom) and child.level == 1:
+                    names = [child.module] if child.module else [a.name for a in child.names]
+                    for n in names:
+                        n = n.split(".")[0]
+                        if (_PKG / f"{n}.py").exists():
+                            edges[n] = edges.get(n, False) or top
+                inner = top and not isinstance(
+                    child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+                )
+                visit(child, inner)
+
+        visit(tree, True)
+        graph[mod] = edges
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def dfs(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return [*path[path.index(m) :], m]
+            if m not in state and (found := dfs(m)) is not None:
+                return found
+        path.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := dfs(n)) is not None:
+            return found
+    return None
+
+
+def test_import_graph_has_no_cycles_and_goes_one_way() -> None:
+    graph = _imports()
+    assert {"_tree", "_trash", "_txn", "_remove", "_gc", "_place"} <= set(graph)
+    top_level = {m: {n for n, top in e.items() if top} for m, e in graph.items()}
+    assert _cycle(top_level) is None, f"import cycle: {_cycle(top_level)}"
+    every = {m: {n for n in e if (m, n) not in _KNOWN_LAZY_CYCLE} for m, e in graph.items()}
+    assert _cycle(every) is None, f"import cycle through a function: {_cycle(every)}"
+    for low, high in _NEVER.items():
+        assert not set(graph[low]) & high, f"{low} imports {set(graph[low]) & high}"
+    for mod in ("_tree", "_trash", "_gc", "_remove", "_pool", "_errors"):
+        lazy = sorted(n for n, top in graph[mod].items() if not top)
+        assert not lazy, f"{mod} imports {lazy} inside a function"

@@ -18,8 +18,10 @@ from support import mountutil
 
 import linkstrategy._txn as T
 from linkstrategy._errors import LinkStrategyError, TransactionBusy
+from linkstrategy._gc import gc
 from linkstrategy._mounts import mount_id_of
-from linkstrategy._remove import TRASH_NAME, gc, remove
+from linkstrategy._remove import remove
+from linkstrategy._trash import TRASH_NAME
 from linkstrategy._txn import recover_for, replace, staging_dir
 
 
@@ -147,7 +149,7 @@ def test_failure_during_swap_rolls_back(
 _CHILD = textwrap.dedent(
     """
     import os, sys
-    import linkstrategy._remove as R
+    import linkstrategy._tree as R
     import linkstrategy._txn as T
     import linkstrategy._sys._linux as L
     if sys.argv[3] == "noexchange":

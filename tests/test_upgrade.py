@@ -22,7 +22,7 @@ import linkstrategy
 import linkstrategy._txn as T
 import linkstrategy._upgrade as U
 from linkstrategy._errors import InvalidArgument, PlaceError, RemoveError, TransactionBusy
-from linkstrategy._remove import gc
+from linkstrategy._gc import gc
 from linkstrategy._upgrade import UPGRADE_JOURNAL, upgrade
 
 OLD_INFO, NEW_INFO = "numpy-1.26.dist-info", "numpy-2.0.dist-info"
@@ -233,7 +233,7 @@ def test_second_upgrade_of_a_parent_is_busy_while_one_runs(tmp_path: Path) -> No
 _CHILD = textwrap.dedent(
     """
     import json, os, sys
-    import linkstrategy._remove as R
+    import linkstrategy._tree as R
     import linkstrategy._txn as T
     import linkstrategy._sys._linux as L
     from linkstrategy._upgrade import upgrade

@@ -73,8 +73,8 @@ _LAZY = {
     "PlaceError": "._errors",
     "RemoveError": "._errors",
     "StrategyUnavailable": "._errors",
-    "RemoveReport": "._remove",
-    "gc": "._remove",
+    "RemoveReport": "._tree",
+    "gc": "._gc",
     "remove": "._remove",
     "replace": "._txn",
     "staging_dir": "._txn",
@@ -94,11 +94,13 @@ if TYPE_CHECKING:
         RemoveError,
         StrategyUnavailable,
     )
+    from ._gc import gc
     from ._mounts import Mount, MountTableError, parse_mount_table
     from ._place import Fallback, PlaceReport, Skipped, place, place_many
     from ._plan import Plan, Step, Strategy, plan
     from ._probe import Probe, clear_cache, probe
-    from ._remove import RemoveReport, gc, remove
+    from ._remove import remove
+    from ._tree import RemoveReport
     from ._txn import replace, staging_dir
     from ._upgrade import upgrade
 else:

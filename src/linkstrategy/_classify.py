@@ -9,13 +9,27 @@ Facts and their sources: ``/work/shared/research/fsfacts.md`` (cited as fsfacts 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from ._mounts import Mount
 
-__all__ = ["Traits", "Tri", "classify"]
+__all__ = ["NETWORK_ENV", "Traits", "Tri", "classify", "network_override"]
+
+#: Environment variable naming mount points to treat as network filesystems
+#: (``os.pathsep``-separated).  For tests and benchmarks on an emulated
+#: high-latency FUSE filesystem, and for users whose network filesystem the
+#: table cannot recognise.  Read by place() (the probe) and remove() alike.
+NETWORK_ENV = "LINKSTRATEGY_NETWORK_MOUNTS"
+
+
+def network_override() -> frozenset[str]:
+    """Mount points named in ``$LINKSTRATEGY_NETWORK_MOUNTS``, normalised."""
+    raw = os.environ.get(NETWORK_ENV, "")
+    return frozenset(os.path.realpath(p) for p in raw.split(os.pathsep) if p)
+
 
 Tri = Literal["yes", "no", "maybe"]
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._mounts import Mount
     from ._place import PlaceReport
     from ._plan import Plan, StrategyArg
-    from ._remove import RemoveReport
+    from ._tree import RemoveReport
 
 __all__ = ["main"]
 
@@ -737,7 +737,7 @@ def _cmd_remove(args: argparse.Namespace, out: _Out) -> int:
 
 
 def _cmd_gc(args: argparse.Namespace, out: _Out) -> int:
-    from ._remove import gc
+    from ._gc import gc
 
     try:
         report = gc(args.path, min_age=args.min_age, recursive=args.recursive)

@@ -162,6 +162,31 @@ REMOVE_SWAPPED = frozenset(
 )
 
 
+#: What remove() and gc() do about an error of one unlink, rmdir, open or listing.
+RemoveAction = Literal["gone", "busy", "retry", "fix_perms", "swapped", "fail"]
+
+
+def remove_action(code: int | None) -> RemoveAction:
+    """The decision for ``errno`` ``code`` met while removing an entry: ``gone`` (already
+    removed: not an error), ``busy`` (EBUSY: a mount point, or retried like ``retry``),
+    ``retry`` (another pass, within the budget; a silly-renamed name held open defers
+    its root instead), ``fix_perms`` (make the
+    directory ours writable/searchable and try once more, then ``fail``), ``swapped``
+    (the entry changed type mid-walk: look again next pass, never follow it), or
+    ``fail`` (a real error, listed in the report: EMFILE, ENFILE, EIO, EROFS, ...)."""
+    if code in REMOVE_GONE:
+        return "gone"
+    if code == errno.EBUSY:
+        return "busy"
+    if code in REMOVE_RETRY:
+        return "retry"
+    if code in REMOVE_PERMISSION:
+        return "fix_perms"
+    if code in REMOVE_SWAPPED or code in REMOVE_IS_DIR:
+        return "swapped"
+    return "fail"
+
+
 class LinkStrategyError(OSError):
     """Base class of every error this library raises.  Subclasses :class:`OSError`."""
 

@@ -52,8 +52,7 @@ from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUna
 from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
-from ._pool import Abort, Group, Tasks, shared
-from ._remove import collect_trash
+from ._pool import Abort, Backoff, Group, Tasks, shared
 from ._sys import (
     clone_file,
     copy_fd,
@@ -64,6 +63,7 @@ from ._sys import (
     open_beneath,
     set_xattr,
 )
+from ._trash import collect_trash
 from ._tree import reap_stale, rmtree_at
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
@@ -521,14 +521,17 @@ def _place_file(
     for i, strategy in enumerate(strategies):
         nxt = strategies[i + 1] if i + 1 < len(strategies) else None
         tries = 0
+        backoff: Backoff | None = None
         while True:
             try:
                 size = _attempt(run, strategy, rel_dir, sdir, ddir, sname, dname, exists, direct)
             except OSError as e:
                 src, dst = run.src_path(_join(rel_dir, sname)), run.dst_path(path)
                 if run.chain.failed(strategy, nxt, e, tries, path, src, dst) == "retry":
-                    tries += 1
-                    time.sleep(0.005 * 2**tries)
+                    tries += 1  # the chain bounds the tries; the pause is the one backoff
+                    if backoff is None:
+                        backoff = Backoff(0.01, 1.0)
+                    backoff.wait()
                     continue
                 break
             tally.counts[strategy] += 1

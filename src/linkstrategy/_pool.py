@@ -25,11 +25,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from ._log import log
 
-__all__ = ["Abort", "Group", "Pool", "Tasks", "shared"]
+__all__ = ["Abort", "Backoff", "Group", "Pool", "Tasks", "shared"]
 
 
 #: A worker without a job for this long leaves the pool.
@@ -45,12 +45,19 @@ class Abort(Exception):
 class Tasks:
     """A queue of jobs done by at most ``workers`` threads of ``pool`` at a time: one
     call's, or one batch's (:func:`~linkstrategy.place_many`).  A job is any
-    callable; errors are the submitter's to catch (see :class:`Group`)."""
+    callable; errors are the submitter's to catch (see :class:`Group`).
 
-    def __init__(self, pool: Pool, workers: int) -> None:
+    ``order="lifo"``: the newest job is taken first.  A tree walk that submits a
+    directory's subdirectories as jobs then goes deep first, and holds about
+    ``workers`` times the tree's depth directories open, not a whole level of a
+    wide tree at once (remove()'s parallel walk)."""
+
+    def __init__(self, pool: Pool, workers: int, order: Literal["fifo", "lifo"] = "fifo") -> None:
         self.pool = pool
         self.workers = max(1, workers)
+        self.lifo = order == "lifo"
         self.lock = threading.Lock()
+        self.more = threading.Condition(self.lock)  # a job queued, or a helper's event set
         self.jobs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self.slots = 0  # threads working on these jobs now
 
@@ -60,6 +67,7 @@ class Tasks:
             grant = self.slots < self.workers
             if grant:
                 self.slots += 1
+            self.more.notify()  # a caller in help_until() may take it
         if grant:
             self.pool.put(self)
 
@@ -70,8 +78,30 @@ class Tasks:
                 if not self.jobs:
                     self.slots -= 1
                     return
-                fn, args = self.jobs.popleft()
+                fn, args = self._take()
             fn(*args)
+
+    def _take(self) -> tuple[Callable[..., None], tuple[Any, ...]]:
+        """The next job (the lock held): the newest with ``order="lifo"``, else the oldest."""
+        return self.jobs.pop() if self.lifo else self.jobs.popleft()
+
+    def help_until(self, done: threading.Event) -> None:
+        """Wait for ``done``, doing this queue's jobs in the calling thread meanwhile, as
+        one more worker besides the pool's (remove()'s walk): a caller never waits for
+        threads that cannot start.  Whoever sets ``done`` then calls :meth:`wake`."""
+        while True:
+            with self.lock:
+                while not self.jobs and not done.is_set():
+                    self.more.wait(0.05)  # a bounded wait: a backstop, not the signal
+                if done.is_set():
+                    return
+                fn, args = self._take()
+            fn(*args)
+
+    def wake(self) -> None:
+        """Wake :meth:`help_until` callers to look at their event again."""
+        with self.lock:
+            self.more.notify_all()
 
     def wait(self, done: threading.Event) -> None:
         """Wait for ``done``; if the pool has no thread, do queued jobs in this one.
@@ -79,6 +109,50 @@ class Tasks:
         while not done.wait(0.05 if self.pool.alive() else 0.001):
             if not self.pool.alive():
                 self.pool.work_once()
+
+
+class Backoff:
+    """Waits between the tries of one retried operation: ``start`` seconds, doubling,
+    at most ``cap`` a step; ``tries`` waits at most, and never past ``deadline``
+    (:func:`time.monotonic`).  The one backoff of place(), remove(), gc() and
+    replace()'s renames.
+
+    >>> b = Backoff(start=0.0, tries=2)
+    >>> b.wait(), b.wait(), b.wait()
+    (True, True, False)
+    """
+
+    __slots__ = ("cap", "deadline", "delay", "tries")
+
+    def __init__(
+        self,
+        start: float = 0.01,
+        cap: float = 0.5,
+        *,
+        deadline: float | None = None,
+        tries: int | None = None,
+    ) -> None:
+        self.delay = start
+        self.cap = cap
+        self.deadline = deadline
+        self.tries = tries
+
+    def wait(self) -> bool:
+        """Sleep the next step and return True; False (at once) when the tries or the
+        time are used up.  The last step is cut short to end at the deadline."""
+        if self.tries is not None:
+            if self.tries <= 0:
+                return False
+            self.tries -= 1
+        step = self.delay
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                return False
+            step = min(step, left)
+        time.sleep(step)
+        self.delay = min(self.delay * 2, self.cap)
+        return True
 
 
 class Group:

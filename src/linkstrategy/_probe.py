@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, TypeVar
 
-from ._classify import Traits, Tri, classify
+from ._classify import NETWORK_ENV, Traits, Tri, classify, network_override
 from ._mounts import (
     Mount,
     by_prefix,
@@ -37,18 +37,12 @@ from ._owner import hold, release, tmp_name
 from ._sys import clone_file, get_xattr, set_xattr
 from ._tree import reap_stale, rmtree_at
 
-__all__ = ["Probe", "ProbeJSON", "clear_cache", "network_override", "probe"]
+__all__ = ["NETWORK_ENV", "Probe", "ProbeJSON", "clear_cache", "network_override", "probe"]
 
 #: Prefix of live-test directories: ``<prefix><owner>-<n>`` (:func:`._owner.tmp_name`),
 #: holding a lock file while in use, so a later probe or gc tells a stale one (its
 #: lock free) from a running one.
 PROBE_PREFIX = ".linkstrategy-probe-"
-
-#: Environment variable naming mount points to treat as network filesystems
-#: (``os.pathsep``-separated).  For tests and benchmarks on an emulated
-#: high-latency FUSE filesystem, and for users whose network filesystem the
-#: table cannot recognise.
-NETWORK_ENV = "LINKSTRATEGY_NETWORK_MOUNTS"
 
 T = TypeVar("T")
 
@@ -165,12 +159,6 @@ def clear_cache() -> None:
         _table.clear()
         _table_list.clear()
         _live.clear()
-
-
-def network_override() -> frozenset[str]:
-    """Mount points named in ``$LINKSTRATEGY_NETWORK_MOUNTS``, normalised."""
-    raw = os.environ.get(NETWORK_ENV, "")
-    return frozenset(os.path.realpath(p) for p in raw.split(os.pathsep) if p)
 
 
 def _cached_mount(real: str) -> Mount:

@@ -1,4 +1,5 @@
-"""The trash: where :func:`~linkstrategy.remove` puts a root it could not remove in time.
+"""The trash: where :func:`~linkstrategy.remove` puts a root it could not remove in time,
+and how it is emptied later (:func:`collect_trash`, by ``remove()``, ``place()`` and ``gc()``).
 
 A deferred root is moved with one ``rename`` into a trash directory that is a
 sibling of the root (same mount, same btrfs subvolume: the rename cannot give
@@ -32,23 +33,42 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._errors import RemoveError
+from ._errors import RemoveError, remove_action
+from ._log import log
+from ._sys import fd_path
+from ._tree import (
+    Deferred,
+    RemoveFailure,
+    RemoveReport,
+    Run,
+    StrPath,
+    entry_root,
+    passes,
+    remove_entry,
+    rmdir_busy,
+)
 
 __all__ = [
     "TRASH_NAME",
     "KnownTrash",
+    "collect_trash",
+    "collect_trash_at",
+    "empty_trash",
     "forget",
     "is_trash_name",
     "known_on",
     "move_to_trash",
     "open_trash",
     "remember",
+    "remove_at",
     "reopen_known",
     "trash_age",
     "trash_name_for",
 ]
+
 
 #: Name of the trash directory in a directory of the caller's own.
 TRASH_NAME = ".linkstrategy-trash"
@@ -197,3 +217,104 @@ def reopen_known(k: KnownTrash) -> tuple[int, int] | None:
         forget(k.path)
         return None
     return pfd, tfd
+
+
+def remove_at(
+    parent_fd: int, parent: str, name: str, *, budget: float = 5.0, last: Sequence[str] = ()
+) -> RemoveReport:
+    """Remove ``name`` in the directory open at ``parent_fd`` (real path ``parent``)
+    with the engine; what is still busy after ``budget`` seconds is moved into the
+    trash there (:func:`move_to_trash`).  For replace()'s journals and temporaries."""
+    return remove_entry(parent_fd, parent, name, budget=budget, last=last, defer=move_to_trash)
+
+
+# -- emptying the trash -----------------------------------------------------------------
+
+
+def empty_trash(
+    run: Run, parent_fd: int, name: str, trash_fd: int, trash: str, min_age: float
+) -> None:
+    """Remove entries older than ``min_age`` from the trash directory open at
+    ``trash_fd`` (``name`` in ``parent_fd``), then the trash directory if empty."""
+    try:
+        names = os.listdir(trash_fd)
+        tst = os.fstat(trash_fd)
+    except OSError as e:
+        if remove_action(e.errno) != "gone":
+            run.errors.append(RemoveFailure(trash, e.errno or 0, "cannot list trash"))
+        return
+    now = time.time()
+    old = [n for n in names if trash_age(n, now) >= min_age]
+    roots = [r for n in old if (r := entry_root(run, trash_fd, trash, n, strict=False))]
+    passes(run, roots)
+    for r in roots:
+        if not r.done and not r.outcome.error and (r.outcome.silly or r.outcome.retry):
+            reason = "still held open" if r.outcome.silly else "still busy"
+            run.deferred.append(Deferred(r.path, r.path, reason))
+    ident = (tst.st_dev, tst.st_ino)
+    if (
+        len(old) == len(names)
+        and all(r.done for r in roots)
+        and rmdir_busy(run, parent_fd, name, trash, ident)
+    ):
+        forget(trash)
+
+
+def collect_trash_at(dir_fd: int, directory: str, min_age: float) -> None:
+    """collect_trash() for a directory we hold open."""
+    candidates: list[tuple[int, int, str, str]] = []  # (parent fd, trash fd, name, path)
+    try:
+        name = trash_name_for(os.fstat(dir_fd))
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            tpath = os.path.join(directory, name)
+            candidates.append((-1, open_trash(dir_fd, name, tpath), name, tpath))
+        for k in known_on(os.fstat(dir_fd).st_dev):
+            if k.path != os.path.join(directory, name):
+                fds = reopen_known(k)
+                if fds is not None:
+                    candidates.append((fds[0], fds[1], os.path.basename(k.path), k.path))
+    except OSError:
+        log.debug("collecting trash for %s failed", directory, exc_info=True)
+    if not candidates:
+        return
+    run = Run(0.0, None)
+    try:
+        for pfd, tfd, name, tpath in candidates:
+            empty_trash(run, dir_fd if pfd < 0 else pfd, name, tfd, tpath, min_age)
+    except Exception:  # opportunistic; the caller's operation matters more
+        log.debug("collecting trash for %s failed", directory, exc_info=True)
+    finally:
+        run.close()
+        for pfd, tfd, _n, _p in candidates:
+            os.close(tfd)
+            if pfd >= 0:
+                os.close(pfd)
+
+
+def collect_trash(directory: StrPath, *, min_age: float = 5.0) -> None:
+    """Empty stale linkstrategy trash of the caller's kept for ``directory`` (cheap
+    when there is none: one ``stat`` and one ``lstat``).
+
+    Looks at the caller's trash in ``directory`` (:mod:`._trash`) and at trash
+    directories this process made on the same filesystem (re-opened and checked by
+    inode).  Busy entries are tried once and left; never raises.
+    """
+    d = os.fspath(directory)
+    try:
+        name = trash_name_for(os.stat(d))
+        if not stat.S_ISDIR(os.lstat(os.path.join(d, name)).st_mode):
+            return
+    except OSError:
+        return
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        collect_trash_at(fd, fd_path(fd, d), min_age)
+    finally:
+        os.close(fd)

@@ -104,8 +104,12 @@ from ._errors import (
 from ._log import log
 from ._mounts import mount_id_of
 from ._owner import hold, is_tmp_name, may_act, owner, release
-from ._remove import RemoveReport, StrPath, _collect_trash_at, _split, remove_at
+from ._pool import Backoff
 from ._sys import exchange, fd_path
+from ._trash import collect_trash_at as _collect_trash_at
+from ._trash import remove_at
+from ._tree import RemoveReport, StrPath
+from ._tree import split as _split
 
 if TYPE_CHECKING:
     from ._place import PlaceReport
@@ -176,29 +180,25 @@ def is_stage_name(name: str) -> bool:
 def _exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
     """Swap ``a`` and ``b`` atomically (:func:`._sys.exchange`), retrying busy errors
     with backoff; False where the kernel or filesystem cannot."""
-    delay, deadline = 0.01, time.monotonic() + _RENAME_BUDGET
+    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)
     while True:
         try:
             return exchange(a_fd, a, b_fd, b)
         except OSError as e:
-            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:
+            if e.errno not in REMOVE_RETRY or not backoff.wait():
                 raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
 
 
 def _rename(a_fd: int, a: str, b_fd: int, b: str) -> None:
     """renameat(2), retrying busy errors (NFS, Windows-style sharing) with backoff."""
-    delay, deadline = 0.01, time.monotonic() + _RENAME_BUDGET
+    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)
     while True:
         try:
             os.rename(a, b, src_dir_fd=a_fd, dst_dir_fd=b_fd)
             return
         except OSError as e:
-            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:
+            if e.errno not in REMOVE_RETRY or not backoff.wait():
                 raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
 
 
 def _stat_at(dir_fd: int, name: str) -> os.stat_result | None:

@@ -70,8 +70,10 @@ from . import _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, RemoveError
 from ._log import log
 from ._owner import owner
-from ._remove import StrPath, _collect_trash_at, remove_at
 from ._sys import fd_path
+from ._trash import collect_trash_at as _collect_trash_at
+from ._trash import remove_at
+from ._tree import StrPath
 
 if TYPE_CHECKING:
     from ._place import PlaceReport

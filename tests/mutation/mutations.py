@@ -41,6 +41,8 @@ _PLAN = "src/linkstrategy/_plan.py"
 CH = "tests/test_chain.py"
 _OWNER = "src/linkstrategy/_owner.py"
 _TREE = "src/linkstrategy/_tree.py"
+_GC = "src/linkstrategy/_gc.py"
+_POOL = "src/linkstrategy/_pool.py"
 UN = "tests/test_uninstall.py"
 PS = "tests/test_place_safety.py"
 B = "tests/test_batch.py"
@@ -406,15 +408,17 @@ MUTATIONS: list[Mutation] = [
     m(
         "tree-unbounded-fds",
         _TREE,
-        "                if len(stack) > MAX_FDS:",
+        "                if opened > max_fds:",
         "                if False:",
         (f"{TO}::test_deep_tree_under_a_small_fd_limit",),
     ),
     m(
         "tree-enters-other-mounts",
         _TREE,
-        "                if cst.st_dev != root_dev or (root_mnt is not None and _mnt_id(cfd) != root_mnt):",
-        "                if False:",
+        "            st.dev != root.dev\n"
+        "            or (st.mnt_id is not None and root.mnt_id is not None and st.mnt_id != root.mnt_id)\n"
+        "            or st.mount_root\n",
+        "            False\n",
         (f"{TO}::test_a_mount_inside_is_never_entered",),
     ),
     m(
@@ -796,7 +800,7 @@ MUTATIONS: list[Mutation] = [
     # -- remove(): symlinks -------------------------------------------------------------
     m(
         "remove-subdir-opened-following-symlinks",
-        _REMOVE,
+        _TREE,
         '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
         '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
         (
@@ -807,7 +811,7 @@ MUTATIONS: list[Mutation] = [
     # -- remove(): refusals ---------------------------------------------------------------
     m(
         "remove-home-not-refused-by-identity",
-        _REMOVE,
+        _TREE,
         "    what = protected.get((st.dev, st.ino)) if stat.S_ISDIR(st.mode) else None",
         "    what = None",
         (
@@ -817,14 +821,14 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-home-ancestors-allowed",
-        _REMOVE,
+        _TREE,
         '            p, what = up, "an ancestor of the home directory"',
         "            break",
         (f"{R}::test_refuses_home_and_its_ancestors_and_touches_nothing",),
     ),
     m(
         "remove-dot-dotdot-allowed",
-        _REMOVE,
+        _TREE,
         '    if name in (".", ".."):\n        raise RemoveError(errno.EINVAL, "refusing to remove \'.\' or \'..\'", s)',
         "    pass",
         (
@@ -834,9 +838,9 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-parent-normalised-lexically",
-        _REMOVE,
-        "    parent, name = _split(p)\n    return _Root(",
-        "    parent, name = _split(os.path.abspath(os.fspath(p)))\n    return _Root(",
+        _TREE,
+        "    parent, name = split(p)\n    return Root(",
+        "    parent, name = split(os.path.abspath(os.fspath(p)))\n    return Root(",
         (f"{RS}::test_dotdot_after_a_symlink_means_what_the_kernel_means",),
     ),
     m(
@@ -848,7 +852,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-mount-point-root-allowed",
-        _REMOVE,
+        _TREE,
         '        raise RemoveError(errno.EBUSY, "refusing to remove a mount point", root.path)',
         "        pass",
         (f"{R}::test_refuses_a_mount_point",),
@@ -856,7 +860,7 @@ MUTATIONS: list[Mutation] = [
     # -- remove(): mounts ------------------------------------------------------------------
     m(
         "remove-mounts-crossed",
-        _REMOVE,
+        _TREE,
         "            st.dev != root.dev\n"
         "            or (st.mnt_id is not None and root.mnt_id is not None and st.mnt_id != root.mnt_id)\n"
         "            or st.mount_root\n",
@@ -869,40 +873,40 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-busy-root-with-mount-deferred",
-        _REMOVE,
-        "if r.done or o.error or o.mount or o.protected or not run.defer:",
-        "if r.done or o.error or o.protected or not run.defer:",
+        _TREE,
+        "if r.done or o.error or o.mount or o.protected or run.defer is None:",
+        "if r.done or o.error or o.protected or run.defer is None:",
         (f"{GR}::test_busy_root_holding_a_mount_is_not_deferred",),
     ),
     m(
         "remove-last-entries-go-despite-mount",
-        _REMOVE,
+        _TREE,
         "    if run.errors or run.mounts:\n        return run.report()",
         "    if run.errors:\n        return run.report()",
         (f"{GR}::test_last_entries_stay_when_a_mount_is_left_inside",),
     ),
     m(
         "remove-last-entries-go-despite-errors",
-        _REMOVE,
+        _TREE,
         "    if run.errors or run.mounts:\n        return run.report()",
         "    if run.mounts:\n        return run.report()",
         (f"{R}::test_non_retryable_error_is_reported_and_last_entries_are_kept",),
     ),
     m(
         "remove-last-entries-not-protected",
-        _REMOVE,
+        _TREE,
         "                if node is not None and node.leaf:",
         "                if False:",
         (f"{R}::test_last_entries_go_after_everything_else_in_order",),
     ),
     m(
         "gc-crosses-mounts",
-        _REMOVE,
-        "                        not stat.S_ISDIR(st.mode)\n"
-        "                        or st.dev != top.dev\n"
-        "                        or st.mount_root\n"
-        "                        or (st.mnt_id is not None and st.mnt_id != top.mnt_id)\n",
-        "                        not stat.S_ISDIR(st.mode)\n",
+        _GC,
+        "                not stat.S_ISDIR(st.mode)\n"
+        "                or st.dev != top.dev\n"
+        "                or st.mount_root\n"
+        "                or (st.mnt_id is not None and st.mnt_id != top.mnt_id)\n",
+        "                not stat.S_ISDIR(st.mode)\n",
         (f"{GR}::test_gc_does_not_cross_a_bind_mount",),
     ),
     # -- trash and gc (issue #9): fds, owners, scope -----------------------------------------
@@ -932,7 +936,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "gc-empties-another-users-trash",
-        _REMOVE,
+        _GC,
         "        if not may_act(dir_fd, st):\n            self.leave(\n                path,",
         "        if False:\n            self.leave(\n                path,",
         (f"{RS}::test_gc_as_root_leaves_another_users_trash_alone",),
@@ -953,7 +957,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "gc-always-recursive",
-        _REMOVE,
+        _GC,
         "                    rest = g.directory(bfd, base)\n                    if recursive:",
         "                    rest = g.directory(bfd, base)\n                    if True:",
         (
@@ -963,7 +967,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "gc-dead-temporaries-kept",
-        _REMOVE,
+        _GC,
         '        if verdict != "dead":\n            return',
         "        if True:\n            return",
         (
@@ -973,9 +977,9 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "gc-busy-trash-not-retried",
-        _REMOVE,
-        "            if code == errno.EBUSY:\n                now",
-        "            if False:\n                now",
+        _TREE,
+        '            if action == "busy" and backoff.wait():',
+        "            if False:",
         (
             f"{RS}::test_gc_retries_a_busy_trash_directory_within_its_budget",
             f"{RS}::test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount",
@@ -984,32 +988,32 @@ MUTATIONS: list[Mutation] = [
     # -- remove(): limits (issue #9.6) ------------------------------------------------------
     m(
         "remove-serial-walk-fds-unbounded",
-        _REMOVE,
+        _TREE,
         "_MAX_FDS = 32\n",
         "_MAX_FDS = 10**6\n",
         (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
     ),
     m(
         "remove-parallel-walk-depth-unbounded",
-        _REMOVE,
+        _TREE,
         "_PARALLEL_DEPTH = 8\n",
         "_PARALLEL_DEPTH = 10**6\n",
         (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
     ),
     m(
         "remove-no-threads-is-fatal",
-        _REMOVE,
-        "                    self.size = len(self._threads)\n",
-        "                    self.size = len(self._threads)\n"
-        "                    if not self._threads:\n"
-        "                        raise\n",
+        _POOL,
+        "                    self.cannot_start = time.monotonic()\n",
+        "                    self.cannot_start = time.monotonic()\n"
+        "                if not self.threads:\n"
+        "                    raise\n",
         (f"{RS}::test_process_limit_remove_goes_on_with_the_threads_it_has",),
     ),
     m(
         "remove-emfile-taken-for-busy",
-        _REMOVE,
-        "                if e.errno in REMOVE_SWAPPED:\n                    # Became a symlink",
-        "                if e.errno in REMOVE_SWAPPED or e.errno in (errno.EMFILE, errno.ENFILE):\n"
+        _TREE,
+        '                if action == "swapped":\n                    # Became a symlink',
+        '                if action == "swapped" or e.errno in (errno.EMFILE, errno.ENFILE):\n'
         "                    # Became a symlink",
         (f"{R}::test_out_of_fds_is_an_error_with_its_name_not_busy",),
     ),
@@ -1032,7 +1036,7 @@ MUTATIONS: list[Mutation] = [
     # -- remove(): budgets and permissions ---------------------------------------------
     m(
         "remove-budget-ignored",
-        _REMOVE,
+        _TREE,
         "self.deadline = self.start + max(0.0, budget)",
         "self.deadline = self.start + 3600.0",
         (
@@ -1043,7 +1047,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-chmods-the-parent-of-a-root",
-        _REMOVE,
+        _TREE,
         "        fixed = not fix_perms  # never chmod the directory holding a root: not ours",
         "        fixed = False",
         (
@@ -1107,22 +1111,16 @@ MUTATIONS: list[Mutation] = [
     m(
         "txn-rename-budget-ignored",
         _TXN,
-        "            return\n"
-        "        except OSError as e:\n"
-        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
-        "            return\n        except OSError as e:\n            if e.errno not in REMOVE_RETRY:",
+        "    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)\n    while True:\n        try:\n            os.rename(",
+        "    backoff = Backoff()  # no deadline\n    while True:\n        try:\n            os.rename(",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
     ),
     m(
         "txn-exchange-budget-ignored",
         _TXN,
-        "            return exchange(a_fd, a, b_fd, b)\n"
-        "        except OSError as e:\n"
-        "            if e.errno not in REMOVE_RETRY or time.monotonic() + delay > deadline:",
-        "            return exchange(a_fd, a, b_fd, b)\n"
-        "        except OSError as e:\n"
-        "            if e.errno not in REMOVE_RETRY:",
+        "    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)\n    while True:\n        try:\n            return exchange(",
+        "    backoff = Backoff()  # no deadline\n    while True:\n        try:\n            return exchange(",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
     ),
@@ -1158,9 +1156,9 @@ MUTATIONS: list[Mutation] = [
     m(
         "tree-follows-a-swapped-symlink",
         _TREE,
-        "_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC",
-        "_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC",
-        (f"{TO}::test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed",),
+        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
+        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
+        (f"{TO}::test_a_directory_swapped_for_a_symlink_to_itself_after_its_stat_is_not_followed",),
     ),
     m(
         "pool-error-does-not-stop-the-run",
@@ -1168,6 +1166,83 @@ MUTATIONS: list[Mutation] = [
         "                if self.error is None:\n                    self.error = e\n            self.stop.set()",
         "                if self.error is None:\n                    self.error = e",
         (f"{PS}::test_a_failing_run_stops_its_other_jobs",),
+    ),
+    # -- one engine (issue #10): errno decisions, the job pool, the backoff, the hook ---------
+    m(
+        "remove-action-emfile-retried",
+        _ERRORS,
+        '    if code in REMOVE_RETRY:\n        return "retry"',
+        '    if code in REMOVE_RETRY or code in (errno.EMFILE, errno.ENFILE):\n        return "retry"',
+        (
+            f"{R}::test_remove_action_table",
+            f"{R}::test_out_of_fds_is_an_error_with_its_name_not_busy",
+        ),
+        "out of fds taken for busy: the budget is spent, then a silent deferral",
+    ),
+    m(
+        "remove-kill-hook-switches-loop",
+        _TREE,
+        "        hook = self._hook\n        gone = 0\n",
+        "        hook = self._hook\n        gone = 0\n"
+        "        if hook is not None:\n"
+        "            for name in files:\n"
+        "                if not self.unlink(fr.fd, fr.path, name, out):\n"
+        "                    fr.blocked = True\n"
+        "            return\n",
+        (f"{R}::test_kill_hook_is_called_from_the_production_unlink_loop",),
+        "the kill -9 tests would run a test-only loop, not the production one",
+    ),
+    m(
+        "remove-network-override-ignored",
+        _TREE,
+        "            or mount.mount_point in network_override()",
+        "            or False",
+        (
+            f"{R}::test_remove_decides_network_as_place_does",
+            f"{RS}::test_network_override_gets_the_parallel_walk",
+        ),
+        "a mount place() calls network gets a serial remove()",
+    ),
+    m(
+        "pool-lifo-ignored",
+        _POOL,
+        "self.jobs.pop() if self.lifo else self.jobs.popleft()",
+        "self.jobs.popleft()",
+        ("tests/test_pool.py::test_order_of_a_tasks_queue",),
+        "remove()'s parallel walk would open a whole level of a wide tree at once",
+    ),
+    m(
+        "pool-caller-does-not-help",
+        _POOL,
+        "        while True:\n            with self.lock:\n                while not self.jobs and not done.is_set():",
+        "        self.wait(done)\n        while True:\n            with self.lock:\n                while not self.jobs and not done.is_set():",
+        ("tests/test_pool.py::test_a_helping_caller_works_its_own_jobs_too",),
+        "remove()'s caller would wait on pool threads that are busy elsewhere or cannot start",
+    ),
+    m(
+        "backoff-uncapped",
+        _POOL,
+        "        self.delay = min(self.delay * 2, self.cap)",
+        "        self.delay = self.delay * 2",
+        ("tests/test_pool.py::test_backoff_doubles_caps_and_stops_at_its_tries_or_deadline",),
+    ),
+    m(
+        "backoff-past-the-deadline",
+        _POOL,
+        "            step = min(step, left)",
+        "            pass",
+        (
+            "tests/test_pool.py::test_backoff_doubles_caps_and_stops_at_its_tries_or_deadline",
+            f"{GR}::test_busy_forever_ends_within_the_budget",
+        ),
+    ),
+    m(
+        "rmtree-at-ignores-a-mount-left-inside",
+        _TREE,
+        "    if run.mounts:\n        raise OSError(errno.EXDEV",
+        "    if False:\n        raise OSError(errno.EXDEV",
+        (f"{TO}::test_a_mount_inside_is_never_entered",),
+        "place()'s rollback would report success with a mount (and its parents) left",
     ),
     m(
         "place-same-through-a-symlink-allowed",
