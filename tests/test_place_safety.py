@@ -489,3 +489,34 @@ def test_a_failing_run_stops_its_other_jobs(
         linkstrategy.place(src, tmp_path / "dst", strategy="copy", workers=2)
     assert len(tried) < 50, f"{len(tried)} files tried after the first error"
     assert sorted(os.listdir(tmp_path)) == ["src"]
+
+
+@pytest.mark.parametrize("where", ["new-subdir", "new-root"])
+def test_a_hidden_directory_whose_lock_cannot_be_made_goes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """ENOSPC (or EDQUOT) making a new directory's lock file, just after the directory
+    itself: the directory is not yet in the run's books, so it must go at once --
+    the destination is left as it was (found as a .lstmp- leftover on a full tmpfs)."""
+    from linkstrategy import _place
+
+    src = tmp_path / "src"
+    (src / "pkg" / "sub").mkdir(parents=True)
+    (src / "pkg" / "sub" / "m.py").write_text("m")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "other.py").write_text("other")
+    real = _place.hold
+
+    def full(dir_fd: int) -> int | None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_place, "hold", full)
+    dst = site if where == "new-subdir" else site / "new"
+    with pytest.raises(OSError) as ei:
+        linkstrategy.place(src, dst)
+    assert ei.value.errno == errno.ENOSPC
+    assert sorted(os.listdir(site)) == ["other.py"]
+    monkeypatch.setattr(_place, "hold", real)
+    linkstrategy.place(src, dst)  # and nothing in the way afterwards
+    assert (dst / "pkg" / "sub" / "m.py").read_text() == "m"

@@ -1174,16 +1174,25 @@ def _restore_dir_modes(run: _Run, dst_root_fd: int, *, hidden: bool) -> None:
 
 
 def _make_hidden(run: _Run, pfd: int, parent_drel: str, tmp: str) -> tuple[int, int]:
-    """Make the hidden directory ``tmp`` and lock it as ours (see _owner); its (dev, ino)."""
+    """Make the hidden directory ``tmp`` and lock it as ours (see _owner); its (dev, ino).
+    If the lock cannot be made (ENOSPC, EDQUOT...), the directory goes again: it is
+    not yet in the run's books, so its rollback would not find it."""
     os.mkdir(tmp, 0o777, dir_fd=pfd)
     fd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    ident: tuple[int, int] | None = None
     try:
         st = os.fstat(fd)
+        ident = (st.st_dev, st.st_ino)
         lk = hold(fd)
         if lk is not None:
             with run.lock:
                 run.locks[(parent_drel, tmp)] = lk
-        return (st.st_dev, st.st_ino)
+        return ident
+    except BaseException:
+        if ident is not None:
+            with contextlib.suppress(OSError):
+                rmtree_at(pfd, tmp, expect=ident)
+        raise
     finally:
         os.close(fd)
 
