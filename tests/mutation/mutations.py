@@ -155,6 +155,56 @@ MUTATIONS: list[Mutation] = [
         (f"{TW}::test_file_list_errors_as_on_the_other_paths",),
         "a listed entry that is a directory is refused, as on the per-directory path",
     ),
+    m(
+        "place-hidden-dir-left-when-its-lock-fails",
+        _PLACE,
+        "        if ident is not None:\n            with contextlib.suppress(OSError):\n                rmtree_at(pfd, tmp, expect=ident)\n        raise",
+        "        raise",
+        (f"{PS}::test_a_hidden_directory_whose_lock_cannot_be_made_goes_again",),
+        "a .lstmp- directory left in the destination after ENOSPC",
+    ),
+    # -- remove() and an interrupted upgrade() of the same directory -------------------------
+    m(
+        "remove-before-settling-an-upgrade",
+        _REMOVE,
+        "    _settle_upgrades(run, run.opened, strict=strict)",
+        "    pass",
+        (
+            f"{U}::test_kill_9_at_every_step_then_recovery",
+            f"{U}::test_removing_paths_with_last_after_a_kill_past_building_asks_again",
+        ),
+        "a later gc() rolls the journal forward and brings the removed package back",
+    ),
+    m(
+        "uninstall-before-settling-an-upgrade",
+        _REMOVE,
+        "        _settle_upgrade_of_root(rfd, root_real, tops)",
+        "        pass",
+        (f"{U}::test_uninstall_by_record_after_a_kill_past_building_recovers_then_asks_again",),
+    ),
+    m(
+        "uninstall-by-a-stale-record",
+        _UPG,
+        '    if strict and phase != "building":',
+        "    if False:",
+        (f"{U}::test_uninstall_by_record_after_a_kill_past_building_recovers_then_asks_again",),
+        "a RECORD read before the upgrade describes the old version: half a package stays",
+    ),
+    m(
+        "remove-absent-entry-not-settled",
+        _REMOVE,
+        "        if not r.done or r.st is None:  # absent now: a recovery may bring it back",
+        "        if not r.done:  # absent now: a recovery may bring it back",
+        (f"{U}::test_kill_9_at_every_step_then_recovery",),
+        "killed between moving the old tree out and the new one in: the name is absent",
+    ),
+    m(
+        "remove-waits-for-unrelated-upgrades",
+        _UPG,
+        "    if pending is None or not names & pending[1]:",
+        "    if pending is None:",
+        (f"{U}::test_remove_waits_for_no_running_upgrade_of_other_entries",),
+    ),
     # -- place(): symlinks ----------------------------------------------------------------
     m(
         "place-middle-component-followed",
