@@ -506,6 +506,31 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                     "linkstrategy.place(), in-process",
                 )
             )
+        if place is not None:
+            # The installer's path (examples/wheel_installer.py): one place_many() of
+            # every wheel's cache entry, each with its RECORD as files=, RECORD copied.
+            import linkstrategy
+
+            entries = wheeltree.unpack_entries(fs / "entries", packages)
+
+            def install(site: Path, strategy: str) -> None:
+                site.mkdir()  # site-packages exists before an install
+                linkstrategy.place_many(
+                    wheeltree.record_jobs(entries, site),
+                    strategy=strategy,  # type: ignore[arg-type]
+                    copy=["*.dist-info/RECORD"],
+                )
+
+            for s in ("hardlink", "reflink"):
+                contenders.append(
+                    inproc_contender(
+                        f"place_many(RECORD, {s})",
+                        lambda d, s=s: install(d, s),  # type: ignore[misc]
+                        dst(f"many-{s}"),
+                        "one place_many() of the 5 cache entries with files=<RECORD>, "
+                        "copy=RECORD, in-process",
+                    )
+                )
         for mode, label in (
             ("hardlink", "uv hardlink"),
             ("clone", "uv clone"),
@@ -1112,6 +1137,9 @@ RATIOS: list[tuple[str, str, str, str, float | None]] = [
     ("local", "place", "place(hardlink)", "uv hardlink" + INSTALLED, 1.0),
     ("local", "place", "place(reflink)", "uv clone" + INSTALLED, 1.0),
     ("local", "place", "place(copy)", "uv copy" + INSTALLED, 0.8),
+    # Issue #13: an installer's batch (place_many with RECORDs) no slower than uv's figure.
+    ("local", "place", "place_many(RECORD, hardlink)", "uv hardlink" + INSTALLED, 1.0),
+    ("local", "place", "place_many(RECORD, reflink)", "uv clone" + INSTALLED, 1.0),
     ("local", "place", "place(hardlink)", "floor.c link", 1.1),
     ("local", "place", "place(reflink)", "floor.c clone", 1.1),
     ("local", "remove.xfs", "remove()", "rm -rf", 1.0),

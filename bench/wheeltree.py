@@ -115,6 +115,46 @@ def unpack_tree(dest: Path, packages: tuple[str, ...] | list[str] | None = None)
     return site
 
 
+def unpack_entries(dest: Path, packages: tuple[str, ...] | list[str] | None = None) -> list[Path]:
+    """Each wheel unzipped into a directory of its own under ``dest`` (an installer's
+    cache entry), modes applied as in :func:`unpack_tree`; reused when present."""
+    names = tuple(packages) if packages is not None else tuple(WHEELS)
+    out = []
+    for whl in ensure_wheels(names):
+        entry = Path(dest) / whl.stem
+        if not entry.is_dir():
+            with zipfile.ZipFile(whl) as zf:
+                for info in zf.infolist():
+                    target = zf.extract(info, entry)
+                    mode = (info.external_attr >> 16) & 0o777
+                    if mode and not info.is_dir():
+                        os.chmod(target, mode | 0o600)
+        out.append(entry)
+    return out
+
+
+def record_jobs(entries: list[Path], site: Path) -> list[tuple[Path, Path, list[str]]]:
+    """``place_many`` jobs as an installer makes them from each entry's RECORD: the
+    files of the wheel's root into ``site``, and ``<name>.data/purelib|platlib/...``
+    into ``site`` too (scripts are left out: they are written, not placed)."""
+    import csv
+
+    jobs: list[tuple[Path, Path, list[str]]] = []
+    for entry in entries:
+        info = next(entry.glob("*.dist-info"))
+        with open(info / "RECORD", newline="") as fh:
+            files = [row[0] for row in csv.reader(fh) if row and row[0]]
+        jobs.append((entry, site, [p for p in files if not p.split("/", 1)[0].endswith(".data")]))
+        data: dict[str, list[str]] = {}
+        for p in files:
+            head, _, rest = p.partition("/")
+            scheme, _, path = rest.partition("/")
+            if head.endswith(".data") and scheme in ("purelib", "platlib") and path:
+                data.setdefault(f"{head}/{scheme}", []).append(path)
+        jobs += [(entry / sub, site, paths) for sub, paths in data.items()]
+    return jobs
+
+
 def tree_stats(path: Path | str) -> tuple[int, int, int]:
     """``(files, dirs, bytes)`` below ``path`` (dirs excludes ``path`` itself; no symlinks)."""
     files = dirs = size = 0
