@@ -329,7 +329,7 @@ def test_kill_9_at_every_step_then_recovery(tmpfs_dir: Path, recover_by: str) ->
         elif recover_by == "gc":
             assert gc(site).ok, point
         else:
-            assert T.recover_dir(site / UPGRADE_JOURNAL), point
+            assert U.recover_dir(site / UPGRADE_JOURNAL), point
         assert view(site, sorted(want[expect])) == want[expect], point
         assert rest(site) == others, point
         assert leftovers(site) == [], (point, leftovers(site))
@@ -457,7 +457,7 @@ def test_recovery_leaves_a_journal_whose_names_were_changed_by_someone_else(
     shutil.rmtree(site / OLD_INFO)
     (site / OLD_INFO).mkdir()  # not the old tree nor the new one: not ours to move
     with pytest.raises(RemoveError) as ei:
-        T.recover_dir(site / UPGRADE_JOURNAL)
+        U.recover_dir(site / UPGRADE_JOURNAL)
     assert ei.value.errno == errno.EPERM and OLD_INFO in str(ei.value.filename)
     assert os.listdir(site / OLD_INFO) == [] and (site / UPGRADE_JOURNAL).is_dir()
     # Checked before anything moves: no entry went further, none came back.
@@ -496,11 +496,12 @@ _RECOVER_CHILD = textwrap.dedent(
     """
     import os, sys
     import linkstrategy._txn as T
+    import linkstrategy._upgrade as U
     import linkstrategy._sys._linux as L
     if sys.argv[2] == "noexchange":
         L._renameat2 = False
     T.step_hook = lambda name: name == sys.argv[3] and os.kill(os.getpid(), 9)
-    T.recover_dir(sys.argv[1])
+    U.recover_dir(sys.argv[1])
     """
 )
 
@@ -577,4 +578,17 @@ def test_a_file_entry_already_hardlinked_to_its_new_source_stays(
     assert any(same)  # the premise: the staged file was the installed one
     assert (site / "numpy-added").read_text() == "added\n"
     assert os.path.samefile(site / "numpy-added", new / "numpy-added")
+    assert leftovers(site) == []
+
+
+def test_replace_recovery_leaves_an_upgrade_journal_to_upgrade(tmp_path: Path) -> None:
+    """_txn alone does not know upgrade() journals (it never imports _upgrade): given one,
+    it leaves it untouched; gc() and upgrade() (through _upgrade) recover it."""
+    site, _new, want, _others = kill_at(tmp_path, "upgrade-swapped:numpy", "exchange")
+    before = view(site, sorted(want["old"]))
+    with pytest.raises(RemoveError) as ei:
+        T.recover_dir(site / UPGRADE_JOURNAL)
+    assert ei.value.errno == errno.EPERM and "kind 'upgrade'" in str(ei.value)
+    assert view(site, sorted(want["old"])) == before and leftovers(site) == [UPGRADE_JOURNAL]
+    assert U.recover_dir(site / UPGRADE_JOURNAL)
     assert leftovers(site) == []

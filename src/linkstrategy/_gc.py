@@ -36,9 +36,9 @@ from ._txn import (
     is_journal_name,
     is_stage_name,
     journal_name,
-    recover_journal_at,
     stage_prefix,
 )
+from ._upgrade import recover_journal_at  # replace()'s journals and upgrade()'s
 
 __all__ = ["gc"]
 

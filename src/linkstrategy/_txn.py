@@ -87,7 +87,7 @@ import os
 import stat
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace as _dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -452,9 +452,19 @@ def _leave(path: str, why: str) -> RemoveError:
     return RemoveError(errno.EPERM, f"left alone: {why}", path)
 
 
-def recover_journal_at(parent_fd: int, parent: str, jname: str) -> bool:
+#: Recovery of a journal of another kind (``state["kind"]``), made by a module built
+#: on this one (:mod:`._upgrade`): ``(parent_fd, parent, jname, jfd, lock_fd, state)``,
+#: called with the journal open, locked and read; it takes both fds.
+Recoverer = Callable[[int, str, str, int, "int | None", dict[str, Any]], None]
+
+
+def recover_journal_at(
+    parent_fd: int, parent: str, jname: str, *, kinds: Mapping[str, Recoverer] | None = None
+) -> bool:
     """Finish or undo the transaction whose journal is ``jname`` in the directory open
-    at ``parent_fd``; True if there was one.
+    at ``parent_fd``; True if there was one.  A journal of another kind goes to its
+    recoverer in ``kinds`` (:func:`._upgrade.recover_journal_at` passes upgrade()'s);
+    without one it is left alone.
 
     Raises :class:`TransactionBusy` if a live process still holds it, and
     :class:`~linkstrategy.RemoveError` (EPERM, nothing touched) for a journal that
@@ -500,10 +510,15 @@ def recover_journal_at(parent_fd: int, parent: str, jname: str) -> bool:
         os.close(jfd)
         remove_at(parent_fd, parent, jname, budget=0.5)
         return True
-    if state.get("kind") == "upgrade":
-        from ._upgrade import recover_upgrade_at  # lazy: a module of its own
-
-        recover_upgrade_at(parent_fd, parent, jname, jfd, lock_fd, state)  # takes both fds
+    kind = state.get("kind")
+    if kind is not None:
+        other = (kinds or {}).get(kind) if isinstance(kind, str) else None
+        if other is None:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            os.close(jfd)
+            raise _leave(path, f"a journal of kind {kind!r}, not replace()'s")
+        other(parent_fd, parent, jname, jfd, lock_fd, state)  # takes both fds
         return True
     name = state.get("dst")
     if (
@@ -570,8 +585,9 @@ def recover_for(dst: StrPath) -> bool:
         os.close(fd)
 
 
-def recover_dir(txn_path: StrPath) -> bool:
+def recover_dir(txn_path: StrPath, *, kinds: Mapping[str, Recoverer] | None = None) -> bool:
     """Finish or undo the transaction whose journal is ``txn_path``; True if there was one.
+    (:func:`._upgrade.recover_dir` takes upgrade() journals too.)
 
     Raises :class:`TransactionBusy` if a live process still holds it.
     """
@@ -580,7 +596,7 @@ def recover_dir(txn_path: StrPath) -> bool:
     except FileNotFoundError:
         return False
     try:
-        return recover_journal_at(fd, parent, name)
+        return recover_journal_at(fd, parent, name, kinds=kinds)
     finally:
         os.close(fd)
 

@@ -5,7 +5,7 @@ several entries of ONE directory ``parent`` (site-packages: ``numpy/``,
 ``numpy.libs/``, the dist-info) as one transaction: after a ``kill -9`` at any
 point the next :func:`upgrade`, :func:`~linkstrategy.gc` of ``parent``,
 :func:`~linkstrategy.remove` of an entry it changes (:func:`settle_before_remove`)
-or :func:`~linkstrategy._txn.recover_dir` of the journal leaves either every old
+or :func:`recover_dir` of the journal leaves either every old
 entry or every new one, never a mix.  One parent per transaction: one journal,
 every move a ``rename`` within one mount.  (Scripts in ``bin/`` are another
 directory: a second :func:`upgrade`, ordered by the caller.)
@@ -338,7 +338,8 @@ def recover_upgrade_at(
 ) -> None:
     """Finish or undo the upgrade whose journal (open at ``jfd``, locked by us, with
     ``state`` read) is in the directory open at ``parent_fd``; takes both fds.
-    Called by :func:`._txn.recover_journal_at` for a journal of kind ``upgrade``."""
+    Called by :func:`._txn.recover_journal_at` for a journal of kind ``upgrade`` (see
+    :func:`recover_journal_at`)."""
     up = _Upgrade(parent_fd, parent)
     up.jfd, up.lock_fd, up.state = jfd, lock_fd, state
     try:
@@ -364,6 +365,18 @@ def recover_upgrade_at(
             up.rollback()
     finally:
         up.close()
+
+
+def recover_journal_at(parent_fd: int, parent: str, jname: str) -> bool:
+    """:func:`._txn.recover_journal_at` for a journal of either kind, replace()'s or
+    upgrade()'s: what gc(), remove() and upgrade() call."""
+    return _txn.recover_journal_at(parent_fd, parent, jname, kinds={KIND: recover_upgrade_at})
+
+
+def recover_dir(txn_path: StrPath) -> bool:
+    """Finish or undo the replace() or upgrade() whose journal is ``txn_path``; True if
+    there was one.  Raises :class:`TransactionBusy` while a live process holds it."""
+    return _txn.recover_dir(txn_path, kinds={KIND: recover_upgrade_at})
 
 
 def pending_names(parent_fd: int) -> tuple[str, frozenset[str]] | None:
@@ -408,7 +421,7 @@ def settle_before_remove(parent_fd: int, parent: str, names: set[str], *, strict
     if pending is None or not names & pending[1]:
         return False
     phase = pending[0]
-    if not _txn.recover_journal_at(parent_fd, parent, UPGRADE_JOURNAL):
+    if not recover_journal_at(parent_fd, parent, UPGRADE_JOURNAL):
         return False
     if strict and phase != "building":
         raise RemoveError(
@@ -491,7 +504,7 @@ def upgrade(
     pfd = os.open(os.fspath(parent), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         real = fd_path(pfd, os.fspath(parent))
-        _txn.recover_journal_at(pfd, real, UPGRADE_JOURNAL)
+        recover_journal_at(pfd, real, UPGRADE_JOURNAL)
         for n in (*changes, *renamed):
             _txn.recover_at(pfd, real, n)  # an interrupted replace() of one of them
         _collect_trash_at(pfd, real, 5.0)
@@ -512,7 +525,7 @@ def upgrade(
         except OSError as e:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-            _txn.recover_journal_at(pfd, real, UPGRADE_JOURNAL)  # busy if its owner lives
+            recover_journal_at(pfd, real, UPGRADE_JOURNAL)  # busy if its owner lives
             up.begin()
         try:
             reports = _run(up, changes, place, kw)
