@@ -163,7 +163,8 @@ class Chain:
         this name may not be set here (skipped, one warning per name); ``"fail"``: a
         real error, for the caller to raise."""
         code = err.errno
-        if code in E.XATTR_UNSUPPORTED:  # e.g. EFS: no user xattrs at all
+        action = E.xattr_action(code)
+        if action == "unsupported":  # e.g. EFS: no user xattrs at all
             with self._lock:
                 if self.xattrs:
                     self.xattrs = False
@@ -173,7 +174,7 @@ class Chain:
                         f" ({_errname(code)} setting {name})"
                     )
             return "stop"
-        if code in E.XATTR_DENIED:
+        if action == "denied":
             with self._lock:
                 if name not in self.xattrs_denied:
                     self.xattrs_denied.add(name)

@@ -124,8 +124,32 @@ XATTR_UNSUPPORTED = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 #: without privileges): skip it, keep the others.
 XATTR_DENIED = frozenset({errno.EPERM, errno.EACCES})
 
+
 # Anything else (ENOSPC, EDQUOT, EIO, EROFS, ENAMETOOLONG, EMFILE, ...) is never
 # fallen back on: falling back would hide the problem or make it worse.
+
+
+XattrAction = Literal["unsupported", "denied", "fail"]
+
+
+def xattr_action(code: int | None) -> XattrAction:
+    """What an errno from listing, reading or setting an extended attribute means:
+    ``"unsupported"`` (the filesystem has none: stop asking it), ``"denied"`` (this
+    name may not be set here, e.g. ``security.*`` as a user: skip it), or ``"fail"``.
+
+    >>> xattr_action(errno.EOPNOTSUPP), xattr_action(errno.EPERM), xattr_action(errno.EIO)
+    ('unsupported', 'denied', 'fail')
+    """
+    if code in XATTR_UNSUPPORTED:
+        return "unsupported"
+    if code in XATTR_DENIED:
+        return "denied"
+    return "fail"
+
+
+#: renameat2(RENAME_EXCHANGE) / renameatx_np(RENAME_SWAP) not available here: the
+#: kernel (ENOSYS), the filesystem (EINVAL: NFS, most FUSE) or the volume (ENOTSUP).
+EXCHANGE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 # -- removing files (remove.py) ----------------------------------------------
 

@@ -424,7 +424,7 @@ def _copy_xattrs(chain: Chain, sfd: int, dfd: int) -> None:
     try:
         names = list_xattrs(sfd)
     except OSError as e:
-        if e.errno in E.XATTR_UNSUPPORTED:  # the source's filesystem has none to give
+        if E.xattr_action(e.errno) == "unsupported":  # the source's filesystem has none
             return
         raise
     for n in names:

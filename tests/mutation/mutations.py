@@ -776,8 +776,16 @@ MUTATIONS: list[Mutation] = [
         "renameat2 without RENAME_EXCHANGE replaces b and loses a",
     ),
     m(
+        "errors-xattr-denied-taken-for-fatal",
+        _ERRORS,
+        '    if code in XATTR_DENIED:\n        return "denied"\n',
+        "",
+        (f"{CH}::test_a_refused_xattr_name_is_skipped_and_warned_once",),
+        "security.* refused to a user would fail the whole place()",
+    ),
+    m(
         "sys-exchange-einval-raises",
-        _SYS_COMMON,
+        _ERRORS,
         "frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})",
         "frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})",
         (f"{SY}::test_exchange_where_the_filesystem_cannot_is_false",),

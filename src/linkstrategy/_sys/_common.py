@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._errors import EXCHANGE_UNSUPPORTED
+
 __all__ = [
     "EXCHANGE_UNSUPPORTED",
     "StatxResult",
@@ -26,12 +28,6 @@ __all__ = [
     "stat_nofollow",
 ]
 
-#: The errnos with which an atomic exchange says "not here" rather than "failed":
-#: EINVAL (Linux: the filesystem has no RENAME_EXCHANGE, e.g. NFS, FUSE without it;
-#: macOS: no RENAME_SWAP), ENOSYS (kernel < 3.15, seccomp), EOPNOTSUPP/ENOTSUP (some
-#: FUSE daemons; macOS volumes without VOL_CAP_INT_RENAME_SWAP).  The caller then
-#: renames twice.
-EXCHANGE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 RW_CHUNK = 1 << 20
 
