@@ -1372,10 +1372,18 @@ MUTATIONS: list[Mutation] = [
         "moves entries before finding one that someone else changed: a mix, and a stranger's directory beside ours",
     ),
     m(
-        "upgrade-journal-not-recovered-by-gc",
+        "txn-recovers-a-journal-of-another-kind-as-replace",
         _TXN,
-        '    if state.get("kind") == "upgrade":',
-        "    if False:",
+        "        if other is None:\n            if lock_fd is not None:",
+        "        if False:\n            if lock_fd is not None:",
+        (f"{U}::test_replace_recovery_leaves_an_upgrade_journal_to_upgrade",),
+        "replace()'s recovery must not act on a journal it does not understand",
+    ),
+    m(
+        "upgrade-journal-not-recovered-by-gc",
+        _UPG,
+        "    return _txn.recover_journal_at(parent_fd, parent, jname, kinds={KIND: recover_upgrade_at})",
+        "    return _txn.recover_journal_at(parent_fd, parent, jname)",
         (
             f"{U}::test_kill_9_at_every_step_then_recovery",
             f"{U}::test_kill_9_at_every_step_on_disk_filesystems",
