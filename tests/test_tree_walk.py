@@ -189,8 +189,7 @@ def test_copies_keep_hard_links_xattrs_and_holes(rich: Path, tmp_path: Path) -> 
 def test_only_where_nothing_needs_python_per_file(
     rich: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Callbacks, a per-file policy without a file list (the walk could not know which
-    files it names) and network filesystems take the per-directory path (a network
+    """Callbacks and network filesystems take the per-directory path (a network
     filesystem wants many directories in flight)."""
     spy = Spy(fast)
     monkeypatch.setattr(_place, "_fast", spy)
@@ -200,7 +199,6 @@ def test_only_where_nothing_needs_python_per_file(
         [
             {"progress": lambda done, total: None},
             {"observer": lambda path, strategy: None},
-            {"copy": ["*.py"]},
         ]
     ):
         spy.calls = 0
@@ -269,6 +267,32 @@ def test_file_lists_same_tree_and_report_as_the_other_paths(
 
 
 @needs_c
+def test_copy_policy_without_a_file_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """copy= without files=: the walk places everything, then the files the policy names
+    are placed again as copies before their directory is revealed -- never a hardlink
+    into the source in the result, the same tree and report as the other paths."""
+    src = tmp_path / "src"
+    listed_tree(src)
+    policy = ["*.dist-info/RECORD", "pkg/d0/d1/*.py"]
+    results = {}
+    for mode, ext in (("tree", Spy(fast)), ("files", without_tree_walk(fast)), ("python", None)):
+        monkeypatch.setattr(_place, "_fast", ext)
+        dst = tmp_path / f"dst-{mode}" / "site"
+        r = linkstrategy.place(src, dst, strategy="hardlink", copy=policy)
+        if mode == "tree":
+            assert ext.calls >= 2
+        for rel in ("pkg-1.0.dist-info/RECORD", "pkg/d0/d1/mod.py"):
+            assert os.stat(dst / rel).st_ino != os.stat(src / rel).st_ino, (mode, rel)
+            assert (dst / rel).read_bytes() == (src / rel).read_bytes()
+        assert os.stat(dst / "pkg/mod.py").st_ino == os.stat(src / "pkg/mod.py").st_ino
+        results[mode] = (snapshot(dst), report_view(r))
+    subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+    assert results["tree"] == results["files"] == results["python"]
+    # RECORD, pkg/d0/d1/mod.py and, fnmatch's * crossing "/", the deep bottom.py
+    assert results["tree"][1]["by_strategy"]["copy"] == 3
+
+
+@needs_c
 def test_file_list_errors_as_on_the_other_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -311,7 +335,7 @@ def test_hands_back_exactly_what_is_not_plain(tmp_path: Path) -> None:
     dst.mkdir()
     sfd, dfd = _fds(src), _fds(dst)
     try:
-        files, nbytes, _cfr, dirs, entries, rest, modes, linked = fast.place_tree(
+        files, nbytes, _cfr, dirs, entries, rest, modes, linked, _placed = fast.place_tree(
             fast.COPY, sfd, dfd, 0o022, True, False, True, True, 3
         )
     finally:

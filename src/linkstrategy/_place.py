@@ -955,10 +955,11 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     deeper than it descends -- takes the Python path here, which owns every decision
     about errors and fallbacks."""
     listed = None if run.listed is None else _listed_below(run, rel)
+    policy_after = run.private is not None and listed is None  # copy= without files=
     sdir, ddir = _open_pair(run, roots, rel, drel)
     strategy = run.chain.strategies[0]
     try:
-        files, nbytes, cfr, dirs, entries, rest, modes, linked = _fast.place_tree(
+        files, nbytes, cfr, dirs, entries, rest, modes, linked, placed = _fast.place_tree(
             _c_strategy(strategy),
             sdir,
             ddir,
@@ -969,6 +970,7 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
             run.times,
             _TREE_DEPTH,
             None if listed is None else _file_list(run, rel, listed),
+            policy_after,
         )
     except OSError as e:
         where = _sub(rel, e.filename) if isinstance(e.filename, str) else rel
@@ -990,11 +992,49 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
         run.restore_modes.extend((_sub(drel, r), m) for r, m in modes)
     if linked:
         tally.bytes -= _keep_tree_links(run, roots, rel, drel, linked)
+    if policy_after:
+        _redo_private(run, roots, rel, drel, placed, strategy, tally)
     run.merge(tally)
     if listed is not None and entries < _expected(listed, rest):
         _missing(run, roots, rel, listed, rest)
     if rest:
         _place_rest(run, roots, rel, drel, rest)
+
+
+def _redo_private(
+    run: _Run,
+    roots: tuple[int, int],
+    rel: str,
+    drel: str,
+    placed: list[str],
+    strategy: Strategy,
+    tally: _Tally,
+) -> None:
+    """copy= without files=: the walk placed everything by ``strategy``; the files the
+    policy names are placed again, by the policy's chain (never a hardlink), before
+    anyone can see them -- their directory is still hidden under a temporary name.
+    The walk's file is ours (made in a directory this run made), removed by inode."""
+    keep = run.private
+    assert keep is not None
+    redo = [p for p in placed if keep(_sub(rel, p))]
+    if not redo or strategy != "hardlink":
+        return  # a clone or copy is the file's own already
+    for d, names in _by_dir(redo).items():
+        srel, sdrel = _sub(rel, d), _sub(drel, d)
+        sdir, ddir = _open_pair(run, roots, srel, sdrel)
+        try:
+            for name in names:
+                st = os.stat(name, dir_fd=ddir, follow_symlinks=False)
+                src = os.stat(name, dir_fd=sdir, follow_symlinks=False)
+                if (st.st_dev, st.st_ino) != (src.st_dev, src.st_ino):
+                    continue  # not a link to the source: nothing shared to undo
+                os.unlink(name, dir_fd=ddir)
+                tally.counts[strategy] -= 1
+                tally.files -= 1
+                _place_file(run, srel, sdir, ddir, name, name, False, tally, True, True)
+        finally:
+            os.close(sdir)
+            os.close(ddir)
 
 
 def _listed_below(run: _Run, rel: str) -> list[bytes]:
@@ -1503,7 +1543,6 @@ class _Placement:
             and not run.plan.network
             and run.progress is None
             and run.observer is None
-            and (run.private is None or self.listings is not None)
             and "symlink" not in run.chain.strategies
         )
         if run.whole_trees and self.listings is not None:

@@ -362,8 +362,8 @@ error:
  * place_tree: a whole new directory tree in one call.
  *
  * place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,
- *            times, max_depth[, listed])
- *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked)
+ *            times, max_depth[, listed[, report_placed]])
+ *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)
  *
  * ``listed`` (place(files=...)): bytes, ``<flag><relative path>\0`` per listed file,
  * sorted by path; only those files are placed ('p') or handed back ('r': a file the
@@ -386,6 +386,8 @@ error:
  *   modes   [("rel", mode)] directories whose own mode lacks owner rwx: the caller
  *           gives them their mode when the tree is complete (as _dir_job records).
  *   linked  [("rel/name", st_dev, st_ino)] files placed whose source has more links.
+ *   placed  ["rel/name"] every file placed, when report_placed is true (the caller's
+ *           copy= policy has no file list to go by: it looks at these afterwards).
  *   files, bytes, dirs (directories made, counting dst_dir_fd), entries (files,
  *           symlinks and special files seen, and listed names handed back: the
  *           caller's "discovered", and with ``listed`` how it finds a missing one).
@@ -397,7 +399,7 @@ error:
  * the call's directories ("" for themselves).
  * ------------------------------------------------------------------------------- */
 
-enum { REC_REST = 0, REC_MODE = 1, REC_LINKED = 2 };
+enum { REC_REST = 0, REC_MODE = 1, REC_LINKED = 2, REC_PLACED = 3 };
 
 struct rec {
     int kind;
@@ -459,6 +461,7 @@ struct walk {
     Py_ssize_t nallow;
     const char **allow;
     char *flags;
+    int report_placed; /* list every file placed (the caller's copy= policy looks) */
 };
 
 /* Index of ``path`` in the file list, -1 if it is not listed. */
@@ -636,6 +639,8 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 w->files++;
                 if (linked && recs_add(&w->recs, REC_LINKED, path, len, ldev, lino) != 0)
                     goto nomem;
+                if (w->report_placed && recs_add(&w->recs, REC_PLACED, path, len, 0, 0) != 0)
+                    goto nomem;
             } else if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0) {
                 goto nomem;
             }
@@ -709,7 +714,7 @@ static PyObject *recs_list(struct recs *r, int kind)
         PyObject *t;
         if (r->v[i].kind != kind)
             continue;
-        if (kind == REC_REST)
+        if (kind == REC_REST || kind == REC_PLACED)
             t = PyUnicode_DecodeFSDefault(r->v[i].path);
         else if (kind == REC_MODE)
             t = Py_BuildValue("(NL)", PyUnicode_DecodeFSDefault(r->v[i].path), r->v[i].a);
@@ -730,13 +735,14 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
 {
     int strategy, sdir, ddir, umask_, max_depth;
     struct walk w;
-    PyObject *rest = NULL, *modes = NULL, *linked = NULL, *result = NULL, *listed = Py_None;
+    PyObject *rest = NULL, *modes = NULL, *linked = NULL, *placed = NULL, *result = NULL;
+    PyObject *listed = Py_None;
 
     (void)self;
     memset(&w, 0, sizeof(w));
     w.nallow = -1;
-    if (!PyArg_ParseTuple(args, "iiiippppi|O", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
-                          &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed))
+    if (!PyArg_ParseTuple(args, "iiiippppi|Op", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
+                          &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed, &w.report_placed))
         return NULL;
     if (listed != Py_None) {
         /* b"<flag><path>\0<flag><path>\0...", sorted by path: parsed in place (the
@@ -790,13 +796,15 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     rest = recs_list(&w.recs, REC_REST);
     modes = rest == NULL ? NULL : recs_list(&w.recs, REC_MODE);
     linked = modes == NULL ? NULL : recs_list(&w.recs, REC_LINKED);
-    if (linked != NULL)
-        result = Py_BuildValue("LLOLLOOO", w.files, w.bytes, w.cfr ? Py_True : Py_False, w.dirs,
-                               w.entries, rest, modes, linked);
+    placed = linked == NULL ? NULL : recs_list(&w.recs, REC_PLACED);
+    if (placed != NULL)
+        result = Py_BuildValue("LLOLLOOOO", w.files, w.bytes, w.cfr ? Py_True : Py_False, w.dirs,
+                               w.entries, rest, modes, linked, placed);
 done:
     Py_XDECREF(rest);
     Py_XDECREF(modes);
     Py_XDECREF(linked);
+    Py_XDECREF(placed);
     free(w.err_path);
     recs_free(&w.recs);
     PyMem_Free(w.allow);
@@ -812,8 +820,8 @@ static PyMethodDef methods[] = {
      "at the first one that does not go plainly (see the comment atop _speedups.c)."},
     {"place_tree", place_tree, METH_VARARGS,
      "place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,\n"
-     "           times, max_depth[, listed])\n"
-     "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked)\n\n"
+     "           times, max_depth[, listed[, report_placed]])\n"
+     "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)\n\n"
      "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
      "not plain (see the comment above place_tree in _speedups.c)."},
     {NULL, NULL, 0, NULL},
