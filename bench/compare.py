@@ -521,7 +521,24 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                     copy=["*.dist-info/RECORD"],
                 )
 
+            def link_entries(site: Path, strategy: str) -> None:
+                site.mkdir()
+                linkstrategy.place_many(
+                    [(entry, site) for entry in entries],
+                    strategy=strategy,  # type: ignore[arg-type]
+                    copy=["*.dist-info/RECORD"],
+                )
+
             for s in ("hardlink", "reflink"):
+                contenders.append(
+                    inproc_contender(
+                        f"place_many(entries, {s})",
+                        lambda d, s=s: link_entries(d, s),  # type: ignore[misc]
+                        dst(f"entries-{s}"),
+                        "one place_many() of the 5 cache entries as uv links them (the whole "
+                        "unpacked wheel), RECORD copied (copy=), in-process",
+                    )
+                )
                 contenders.append(
                     inproc_contender(
                         f"place_many(RECORD, {s})",
@@ -1138,6 +1155,8 @@ RATIOS: list[tuple[str, str, str, str, float | None]] = [
     ("local", "place", "place(reflink)", "uv clone" + INSTALLED, 1.0),
     ("local", "place", "place(copy)", "uv copy" + INSTALLED, 0.8),
     # Issue #13: an installer's batch (place_many with RECORDs) no slower than uv's figure.
+    ("local", "place", "place_many(entries, hardlink)", "uv hardlink" + INSTALLED, 1.0),
+    ("local", "place", "place_many(entries, reflink)", "uv clone" + INSTALLED, 1.0),
     ("local", "place", "place_many(RECORD, hardlink)", "uv hardlink" + INSTALLED, 1.0),
     ("local", "place", "place_many(RECORD, reflink)", "uv clone" + INSTALLED, 1.0),
     ("local", "place", "place(hardlink)", "floor.c link", 1.1),

@@ -205,6 +205,14 @@ MUTATIONS: list[Mutation] = [
         "    if pending is None:",
         (f"{U}::test_remove_waits_for_no_running_upgrade_of_other_entries",),
     ),
+    m(
+        "tree-walk-copy-policy-ignored",
+        _PLACE,
+        "    if policy_after:\n        _redo_private(run, roots, rel, drel, placed, strategy, tally)",
+        "",
+        (f"{TW}::test_copy_policy_without_a_file_list",),
+        "RECORD would stay a hardlink into the cache: the installer's rewrite would change the cache",
+    ),
     # -- place(): symlinks ----------------------------------------------------------------
     m(
         "place-middle-component-followed",
