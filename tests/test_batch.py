@@ -239,3 +239,22 @@ def test_a_process_never_judges_its_own_temporaries(
     monkeypatch.setattr(_tree, "judge", judge)
     linkstrategy.place_many([(r, site) for r in roots])
     assert judged == []
+
+
+PATTERNS = ["*.dist-info/RECORD", "a?c", "[!x]y*", "x/[ab]", "lit", "a*b", "c[d]", "[", "a[", "*"]
+NAMES = ["numpy-1.dist-info/RECORD", "x.dist-info/RECORDX", "abc", "xyz", "zy/q", "a/c", "RECORD"]
+NAMES += ["x/a", "x/[ab]", "lit", "alit", "ab", "acb", "cd", "c[d]", "[", "a[", "", "ab]c"]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_copy_patterns_match_as_fnmatchcase(n: int) -> None:
+    """copy= patterns are one compiled regex behind a literal-tail test: the same answer
+    as fnmatch.fnmatchcase for every pattern kind (wildcards, classes, a bare "[")."""
+    import fnmatch
+    import itertools
+
+    for pats in itertools.combinations(PATTERNS, n):
+        policy = _place._policy(list(pats))
+        assert policy is not None
+        for name in NAMES:
+            assert policy(name) == any(fnmatch.fnmatchcase(name, p) for p in pats), (pats, name)

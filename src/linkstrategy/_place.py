@@ -1439,9 +1439,22 @@ def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str
     import fnmatch
     import re
 
-    # One regex for all patterns (fnmatchcase's own translation): one match per file.
+    # One regex for all patterns (fnmatchcase's own translation): one match per file,
+    # after a cheaper test where every pattern ends in literal text ("*/RECORD": a
+    # path that does not end in "RECORD" cannot match).
     match = re.compile("|".join(fnmatch.translate(pat) for pat in patterns)).match
+    tails = tuple(_literal_tail(pat) for pat in patterns)
+    if all(tails):
+        return lambda rel: rel.endswith(tails) and match(rel) is not None
     return lambda rel: match(rel) is not None
+
+
+def _literal_tail(pattern: str) -> str:
+    """The end of an fnmatch ``pattern`` after its last wildcard (``*``, ``?``, ``[...]``)."""
+    i = len(pattern)
+    while i and pattern[i - 1] not in "*?[]":
+        i -= 1
+    return pattern[i:]
 
 
 class _Placement:
