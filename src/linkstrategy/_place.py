@@ -1016,7 +1016,7 @@ def _redo_private(
     The walk's file is ours (made in a directory this run made), removed by inode."""
     keep = run.private
     assert keep is not None
-    redo = [p for p in placed if keep(_sub(rel, p))]
+    redo = [p for p in _candidates(keep, rel, placed) if keep(_sub(rel, p))]
     if not redo or strategy != "hardlink":
         return  # a clone or copy is the file's own already
     for d, names in _by_dir(redo).items():
@@ -1052,9 +1052,20 @@ def _file_list(run: _Run, rel: str, listed: list[bytes]) -> bytes:
     """``listed`` for the C walk: a flag per path, "r" for a file the copy= policy
     names (handed back: never hardlinked), "p" for the others."""
     keep = run.private
+    blob = b"".join(b"p" + p + b"\0" for p in listed)
     if keep is None:
-        return b"".join(b"p" + p + b"\0" for p in listed)
-    return b"".join((b"r" if keep(_sub(rel, os.fsdecode(p))) else b"p") + p + b"\0" for p in listed)
+        return blob
+    tails: tuple[str, ...] | None = getattr(keep, "tails", None)
+    if tails is not None:  # see _candidates
+        ends = tuple(os.fsencode(t) for t in tails)
+        prefix = os.fsencode(rel) + b"/" if rel else b""
+        listed_maybe = [p for p in listed if (prefix + p).endswith(ends)]
+    else:
+        listed_maybe = listed
+    private = {p for p in listed_maybe if keep(_sub(rel, os.fsdecode(p)))}
+    if not private:
+        return blob
+    return b"".join((b"r" if p in private else b"p") + p + b"\0" for p in listed)
 
 
 def _below(listed: list[bytes], path: str) -> int:
@@ -1444,9 +1455,25 @@ def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str
     # path that does not end in "RECORD" cannot match).
     match = re.compile("|".join(fnmatch.translate(pat) for pat in patterns)).match
     tails = tuple(_literal_tail(pat) for pat in patterns)
-    if all(tails):
-        return lambda rel: rel.endswith(tails) and match(rel) is not None
-    return lambda rel: match(rel) is not None
+    if not all(tails):
+        return lambda rel: match(rel) is not None
+
+    def policy(rel: str) -> bool:
+        return rel.endswith(tails) and match(rel) is not None
+
+    policy.tails = tails  # type: ignore[attr-defined]  # for _candidates
+    return policy
+
+
+def _candidates(keep: Callable[[str], bool], rel: str, paths: list[str]) -> list[str]:
+    """The ``paths`` (relative to ``rel``) that ``keep`` could say yes to: all of them,
+    or, for copy= patterns that end in literal text, those whose whole path (from the
+    source root, as ``keep`` sees it) ends so too."""
+    tails: tuple[str, ...] | None = getattr(keep, "tails", None)
+    if tails is None:
+        return paths
+    prefix = rel + "/" if rel else ""
+    return [p for p in paths if (prefix + p).endswith(tails)]
 
 
 def _literal_tail(pattern: str) -> str:

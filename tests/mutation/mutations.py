@@ -213,6 +213,22 @@ MUTATIONS: list[Mutation] = [
         (f"{TW}::test_copy_policy_without_a_file_list",),
         "RECORD would stay a hardlink into the cache: the installer's rewrite would change the cache",
     ),
+    m(
+        "copy-policy-prefilter-on-the-relative-path",
+        _PLACE,
+        '    prefix = rel + "/" if rel else ""\n    return [p for p in paths if (prefix + p).endswith(tails)]',
+        "    return [p for p in paths if p.endswith(tails)]",
+        (f"{TW}::test_copy_policy_without_a_file_list",),
+        "the literal-tail test must see the whole path, as the policy does",
+    ),
+    m(
+        "copy-policy-file-list-prefilter-on-the-relative-path",
+        _PLACE,
+        "        listed_maybe = [p for p in listed if (prefix + p).endswith(ends)]",
+        "        listed_maybe = [p for p in listed if p.endswith(ends)]",
+        (f"{TW}::test_file_lists_same_tree_and_report_as_the_other_paths",),
+        "RECORD listed below its dist-info would be hardlinked",
+    ),
     # -- place(): symlinks ----------------------------------------------------------------
     m(
         "place-middle-component-followed",
