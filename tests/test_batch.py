@@ -223,20 +223,20 @@ def test_a_process_never_judges_its_own_temporaries(
     """place_many() into one site-packages: each job's scan sees the others' hidden
     directories; they are this process's (alive by definition), so none is judged --
     judging every one from every job made a batch quadratic."""
-    from linkstrategy import _tree
+    from linkstrategy import _removal
 
     cache = tmp_path / "cache"
     roots = [wheel(cache, f"j{i}", nfiles=1) for i in range(30)]
     site = tmp_path / "site"
     site.mkdir()
     judged: list[str] = []
-    real = _tree.judge
+    real = _removal.judge
 
     def judge(dir_fd: int, name: str, st: os.stat_result) -> str:
         judged.append(name)
         return real(dir_fd, name, st)
 
-    monkeypatch.setattr(_tree, "judge", judge)
+    monkeypatch.setattr(_removal, "judge", judge)
     linkstrategy.place_many([(r, site) for r in roots])
     assert judged == []
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import linkstrategy
-from linkstrategy import PlaceError, _owner, _place, _pool, _probe, _tree
+from linkstrategy import PlaceError, _owner, _place, _pool, _probe, _removal
 
 ROOT = os.geteuid() == 0
 NOT_AS_ROOT = pytest.mark.skipif(
@@ -399,7 +399,7 @@ def test_deep_tree_rolls_back_without_recursion(
     finally:  # too deep for pytest's own (recursive) clean-up
         pfd = os.open(tmp_path, os.O_RDONLY)
         try:
-            _tree.rmtree_at(pfd, "src")
+            _removal.rmtree_at(pfd, "src")
         finally:
             os.close(pfd)
 

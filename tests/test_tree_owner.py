@@ -1,4 +1,4 @@
-"""The tree engine (_tree.rmtree_at, reap_stale) and temporary ownership (_owner)."""
+"""The tree engine (_removal.rmtree_at, reap_stale) and temporary ownership (_owner)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from linkstrategy import _owner, _tree
+from linkstrategy import _owner, _removal, _tree
 
 
 def _digest(root: Path) -> dict[str, tuple[str, str]]:
@@ -52,10 +52,10 @@ def test_deep_tree_under_a_small_fd_limit(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import os, resource
-        from linkstrategy import _tree
+        from linkstrategy import _removal
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         pfd = os.open({str(tmp_path)!r}, os.O_RDONLY | os.O_DIRECTORY)
-        _tree.rmtree_at(pfd, "t")
+        _removal.rmtree_at(pfd, "t")
         """
     )
     try:
@@ -77,7 +77,7 @@ def test_symlinks_are_unlinked_not_followed(tmp_path: Path) -> None:
     before = _digest(keep)
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
-        _tree.rmtree_at(pfd, "t")
+        _removal.rmtree_at(pfd, "t")
     finally:
         os.close(pfd)
     assert _digest(keep) == before
@@ -93,10 +93,10 @@ def test_expect_protects_a_replaced_entry(tmp_path: Path) -> None:
     (tmp_path / "x" / "theirs").write_text("t")
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
-        with pytest.raises(_tree.TreeChanged):
-            _tree.rmtree_at(pfd, "x", expect=ident)
+        with pytest.raises(_removal.TreeChanged):
+            _removal.rmtree_at(pfd, "x", expect=ident)
         assert (tmp_path / "x" / "theirs").read_text() == "t"
-        _tree.rmtree_at(pfd, "moved", expect=ident)
+        _removal.rmtree_at(pfd, "moved", expect=ident)
     finally:
         os.close(pfd)
     assert not (tmp_path / "moved").exists()
@@ -111,7 +111,7 @@ def test_read_only_directories_of_ours_are_removed(tmp_path: Path) -> None:
     (d / "locked").chmod(0o000)
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
-        _tree.rmtree_at(pfd, "t")
+        _removal.rmtree_at(pfd, "t")
     finally:
         os.close(pfd)
     assert not (tmp_path / "t").exists()
@@ -130,7 +130,7 @@ def test_a_mount_inside_is_never_entered(tmpfs_dir: Path, tmp_path: Path) -> Non
         pfd = os.open(tmp_path, os.O_RDONLY)
         try:
             with pytest.raises(OSError) as ei:
-                _tree.rmtree_at(pfd, "t")
+                _removal.rmtree_at(pfd, "t")
         finally:
             os.close(pfd)
         assert ei.value.errno == __import__("errno").EXDEV
@@ -197,7 +197,7 @@ def test_liveness_is_the_lock_not_the_pid(tmp_path: Path) -> None:
         try:
             for n in (dname, fname):
                 assert _owner.judge(pfd, n, os.stat(n, dir_fd=pfd)) == "live"
-            assert _tree.reap_stale(pfd) == ([], [])
+            assert _removal.reap_stale(pfd) == ([], [])
             assert sorted(os.listdir(tmp_path)) == sorted([dname, fname])
             p.send_signal(signal.SIGKILL)
             p.wait()
@@ -206,7 +206,7 @@ def test_liveness_is_the_lock_not_the_pid(tmp_path: Path) -> None:
             assert _owner.judge(pfd, fname, os.stat(fname, dir_fd=pfd)) == "live"
             old = time.time() - _owner.GRACE_FILE - 10
             os.utime(fname, (old, old), dir_fd=pfd)
-            removed, _ = _tree.reap_stale(pfd)
+            removed, _ = _removal.reap_stale(pfd)
             assert sorted(removed) == [dname]
         finally:
             os.close(pfd)
@@ -221,7 +221,7 @@ def test_a_lockless_fresh_directory_is_live(tmp_path: Path) -> None:
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
         assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "live"
-        assert _tree.reap_stale(pfd) == ([], [])
+        assert _removal.reap_stale(pfd) == ([], [])
     finally:
         os.close(pfd)
     assert (tmp_path / name).is_dir()
@@ -243,7 +243,7 @@ def test_another_users_temporary_is_foreign(tmp_path: Path) -> None:
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
         assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "foreign"
-        assert _tree.reap_stale(pfd) == ([], [name])
+        assert _removal.reap_stale(pfd) == ([], [name])
     finally:
         os.close(pfd)
     assert (d / "f").read_text() == "theirs"
@@ -309,7 +309,7 @@ def test_a_maker_releasing_its_lock_while_judged_is_not_dead(
     try:
         assert _owner.judge(pfd, name, os.stat(name, dir_fd=pfd)) == "live"
         monkeypatch.setattr(_owner, "_is_locked", real)
-        assert _tree.reap_stale(pfd) == ([], [])
+        assert _removal.reap_stale(pfd) == ([], [])
         assert (d / "METADATA").read_text() == "theirs"
     finally:
         os.close(dfd)
@@ -341,7 +341,7 @@ def test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed(
     monkeypatch.setattr(_tree.Run, "scan", list_then_swap)
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
-        _tree.rmtree_at(pfd, "t")
+        _removal.rmtree_at(pfd, "t")
     finally:
         os.close(pfd)
     assert swapped
@@ -373,7 +373,7 @@ def test_a_directory_swapped_for_a_symlink_to_itself_after_its_stat_is_not_follo
     monkeypatch.setattr(_tree, "statx", stat_then_swap)
     pfd = os.open(tmp_path, os.O_RDONLY)
     try:
-        _tree.rmtree_at(pfd, "t")
+        _removal.rmtree_at(pfd, "t")
     finally:
         os.close(pfd)
     assert swapped
@@ -388,9 +388,10 @@ _PKG = Path(__file__).resolve().parent.parent / "src" / "linkstrategy"
 #: Lower layers never import a higher one (issue #10): syscalls/errors/owner -> engine
 #: (_tree) -> trash -> txn -> remove/gc/replace; place uses the engine and the trash.
 _NEVER = {
-    "_tree": {"_trash", "_txn", "_remove", "_gc", "_place", "_probe", "_upgrade"},
-    "_pool": {"_tree", "_trash", "_txn", "_remove", "_gc", "_place"},
-    "_errors": {"_tree", "_pool", "_trash", "_txn", "_remove", "_gc", "_place"},
+    "_tree": {"_removal", "_trash", "_txn", "_remove", "_gc", "_place", "_probe", "_upgrade"},
+    "_removal": {"_trash", "_txn", "_remove", "_gc", "_place", "_probe", "_upgrade"},
+    "_pool": {"_tree", "_removal", "_trash", "_txn", "_remove", "_gc", "_place"},
+    "_errors": {"_tree", "_removal", "_pool", "_trash", "_txn", "_remove", "_gc", "_place"},
     "_trash": {"_txn", "_remove", "_gc", "_place", "_probe", "_upgrade"},
     "_txn": {"_remove", "_gc"},
     "_place": {"_txn", "_remove", "_gc", "_upgrade"},

@@ -17,6 +17,7 @@ from ._errors import RemoveError, TransactionBusy, remove_action
 from ._log import log
 from ._owner import is_tmp_name, judge, may_act
 from ._probe import PROBE_PREFIX
+from ._removal import entry_root, passes
 from ._sys import fd_path, statx
 from ._trash import empty_trash, is_trash_name, known_on, open_trash, reopen_known
 from ._tree import (
@@ -27,8 +28,6 @@ from ._tree import (
     Run,
     StrPath,
     WalkStopped,
-    entry_root,
-    passes,
     walk_frames,
     why,
 )

@@ -53,6 +53,7 @@ from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
 from ._pool import Abort, Backoff, Group, Tasks, shared
+from ._removal import reap_stale, rmtree_at
 from ._sys import (
     clone_file,
     copy_fd,
@@ -64,7 +65,6 @@ from ._sys import (
     set_xattr,
 )
 from ._trash import collect_trash
-from ._tree import reap_stale, rmtree_at
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
 

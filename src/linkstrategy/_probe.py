@@ -34,8 +34,8 @@ from ._mounts import (
     read_mount_table,
 )
 from ._owner import hold, release, tmp_name
+from ._removal import reap_stale, rmtree_at
 from ._sys import clone_file, get_xattr, set_xattr
-from ._tree import reap_stale, rmtree_at
 
 __all__ = ["NETWORK_ENV", "Probe", "ProbeJSON", "clear_cache", "network_override", "probe"]
 

@@ -91,22 +91,10 @@ from collections.abc import Iterable, Sequence
 
 from ._errors import InvalidArgument, RemoveError
 from ._log import log
+from ._removal import Root, check_relative, open_roots, passes, remove_entry, remove_roots, root_for
 from ._sys import fd_path, open_beneath, statx
 from ._trash import collect_trash_at, move_to_trash
-from ._tree import (
-    RemoveFailure,
-    RemoveReport,
-    Root,
-    Run,
-    StrPath,
-    check_relative,
-    open_roots,
-    passes,
-    remove_entry,
-    remove_roots,
-    root_for,
-    why,
-)
+from ._tree import RemoveFailure, RemoveReport, Run, StrPath, why
 from ._txn import journal_name, recover_at
 from ._upgrade import pending_names, settle_before_remove
 

@@ -38,18 +38,9 @@ from dataclasses import dataclass
 
 from ._errors import RemoveError, remove_action
 from ._log import log
+from ._removal import entry_root, passes, remove_entry, rmdir_busy
 from ._sys import fd_path
-from ._tree import (
-    Deferred,
-    RemoveFailure,
-    RemoveReport,
-    Run,
-    StrPath,
-    entry_root,
-    passes,
-    remove_entry,
-    rmdir_busy,
-)
+from ._tree import Deferred, RemoveFailure, RemoveReport, Run, StrPath
 
 __all__ = [
     "TRASH_NAME",

@@ -105,11 +105,11 @@ from ._log import log
 from ._mounts import mount_id_of
 from ._owner import hold, is_tmp_name, may_act, owner, release
 from ._pool import Backoff
+from ._removal import split as _split
 from ._sys import exchange, fd_path
 from ._trash import collect_trash_at as _collect_trash_at
 from ._trash import remove_at
 from ._tree import RemoveReport, StrPath
-from ._tree import split as _split
 
 if TYPE_CHECKING:
     from ._place import PlaceReport

@@ -41,6 +41,7 @@ _PLAN = "src/linkstrategy/_plan.py"
 CH = "tests/test_chain.py"
 _OWNER = "src/linkstrategy/_owner.py"
 _TREE = "src/linkstrategy/_tree.py"
+_REMOVAL = "src/linkstrategy/_removal.py"
 _GC = "src/linkstrategy/_gc.py"
 _POOL = "src/linkstrategy/_pool.py"
 UN = "tests/test_uninstall.py"
@@ -379,7 +380,7 @@ MUTATIONS: list[Mutation] = [
     # -- place(): temporaries of others ---------------------------------------------------
     m(
         "place-foreign-temporaries-always-stale",
-        _TREE,
+        _REMOVAL,
         "            verdict = judge(dir_fd, n, st)",
         "            verdict = 'dead'",
         (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
@@ -497,7 +498,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "tree-expect-ignored",
-        _TREE,
+        _REMOVAL,
         "    if expect is not None and _ident(st) != expect:",
         "    if False:",
         (f"{TO}::test_expect_protects_a_replaced_entry",),
@@ -883,8 +884,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "remove-subdir-opened-following-symlinks",
         _TREE,
-        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
-        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
+        'O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
+        'O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
         (
             f"{GR}::test_symlink_to_the_moved_original_directory_is_not_followed",
             f"{R}::test_symlink_swapped_in_mid_walk_is_removed_not_followed",
@@ -893,7 +894,7 @@ MUTATIONS: list[Mutation] = [
     # -- remove(): refusals ---------------------------------------------------------------
     m(
         "remove-home-not-refused-by-identity",
-        _TREE,
+        _REMOVAL,
         "    what = protected.get((st.dev, st.ino)) if stat.S_ISDIR(st.mode) else None",
         "    what = None",
         (
@@ -903,14 +904,14 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-home-ancestors-allowed",
-        _TREE,
+        _REMOVAL,
         '            p, what = up, "an ancestor of the home directory"',
         "            break",
         (f"{R}::test_refuses_home_and_its_ancestors_and_touches_nothing",),
     ),
     m(
         "remove-dot-dotdot-allowed",
-        _TREE,
+        _REMOVAL,
         '    if name in (".", ".."):\n        raise RemoveError(errno.EINVAL, "refusing to remove \'.\' or \'..\'", s)',
         "    pass",
         (
@@ -920,7 +921,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-parent-normalised-lexically",
-        _TREE,
+        _REMOVAL,
         "    parent, name = split(p)\n    return Root(",
         "    parent, name = split(os.path.abspath(os.fspath(p)))\n    return Root(",
         (f"{RS}::test_dotdot_after_a_symlink_means_what_the_kernel_means",),
@@ -934,7 +935,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-mount-point-root-allowed",
-        _TREE,
+        _REMOVAL,
         '        raise RemoveError(errno.EBUSY, "refusing to remove a mount point", root.path)',
         "        pass",
         (f"{R}::test_refuses_a_mount_point",),
@@ -955,21 +956,21 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "remove-busy-root-with-mount-deferred",
-        _TREE,
+        _REMOVAL,
         "if r.done or o.error or o.mount or o.protected or run.defer is None:",
         "if r.done or o.error or o.protected or run.defer is None:",
         (f"{GR}::test_busy_root_holding_a_mount_is_not_deferred",),
     ),
     m(
         "remove-last-entries-go-despite-mount",
-        _TREE,
+        _REMOVAL,
         "    if run.errors or run.mounts:\n        return run.report()",
         "    if run.errors:\n        return run.report()",
         (f"{GR}::test_last_entries_stay_when_a_mount_is_left_inside",),
     ),
     m(
         "remove-last-entries-go-despite-errors",
-        _TREE,
+        _REMOVAL,
         "    if run.errors or run.mounts:\n        return run.report()",
         "    if run.mounts:\n        return run.report()",
         (f"{R}::test_non_retryable_error_is_reported_and_last_entries_are_kept",),
@@ -1059,7 +1060,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "gc-busy-trash-not-retried",
-        _TREE,
+        _REMOVAL,
         '            if action == "busy" and backoff.wait():',
         "            if False:",
         (
@@ -1238,8 +1239,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "tree-follows-a-swapped-symlink",
         _TREE,
-        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
-        '_O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
+        'O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)',
+        'O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)',
         (f"{TO}::test_a_directory_swapped_for_a_symlink_to_itself_after_its_stat_is_not_followed",),
     ),
     m(
@@ -1320,7 +1321,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "rmtree-at-ignores-a-mount-left-inside",
-        _TREE,
+        _REMOVAL,
         "    if run.mounts:\n        raise OSError(errno.EXDEV",
         "    if False:\n        raise OSError(errno.EXDEV",
         (f"{TO}::test_a_mount_inside_is_never_entered",),
@@ -1352,7 +1353,7 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "tree-judges-its-own-temporaries",
-        _TREE,
+        _REMOVAL,
         "        if n.startswith(ours) or not any",
         "        if not any",
         (f"{B}::test_a_process_never_judges_its_own_temporaries",),
