@@ -41,7 +41,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,12 +211,12 @@ def _classify_listed(run: _Run, sdir: int, rel: str, listing: _Listing) -> _List
     return out
 
 
-def _listings_from_files(files: Iterable[str | os.PathLike[str]], src: str) -> dict[str, _Listing]:
-    """Listings built from a caller's file list (e.g. a RECORD), by name alone: no
-    directory is read and nothing is stat'ed here.  Entries are relative paths inside
-    the source; ``.`` components are dropped, ``..`` and absolute paths refused
-    (never resolved by string: the kernel decides what a symlink means)."""
-    listings: dict[str, _Listing] = {"": _Listing()}
+def _file_rels(files: Iterable[str | os.PathLike[str]], src: str) -> list[str]:
+    """A caller's file list (e.g. a RECORD) as clean relative paths, each once, in order,
+    by name alone: no directory is read and nothing is stat'ed here.  ``.`` components
+    are dropped, ``..`` and absolute paths refused (never resolved by string: the
+    kernel decides what a symlink means)."""
+    rels: list[str] = []
     seen: set[str] = set()
     for raw in files:
         entry = raw if isinstance(raw, str) else os.fspath(raw)
@@ -242,6 +242,15 @@ def _listings_from_files(files: Iterable[str | os.PathLike[str]], src: str) -> d
         if rel in seen:  # listed twice (a RECORD can be sloppy): place it once
             continue
         seen.add(rel)
+        rels.append(rel)
+    return rels
+
+
+def _listings_from_rels(rels: list[str]) -> dict[str, _Listing]:
+    """Every directory's listing of a file list (:func:`_file_rels`), for the
+    per-directory path."""
+    listings: dict[str, _Listing] = {"": _Listing()}
+    for rel in rels:
         parent, _, name = rel.rpartition("/")
         listing = listings.get(parent)
         if listing is None:  # a directory not seen yet: it and those above it
@@ -254,6 +263,41 @@ def _listings_from_files(files: Iterable[str | os.PathLike[str]], src: str) -> d
             listing = listings[parent]
         listing.listed.append(name)
     return listings
+
+
+class _ListedTree(Mapping[str, _Listing]):
+    """The listings of a file list for the few directories a per-directory job visits
+    when the C walk places the rest (it takes the sorted list itself): each found in
+    the sorted, encoded list when asked, instead of a listing for every directory."""
+
+    def __init__(self, listed: list[bytes]) -> None:
+        self.listed = listed
+        self._cache: dict[str, _Listing] = {}
+
+    def __getitem__(self, rel: str) -> _Listing:
+        got = self._cache.get(rel)
+        if got is not None:
+            return got
+        prefix = os.fsencode(rel) + b"/" if rel else b""
+        lo = bisect.bisect_left(self.listed, prefix)
+        hi = bisect.bisect_left(self.listed, prefix[:-1] + b"0") if rel else len(self.listed)
+        out = _Listing()
+        last = b""
+        for p in self.listed[lo:hi]:
+            head, sep, _ = p[len(prefix) :].partition(b"/")
+            if not sep:
+                out.listed.append(os.fsdecode(head))
+            elif head != last:  # the paths below one subdirectory are contiguous
+                out.subdirs.append(os.fsdecode(head))
+                last = head
+        self._cache[rel] = out
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_listings_from_rels([os.fsdecode(p) for p in self.listed]))
+
+    def __len__(self) -> int:
+        return len(_listings_from_rels([os.fsdecode(p) for p in self.listed]))
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -881,7 +925,7 @@ def _dir_job(
     rel: str,
     drel: str,
     hidden: bool,
-    listings: dict[str, _Listing] | None,
+    listings: Mapping[str, _Listing] | None,
 ) -> None:
     """One source directory ``rel``, whose destination is ``drel`` below the destination
     root (``drel`` differs from ``rel`` below a new directory still hidden under a
@@ -1552,7 +1596,27 @@ class _Placement:
         run, pfd, base = self.run, self.pfd, self.base
         assert run is not None
         self.src_root_fd = os.open(run.src_root, _DIR_FLAGS | os.O_CLOEXEC)
-        self.listings = None if self.files is None else _listings_from_files(self.files, self.s)
+        # New directories below a hidden one in one C call each (_tree_job), locally:
+        # on a network filesystem per-directory jobs on many threads hide the latency;
+        # callbacks want Python per file.
+        run.whole_trees = (
+            _fast is not None
+            and hasattr(_fast, "place_tree")
+            and not run.plan.network
+            and run.progress is None
+            and run.observer is None
+            and "symlink" not in run.chain.strategies
+        )
+        total = 0
+        self.listings: Mapping[str, _Listing] | None = None
+        if self.files is not None:  # refused entries raise before anything is made
+            rels = _file_rels(self.files, self.s)
+            total = len(rels)
+            if run.whole_trees:
+                run.listed = sorted(map(os.fsencode, rels))
+                self.listings = _ListedTree(run.listed)
+            else:
+                self.listings = _listings_from_rels(rels)
         try:
             os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -1572,25 +1636,7 @@ class _Placement:
                 self.d,
             ) from None
         run.dst_root_fd = self.dst_root_fd
-        total = sum(len(x.listed) for x in self.listings.values()) if self.listings else 0
         run.chunk = _chunk_size(total, run.workers, run.plan.network)
-        # New directories below a hidden one in one C call each, where nothing needs
-        # Python per file: locally (on a network filesystem per-directory jobs on many
-        # threads hide the latency), no callbacks, no per-file policy, no file list.
-        run.whole_trees = (
-            _fast is not None
-            and hasattr(_fast, "place_tree")
-            and not run.plan.network
-            and run.progress is None
-            and run.observer is None
-            and "symlink" not in run.chain.strategies
-        )
-        if run.whole_trees and self.listings is not None:
-            run.listed = sorted(
-                os.fsencode(_join(rel, name))
-                for rel, listing in self.listings.items()
-                for name in listing.listed
-            )
 
     # -- start and finish ------------------------------------------------------------------
     def start(self) -> None:
