@@ -322,28 +322,32 @@ def _restore_mode(dir_fd: int, name: str, ident: tuple[int, int] | None, mode: A
             os.close(fd)
 
 
-class _Txn:
-    """One transaction on ``name`` in the directory open at ``parent_fd`` (not owned)."""
+class _Journal:
+    """A journal directory ``jname`` in the directory open at ``parent_fd`` (not owned),
+    replace()'s (:class:`_Txn`) or upgrade()'s (:class:`._upgrade._Upgrade`): made under
+    a temporary name, locked, given its first ``state`` and renamed in (:meth:`begin`);
+    deleted with ``state`` last (:meth:`delete`)."""
 
-    def __init__(self, parent_fd: int, parent: str, name: str) -> None:
+    def __init__(self, parent_fd: int, parent: str, jname: str) -> None:
         self.parent_fd = parent_fd
         self.parent = parent
-        self.name = name
-        self.dst = os.path.join(parent, name)
-        self.jname = journal_name(name)
-        self.path = os.path.join(parent, self.jname)
-        self.new = os.path.join(self.path, "new")
+        self.jname = jname
+        self.path = os.path.join(parent, jname)
         self.jfd = -1
         self.lock_fd: int | None = None
         self.state: dict[str, Any] = {}
 
-    def begin(self) -> None:
+    def stamp(self, **kw: Any) -> None:
+        """``kw`` into ``state``, with what every state of this kind of journal says."""
+        raise NotImplementedError
+
+    def begin(self, **first: Any) -> None:
         tmp = f"{self.jname}-{os.urandom(4).hex()}"
         os.mkdir(tmp, 0o700, dir_fd=self.parent_fd)
         jfd = _open_own_dir(self.parent_fd, tmp, os.path.join(self.parent, tmp))
         try:
             self.lock_fd = _lock(jfd, self.path, create=True)
-            self.set(phase="building", old=_ident_at(self.parent_fd, self.name), new=None)
+            self.stamp(**first)
             _write_state(jfd, self.state)
             # Fails (ENOTEMPTY/EEXIST) if a journal exists.
             os.rename(tmp, self.jname, src_dir_fd=self.parent_fd, dst_dir_fd=self.parent_fd)
@@ -355,12 +359,8 @@ class _Txn:
         self.jfd = jfd
         _fsync(self.parent_fd)
 
-    def set(self, **kw: Any) -> None:
-        self.state.update(kw)
-        self.state.update(version=1, dst=self.name, owner=owner(), time=time.time())
-
     def write(self, **kw: Any) -> None:
-        self.set(**kw)
+        self.stamp(**kw)
         _write_state(self.jfd, self.state)
 
     def unlock(self) -> None:
@@ -374,10 +374,10 @@ class _Txn:
             os.close(self.jfd)
             self.jfd = -1
 
-    # -- the end states ---------------------------------------------------------
-
-    def finish(self) -> RemoveReport:
-        """Delete the journal (the old tree and the bookkeeping); defers busy files."""
+    def delete(self) -> RemoveReport:
+        """Close and delete the journal (old trees, bookkeeping; ``state`` last, so a
+        journal killed while being deleted still says what it is); defers busy files.
+        A journal replaced by another since is left alone (an empty report)."""
         ident = None
         if self.jfd >= 0:
             st = os.fstat(self.jfd)
@@ -386,13 +386,35 @@ class _Txn:
         if ident is not None and _ident_at(self.parent_fd, self.jname) != ident:
             log.warning("journal %s was replaced; not removed", self.path)
             return RemoveReport()
-        # `state` goes last: a journal killed while being removed still says what it is.
         report = remove_at(
             self.parent_fd, self.parent, self.jname, budget=_COMMIT_BUDGET, last=("state",)
         )
         for d in report.deferred:
-            log.info("old tree of %s is busy, deferred to %s", self.dst, d.trash)
+            log.info("old tree in %s is busy, deferred to %s", self.parent, d.trash)
         return report
+
+
+class _Txn(_Journal):
+    """One transaction on ``name`` in the directory open at ``parent_fd`` (not owned)."""
+
+    def __init__(self, parent_fd: int, parent: str, name: str) -> None:
+        super().__init__(parent_fd, parent, journal_name(name))
+        self.name = name
+        self.dst = os.path.join(parent, name)
+        self.new = os.path.join(self.path, "new")
+
+    def begin(self, **first: Any) -> None:
+        super().begin(phase="building", old=_ident_at(self.parent_fd, self.name), new=None)
+
+    def stamp(self, **kw: Any) -> None:
+        self.state.update(kw)
+        self.state.update(version=1, dst=self.name, owner=owner(), time=time.time())
+
+    # -- the end states ---------------------------------------------------------
+
+    def finish(self) -> RemoveReport:
+        """Delete the journal (the old tree and the bookkeeping); defers busy files."""
+        return self.delete()
 
     def rollback(self) -> None:
         """Put the old tree back at ``dst`` (if it moved) and delete the journal."""

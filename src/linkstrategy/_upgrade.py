@@ -72,7 +72,6 @@ from ._log import log
 from ._owner import owner
 from ._sys import fd_path
 from ._trash import collect_trash_at as _collect_trash_at
-from ._trash import remove_at
 from ._tree import StrPath
 
 if TYPE_CHECKING:
@@ -131,38 +130,17 @@ def _order(e: _Entry) -> int:
     return 0 if e.old is None else 1  # code: added, then replaced
 
 
-class _Upgrade:
+class _Upgrade(_txn._Journal):
     def __init__(self, parent_fd: int, parent: str) -> None:
-        self.pfd = parent_fd
-        self.parent = parent
-        self.path = os.path.join(parent, UPGRADE_JOURNAL)
-        self.jfd = -1
-        self.lock_fd: int | None = None
-        self.state: dict[str, Any] = {}
+        super().__init__(parent_fd, parent, UPGRADE_JOURNAL)
         self.entries: list[_Entry] = []
 
     # -- journal --------------------------------------------------------------------
 
-    def begin(self) -> None:
-        tmp = f"{UPGRADE_JOURNAL}-{os.urandom(4).hex()}"
-        os.mkdir(tmp, 0o700, dir_fd=self.pfd)
-        jfd = _txn._open_own_dir(self.pfd, tmp, os.path.join(self.parent, tmp))
-        try:
-            self.lock_fd = _txn._lock(jfd, self.path, create=True)
-            self.jfd = jfd
-            self.write(phase="building")
-            self.jfd = -1
-            os.rename(tmp, UPGRADE_JOURNAL, src_dir_fd=self.pfd, dst_dir_fd=self.pfd)
-        except BaseException:
-            self.unlock()
-            self.jfd = -1
-            os.close(jfd)
-            remove_at(self.pfd, self.parent, tmp, budget=0.5)
-            raise
-        self.jfd = jfd
-        _txn._fsync(self.pfd)
+    def begin(self, **first: Any) -> None:
+        super().begin(phase="building")
 
-    def write(self, **kw: Any) -> None:
+    def stamp(self, **kw: Any) -> None:
         self.state.update(kw)
         self.state.update(
             version=1,
@@ -171,34 +149,10 @@ class _Upgrade:
             owner=owner(),
             time=time.time(),
         )
-        _txn._write_state(self.jfd, self.state)
-
-    def unlock(self) -> None:
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)
-            self.lock_fd = None
-
-    def close(self) -> None:
-        self.unlock()
-        if self.jfd >= 0:
-            os.close(self.jfd)
-            self.jfd = -1
 
     def finish(self) -> None:
         """Delete the journal (old trees, leftovers, bookkeeping; ``state`` last)."""
-        ident = None
-        if self.jfd >= 0:
-            st = os.fstat(self.jfd)
-            ident = (st.st_dev, st.st_ino)
-        self.close()
-        if ident is not None and _txn._ident_at(self.pfd, UPGRADE_JOURNAL) != ident:
-            log.warning("journal %s was replaced; not removed", self.path)
-            return
-        report = remove_at(
-            self.pfd, self.parent, UPGRADE_JOURNAL, budget=_txn._COMMIT_BUDGET, last=("state",)
-        )
-        for d in report.deferred:
-            log.info("old tree in %s is busy, deferred to %s", self.parent, d.trash)
+        self.delete()
 
     # -- finding trees by inode -----------------------------------------------------
 
@@ -206,8 +160,8 @@ class _Upgrade:
         if ident is None:
             return None
         for n in dict.fromkeys((e.name, e.src_name)):
-            if _txn._ident_at(self.pfd, n) == ident:
-                return (self.pfd, n)
+            if _txn._ident_at(self.parent_fd, n) == ident:
+                return (self.parent_fd, n)
         for n in self._slots(e):
             if _txn._ident_at(self.jfd, n) == ident:
                 return (self.jfd, n)
@@ -235,7 +189,7 @@ class _Upgrade:
         """Every affected name holds the old tree, the new one, or nothing."""
         for e in self.entries:
             for n in dict.fromkeys((e.name, e.src_name)):
-                here = _txn._ident_at(self.pfd, n)
+                here = _txn._ident_at(self.parent_fd, n)
                 if here is not None and here not in (e.old, e.new):
                     raise _txn._leave(
                         os.path.join(self.parent, n),
@@ -254,7 +208,7 @@ class _Upgrade:
     # -- the two directions, per entry; each idempotent -----------------------------
 
     def forward(self, e: _Entry) -> None:
-        new, pfd = self._find(e, e.new), self.pfd
+        new, pfd = self._find(e, e.new), self.parent_fd
         if e.new is not None:
             if new is None:
                 raise LinkStrategyError(errno.ENOENT, "new tree vanished", self.path)
@@ -278,7 +232,7 @@ class _Upgrade:
             _txn._rename(pfd, old[1], self.jfd, self._free(e.old_slot))  # a removal
 
     def backward(self, e: _Entry) -> None:
-        pfd = self.pfd
+        pfd = self.parent_fd
         new = self._find(e, e.new)
         if e.old is not None:
             old = self._find(e, e.old)
@@ -312,19 +266,19 @@ class _Upgrade:
         self.check()
         for e in sorted(self.entries, key=_order):
             self.forward(e)
-        _txn._fsync(self.pfd)
+        _txn._fsync(self.parent_fd)
         self.write(phase="committing")
         self.finish()
 
     def rollback(self) -> None:
         if self.state.get("phase") == "building":
             for e in self.entries:  # modes made writable just before "swapping"
-                _txn._restore_mode(self.pfd, e.src_name, e.old, e.old_mode)
+                _txn._restore_mode(self.parent_fd, e.src_name, e.old, e.old_mode)
         else:
             self.check()
             for e in sorted(self.entries, key=_order, reverse=True):
                 self.backward(e)
-            _txn._fsync(self.pfd)
+            _txn._fsync(self.parent_fd)
         self.finish()
 
 
@@ -579,7 +533,7 @@ def _run(
         _txn._step(f"upgrade-placed:{e.name}")
     up.entries = [e for e in up.entries if e not in same]  # their slots go with the journal
     for e in up.entries:
-        if e.old is not None and _txn._ident_at(up.pfd, e.src_name) != e.old:
+        if e.old is not None and _txn._ident_at(up.parent_fd, e.src_name) != e.old:
             raise PlaceError(
                 errno.EBUSY,
                 "changed by someone else while the upgrade was building",
@@ -589,7 +543,7 @@ def _run(
             )
         try:
             e.new_mode = _txn._writable_top(up.jfd, e.slot) if e.new is not None else None
-            e.old_mode = _txn._writable_top(up.pfd, e.src_name) if e.old is not None else None
+            e.old_mode = _txn._writable_top(up.parent_fd, e.src_name) if e.old is not None else None
         except PermissionError as err:
             raise PlaceError(
                 errno.EACCES,
@@ -610,7 +564,7 @@ def _run(
                 err.errno, f"cannot swap the new trees in: {err.strerror}", up.path, None, up.parent
             ) from None
         raise
-    _txn._fsync(up.pfd)
+    _txn._fsync(up.parent_fd)
     up.write(phase="committing")
     _txn._step("upgrade-committing")
     up.finish()

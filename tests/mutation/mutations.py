@@ -1426,7 +1426,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "upgrade-change-while-building-unnoticed",
         _UPG,
-        "        if e.old is not None and _txn._ident_at(up.pfd, e.src_name) != e.old:",
+        "        if e.old is not None and _txn._ident_at(up.parent_fd, e.src_name) != e.old:",
         "        if False:",
         (f"{U}::test_an_entry_changed_while_building_fails_the_upgrade_untouched",),
         "someone else's tree swapped out and deleted",
@@ -1450,8 +1450,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "upgrade-tree-at-its-old-name-not-found",
         _UPG,
-        "        for n in dict.fromkeys((e.name, e.src_name)):\n            if _txn._ident_at(self.pfd, n) == ident:",
-        "        for n in (e.name,):\n            if _txn._ident_at(self.pfd, n) == ident:",
+        "        for n in dict.fromkeys((e.name, e.src_name)):\n            if _txn._ident_at(self.parent_fd, n) == ident:",
+        "        for n in (e.name,):\n            if _txn._ident_at(self.parent_fd, n) == ident:",
         (
             f"{U}::test_kill_9_during_a_roll_forward_then_recovery_again",
             f"{U}::test_kill_9_at_every_step_then_recovery",
