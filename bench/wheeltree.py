@@ -105,14 +105,20 @@ def unpack_tree(dest: Path, packages: tuple[str, ...] | list[str] | None = None)
     wheels = ensure_wheels(names)
     site.mkdir(parents=True, exist_ok=True)
     for whl in wheels:
-        with zipfile.ZipFile(whl) as zf:
-            for info in zf.infolist():
-                target = zf.extract(info, site)
-                mode = (info.external_attr >> 16) & 0o777
-                if mode and not info.is_dir():
-                    os.chmod(target, mode | 0o600)
+        _unzip(whl, site)
     marker.write_text(want)
     return site
+
+
+def _unzip(whl: Path, dest: Path) -> None:
+    """Extract ``whl`` into ``dest`` with the file modes recorded in the wheel (the
+    executable bit of scripts and shared objects), as an installer would."""
+    with zipfile.ZipFile(whl) as zf:
+        for info in zf.infolist():
+            target = zf.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                os.chmod(target, mode | 0o600)
 
 
 def unpack_entries(dest: Path, packages: tuple[str, ...] | list[str] | None = None) -> list[Path]:
@@ -123,12 +129,7 @@ def unpack_entries(dest: Path, packages: tuple[str, ...] | list[str] | None = No
     for whl in ensure_wheels(names):
         entry = Path(dest) / whl.stem
         if not entry.is_dir():
-            with zipfile.ZipFile(whl) as zf:
-                for info in zf.infolist():
-                    target = zf.extract(info, entry)
-                    mode = (info.external_attr >> 16) & 0o777
-                    if mode and not info.is_dir():
-                        os.chmod(target, mode | 0o600)
+            _unzip(whl, entry)
         out.append(entry)
     return out
 

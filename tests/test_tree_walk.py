@@ -453,17 +453,8 @@ int openat(int dirfd, const char *path, int flags, ...)
     return real(dirfd, path, flags, mode);
 }
 
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-    mode_t mode = 0;
-    if (flags & O_CREAT) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    return openat(dirfd, path, flags, mode);
-}
+/* the extension calls openat64 (_FILE_OFFSET_BITS=64): the same function */
+int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 """
 
 SWAP_PROG = textwrap.dedent(

@@ -41,9 +41,9 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import _errors as E
 from ._chain import Chain, Fallback
@@ -265,7 +265,13 @@ def _listings_from_rels(rels: list[str]) -> dict[str, _Listing]:
     return listings
 
 
-class _ListedTree(Mapping[str, _Listing]):
+class _Listings(Protocol):
+    """What a per-directory job asks of a file list's listings: a directory's."""
+
+    def __getitem__(self, rel: str, /) -> _Listing: ...
+
+
+class _ListedTree:
     """The listings of a file list for the few directories a per-directory job visits
     when the C walk places the rest (it takes the sorted list itself): each found in
     the sorted, encoded list when asked, instead of a listing for every directory."""
@@ -292,12 +298,6 @@ class _ListedTree(Mapping[str, _Listing]):
                 last = head
         self._cache[rel] = out
         return out
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_listings_from_rels([os.fsdecode(p) for p in self.listed]))
-
-    def __len__(self) -> int:
-        return len(_listings_from_rels([os.fsdecode(p) for p in self.listed]))
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -925,7 +925,7 @@ def _dir_job(
     rel: str,
     drel: str,
     hidden: bool,
-    listings: Mapping[str, _Listing] | None,
+    listings: _Listings | None,
 ) -> None:
     """One source directory ``rel``, whose destination is ``drel`` below the destination
     root (``drel`` differs from ``rel`` below a new directory still hidden under a
@@ -1096,9 +1096,8 @@ def _file_list(run: _Run, rel: str, listed: list[bytes]) -> bytes:
     """``listed`` for the C walk: a flag per path, "r" for a file the copy= policy
     names (handed back: never hardlinked), "p" for the others."""
     keep = run.private
-    blob = b"".join(b"p" + p + b"\0" for p in listed)
     if keep is None:
-        return blob
+        return b"".join(b"p" + p + b"\0" for p in listed)
     tails: tuple[str, ...] | None = getattr(keep, "tails", None)
     if tails is not None:  # see _candidates
         ends = tuple(os.fsencode(t) for t in tails)
@@ -1107,8 +1106,6 @@ def _file_list(run: _Run, rel: str, listed: list[bytes]) -> bytes:
     else:
         listed_maybe = listed
     private = {p for p in listed_maybe if keep(_sub(rel, os.fsdecode(p)))}
-    if not private:
-        return blob
     return b"".join((b"r" if p in private else b"p") + p + b"\0" for p in listed)
 
 
@@ -1608,7 +1605,7 @@ class _Placement:
             and "symlink" not in run.chain.strategies
         )
         total = 0
-        self.listings: Mapping[str, _Listing] | None = None
+        self.listings: _Listings | None = None
         if self.files is not None:  # refused entries raise before anything is made
             rels = _file_rels(self.files, self.s)
             total = len(rels)
