@@ -353,12 +353,12 @@ _PKG = ["numpy", "numpy.libs", "numpy-gone"]
     "point", ["upgrade-swapped:numpy", "upgrade-moved-old", "upgrade-committing"]
 )
 def test_uninstall_by_record_after_a_kill_past_building_recovers_then_asks_again(
-    tmpfs_dir: Path, point: str
+    tmp_path: Path, point: str
 ) -> None:
     """The caller's RECORD may be the old version's: the upgrade is finished first,
     nothing of the package is removed, and the caller is told to read RECORD again."""
     mode = "noexchange" if point == "upgrade-moved-old" else "exchange"
-    site, _new, want, others = kill_at(tmpfs_dir, point, mode)
+    site, _new, want, others = kill_at(tmp_path, point, mode)
     record = [
         *record_of(site, [n for n in _PKG if os.path.lexists(site / n)]),
         f"{OLD_INFO}/METADATA",
@@ -379,10 +379,10 @@ def test_uninstall_by_record_after_a_kill_past_building_recovers_then_asks_again
     assert rest(site) == others and leftovers(site) == []
 
 
-def test_uninstall_by_record_after_a_kill_while_building_goes_through(tmpfs_dir: Path) -> None:
+def test_uninstall_by_record_after_a_kill_while_building_goes_through(tmp_path: Path) -> None:
     """Killed before anything in site changed: the RECORD is current; the journal is
     rolled back and the uninstall done; a later gc has nothing to bring back."""
-    site, _new, _want, others = kill_at(tmpfs_dir, "upgrade-placed:numpy", "exchange")
+    site, _new, _want, others = kill_at(tmp_path, "upgrade-placed:numpy", "exchange")
     assert leftovers(site) == [UPGRADE_JOURNAL]
     record = record_of(site, [*_PKG, OLD_INFO])
     assert linkstrategy.remove(files=record, root=site, last=[OLD_INFO], check=True).ok
@@ -391,8 +391,8 @@ def test_uninstall_by_record_after_a_kill_while_building_goes_through(tmpfs_dir:
     assert rest(site) == others and leftovers(site) == []
 
 
-def test_removing_paths_with_last_after_a_kill_past_building_asks_again(tmpfs_dir: Path) -> None:
-    site, _new, want, _others = kill_at(tmpfs_dir, "upgrade-swapped:numpy", "exchange")
+def test_removing_paths_with_last_after_a_kill_past_building_asks_again(tmp_path: Path) -> None:
+    site, _new, want, _others = kill_at(tmp_path, "upgrade-swapped:numpy", "exchange")
     with pytest.raises(RemoveError) as ei:
         linkstrategy.remove([site / "numpy", site / OLD_INFO], last=[str(site / OLD_INFO)])
     assert ei.value.errno == errno.EAGAIN
