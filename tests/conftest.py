@@ -42,6 +42,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("place_loop", params, indirect=True)
 
 
+def _no_speedups() -> None:
+    msg = "the C extension linkstrategy._speedups is not built or is switched off"
+    if _REQUIRE_SPEEDUPS:
+        pytest.fail(f"{msg} (LINKSTRATEGY_REQUIRE_SPEEDUPS is set)", pytrace=False)
+    pytest.skip(msg)
+
+
 @pytest.fixture
 def place_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Which path place() takes: "c" (the ``_speedups`` extension: its tree walk and its
@@ -52,16 +59,49 @@ def place_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if request.param == "python":
         monkeypatch.setattr(_place, "_fast", None)
     elif _place._fast is None:
-        msg = "the C extension linkstrategy._speedups is not built or is switched off"
-        if _REQUIRE_SPEEDUPS:
-            pytest.fail(f"{msg} (LINKSTRATEGY_REQUIRE_SPEEDUPS is set)", pytrace=False)
-        pytest.skip(msg)
+        _no_speedups()
     elif request.param == "c-files":
         fast = _place._fast
         names = {n: getattr(fast, n) for n in dir(fast) if not n.startswith("__")}
         del names["place_tree"]
         monkeypatch.setattr(_place, "_fast", types.SimpleNamespace(**names))
     return str(request.param)
+
+
+@pytest.fixture(params=["c", "python"])
+def remove_walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which walk a local removal takes: "c" (the ``_speedups.clear_tree`` pass first,
+    the Python walk for what it leaves) or "python" (the Python walk alone)."""
+    from linkstrategy import _tree
+
+    if request.param == "python":
+        monkeypatch.setattr(_tree, "_fast", None)
+    elif _tree._fast is None:
+        _no_speedups()
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _python_walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests marked ``python_walk`` inject faults at a Python call site of the removal
+    walk (``os.unlink``, ``os.rmdir``, ``_tree.statx``), which the C pass does not go
+    through: they run with the Python walk alone."""
+    if request.node.get_closest_marker("python_walk") is not None:
+        from linkstrategy import _tree
+
+        monkeypatch.setattr(_tree, "_fast", None)
+
+
+@pytest.fixture(scope="session")
+def kill_shim() -> Path:
+    """The ``LD_PRELOAD`` shim that kills a child after its n-th unlink or rmdir
+    (tests/support/killshim.py), built once per session."""
+    from support import killshim
+
+    lib = killshim.lib()
+    if lib is None:
+        pytest.skip("no C compiler to build the kill shim")
+    return lib
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -73,6 +73,7 @@ def test_refusal_with_json_still_prints_one_object(capsys: Any) -> None:
     assert (data["ok"], data["error"]["path"]) == (False, "/") and err.count("\n") == 1
 
 
+@pytest.mark.python_walk
 def test_real_error_names_path_and_reason(
     tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,6 +97,7 @@ def test_real_error_names_path_and_reason(
     assert data["errors"][0]["errno"] == "EIO"  # a name, as everywhere in the JSON
 
 
+@pytest.mark.python_walk
 def test_deferred_entry_is_shown_not_an_error(
     tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

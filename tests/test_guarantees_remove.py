@@ -69,6 +69,7 @@ def deep_tree(root: Path, dirs: int = 40) -> None:
 # -- O_NOFOLLOW on every subdirectory open --------------------------------------------
 
 
+@pytest.mark.python_walk
 @pytest.mark.parametrize("walk", ["serial", "parallel"])
 def test_symlink_to_the_moved_original_directory_is_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walk: str, outside_unchanged: Any
@@ -124,6 +125,7 @@ def test_home_is_refused_through_a_symlinked_parent(
 # -- mounts inside the tree ------------------------------------------------------------
 
 
+@pytest.mark.python_walk
 @pytest.mark.root
 def test_busy_root_holding_a_mount_is_not_deferred(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -186,6 +188,7 @@ def test_gc_does_not_cross_a_bind_mount(tmp_path: Path) -> None:
 # -- budgets ---------------------------------------------------------------------------
 
 
+@pytest.mark.python_walk
 @pytest.mark.timeout(20)
 def test_busy_forever_ends_within_the_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

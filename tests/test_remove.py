@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import mountutil
+from support import killshim, mountutil
 
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
@@ -64,6 +64,7 @@ def unlink_spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every name remove() unlinks (at its call site), in order."""
     calls: list[str] = []
     real = R.os.unlink
+    monkeypatch.setattr(RT, "_fast", None)  # seen at the Python call site: no C pass
 
     def spy(name: Any, *a: Any, **kw: Any) -> None:
         real(name, *a, **kw)
@@ -79,6 +80,7 @@ def fail_first(
     """Make ``R.os.<fn>`` fail with ``code`` for the first ``count`` matching names."""
     real = getattr(R.os, fn)
     left = [count]
+    monkeypatch.setattr(RT, "_fast", None)  # injected at the Python call site: no C pass
 
     def fake(name: Any, *a: Any, **kw: Any) -> Any:
         if left[0] > 0 and match(os.fspath(name)):
@@ -179,7 +181,7 @@ def test_refuses_a_mount_point(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
-def test_tmpfs_inside_tree_is_left_untouched_and_reported(tmp_path: Path) -> None:
+def test_tmpfs_inside_tree_is_left_untouched_and_reported(tmp_path: Path, remove_walk: str) -> None:
     need_root()
     root = tmp_path / "tree"
     make_tree(root)
@@ -201,7 +203,9 @@ def test_tmpfs_inside_tree_is_left_untouched_and_reported(tmp_path: Path) -> Non
 
 
 @pytest.mark.root
-def test_bind_mount_of_same_filesystem_inside_tree_is_not_crossed(tmp_path: Path) -> None:
+def test_bind_mount_of_same_filesystem_inside_tree_is_not_crossed(
+    tmp_path: Path, remove_walk: str
+) -> None:
     need_root("bind")
     root = tmp_path / "tree"
     (root / "a").mkdir(parents=True)
@@ -215,7 +219,7 @@ def test_bind_mount_of_same_filesystem_inside_tree_is_not_crossed(tmp_path: Path
         assert (elsewhere / "keep").read_text() == "k"
 
 
-def test_btrfs_subvolume_inside_tree_is_left_and_reported(btrfs: Path) -> None:
+def test_btrfs_subvolume_inside_tree_is_left_and_reported(btrfs: Path, remove_walk: str) -> None:
     root = btrfs / "tree"
     root.mkdir()
     (root / "f").write_text("f")
@@ -342,6 +346,7 @@ def test_deferral_that_cannot_rename_is_an_error(
     assert r.deferred == () and root.exists()
 
 
+@pytest.mark.python_walk
 @pytest.mark.parametrize("walk", ["serial", "parallel"])
 def test_symlink_swapped_in_mid_walk_is_removed_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walk: str
@@ -406,26 +411,32 @@ def test_last_accepts_absolute_paths(tmp_path: Path, unlink_spy: list[str]) -> N
     assert sorted(os.listdir(info)) == []
 
 
-_KILL_CHILD = textwrap.dedent(
+_KILL_CHILD = killshim.ARM + textwrap.dedent(
     """
-    import os, sys
-    from linkstrategy import _remove, _tree
-    k = int(sys.argv[3])  # kill -9 after the k-th unlink
-    _tree.unlink_hook = lambda n: n >= k and os.kill(os.getpid(), 9)
+    import sys
+    from linkstrategy import _remove
+    _arm(int(sys.argv[3]))  # kill -9 after the k-th unlink or rmdir
     _remove.remove(sys.argv[1:3], last=("METADATA", "RECORD"))
     """
 )
 
 
-def test_kill_at_random_points_never_orphans_files(tmp_path: Path) -> None:
+def test_kill_at_random_points_never_orphans_files(
+    tmp_path: Path, kill_shim: Path, remove_walk: str
+) -> None:
     rng = random.Random(1234)
     total = 5 + 5 + 2 + 2  # files, then dirs (sub, pkg, dist-info): kill anywhere in it
     points = sorted(set(rng.sample(range(1, total + 1), 8)) | {9, 10, 11})
     for k in points:
         base = tmp_path / f"k{k}"
         pkg, info = dist(base)
+        env = {**os.environ, "LD_PRELOAD": str(kill_shim)}
+        if remove_walk == "python":
+            env["LINKSTRATEGY_NO_SPEEDUPS"] = "1"
         res = subprocess.run(
-            [sys.executable, "-c", _KILL_CHILD, str(pkg), str(info), str(k)], capture_output=True
+            [sys.executable, "-c", _KILL_CHILD, str(pkg), str(info), str(k)],
+            capture_output=True,
+            env=env,
         )
         assert res.returncode == -9, (k, res.stderr)
         left = {p.name for p in pkg.rglob("*") if p.is_file()} if pkg.exists() else set()
@@ -719,28 +730,24 @@ def test_remove_action_table(code: int | None, action: str) -> None:
     assert remove_action(code) == action
 
 
-def test_kill_hook_is_called_from_the_production_unlink_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_kill_shim_stops_either_walk_mid_tree(
+    tmp_path: Path, kill_shim: Path, remove_walk: str
 ) -> None:
-    """The kill -9 tests' hook must not switch remove() to another loop: with the hook
-    set, every unlink still goes through the hot loop (the per-file slow path is for
-    errors only), and the hook sees each removal as it happens."""
+    """The kill -9 tests stop the removal at the libc call, whichever walk runs: the
+    C pass and the Python walk both die right after the n-th removal, with the rest
+    of the tree still there (so those tests do cut the production loops)."""
     root = tmp_path / "t"
     (root / "sub").mkdir(parents=True)
-    for i in range(5):
-        (root / f"f{i}").write_text("x")
-    for i in range(3):
-        (root / "sub" / f"g{i}").write_text("x")
-    seen: list[int] = []
-    monkeypatch.setattr(RT, "unlink_hook", seen.append)
-
-    def slow_path(*a: Any, **kw: Any) -> bool:
-        raise AssertionError("remove() took the per-file path without an error")
-
-    monkeypatch.setattr(RT.Run, "unlink", slow_path)
-    r = remove(root, workers=1)
-    assert r.ok and not root.exists()
-    assert seen == list(range(1, 11))  # 8 files, then sub and t
+    for i in range(12):
+        (root / f"f{i:02}").write_text("x")
+        (root / "sub" / f"g{i:02}").write_text("x")
+    env = {**os.environ, "LD_PRELOAD": str(kill_shim)}
+    if remove_walk == "python":
+        env["LINKSTRATEGY_NO_SPEEDUPS"] = "1"
+    child = killshim.ARM + "import sys, linkstrategy\n_arm(5)\nlinkstrategy.remove(sys.argv[1])\n"
+    res = subprocess.run([sys.executable, "-c", child, str(root)], capture_output=True, env=env)
+    assert res.returncode == -9, res.stderr
+    assert sum(1 for p in root.rglob("*") if p.is_file()) == 24 - 5
 
 
 def test_remove_decides_network_as_place_does(

@@ -316,6 +316,7 @@ def test_a_maker_releasing_its_lock_while_judged_is_not_dead(
         os.close(pfd)
 
 
+@pytest.mark.python_walk
 def test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -349,6 +350,7 @@ def test_a_directory_swapped_for_a_symlink_after_listing_is_not_followed(
     assert sorted(os.listdir(tmp_path)) == ["outside"]
 
 
+@pytest.mark.python_walk
 def test_a_directory_swapped_for_a_symlink_to_itself_after_its_stat_is_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

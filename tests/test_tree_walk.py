@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import swapshim
 
 import linkstrategy
 from linkstrategy import _place
@@ -419,44 +420,6 @@ def test_reflink_shares_extents_through_the_walk(xfs_reflink: Path) -> None:
     assert "shared" in out
 
 
-SWAP_SHIM = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-/* The first time a directory named "victim" is opened, swap it for a symlink to
-   the directory OUTSIDE names: the race between a walk's listing and its open. */
-static int done;
-
-int openat(int dirfd, const char *path, int flags, ...)
-{
-    static int (*real)(int, const char *, int, ...);
-    mode_t mode = 0;
-    if (flags & O_CREAT) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    if (!real)
-        real = dlsym(RTLD_NEXT, "openat");
-    if (!done && strcmp(path, "victim") == 0 && (flags & O_DIRECTORY)) {
-        done = 1;
-        renameat(dirfd, "victim", dirfd, "victim-moved");
-        symlinkat(getenv("OUTSIDE"), dirfd, "victim");
-    }
-    return real(dirfd, path, flags, mode);
-}
-
-/* the extension calls openat64 (_FILE_OFFSET_BITS=64): the same function */
-int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
-"""
-
 SWAP_PROG = textwrap.dedent(
     """
     import sys, linkstrategy
@@ -471,14 +434,7 @@ def test_a_directory_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> No
     """A source directory swapped for a symlink between the walk's listing and its
     open (an LD_PRELOAD shim does the swap inside openat) is never walked through:
     the new directory goes again and the symlink is placed as a symlink."""
-    import shutil
-
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the openat shim")
-    shim = tmp_path / "swap.so"
-    (tmp_path / "swap.c").write_text(SWAP_SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", shim, tmp_path / "swap.c", "-ldl"], check=True)
+    shim = swapshim.build(tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("must not be copied\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import mountutil
+from support import killshim, mountutil
 
 import linkstrategy._txn as T
 from linkstrategy._errors import LinkStrategyError, TransactionBusy
@@ -146,10 +146,9 @@ def test_failure_during_swap_rolls_back(
     assert leftovers(dst.parent) == []
 
 
-_CHILD = textwrap.dedent(
+_CHILD = killshim.ARM + textwrap.dedent(
     """
     import os, sys
-    import linkstrategy._tree as R
     import linkstrategy._txn as T
     import linkstrategy._sys._linux as L
     if sys.argv[3] == "noexchange":
@@ -160,7 +159,7 @@ _CHILD = textwrap.dedent(
     if point == "mid-place":  # while place() is half way through the new tree
         kw["progress"] = lambda done, total: done >= 6 and kill()
     elif point == "commit-unlink":  # while the old tree is being removed
-        R.unlink_hook = lambda n: n >= 3 and kill()
+        T.step_hook = lambda name: name == "committing" and _arm(3)
     else:
         T.step_hook = lambda name: name == point and kill()
     T.replace(sys.argv[1], sys.argv[2], **kw)
@@ -191,7 +190,9 @@ def test_kill_9_during_replace_then_recovery(tmp_path: Path, recover_by: str) ->
         build(other, "third", n=2)
         want = {"new": snapshot(new), "old": snapshot(dst)}
         res = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(new), str(dst), mode, point], capture_output=True
+            [sys.executable, "-c", _CHILD, str(new), str(dst), mode, point],
+            capture_output=True,
+            env=killshim.env(),
         )
         assert res.returncode == -9, (point, res.stderr)
         # Right after the kill, dst is one complete tree (or, between the two renames

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import killshim
 from test_txn import build, snapshot
 
 import linkstrategy
@@ -230,10 +231,9 @@ def test_second_upgrade_of_a_parent_is_busy_while_one_runs(tmp_path: Path) -> No
 
 # -- kill -9 at every step --------------------------------------------------------------
 
-_CHILD = textwrap.dedent(
+_CHILD = killshim.ARM + textwrap.dedent(
     """
     import json, os, sys
-    import linkstrategy._tree as R
     import linkstrategy._txn as T
     import linkstrategy._sys._linux as L
     from linkstrategy._upgrade import upgrade
@@ -245,7 +245,7 @@ _CHILD = textwrap.dedent(
     if point == "mid-place":
         kw["progress"] = lambda done, total: done >= 4 and kill()
     elif point == "commit-unlink":
-        R.unlink_hook = lambda n: n >= 3 and kill()
+        T.step_hook = lambda name: name == "upgrade-committing" and _arm(3)
     else:
         T.step_hook = lambda name: name == point and kill()
     changes = json.loads(sys.argv[5])
@@ -290,6 +290,7 @@ def kill_at(base: Path, point: str, mode: str) -> tuple[Path, Path, dict[str, An
             NEW_INFO,
         ],
         capture_output=True,
+        env=killshim.env(),
     )
     assert res.returncode == -9, (point, res.stderr)
     return site, new, want, others

@@ -61,6 +61,7 @@
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <dirent.h>
@@ -707,6 +708,261 @@ out:
     free(path);
 }
 
+/* ---------------------------------------------------------------------------------
+ * clear_tree(dir_fd, dev, mnt_id, max_depth) -> (removed, left)
+ *
+ * remove()'s fast pass on a local filesystem (_tree.Run.clear_tree): empty the
+ * directory open at dir_fd, depth first, without the GIL.  Only the plain case is
+ * done here.  Whatever does not go plainly stays where it is, counted in ``left``,
+ * for the Python walk that runs next and owns every decision (the errno classes of
+ * _errors.remove_action, permissions, busy and silly-renamed files, mounts, the
+ * report): so there is one copy of the policy, and this has to be right only for
+ * the plain case.
+ *
+ *   - Every entry of a directory is read before any is unlinked.
+ *   - A non-directory goes by one unlinkat(); any error but ENOENT leaves it.
+ *   - A directory is entered only when statx (AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT)
+ *     says it is a directory on device ``dev``, on mount ``mnt_id`` (-1: unknown),
+ *     and not a mount root; it is opened O_NOFOLLOW relative to its parent's fd and
+ *     must still be the inode statx saw (swapped in between: left).
+ *   - At most 1 + max_depth directory fds are open besides dir_fd (its own
+ *     reopened one, one a level below); deeper directories are left for the
+ *     Python walk and its bounded fds.
+ *   - A directory goes (unlinkat AT_REMOVEDIR) only when nothing was left in it.
+ *
+ * removed: what went, counted as the Python walk counts (files but not
+ * silly-renamed names, and directories).  left: entries of dir_fd itself that
+ * stay (0: it is empty as far as this pass saw).
+ * --------------------------------------------------------------------------------- */
+
+struct names {
+    char *v;
+    size_t len, cap;
+};
+
+static int names_add(struct names *b, const char *name)
+{
+    size_t n = strlen(name) + 1;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *v = realloc(b->v, cap);
+        if (v == NULL)
+            return -1;
+        b->v = v;
+        b->cap = cap;
+    }
+    memcpy(b->v + b->len, name, n);
+    b->len += n;
+    return 0;
+}
+
+static int hex_run(const char *s, int n, int upper)
+{
+    for (int i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+              (upper && ch >= 'A' && ch <= 'F')))
+            return 0;
+    }
+    return 1;
+}
+
+/* _tree._SILLY: ".nfs" + 24 hex, ".nfs." + 8 hex + "." + 4 hex, ".fuse_hidden" + 16 hex */
+static int is_silly(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 28 && strncmp(name, ".nfs", 4) == 0 && hex_run(name + 4, 24, 1))
+        return 1;
+    if (n == 18 && strncmp(name, ".nfs.", 5) == 0 && hex_run(name + 5, 8, 0) && name[13] == '.' &&
+        hex_run(name + 14, 4, 0))
+        return 1;
+    return n == 28 && strncmp(name, ".fuse_hidden", 12) == 0 && hex_run(name + 12, 16, 0);
+}
+
+struct cframe {
+    DIR *d;
+    struct names subs; /* its subdirectories, NUL-separated */
+    size_t pos;        /* the next one to enter */
+    long long left;    /* entries that stay in it */
+};
+
+struct clear {
+    dev_t dev;
+    long long mnt_id;
+    long long removed;
+    struct names files;
+    int nomem;
+};
+
+/* Read every entry of f: directories into f->subs, the rest unlinked. */
+static void clear_scan(struct clear *c, struct cframe *f)
+{
+    int fd = dirfd(f->d);
+    c->files.len = 0;
+    f->subs.len = 0;
+    f->pos = 0;
+    f->left = 0;
+    for (;;) {
+        struct dirent *ent;
+        errno = 0;
+        ent = readdir(f->d);
+        if (ent == NULL) {
+            if (errno != 0)
+                f->left++; /* the Python walk lists it again and reports */
+            break;
+        }
+        const char *name = ent->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+            continue;
+        unsigned char type = ent->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                if (errno != ENOENT)
+                    f->left++;
+                continue;
+            }
+            type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+        }
+        if (names_add(type == DT_DIR ? &f->subs : &c->files, name) != 0) {
+            c->nomem = 1;
+            f->left++;
+            break;
+        }
+    }
+    for (size_t k = 0; k < c->files.len;) {
+        const char *name = c->files.v + k;
+        k += strlen(name) + 1;
+        if (unlinkat(fd, name, 0) == 0) {
+            if (!is_silly(name))
+                c->removed++;
+        } else if (errno != ENOENT) {
+            f->left++;
+        }
+    }
+}
+
+/* Open subdirectory ``name`` of pfd for emptying: 1 (in *out), 0 gone, -1 leave it. */
+static int clear_open(struct clear *c, int pfd, const char *name, DIR **out)
+{
+    struct statx sx;
+    struct stat st;
+    if (statx(pfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+              STATX_TYPE | STATX_INO | STATX_MNT_ID, &sx) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(sx.stx_mode) || makedev(sx.stx_dev_major, sx.stx_dev_minor) != c->dev)
+        return -1;
+    if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+        return -1;
+    if (c->mnt_id >= 0 && (sx.stx_mask & STATX_MNT_ID) && (long long)sx.stx_mnt_id != c->mnt_id)
+        return -1;
+    int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (fstat(fd, &st) != 0 || st.st_dev != c->dev || st.st_ino != sx.stx_ino) {
+        close(fd);
+        return -1;
+    }
+    *out = fdopendir(fd);
+    if (*out == NULL) {
+        close(fd);
+        return -1;
+    }
+    return 1;
+}
+
+/* The walk; returns the top's ``left``. */
+static long long clear_walk(struct clear *c, int top_fd, int max_depth)
+{
+    struct cframe *stack = calloc((size_t)max_depth + 1, sizeof(*stack));
+    long long left = 1;
+    int depth = 0;
+    if (stack == NULL) {
+        c->nomem = 1;
+        return left;
+    }
+    /* its own open file description: reading must not move the caller's offset */
+    int fd = openat(top_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    stack[0].d = fd < 0 ? NULL : fdopendir(fd);
+    if (stack[0].d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    clear_scan(c, &stack[0]);
+    while (depth >= 0) {
+        struct cframe *f = &stack[depth];
+        if (c->nomem && f->pos < f->subs.len) {
+            f->left++;
+            f->pos = f->subs.len;
+        }
+        if (f->pos < f->subs.len) {
+            const char *name = f->subs.v + f->pos;
+            DIR *d = NULL;
+            int r = depth < max_depth ? clear_open(c, dirfd(f->d), name, &d) : -1;
+            if (r <= 0) {
+                f->left += r < 0;
+                f->pos += strlen(name) + 1;
+                continue;
+            }
+            depth++;
+            stack[depth].d = d;
+            clear_scan(c, &stack[depth]);
+            continue;
+        }
+        closedir(f->d);
+        f->d = NULL;
+        if (depth == 0) {
+            left = f->left;
+            break;
+        }
+        struct cframe *p = &stack[depth - 1];
+        const char *name = p->subs.v + p->pos;
+        if (f->left != 0)
+            p->left++;
+        else if (unlinkat(dirfd(p->d), name, AT_REMOVEDIR) == 0)
+            c->removed++;
+        else if (errno != ENOENT)
+            p->left++;
+        p->pos += strlen(name) + 1;
+        depth--;
+    }
+out:
+    for (int i = 0; i <= max_depth; i++) {
+        if (stack[i].d != NULL)
+            closedir(stack[i].d);
+        free(stack[i].subs.v);
+    }
+    free(stack);
+    free(c->files.v);
+    return left;
+}
+
+static PyObject *clear_tree(PyObject *self, PyObject *args)
+{
+    int fd, max_depth;
+    unsigned long long dev;
+    long long mnt_id, left;
+    struct clear c;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iKLi", &fd, &dev, &mnt_id, &max_depth))
+        return NULL;
+    if (max_depth < 0 || max_depth > 64) {
+        PyErr_SetString(PyExc_ValueError, "max_depth must be 0..64");
+        return NULL;
+    }
+    memset(&c, 0, sizeof(c));
+    c.dev = (dev_t)dev;
+    c.mnt_id = mnt_id;
+    Py_BEGIN_ALLOW_THREADS
+    left = clear_walk(&c, fd, max_depth);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("LL", c.removed, left);
+}
+
 static PyObject *recs_list(struct recs *r, int kind)
 {
     PyObject *list = PyList_New(0);
@@ -824,6 +1080,10 @@ static PyMethodDef methods[] = {
      "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)\n\n"
      "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
      "not plain (see the comment above place_tree in _speedups.c)."},
+    {"clear_tree", clear_tree, METH_VARARGS,
+     "clear_tree(dir_fd, dev, mnt_id, max_depth) -> (removed, left)\n\n"
+     "remove()'s fast pass: empty the directory at dir_fd where that goes plainly;\n"
+     "leave the rest for the Python walk (see the comment above clear_tree in _speedups.c)."},
     {NULL, NULL, 0, NULL},
 };
 

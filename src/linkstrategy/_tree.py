@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from ._classify import classify, network_override
+from ._cloop import load_speedups
 from ._errors import remove_action
 from ._log import log
 from ._mounts import find_mount
@@ -87,16 +88,17 @@ _LOCAL_SERIAL_DIRS = 100
 # that, a job empties its subtree with a serial walk of at most _DEEP_FDS fds, so a
 # pool of 32 holds a few hundred fds at most, under the usual `ulimit -n 1024`.
 _MAX_FDS = 32
+# The C pass (_speedups.clear_tree) holds at most this many directory fds (plus
+# one); what lies deeper it leaves to the Python walk.
+_C_DEPTH = 16
 _PARALLEL_DEPTH = 8
 _DEEP_FDS = 8
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
-#: Called with the running count after each successful unlink, when set.  A seam for
-#: the kill -9 tests (their child process sets it); None in normal use.  Called from
-#: the production loops themselves (:meth:`Run.unlink_files`), so those tests kill
-#: the loop every user runs.
-unlink_hook: Callable[[int], None] | None = None
+#: The C pass of local removals (``_speedups.clear_tree``), or None: the Python walk
+#: alone (no extension, or ``$LINKSTRATEGY_NO_SPEEDUPS``).
+_fast: Any = load_speedups()
 
 
 def _is_silly(name: str) -> bool:
@@ -286,7 +288,6 @@ class Run:
         self._workers_by_dev: dict[int, int] = {}
         # Parent directories, shared by roots in one directory: (fd, statx, real path).
         self.parent_fds: dict[str, tuple[int, StatxResult, str]] = {}
-        self._hook = unlink_hook
 
     # bookkeeping ---------------------------------------------------------
 
@@ -316,8 +317,6 @@ class Run:
     def _count(self, n: int = 1) -> None:
         with self._lock:
             self.removed += n
-        if self._hook is not None:
-            self._hook(self.removed)
 
     def _retried(self) -> None:
         with self._lock:
@@ -561,11 +560,9 @@ class Run:
         """Unlink ``files`` (non-directories of ``fr``), one after another."""
         if not files:
             return
-        # The hot loop: one unlinkat per file, the slow path only on an error.  With
-        # the kill -9 tests' hook set, each unlink is counted (and hooked) at once.
+        # The hot loop: one unlinkat per file, the slow path only on an error.
         fd = fr.fd
         unlink = os.unlink
-        hook = self._hook
         gone = 0
         for name in files:
             try:
@@ -576,10 +573,7 @@ class Run:
             else:
                 if name[0] == "." and _is_silly(name):
                     continue
-                if hook is None:
-                    gone += 1
-                else:
-                    self._count()
+                gone += 1
         if gone:
             self._count(gone)
 
@@ -599,6 +593,15 @@ class Run:
         if workers > 1:
             walk = _ParallelWalk(self, self.tasks(workers), root, out)
             return walk.clear(top_fd, top_path, prot)
+        if _fast is not None and not prot.children:
+            # Local: the C pass removes what goes plainly; what it leaves (an error of
+            # any kind, a mount, a directory too deep) the Python walk below decides.
+            mnt_id = -1 if root.mnt_id is None else root.mnt_id
+            removed, left = _fast.clear_tree(top_fd, root.dev, mnt_id, _C_DEPTH)
+            if removed:
+                self._count(removed)
+            if not left:
+                return True
         # Serial; on a local disk a big tree is handed to the parallel walk after a
         # while (threads do not pay for a small one).
         later = _local_workers() if self.workers is None else 1
