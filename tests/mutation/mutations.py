@@ -51,6 +51,7 @@ TO = "tests/test_tree_owner.py"
 U = "tests/test_upgrade.py"
 _UPG = "src/linkstrategy/_upgrade.py"
 TW = "tests/test_tree_walk.py"
+RW = "tests/test_remove_walk.py"
 
 
 @dataclass(frozen=True)
@@ -1262,18 +1263,87 @@ MUTATIONS: list[Mutation] = [
         ),
         "out of fds taken for busy: the budget is spent, then a silent deferral",
     ),
+    # -- remove(): the C pass of a local removal (issue #11) ------------------------------
+    Mutation(
+        "clear-tree-follows-a-swapped-symlink",
+        _C,
+        (
+            (
+                "    int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);",
+                "    int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);",
+            ),
+            (
+                "    if (fstat(fd, &st) != 0 || st.st_dev != c->dev || st.st_ino != sx.stx_ino) {",
+                "    if (fstat(fd, &st) != 0) {",
+            ),
+        ),
+        (f"{RW}::test_a_directory_swapped_for_a_symlink_mid_walk_is_not_followed[c]",),
+        "a directory swapped for a symlink between statx and open: the C pass empties its target",
+    ),
     m(
-        "remove-kill-hook-switches-loop",
+        "clear-tree-opened-dir-unchecked",
+        _C,
+        "    if (fstat(fd, &st) != 0 || st.st_dev != c->dev || st.st_ino != sx.stx_ino) {",
+        "    if (fstat(fd, &st) != 0) {",
+        (f"{RW}::test_a_mount_made_between_the_check_and_the_open_is_not_entered[c]",),
+        "a tmpfs mounted between the C pass's statx and its open would be emptied",
+    ),
+    Mutation(
+        "clear-tree-device-unchecked",
+        _C,
+        (
+            (
+                "    if (!S_ISDIR(sx.stx_mode) || makedev(sx.stx_dev_major, sx.stx_dev_minor) != c->dev)",
+                "    if (!S_ISDIR(sx.stx_mode))",
+            ),
+            (
+                "    if (fstat(fd, &st) != 0 || st.st_dev != c->dev || st.st_ino != sx.stx_ino) {",
+                "    if (fstat(fd, &st) != 0 || st.st_ino != sx.stx_ino) {",
+            ),
+        ),
+        (f"{R}::test_btrfs_subvolume_inside_tree_is_left_and_reported[c]",),
+        "a btrfs subvolume inside the tree (same mount, another st_dev) emptied by the C pass",
+    ),
+    m(
+        "clear-tree-mount-unchecked",
+        _C,
+        "    if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))\n        return -1;\n"
+        "    if (c->mnt_id >= 0 && (sx.stx_mask & STATX_MNT_ID) && (long long)sx.stx_mnt_id != c->mnt_id)\n        return -1;\n",
+        "",
+        (f"{R}::test_bind_mount_of_same_filesystem_inside_tree_is_not_crossed[c]",),
+        "a bind mount of the same filesystem inside the tree emptied by the C pass",
+    ),
+    m(
+        "clear-tree-error-not-left",
+        _C,
+        "        } else if (errno != ENOENT) {\n            f->left++;\n        }",
+        "        }",
+        (f"{RW}::test_a_real_error_is_reported_with_its_path_and_the_rest_goes[c-top]",),
+        "a file the C pass could not unlink never reaches the Python walk: no error reported",
+    ),
+    m(
+        "clear-tree-counts-silly-names",
+        _C,
+        "            if (!is_silly(name))\n                c->removed++;",
+        "            c->removed++;",
+        (f"{RW}::test_every_kind_of_entry_goes_with_either_walk[c]",),
+        "the C pass counts silly-renamed names the Python walk does not: reports differ by path",
+    ),
+    m(
+        "clear-tree-ignores-last",
         _TREE,
-        "        hook = self._hook\n        gone = 0\n",
-        "        hook = self._hook\n        gone = 0\n"
-        "        if hook is not None:\n"
-        "            for name in files:\n"
-        "                if not self.unlink(fr.fd, fr.path, name, out):\n"
-        "                    fr.blocked = True\n"
-        "            return\n",
-        (f"{R}::test_kill_hook_is_called_from_the_production_unlink_loop",),
-        "the kill -9 tests would run a test-only loop, not the production one",
+        "        if _fast is not None and not prot.children:",
+        "        if _fast is not None:",
+        (f"{R}::test_kill_at_random_points_never_orphans_files[c]",),
+        "the C pass would remove `last` entries (METADATA, RECORD) with everything else",
+    ),
+    m(
+        "clear-tree-not-used",
+        _TREE,
+        "        if _fast is not None and not prot.children:",
+        "        if False:",
+        (f"{RW}::test_a_local_removal_takes_the_c_pass",),
+        'the C pass never runs: the "c" tests would test the Python walk twice',
     ),
     m(
         "remove-network-override-ignored",
