@@ -589,7 +589,11 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
         ]
         floor = build_floor(base)
         if floor is not None:
-            for mode, label in (("0", "floor.c link"), ("1", "floor.c clone")):
+            for mode, label in (
+                ("0", "floor.c link"),
+                ("1", "floor.c clone"),
+                ("2", "floor.c clone+times"),
+            ):
                 contenders.append(floor_contender(label, floor, src, mode, dst(f"floor{mode}")))
         log(
             f"local place: {files} files, {dirs} dirs, {nbytes / 1e6:.1f} MB; "
@@ -1161,6 +1165,9 @@ RATIOS: list[tuple[str, str, str, str, float | None]] = [
     ("local", "place", "place_many(RECORD, reflink)", "uv clone" + INSTALLED, 1.0),
     ("local", "place", "place(hardlink)", "floor.c link", 1.1),
     ("local", "place", "place(reflink)", "floor.c clone", 1.1),
+    # The same work as place() does for a clone (the source's mode and times kept): what
+    # the gap to the bare clone is made of.
+    ("local", "place", "place(reflink)", "floor.c clone+times", 1.1),
     ("local", "remove.xfs", "remove()", "rm -rf", 1.0),
     ("local", "remove.xfs", "remove()", "shutil.rmtree", 1.0),
     ("local", "remove.tmpfs", "remove()", "rm -rf", 1.0),

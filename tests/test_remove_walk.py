@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import killshim, swapshim
+from support import killshim, mountutil, swapshim
 
 from linkstrategy import _tree, remove
 
@@ -162,21 +162,27 @@ def test_a_real_error_is_reported_with_its_path_and_the_rest_goes(
 SWAP_CHILD = textwrap.dedent(
     """
     import json, sys, linkstrategy
-    r = linkstrategy.remove(sys.argv[1], budget=0.2, workers=1)
+    r = linkstrategy.remove(sys.argv[1], budget=0.2)
     print(json.dumps(r.to_json()))
     """
 )
 
 
-def swap_run(tmp_path: Path, walk: str, how: str, guard: Any = None) -> tuple[Path, dict[str, Any]]:
+def swap_run(
+    tmp_path: Path, walk: str, how: str, where: str, guard: Any = None
+) -> tuple[Path, dict[str, Any]]:
+    """Remove a tree whose directory "victim" (``where``: "top", a subdirectory of the
+    root: the parallel C pass's jobs open it; "deep": below one) the shim swaps."""
     shim = swapshim.build(tmp_path)
     outside = tmp_path / "outside"
     (outside / "inner").mkdir(parents=True)
     (outside / "inner" / "f").write_text("precious")
     root = tmp_path / "tree"
     small_tree(root)
-    (root / "a" / "victim" / "sub").mkdir(parents=True)
-    (root / "a" / "victim" / "sub" / "f").write_text("v")
+    victim = root / "victim" if where == "top" else root / "a" / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "f").write_text("v")
+    (victim / "f").write_text("v")
     check = None if guard is None else guard(tmp_path, root)
     env = {**os.environ, "LD_PRELOAD": str(shim), "OUTSIDE": str(outside), "SWAP": how}
     if walk == "python":
@@ -190,36 +196,41 @@ def swap_run(tmp_path: Path, walk: str, how: str, guard: Any = None) -> tuple[Pa
     return root, json.loads(res.stdout)
 
 
+@pytest.mark.parametrize("where", ["deep", "top"])
 def test_a_directory_swapped_for_a_symlink_mid_walk_is_not_followed(
-    tmp_path: Path, remove_walk: str, outside_unchanged: Any
+    tmp_path: Path, remove_walk: str, outside_unchanged: Any, where: str
 ) -> None:
-    root, r = swap_run(tmp_path, remove_walk, "symlink", outside_unchanged)
+    root, r = swap_run(tmp_path, remove_walk, "symlink", where, outside_unchanged)
     assert r["errors"] == [] and not root.exists(), r
     assert (tmp_path / "outside" / "inner" / "f").read_text() == "precious"
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("where", ["deep", "top"])
 def test_a_mount_made_between_the_check_and_the_open_is_not_entered(
-    tmp_path: Path, remove_walk: str
+    tmp_path: Path, remove_walk: str, where: str
 ) -> None:
     """The C pass checks the directory it opened is the one it looked at (device and
     inode): a tmpfs mounted on it in between is left, and reported."""
     if os.geteuid() != 0:
         pytest.skip("mounting needs root")
-    victim = tmp_path / "tree" / "a" / "victim"
+    victim = tmp_path / "tree" / ("victim" if where == "top" else "a/victim")
     try:
-        root, r = swap_run(tmp_path, remove_walk, "mount")
+        root, r = swap_run(tmp_path, remove_walk, "mount", where)
         assert os.path.ismount(victim), "the shim did not mount"
         assert r["mounts_skipped"] == [str(victim)] and r["errors"] == [], r
         assert (victim / "precious").read_text() == "p"
-        assert sorted(os.listdir(root)) == ["a"] and os.listdir(root / "a") == ["victim"]
+        if where == "top":
+            assert os.listdir(root) == ["victim"]
+        else:
+            assert os.listdir(root) == ["a"] and os.listdir(root / "a") == ["victim"]
     finally:
         subprocess.run(["umount", "-l", str(victim)], capture_output=True)
 
 
 def test_a_local_removal_takes_the_c_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the switch, a local removal runs the C pass once per root, and the
-    Python walk does nothing more when it leaves nothing (else the "c" runs above
+    """Without the switch, a local removal runs the C pass (its subdirectories as jobs
+    on the pool), and the Python walk does nothing more when it leaves nothing (else the "c" runs above
     would test the Python walk twice)."""
     fast = _tree._fast
     if fast is None:
@@ -238,4 +249,27 @@ def test_a_local_removal_takes_the_c_pass(tmp_path: Path, monkeypatch: pytest.Mo
     root = tmp_path / "tree"
     small_tree(root)
     r = remove(root)
-    assert r.ok and not root.exists() and r.removed == 26 and len(calls) == 1
+    # one call for each of the root's two subdirectories (on the pool), one for the root
+    assert r.ok and not root.exists() and r.removed == 26
+    assert len(calls) == (3 if _tree._local_workers() > 1 else 1)
+
+
+@pytest.mark.root
+def test_a_mount_among_the_subdirectories_of_the_root_is_not_emptied(
+    tmp_path: Path, remove_walk: str
+) -> None:
+    """The parallel C pass gives each subdirectory of the root to a job: one that is a
+    bind mount of the same filesystem (same st_dev) is not emptied, and reported."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    root = tmp_path / "tree"
+    small_tree(root)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "d").mkdir(parents=True)
+    (elsewhere / "keep").write_text("k")
+    (elsewhere / "d" / "keep").write_text("k")
+    with mountutil.bind_mount(elsewhere, root, name="m") as mp:
+        r = remove(root, budget=0.2)
+        assert r.mounts_skipped == (str(mp),) and r.errors == (), r
+        assert sorted(p.name for p in elsewhere.rglob("*")) == ["d", "keep", "keep"]
+        assert os.listdir(root) == ["m"]

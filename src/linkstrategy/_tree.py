@@ -44,7 +44,7 @@ from ._cloop import load_speedups
 from ._errors import remove_action
 from ._log import log
 from ._mounts import find_mount
-from ._pool import Tasks, shared
+from ._pool import Group, Tasks, shared
 from ._sys import StatxResult, fs_magic, statx
 
 if TYPE_CHECKING:
@@ -473,11 +473,7 @@ class Run:
             if not self.unlink(fr.fd, fr.path, name, out):
                 fr.blocked = True
             return None
-        if (
-            st.dev != root.dev
-            or (st.mnt_id is not None and root.mnt_id is not None and st.mnt_id != root.mnt_id)
-            or st.mount_root
-        ):
+        if _other_mount(st, root):
             fr.blocked = True
             out.mount = True
             self.mounts.append(full)
@@ -593,19 +589,63 @@ class Run:
         if workers > 1:
             walk = _ParallelWalk(self, self.tasks(workers), root, out)
             return walk.clear(top_fd, top_path, prot)
-        if _fast is not None and not prot.children:
-            # Local: the C pass removes what goes plainly; what it leaves (an error of
-            # any kind, a mount, a directory too deep) the Python walk below decides.
-            mnt_id = -1 if root.mnt_id is None else root.mnt_id
-            removed, left = _fast.clear_tree(top_fd, root.dev, mnt_id, _C_DEPTH)
-            if removed:
-                self._count(removed)
-            if not left:
-                return True
+        if _fast is not None and not prot.children and not self._c_clear(top_fd, root):
+            return True
         # Serial; on a local disk a big tree is handed to the parallel walk after a
         # while (threads do not pay for a small one).
         later = _local_workers() if self.workers is None else 1
         return self.serial_clear(top_fd, top_path, prot, root, out, self.max_fds, later)
+
+    def _c_clear(self, top_fd: int, root: StatxResult) -> int:
+        """The C pass (local): remove what goes plainly below ``top_fd``, its
+        subdirectories in parallel on the pool when the run may use threads and there
+        are several; what it leaves (an error of any kind, a mount, a directory too
+        deep) the Python walk decides.  Returns how many entries of ``top_fd`` stay."""
+        mnt_id = -1 if root.mnt_id is None else root.mnt_id
+        workers = _local_workers() if self.workers is None else 1
+        if workers > 1:
+            try:
+                with os.scandir(top_fd) as it:
+                    subs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                subs = []  # the pass below meets the same error and leaves it
+            if len(subs) > 1:
+                group = Group(self.tasks(workers))
+                for name in subs:
+                    group.submit(self._c_clear_subdir, top_fd, name, root, mnt_id)
+                group.wait()
+                if group.error is not None:
+                    raise group.error
+        removed, left = _fast.clear_tree(top_fd, root.dev, mnt_id, _C_DEPTH)
+        if removed:
+            self._count(removed)
+        return int(left)
+
+    def _c_clear_subdir(self, parent_fd: int, name: str, root: StatxResult, mnt_id: int) -> None:
+        """One subdirectory's C pass, a job: anything unusual is left for the pass over
+        its parent (and the Python walk after it), which decides and reports."""
+        try:
+            st = statx(parent_fd, name)
+            if not stat.S_ISDIR(st.mode) or _other_mount(st, root):
+                return
+            fd = os.open(name, O_DIR, dir_fd=parent_fd)
+        except OSError:
+            return
+        try:
+            fst = os.fstat(fd)
+            if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
+                return  # replaced between the look and the open
+            removed, left = _fast.clear_tree(fd, root.dev, mnt_id, _C_DEPTH)
+        finally:
+            os.close(fd)
+        if not left:
+            try:
+                os.rmdir(name, dir_fd=parent_fd)
+                removed += 1
+            except OSError:
+                pass
+        if removed:
+            self._count(removed)
 
     def serial_clear(
         self,
@@ -907,6 +947,16 @@ class _ParallelWalk:
             except BaseException as e:
                 self.failed(e, parent)
             fr = parent
+
+
+def _other_mount(st: StatxResult, root: StatxResult) -> bool:
+    """Is the directory ``st`` on another filesystem or mount than ``root`` (or a mount
+    point itself)?  The walk never enters one."""
+    return (
+        st.dev != root.dev
+        or (st.mnt_id is not None and root.mnt_id is not None and st.mnt_id != root.mnt_id)
+        or bool(st.mount_root)
+    )
 
 
 def _job(fn: Callable[[], None]) -> None:
