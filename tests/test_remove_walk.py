@@ -230,8 +230,8 @@ def test_a_mount_made_between_the_check_and_the_open_is_not_entered(
 
 def test_a_local_removal_takes_the_c_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the switch, a local removal runs the C pass (its subdirectories as jobs
-    on the pool), and the Python walk does nothing more when it leaves nothing (else the "c" runs above
-    would test the Python walk twice)."""
+    on the pool), and the Python walk does nothing more when it leaves nothing (else
+    the "c" runs above would test the Python walk twice)."""
     fast = _tree._fast
     if fast is None:
         pytest.skip("the C extension is not built or is switched off")
