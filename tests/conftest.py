@@ -395,6 +395,14 @@ def nfslike(tmp_path: Path) -> Iterator[FaultFS]:
 
 
 @mount_fixture(**_FUSE)
+def cachedfs(tmp_path: Path) -> Iterator[FaultFS]:
+    """FaultFS whose attributes and entries the kernel caches for 60 s, as an NFS client
+    keeps them for a while (``actimeo``): the requests that reach it are the ones a
+    network filesystem would see (``fs.calls()`` counts them)."""
+    yield from _faultfs(tmp_path, cache_s=60.0)
+
+
+@mount_fixture(**_FUSE)
 def latencyfs(tmp_path: Path) -> Iterator[FaultFS]:
     """FaultFS with 1 ms latency before every operation."""
     yield from _faultfs(tmp_path, latency_ms=1.0)

@@ -362,6 +362,7 @@ class _Run:
         self.stop = self.group.stop
         self.threaded = False
         self.chunk = 64
+        self.pairs: set[_Pair] = set()  # directory fds shared by chunk jobs, while open
         self.whole_trees = False  # new subtrees go to the C walk (_tree_job)
         # files=: every listed path (encoded, sorted) for the C walk's file lists
         self.listed: list[bytes] | None = None
@@ -386,6 +387,10 @@ class _Run:
             self.group.wait()
         finally:
             self.threaded = False
+            with self.lock:
+                left, self.pairs = self.pairs, set()
+            for pair in left:  # chunk jobs skipped after an error never released theirs
+                pair.close()
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         if not self.threaded:  # single file: run inline
@@ -908,15 +913,46 @@ def _open_pair(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> tuple[
     return sdir, ddir
 
 
-def _chunk_job(
-    run: _Run, roots: tuple[int, int], rel: str, drel: str, hidden: bool, files: list[str]
-) -> None:
-    sdir, ddir = _open_pair(run, roots, rel, drel)
+class _Pair:
+    """A source directory and its destination, open, shared by the jobs that place its
+    files in chunks, and closed when the last of them is done: no chunk opens the pair
+    again (no requests on a network filesystem, no second resolution of its path)."""
+
+    __slots__ = ("ddir", "lock", "run", "sdir", "users")
+
+    def __init__(self, run: _Run, sdir: int, ddir: int) -> None:
+        self.run, self.sdir, self.ddir = run, sdir, ddir
+        self.users = 1
+        self.lock = threading.Lock()
+        with run.lock:
+            run.pairs.add(self)
+
+    def use(self) -> None:
+        with self.lock:
+            self.users += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            last = self.users == 0
+        if last:
+            with self.run.lock:
+                self.run.pairs.discard(self)
+            self.close()
+
+    def close(self) -> None:
+        with self.lock:
+            fds, self.sdir, self.ddir = (self.sdir, self.ddir), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _chunk_job(run: _Run, pair: _Pair, rel: str, hidden: bool, files: list[str]) -> None:
     try:
-        _place_entries(run, rel, sdir, ddir, files, [], hidden)
+        _place_entries(run, rel, pair.sdir, pair.ddir, files, [], hidden)
     finally:
-        os.close(sdir)
-        os.close(ddir)
+        pair.release()
 
 
 def _dir_job(
@@ -932,6 +968,7 @@ def _dir_job(
     temporary name).  Gives the destination the source's mode, makes the subdirectories
     (each a job of its own), and places the files, in chunks on several workers."""
     sdir, ddir = _open_pair(run, roots, rel, drel)
+    pair: _Pair | None = None
     try:
         mode = stat.S_IMODE(os.fstat(sdir).st_mode)
         existing: frozenset[str] = frozenset()
@@ -984,12 +1021,22 @@ def _dir_job(
                 run.submit(_dir_job, run, roots, child, cdrel, hidden_child, listings)
         files = listing.files
         chunk = run.chunk
-        for i in range(chunk, len(files), chunk):
-            run.submit(_chunk_job, run, roots, rel, drel, hidden, files[i : i + chunk])
+        if len(files) > chunk:
+            pair = _Pair(run, sdir, ddir)
+            for i in range(chunk, len(files), chunk):
+                pair.use()
+                try:
+                    run.submit(_chunk_job, run, pair, rel, hidden, files[i : i + chunk])
+                except BaseException:
+                    pair.release()
+                    raise
         _place_entries(run, rel, sdir, ddir, files[:chunk], listing.links, hidden)
     finally:
-        os.close(sdir)
-        os.close(ddir)
+        if pair is None:
+            os.close(sdir)
+            os.close(ddir)
+        else:
+            pair.release()
 
 
 def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:

@@ -19,7 +19,9 @@ The first ``count`` calls of ``op`` whose path matches the fnmatch glob ``path``
 rename/link/symlink either path may match) fail with ``errno``.  ``op`` may be
 ``*`` for every operation.  Loading a new control file resets the consumed
 counts.  Consumption is written (atomically, before the failing call returns)
-to the stats file as ``{"generation": G, "consumed": [n0, n1, ...]}``.
+to the stats file as ``{"generation": G, "consumed": [n0, n1, ...], "calls": {op: n}}``
+(``calls``: the requests the daemon has had, by operation, since it was mounted, as of
+that write; a new control file makes the next request write them).
 
 ``--nfs`` imitates the Linux NFS client's "silly rename": unlinking (or renaming
 over) a regular file that is still open renames it to
@@ -29,6 +31,9 @@ fails with ENOTEMPTY; when the last handle is closed the ``.nfs`` file is
 deleted (at the FLUSH of the last open handle, so it is gone when close()
 returns, and again at RELEASE as a fallback).  libfuse's own hiding
 (``.fuse_hidden*``) is switched off with ``hard_remove`` in that mode.
+
+``$FAULTFS_TRACE`` (non-empty, in the daemon's environment) prints each request's
+operation and paths to its stderr.
 
 Kernel attribute/entry caching is off by default (``--cache-s 0``) so that
 every syscall reaches the daemon: latency and faults are then deterministic.
@@ -140,6 +145,7 @@ class FaultFS(Operations):
         self._silly: dict[int, str] = {}
         self._silly_counter = 0
         self._am_root = os.geteuid() == 0
+        self._calls: dict[str, int] = {}  # requests by operation, since the mount
 
     # ----------------------------------------------------------- control
     def _reload_control(self) -> None:
@@ -176,6 +182,7 @@ class FaultFS(Operations):
                 {
                     "generation": self._generation,
                     "consumed": [x.consumed for x in self._faults],
+                    "calls": dict(self._calls),
                     "faults": [
                         {"op": x.op, "errno": x.errno, "count": x.count, "path": x.path}
                         for x in self._faults
@@ -186,6 +193,10 @@ class FaultFS(Operations):
         os.replace(tmp, self.stats)
 
     def _before(self, op: str, paths: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._calls[op] = self._calls.get(op, 0) + 1
+            if os.environ.get("FAULTFS_TRACE"):
+                print(op, *paths, file=sys.stderr)
         self._reload_control()
         if self.latency > 0:
             time.sleep(self.latency)

@@ -545,6 +545,21 @@ class FaultFS:
             n for f, n in zip(self._faults, counts, strict=False) if op is None or f["op"] == op
         )
 
+    def calls(self) -> dict[str, int]:
+        """The requests the daemon has had so far, by FUSE operation (one ``statfs``
+        of the mount point, made here to have them written -- the kernel caches no
+        statfs --, included)."""
+        self._write_control()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            os.statvfs(self.mountpoint)
+            data = self._stats()
+            if data:
+                return dict(data.get("calls", {}))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"faultfs at {self.mountpoint} wrote no stats")
+            time.sleep(0.01)
+
     def consumed_per_fault(self) -> list[int]:
         counts = list(self._stats().get("consumed", []))
         return counts + [0] * (len(self._faults) - len(counts))
