@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import errno as _errno
 import threading
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import _errors as E
 from ._errors import PlaceError, StrategyUnavailable
 from ._log import log
 from ._plan import Plan, Strategy
+from ._record import record
 
 __all__ = ["TRANSIENT_TRIES", "Chain", "Fallback"]
 
@@ -41,7 +41,7 @@ _warned: set[tuple[Any, ...]] = set()
 _warned_lock = threading.Lock()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Fallback:
     """One file that could not use a strategy, and what it used instead."""
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
 from typing import Literal
 
 from ._mounts import Mount
+from ._record import record, replace
 
 __all__ = ["NETWORK_ENV", "Traits", "Tri", "classify", "network_override"]
 
@@ -34,7 +34,7 @@ def network_override() -> frozenset[str]:
 Tri = Literal["yes", "no", "maybe"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Traits:
     """Static expectations for one mount, before any live test.
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+from ._record import field, record
 
 __all__ = [
     "Mount",
@@ -35,7 +36,7 @@ class MountTableError(ValueError):
     """A mount table could not be parsed; names the line that failed."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One line of the mount table.
 

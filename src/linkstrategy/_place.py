@@ -42,7 +42,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import _errors as E
@@ -53,6 +52,7 @@ from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
 from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
 from ._pool import Abort, Backoff, Group, Tasks, shared
+from ._record import field, record
 from ._removal import reap_stale, rmtree_at
 from ._sys import (
     clone_file,
@@ -86,7 +86,7 @@ _NO_IDENT = (-1, -1)  # an inode nobody needs to know
 _fast: Any = load_speedups()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Skipped:
     """A source entry that was not placed (special files are never opened)."""
 
@@ -97,7 +97,7 @@ class Skipped:
         return {"path": self.path, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PlaceReport:
     """What :func:`place` did.
 
@@ -157,7 +157,7 @@ def _special(mode: int) -> str:
     return "special file"
 
 
-@dataclass
+@record
 class _Listing:
     """What one source directory holds (from scandir, or from the caller's file list:
     then ``listed`` holds names whose type the directory's job finds out)."""
@@ -1465,7 +1465,7 @@ def _open_parent(src: str, parent: str, dst: str) -> int:
 PathLike = str | os.PathLike[str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Options:
     strategy: StrategyArg
     strict: bool | None

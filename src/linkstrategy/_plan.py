@@ -18,13 +18,13 @@ import os
 import stat
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Literal, TypeAlias, TypedDict
 
 from ._log import log
 from ._mounts import Mount, existing_ancestor
 from ._owner import TXN_SUFFIX
 from ._probe import Probe, ProbeJSON, probe
+from ._record import record
 
 __all__ = [
     "STRATEGIES",
@@ -107,7 +107,7 @@ class PlanJSON(TypedDict):
     dst_probe: ProbeJSON
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Step:
     """One strategy considered for the pair: kept in the chain or dropped, and why."""
 
@@ -127,7 +127,7 @@ class Step:
         return {"strategy": self.strategy, "kept": self.kept, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """The strategy chain for one (source, destination) pair.
 
@@ -609,7 +609,7 @@ class EstimateJSON(TypedDict):
     skipped: list[str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Estimate:
     """What :func:`place` would do with the tree: files per strategy (the chain's
     first, except files already at the hardlink limit, which take the next), the

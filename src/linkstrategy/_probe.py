@@ -21,7 +21,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, TypeVar
 
 from ._classify import NETWORK_ENV, Traits, Tri, classify, network_override
@@ -34,6 +33,7 @@ from ._mounts import (
     read_mount_table,
 )
 from ._owner import hold, release, tmp_name
+from ._record import field, record, replace
 from ._removal import reap_stale, rmtree_at
 from ._sys import clone_file, get_xattr, set_xattr
 
@@ -74,7 +74,7 @@ class ProbeJSON(TypedDict):
     notes: list[str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Probe:
     """What :func:`probe` found out about the filesystem under ``path``.
 
@@ -131,7 +131,7 @@ class Probe:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Live:
     reflink: Tri
     hardlink: Tri

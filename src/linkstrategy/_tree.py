@@ -36,7 +36,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from ._classify import classify, network_override
@@ -44,6 +43,7 @@ from ._errors import remove_action
 from ._log import log
 from ._mounts import find_mount
 from ._pool import Tasks, shared
+from ._record import field, record
 from ._sys import StatxResult, fs_magic, statx
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class RemoveFailure(NamedTuple):
         return {"path": self.path, "errno": self.errno, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RemoveReport:
     """What :func:`remove` or :func:`gc` did.
 
@@ -208,7 +208,7 @@ class Protect:
 _EMPTY_PROTECT = Protect()
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Frame:
     """A directory being emptied: its fd and what the walk knows about it."""
 
@@ -225,7 +225,7 @@ class Frame:
     pending: int = 0
 
 
-@dataclass
+@record
 class Outcome:
     """Per-root result of one pass."""
 

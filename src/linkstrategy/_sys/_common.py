@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .._errors import EXCHANGE_UNSUPPORTED
+from .._record import record
 
 __all__ = [
     "EXCHANGE_UNSUPPORTED",
@@ -32,7 +32,7 @@ __all__ = [
 RW_CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StatxResult:
     """What :func:`statx` tells (``None``: the kernel did not say, e.g. no statx, Linux
     < 5.8, macOS)."""
@@ -130,7 +130,7 @@ def open_per_component(root_fd: int, relpath: str, flags: int) -> int:
 # `xattr` package's (a dependency there) does the same on an fd.  Neither: "not supported".
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _XattrOps:
     name: str  # "os", "xattr" (the package) or "none"
     list: Callable[[int], list[str]]

@@ -1,0 +1,155 @@
+"""``@record``: the part of ``@dataclass`` the result types use, without importing dataclasses.
+
+``dataclasses`` pulls in inspect, ast, dis and tokenize, and builds each class with
+several ``exec`` calls: together most of the time ``from linkstrategy import place``
+took (issue #11).  ``@record`` reads the class's own annotations in order (strings,
+under ``from __future__ import annotations``; never evaluated), takes a class-level
+value as the field's default and :func:`field` for a default factory or a field left
+out of the repr, and generates ``__init__``, ``__repr__`` and ``__eq__`` (plus
+``__hash__``, ``__setattr__`` and ``__delattr__`` when frozen) in one ``exec``.
+
+What it keeps from dataclasses: the same ``__init__`` (positional or keyword, the
+defaults), ``repr``, equality of two instances of the same class field by field,
+hashing of frozen ones, ``AttributeError`` on assignment to a frozen one,
+``__match_args__``.  ``__replace__`` gives ``copy.replace(obj, **changes)``
+(Python 3.13) and :func:`replace` here.  No inheritance between records, no
+``ClassVar`` fields, no ``__post_init__``.
+
+Type checkers see it through ``dataclass_transform`` (PEP 681), so the generated
+``__init__`` is checked as a dataclass's would be.
+"""
+
+from __future__ import annotations
+
+# Not ``from typing import TYPE_CHECKING``: typing is what this module avoids importing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    from typing_extensions import dataclass_transform
+
+    T = TypeVar("T")
+else:
+
+    def dataclass_transform(**_: object) -> object:
+        return lambda f: f
+
+
+__all__ = ["FrozenInstanceError", "field", "record", "replace"]
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to (or deletion of) an attribute of a frozen record."""
+
+
+class _Field:
+    __slots__ = ("default", "factory", "repr")
+
+    def __init__(self, default: object, factory: Callable[[], object] | None, repr: bool) -> None:
+        self.default = default
+        self.factory = factory
+        self.repr = repr
+
+
+_MISSING = _Field(None, None, True)  # "no default" (a sentinel nobody else holds)
+
+
+def field(
+    *, default: Any = _MISSING, default_factory: Callable[[], Any] | None = None, repr: bool = True
+) -> Any:
+    """A field's default (``default=``, or a fresh ``default_factory()`` per instance)
+    and whether it shows in the repr, as ``dataclasses.field``."""
+    return _Field(default, default_factory, repr)
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of the record ``obj`` with ``changes``, as ``dataclasses.replace``."""
+    new: T = obj.__replace__(**changes)  # type: ignore[attr-defined]
+    return new
+
+
+def _replace(self: Any, /, **changes: Any) -> Any:
+    values = {name: getattr(self, name) for name in self.__match_args__}
+    values.update(changes)  # an unknown name: TypeError from __init__
+    return self.__class__(**values)
+
+
+def _frozen_set(self: object, name: str, value: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _frozen_del(self: object, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def _build(cls: type[T], frozen: bool, eq: bool) -> type[T]:
+    # the class's own annotations, in order (inspect is what this module avoids loading)
+    names = tuple(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063
+    glob: dict[str, object] = {
+        "__name__": cls.__module__,
+        "_set": object.__setattr__,
+        "_MISSING": _MISSING,
+    }
+    params: list[str] = []
+    body: list[str] = []
+    shown: list[str] = []
+    for name in names:
+        value = cls.__dict__.get(name, _MISSING)
+        spec = value if isinstance(value, _Field) else _Field(value, None, True)
+        if spec.factory is not None:
+            glob[f"_f_{name}"] = spec.factory
+            params.append(f"{name}=_MISSING")
+            body.append(f"if {name} is _MISSING: {name} = _f_{name}()")
+            delattr(cls, name)
+        elif spec.default is not _MISSING:
+            glob[f"_d_{name}"] = spec.default
+            params.append(f"{name}=_d_{name}")
+            setattr(cls, name, spec.default)  # the class attribute, as dataclasses leave it
+        elif params and "=" in params[-1]:
+            raise TypeError(f"{cls.__name__}: field {name!r} without a default follows one with")
+        else:
+            params.append(name)
+        body.append(f"_set(self, {name!r}, {name})" if frozen else f"self.{name} = {name}")
+        if spec.repr:
+            shown.append(name)
+    fields = ", ".join(f"self.{n}" for n in names)
+    others = ", ".join(f"other.{n}" for n in names)
+    shown_s = ", ".join(f"{n}={{self.{n}!r}}" for n in shown)
+    src = [
+        f"def __init__(self, {', '.join(params)}):",
+        *(f"    {line}" for line in body or ["pass"]),
+        "def __repr__(self):",
+        f"    return f'{{self.__class__.__qualname__}}({shown_s})'",
+        "def __eq__(self, other):",
+        "    if other.__class__ is not self.__class__: return NotImplemented",
+        f"    return ({fields},) == ({others},)",
+        "def __hash__(self):",
+        f"    return hash(({fields},))",
+    ]
+    ns: dict[str, Any] = {}
+    exec("\n".join(src), glob, ns)  # one exec per class: the only code generated
+    methods = ["__init__", "__repr__"]
+    if eq:
+        methods.append("__eq__")
+        if frozen:
+            methods.append("__hash__")
+        else:
+            cls.__hash__ = None  # type: ignore[assignment]  # as dataclasses: eq, mutable
+    for m in methods:
+        ns[m].__qualname__ = f"{cls.__qualname__}.{m}"
+        setattr(cls, m, ns[m])
+    if frozen:
+        cls.__setattr__ = _frozen_set  # type: ignore[method-assign]
+        cls.__delattr__ = _frozen_del  # type: ignore[method-assign]
+    cls.__match_args__ = names  # type: ignore[attr-defined, misc]
+    cls.__replace__ = _replace  # type: ignore[attr-defined]
+    return cls
+
+
+@dataclass_transform(field_specifiers=(field,))
+def record(cls: type[T] | None = None, /, *, frozen: bool = False, eq: bool = True) -> Any:
+    """Make ``cls`` a record (see the module's doc): ``@record`` or ``@record(frozen=True)``."""
+    if cls is None:
+        return lambda c: _build(c, frozen, eq)
+    return _build(cls, frozen, eq)
