@@ -13,7 +13,6 @@ cifs, fuse, tmpfs and overlay: exactly the mounts this library cares about).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 
 from ._record import field, record
@@ -29,7 +28,7 @@ __all__ = [
     "read_mount_table",
 ]
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL = r"\\([0-7]{3})"  # a regular expression; re is imported on first use
 
 
 class MountTableError(ValueError):
@@ -97,7 +96,11 @@ class Mount:
 
 
 def _unescape(field_: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m[1], 8)), field_)
+    if "\\" not in field_:
+        return field_
+    import re  # re caches the compiled pattern
+
+    return re.sub(_OCTAL, lambda m: chr(int(m[1], 8)), field_)
 
 
 def _split_opts(text: str) -> tuple[str, ...]:

@@ -42,7 +42,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
 
 from . import _errors as E
 from ._chain import Chain, Fallback
@@ -50,7 +49,7 @@ from ._cloop import load_speedups
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
-from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
+from ._plan import STRATEGIES, Plan, plan
 from ._pool import Abort, Backoff, Group, Tasks, shared
 from ._record import field, record
 from ._removal import reap_stale, rmtree_at
@@ -65,6 +64,12 @@ from ._sys import (
     set_xattr,
 )
 from ._trash import collect_trash
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    from ._plan import Strategy, StrategyArg
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
 
@@ -265,10 +270,12 @@ def _listings_from_rels(rels: list[str]) -> dict[str, _Listing]:
     return listings
 
 
-class _Listings(Protocol):
-    """What a per-directory job asks of a file list's listings: a directory's."""
+if TYPE_CHECKING:
 
-    def __getitem__(self, rel: str, /) -> _Listing: ...
+    class _Listings(Protocol):
+        """What a per-directory job asks of a file list's listings: a directory's."""
+
+        def __getitem__(self, rel: str, /) -> _Listing: ...
 
 
 class _ListedTree:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from typing import Any
 
 from .._errors import EXCHANGE_UNSUPPORTED
 from .._record import record
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 
 __all__ = [
     "EXCHANGE_UNSUPPORTED",
