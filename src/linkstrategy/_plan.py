@@ -57,6 +57,8 @@ else:
     def __getattr__(name: str) -> object:
         """``Strategy`` and ``StrategyArg`` for code that reads them at run time
         (``linkstrategy.Strategy``): made on first use, as they need typing."""
+        if name not in ("Strategy", "StrategyArg"):  # the import system asks for __path__
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         from collections.abc import Sequence
         from typing import Literal
 
@@ -65,8 +67,6 @@ else:
             "Strategy": strategy,
             "StrategyArg": Literal["auto"] | strategy | Sequence[strategy],
         }
-        if name not in aliases:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         globals().update(aliases)
         return aliases[name]
 

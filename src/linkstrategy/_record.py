@@ -5,8 +5,10 @@ several ``exec`` calls: together most of the time ``from linkstrategy import pla
 took (issue #11).  ``@record`` reads the class's own annotations in order (strings,
 under ``from __future__ import annotations``; never evaluated), takes a class-level
 value as the field's default and :func:`field` for a default factory or a field left
-out of the repr, and generates ``__init__``, ``__repr__`` and ``__eq__`` (plus
-``__hash__``, ``__setattr__`` and ``__delattr__`` when frozen) in one ``exec``.
+out of the repr, and gives the class ``__init__``, ``__repr__`` and ``__eq__`` (plus
+``__hash__``, ``__setattr__`` and ``__delattr__`` when frozen): closures over the
+field names, never generated code (compiling it per class cost as much as
+importing dataclasses).
 
 What it keeps from dataclasses: the same ``__init__`` (positional or keyword, the
 defaults), ``repr``, equality of two instances of the same class field by field,
@@ -15,7 +17,7 @@ hashing of frozen ones, ``AttributeError`` on assignment to a frozen one,
 (Python 3.13) and :func:`replace` here.  No inheritance between records, no
 ``ClassVar`` fields, no ``__post_init__``.
 
-Type checkers see it through ``dataclass_transform`` (PEP 681), so the generated
+Type checkers see it through ``dataclass_transform`` (PEP 681), so the
 ``__init__`` is checked as a dataclass's would be.
 """
 
@@ -86,59 +88,82 @@ def _frozen_del(self: object, name: str) -> None:
 def _build(cls: type[T], frozen: bool, eq: bool) -> type[T]:
     # the class's own annotations, in order (inspect is what this module avoids loading)
     names = tuple(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063
-    glob: dict[str, object] = {
-        "__name__": cls.__module__,
-        "_set": object.__setattr__,
-        "_MISSING": _MISSING,
-    }
-    params: list[str] = []
-    body: list[str] = []
+    defaults: dict[str, object] = {}
+    factories: dict[str, Callable[[], object]] = {}
     shown: list[str] = []
     for name in names:
         value = cls.__dict__.get(name, _MISSING)
-        spec = value if isinstance(value, _Field) else _Field(value, None, True)
+        if value is _MISSING:  # no default
+            spec = _Field(_MISSING, None, True)
+        elif isinstance(value, _Field):
+            spec = value
+        else:
+            spec = _Field(value, None, True)
         if spec.factory is not None:
-            glob[f"_f_{name}"] = spec.factory
-            params.append(f"{name}=_MISSING")
-            body.append(f"if {name} is _MISSING: {name} = _f_{name}()")
+            factories[name] = spec.factory
             delattr(cls, name)
         elif spec.default is not _MISSING:
-            glob[f"_d_{name}"] = spec.default
-            params.append(f"{name}=_d_{name}")
+            defaults[name] = spec.default
             setattr(cls, name, spec.default)  # the class attribute, as dataclasses leave it
-        elif params and "=" in params[-1]:
+        elif defaults or factories:
             raise TypeError(f"{cls.__name__}: field {name!r} without a default follows one with")
-        else:
-            params.append(name)
-        body.append(f"_set(self, {name!r}, {name})" if frozen else f"self.{name} = {name}")
         if spec.repr:
             shown.append(name)
-    fields = ", ".join(f"self.{n}" for n in names)
-    others = ", ".join(f"other.{n}" for n in names)
-    shown_s = ", ".join(f"{n}={{self.{n}!r}}" for n in shown)
-    src = [
-        f"def __init__(self, {', '.join(params)}):",
-        *(f"    {line}" for line in body or ["pass"]),
-        "def __repr__(self):",
-        f"    return f'{{self.__class__.__qualname__}}({shown_s})'",
-        "def __eq__(self, other):",
-        "    if other.__class__ is not self.__class__: return NotImplemented",
-        f"    return ({fields},) == ({others},)",
-        "def __hash__(self):",
-        f"    return hash(({fields},))",
-    ]
-    ns: dict[str, Any] = {}
-    exec("\n".join(src), glob, ns)  # one exec per class: the only code generated
-    methods = ["__init__", "__repr__"]
+    n = len(names)
+    title = cls.__name__
+
+    def bind(args: tuple[object, ...], kwargs: dict[str, object]) -> list[object]:
+        if len(args) > n:
+            raise TypeError(f"{title}() takes {n} positional arguments but {len(args)} were given")
+        values = list(args)
+        for name in names[len(args) :]:
+            if name in kwargs:
+                values.append(kwargs.pop(name))
+            elif name in defaults:
+                values.append(defaults[name])
+            elif name in factories:
+                values.append(factories[name]())
+            else:
+                raise TypeError(f"{title}() missing required argument: {name!r}")
+        for name in kwargs:
+            why = "got multiple values for" if name in names else "got an unexpected keyword"
+            raise TypeError(f"{title}() {why} argument {name!r}")
+        return values
+
+    # No code is generated (compiling it cost as much as dataclasses): these closures
+    # serve every record.  Values go straight into the instance's __dict__, past a
+    # frozen __setattr__; all of them positionally is the fast path.
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        if kwargs or len(args) != n:
+            args = tuple(bind(args, kwargs))
+        self.__dict__.update(zip(names, args, strict=True))
+
+    def __repr__(self: object) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        return f"{self.__class__.__qualname__}({inner})"
+
+    def values(self: object) -> tuple[object, ...]:
+        return tuple([getattr(self, name) for name in names])
+
+    def __eq__(self: object, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return values(self) == values(other)
+
+    def __hash__(self: object) -> int:
+        return hash(values(self))
+
+    own: list[Any] = [__init__, __repr__]
     if eq:
-        methods.append("__eq__")
+        own.append(__eq__)
+        # as dataclasses: hashable by value when frozen, unhashable when mutable
         if frozen:
-            methods.append("__hash__")
+            own.append(__hash__)
         else:
-            cls.__hash__ = None  # type: ignore[assignment]  # as dataclasses: eq, mutable
-    for m in methods:
-        ns[m].__qualname__ = f"{cls.__qualname__}.{m}"
-        setattr(cls, m, ns[m])
+            cls.__hash__ = None  # type: ignore[assignment]
+    for fn in own:
+        fn.__qualname__ = f"{cls.__qualname__}.{fn.__name__}"
+        setattr(cls, fn.__name__, fn)
     if frozen:
         cls.__setattr__ = _frozen_set  # type: ignore[method-assign]
         cls.__delattr__ = _frozen_del  # type: ignore[method-assign]
