@@ -63,6 +63,24 @@ def test_default_factory_is_fresh_per_instance() -> None:
     assert "items" not in Bag.__dict__  # as dataclasses: no shared class attribute
 
 
+def test_default_factory_is_not_called_for_a_given_value() -> None:
+    calls: list[int] = []
+
+    def make() -> list[str]:
+        calls.append(1)
+        return []
+
+    @record
+    class Holder:
+        items: list[str] = field(default_factory=make)
+
+    assert Holder(["a"]).items == ["a"]
+    assert Holder(items=["b"]).items == ["b"]
+    assert calls == []
+    assert Holder().items == []
+    assert calls == [1]
+
+
 def test_repr_leaves_out_repr_false_fields() -> None:
     assert repr(Point(1, 2, ("t",))) == "Point(x=1, y=2)"
     assert repr(Bag("a")) == "Bag(name='a', items=[])"

@@ -111,32 +111,35 @@ def _build(cls: type[T], frozen: bool, eq: bool) -> type[T]:
             shown.append(name)
     n = len(names)
     title = cls.__name__
-
-    def bind(args: tuple[object, ...], kwargs: dict[str, object]) -> list[object]:
-        if len(args) > n:
-            raise TypeError(f"{title}() takes {n} positional arguments but {len(args)} were given")
-        values = list(args)
-        for name in names[len(args) :]:
-            if name in kwargs:
-                values.append(kwargs.pop(name))
-            elif name in defaults:
-                values.append(defaults[name])
-            elif name in factories:
-                values.append(factories[name]())
-            else:
-                raise TypeError(f"{title}() missing required argument: {name!r}")
-        for name in kwargs:
-            why = "got multiple values for" if name in names else "got an unexpected keyword"
-            raise TypeError(f"{title}() {why} argument {name!r}")
-        return values
+    index = {name: i for i, name in enumerate(names)}
+    required = n - len(defaults) - len(factories)  # the first fields: defaults come last
+    made = [(index[name], name, factory) for name, factory in factories.items()]
 
     # No code is generated (compiling it cost as much as dataclasses): these closures
     # serve every record.  Values go straight into the instance's __dict__, past a
     # frozen __setattr__; all of them positionally is the fast path.
     def __init__(self: object, *args: object, **kwargs: object) -> None:
-        if kwargs or len(args) != n:
-            args = tuple(bind(args, kwargs))
-        self.__dict__.update(zip(names, args, strict=True))
+        k = len(args)
+        d = self.__dict__
+        if k == n and not kwargs:
+            d.update(zip(names, args, strict=True))
+            return
+        if k > n:
+            raise TypeError(f"{title}() takes {n} positional arguments but {k} were given")
+        for name in kwargs:
+            i = index.get(name)
+            if i is None or i < k:
+                why = "an unexpected keyword" if i is None else "multiple values for"
+                raise TypeError(f"{title}() got {why} argument {name!r}")
+        for name in names[k:required]:
+            if name not in kwargs:
+                raise TypeError(f"{title}() missing required argument: {name!r}")
+        d.update(defaults)
+        for i, name, factory in made:
+            if i >= k and name not in kwargs:
+                d[name] = factory()
+        d.update(zip(names, args, strict=False))
+        d.update(kwargs)
 
     def __repr__(self: object) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
