@@ -131,8 +131,8 @@ _LOCAL_MAGIC = frozenset(
 # -- the report ---------------------------------------------------------------
 
 
-# The two tuples below: typing.NamedTuple for type checkers, collections.namedtuple at
-# run time (the same class; typing is not imported for it).
+# The bases of the two report tuples below: typing.NamedTuple for type checkers,
+# collections.namedtuple at run time (the same fields; typing is not imported for them).
 if TYPE_CHECKING:
 
     class _Deferred(NamedTuple):
