@@ -10,7 +10,6 @@ are in test_place.py, test_guarantees_place.py and test_batch.py.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -24,6 +23,7 @@ import linkstrategy
 from linkstrategy import PlaceError, StrategyUnavailable, _chain
 from linkstrategy._chain import TRANSIENT_TRIES, Chain, Fallback
 from linkstrategy._plan import Plan, Strategy
+from linkstrategy._record import replace
 
 ENOTSUP = errno.errorcode[errno.EOPNOTSUPP]  # the name Linux gives 95 (ENOTSUP == EOPNOTSUPP)
 
@@ -45,7 +45,7 @@ def base_plan(tmp_path: Path) -> Plan:
 
 
 def chain_of(p: Plan, *strategies: Strategy, strict: bool = False, **kw: Any) -> Chain:
-    return Chain(dataclasses.replace(p, chain=strategies, strict=strict), **kw)
+    return Chain(replace(p, chain=strategies, strict=strict), **kw)
 
 
 def err(code: int) -> OSError:

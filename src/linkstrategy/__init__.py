@@ -111,9 +111,13 @@ else:
         module = _LAZY.get(name)
         if module is None:
             raise AttributeError(f"module 'linkstrategy' has no attribute {name!r}")
-        from importlib import import_module
+        # __import__, not importlib.import_module: the importlib package (with warnings)
+        # is not loaded at start and need not be
+        import sys
 
-        value = getattr(import_module(module, __name__), name)
+        full = __name__ + module
+        __import__(full)
+        value = getattr(sys.modules[full], name)
         globals()[name] = value
         return value
 

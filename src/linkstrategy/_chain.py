@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import errno as _errno
 import threading
-from dataclasses import dataclass
-from typing import Any, Literal
 
 from . import _errors as E
 from ._errors import PlaceError, StrategyUnavailable
 from ._log import log
-from ._plan import Plan, Strategy
+from ._plan import Plan
+from ._record import record
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    from ._plan import Strategy
+
 
 __all__ = ["TRANSIENT_TRIES", "Chain", "Fallback"]
 
@@ -41,7 +47,7 @@ _warned: set[tuple[Any, ...]] = set()
 _warned_lock = threading.Lock()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Fallback:
     """One file that could not use a strategy, and what it used instead."""
 

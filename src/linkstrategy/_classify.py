@@ -10,13 +10,16 @@ Facts and their sources: ``/work/shared/research/fsfacts.md`` (cited as fsfacts 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, replace
-from typing import Literal
 
 from ._mounts import Mount
+from ._record import record, replace
 
-__all__ = ["NETWORK_ENV", "Traits", "Tri", "classify", "network_override"]
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Literal, TypeAlias
+
+
+__all__ = ["NETWORK_ENV", "Traits", "classify", "network_override"]
 
 #: Environment variable naming mount points to treat as network filesystems
 #: (``os.pathsep``-separated).  For tests and benchmarks on an emulated
@@ -31,10 +34,11 @@ def network_override() -> frozenset[str]:
     return frozenset(os.path.realpath(p) for p in raw.split(os.pathsep) if p)
 
 
-Tri = Literal["yes", "no", "maybe"]
+if TYPE_CHECKING:
+    Tri: TypeAlias = Literal["yes", "no", "maybe"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Traits:
     """Static expectations for one mount, before any live test.
 
@@ -313,7 +317,8 @@ _FUSE_LOCAL: dict[str, tuple[Tri, Tri, str]] = {
 
 # -- AWS EFS -------------------------------------------------------------------
 # fs-<hex>.efs.<region>.amazonaws.com (or .com.cn), optionally AZ-prefixed (fsfacts §3).
-_EFS_HOST = re.compile(r"(?:^|\.)fs-[0-9a-f]{8,17}\.efs\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
+# A regular expression; re is imported on first use.
+_EFS_HOST = r"(?:^|\.)fs-[0-9a-f]{8,17}\.efs\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$"
 # efs-utils mounts 127.0.0.1:/ with port=<tlsport>; the default range in efs-utils.conf
 # is port_range_lower_bound=20049 .. port_range_upper_bound=21049 (aws/efs-utils).
 _EFS_UTILS_PORTS = range(20049, 21050)
@@ -334,7 +339,9 @@ def _nfs_version(mount: Mount) -> str | None:
 
 def _is_efs(mount: Mount) -> str | None:
     host = mount.source.rpartition(":")[0] if ":" in mount.source else ""
-    if _EFS_HOST.search(host.lower()):
+    import re  # on first use, not at import; re caches the compiled pattern
+
+    if re.search(_EFS_HOST, host.lower()):
         return _EFS_NOTE
     port = mount.option("port")
     if (

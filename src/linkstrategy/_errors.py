@@ -9,7 +9,10 @@ filename2)`` back to ``__init__``, so subclasses keep that signature).
 from __future__ import annotations
 
 import errno
-from typing import Literal
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Literal, TypeAlias
 
 __all__ = [
     "InvalidArgument",
@@ -90,7 +93,8 @@ COPY_GIVEUP = frozenset(
 )
 
 #: What place() does about an error of one strategy on one file.
-PlaceAction = Literal["retry", "next_for_file", "next_for_pair", "fail"]
+if TYPE_CHECKING:
+    PlaceAction: TypeAlias = Literal["retry", "next_for_file", "next_for_pair", "fail"]
 
 
 def place_action(code: int | None, strategy: str) -> PlaceAction:
@@ -129,7 +133,8 @@ XATTR_DENIED = frozenset({errno.EPERM, errno.EACCES})
 # fallen back on: falling back would hide the problem or make it worse.
 
 
-XattrAction = Literal["unsupported", "denied", "fail"]
+if TYPE_CHECKING:
+    XattrAction: TypeAlias = Literal["unsupported", "denied", "fail"]
 
 
 def xattr_action(code: int | None) -> XattrAction:
@@ -187,7 +192,8 @@ REMOVE_SWAPPED = frozenset(
 
 
 #: What remove() and gc() do about an error of one unlink, rmdir, open or listing.
-RemoveAction = Literal["gone", "busy", "retry", "fix_perms", "swapped", "fail"]
+if TYPE_CHECKING:
+    RemoveAction: TypeAlias = Literal["gone", "busy", "retry", "fix_perms", "swapped", "fail"]
 
 
 def remove_action(code: int | None) -> RemoveAction:

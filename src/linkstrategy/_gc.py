@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import replace as dc_replace
 
 from ._errors import RemoveError, TransactionBusy, remove_action
 from ._log import log
 from ._owner import is_tmp_name, judge, may_act
 from ._probe import PROBE_PREFIX
+from ._record import replace as record_replace
 from ._removal import entry_root, passes
 from ._sys import fd_path, statx
 from ._trash import empty_trash, is_trash_name, known_on, open_trash, reopen_known
@@ -286,4 +286,4 @@ def gc(
         run.close()
         for fd in fds:
             os.close(fd)
-    return dc_replace(run.report(), foreign=tuple(g.foreign))
+    return record_replace(run.report(), foreign=tuple(g.foreign))

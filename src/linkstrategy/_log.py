@@ -15,7 +15,10 @@ once at its end, so a command never imports logging either.
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Collect", "log"]
 

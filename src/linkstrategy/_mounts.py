@@ -13,9 +13,9 @@ cifs, fuse, tmpfs and overlay: exactly the mounts this library cares about).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+from ._record import field, record
 
 __all__ = [
     "Mount",
@@ -28,14 +28,14 @@ __all__ = [
     "read_mount_table",
 ]
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL = r"\\([0-7]{3})"  # a regular expression; re is imported on first use
 
 
 class MountTableError(ValueError):
     """A mount table could not be parsed; names the line that failed."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One line of the mount table.
 
@@ -96,7 +96,11 @@ class Mount:
 
 
 def _unescape(field_: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m[1], 8)), field_)
+    if "\\" not in field_:
+        return field_
+    import re  # re caches the compiled pattern
+
+    return re.sub(_OCTAL, lambda m: chr(int(m[1], 8)), field_)
 
 
 def _split_opts(text: str) -> tuple[str, ...]:

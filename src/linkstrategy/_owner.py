@@ -33,7 +33,10 @@ import os
 import stat
 import struct
 import time
-from typing import Literal
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Literal, TypeAlias
 
 __all__ = [
     "LOCK_NAME",
@@ -70,7 +73,8 @@ GRACE_NO_LOCK = 3600.0
 #: microseconds between create and lock) is left alone for this long.
 GRACE_FILE = 120.0
 
-Verdict = Literal["live", "dead", "foreign"]
+if TYPE_CHECKING:
+    Verdict: TypeAlias = Literal["live", "dead", "foreign"]
 
 _OWNER = os.urandom(8).hex()
 

@@ -42,8 +42,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from . import _errors as E
 from ._chain import Chain, Fallback
@@ -51,8 +49,9 @@ from ._cloop import load_speedups
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._log import log
 from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
-from ._plan import STRATEGIES, Plan, Strategy, StrategyArg, plan
+from ._plan import STRATEGIES, Plan, plan
 from ._pool import Abort, Backoff, Group, Tasks, shared
+from ._record import field, record
 from ._removal import reap_stale, rmtree_at
 from ._sys import (
     clone_file,
@@ -65,6 +64,12 @@ from ._sys import (
     set_xattr,
 )
 from ._trash import collect_trash
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    from ._plan import Strategy, StrategyArg
 
 __all__ = ["Fallback", "PlaceReport", "Skipped", "place", "place_many"]
 
@@ -86,7 +91,7 @@ _NO_IDENT = (-1, -1)  # an inode nobody needs to know
 _fast: Any = load_speedups()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Skipped:
     """A source entry that was not placed (special files are never opened)."""
 
@@ -97,7 +102,7 @@ class Skipped:
         return {"path": self.path, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PlaceReport:
     """What :func:`place` did.
 
@@ -157,7 +162,7 @@ def _special(mode: int) -> str:
     return "special file"
 
 
-@dataclass
+@record
 class _Listing:
     """What one source directory holds (from scandir, or from the caller's file list:
     then ``listed`` holds names whose type the directory's job finds out)."""
@@ -265,10 +270,12 @@ def _listings_from_rels(rels: list[str]) -> dict[str, _Listing]:
     return listings
 
 
-class _Listings(Protocol):
-    """What a per-directory job asks of a file list's listings: a directory's."""
+if TYPE_CHECKING:
 
-    def __getitem__(self, rel: str, /) -> _Listing: ...
+    class _Listings(Protocol):
+        """What a per-directory job asks of a file list's listings: a directory's."""
+
+        def __getitem__(self, rel: str, /) -> _Listing: ...
 
 
 class _ListedTree:
@@ -1512,7 +1519,7 @@ def _open_parent(src: str, parent: str, dst: str) -> int:
 PathLike = str | os.PathLike[str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Options:
     strategy: StrategyArg
     strict: bool | None

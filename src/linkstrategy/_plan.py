@@ -17,24 +17,26 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal, TypeAlias, TypedDict
 
 from ._log import log
 from ._mounts import Mount, existing_ancestor
 from ._owner import TXN_SUFFIX
-from ._probe import Probe, ProbeJSON, probe
+from ._probe import Probe, probe
+from ._record import record
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Literal, TypeAlias, TypedDict
+
+    from ._probe import ProbeJSON
 
 __all__ = [
     "STRATEGIES",
     "STRATEGY_ENV",
     "Estimate",
-    "EstimateJSON",
     "Plan",
-    "PlanJSON",
     "Step",
-    "StepJSON",
     "Strategy",
     "StrategyArg",
     "estimate",
@@ -44,14 +46,34 @@ __all__ = [
 ]
 
 
-#: One way of putting a file at its destination.  ``symlink`` is never chosen by
-#: ``auto``: only when asked for.
-Strategy = Literal["reflink", "hardlink", "copy", "symlink"]
+if TYPE_CHECKING:
+    #: One way of putting a file at its destination.  ``symlink`` is never chosen by
+    #: ``auto``: only when asked for.
+    Strategy: TypeAlias = Literal["reflink", "hardlink", "copy", "symlink"]
+    #: What ``strategy=`` accepts: ``"auto"``, one strategy, or an ordered list of them.
+    StrategyArg: TypeAlias = Literal["auto"] | Strategy | Sequence[Strategy]
+else:
+
+    def __getattr__(name: str) -> object:
+        """``Strategy`` and ``StrategyArg`` for code that reads them at run time
+        (``linkstrategy.Strategy``): made on first use, as they need typing."""
+        if name not in ("Strategy", "StrategyArg"):  # the import system asks for __path__
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from collections.abc import Sequence
+        from typing import Literal
+
+        strategy = Literal[STRATEGIES]
+        aliases = {
+            "Strategy": strategy,
+            "StrategyArg": Literal["auto"] | strategy | Sequence[strategy],
+        }
+        globals().update(aliases)
+        return aliases[name]
+
+
 STRATEGIES: tuple[Strategy, ...] = ("reflink", "hardlink", "copy", "symlink")
 #: What ``auto`` chooses from, in its order of preference.
 AUTO_STRATEGIES: tuple[Strategy, ...] = ("reflink", "hardlink", "copy")
-#: What ``strategy=`` accepts: ``"auto"``, one strategy, or an ordered list of them.
-StrategyArg: TypeAlias = Literal["auto"] | Strategy | Sequence[Strategy]
 
 #: Environment variable with a *preferred* strategy list for every pair, as
 #: UV_LINK_MODE is for uv: ``auto``, a strategy, or a comma-separated list
@@ -79,35 +101,36 @@ _warned: set[tuple[object, ...]] = set()
 _warned_lock = threading.Lock()
 
 
-class StepJSON(TypedDict):
-    strategy: Strategy
-    kept: bool
-    reason: str
+if TYPE_CHECKING:
+
+    class StepJSON(TypedDict):
+        strategy: Strategy
+        kept: bool
+        reason: str
+
+    class PlanJSON(TypedDict):
+        src: str
+        dst: str
+        chain: list[Strategy]
+        reasons: list[str]
+        advice: list[str]
+        warnings: list[str]
+        steps: list[StepJSON]
+        same_filesystem: bool
+        same_mount: bool
+        network: bool
+        workers: int
+        forced: Strategy | None
+        requested: list[Strategy] | None
+        origin: Literal["auto", "argument", "environment"]
+        strict: bool
+        symlink_targets: Literal["relative", "absolute"]
+        unavailable: str | None
+        src_probe: ProbeJSON
+        dst_probe: ProbeJSON
 
 
-class PlanJSON(TypedDict):
-    src: str
-    dst: str
-    chain: list[Strategy]
-    reasons: list[str]
-    advice: list[str]
-    warnings: list[str]
-    steps: list[StepJSON]
-    same_filesystem: bool
-    same_mount: bool
-    network: bool
-    workers: int
-    forced: Strategy | None
-    requested: list[Strategy] | None
-    origin: Literal["auto", "argument", "environment"]
-    strict: bool
-    symlink_targets: Literal["relative", "absolute"]
-    unavailable: str | None
-    src_probe: ProbeJSON
-    dst_probe: ProbeJSON
-
-
-@dataclass(frozen=True)
+@record(frozen=True)
 class Step:
     """One strategy considered for the pair: kept in the chain or dropped, and why."""
 
@@ -127,7 +150,7 @@ class Step:
         return {"strategy": self.strategy, "kept": self.kept, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """The strategy chain for one (source, destination) pair.
 
@@ -599,17 +622,19 @@ def _advice(
 # -- a dry run: what place() would do with a whole tree ------------------------------------
 
 
-class EstimateJSON(TypedDict):
-    files: int
-    dirs: int
-    symlinks: int
-    bytes: int
-    bytes_written: int
-    by_strategy: dict[str, int]
-    skipped: list[str]
+if TYPE_CHECKING:
+
+    class EstimateJSON(TypedDict):
+        files: int
+        dirs: int
+        symlinks: int
+        bytes: int
+        bytes_written: int
+        by_strategy: dict[str, int]
+        skipped: list[str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Estimate:
     """What :func:`place` would do with the tree: files per strategy (the chain's
     first, except files already at the hardlink limit, which take the next), the

@@ -24,10 +24,14 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Literal
 
 from ._log import log
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Literal
+
 
 __all__ = ["Abort", "Backoff", "Group", "Pool", "Tasks", "shared"]
 

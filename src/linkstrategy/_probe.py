@@ -20,11 +20,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, TypedDict, TypeVar
 
-from ._classify import NETWORK_ENV, Traits, Tri, classify, network_override
+from ._classify import NETWORK_ENV, Traits, classify, network_override
 from ._mounts import (
     Mount,
     by_prefix,
@@ -34,47 +31,57 @@ from ._mounts import (
     read_mount_table,
 )
 from ._owner import hold, release, tmp_name
+from ._record import field, record, replace
 from ._removal import reap_stale, rmtree_at
 from ._sys import clone_file, get_xattr, set_xattr
 
-__all__ = ["NETWORK_ENV", "Probe", "ProbeJSON", "clear_cache", "network_override", "probe"]
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypedDict, TypeVar
+
+    from ._classify import Tri
+
+    T = TypeVar("T")
+
+__all__ = ["NETWORK_ENV", "Probe", "clear_cache", "network_override", "probe"]
 
 #: Prefix of live-test directories: ``<prefix><owner>-<n>`` (:func:`._owner.tmp_name`),
 #: holding a lock file while in use, so a later probe or gc tells a stale one (its
 #: lock free) from a running one.
 PROBE_PREFIX = ".linkstrategy-probe-"
 
-T = TypeVar("T")
-
 _LIVE_TIMEOUT = 10.0  # seconds a live test on a network mount may take
 _RESOLVE_TIMEOUT = 2.0  # seconds resolving a path on a network mount may take
 
 
-class ProbeJSON(TypedDict):
-    path: str
-    mount_point: str
-    fstype: str
-    source: str
-    device: str | None
-    mount_id: int | None
-    root: str | None
-    options: list[str]
-    read_only: bool
-    kind: str
-    network: bool
-    fuse: bool
-    reflink: Tri
-    hardlink: Tri
-    xattr: Tri
-    max_links: int | None
-    tested: bool
-    untested_reason: str | None
-    test_ms: float | None
-    test_errors: dict[str, str]
-    notes: list[str]
+if TYPE_CHECKING:
+
+    class ProbeJSON(TypedDict):
+        path: str
+        mount_point: str
+        fstype: str
+        source: str
+        device: str | None
+        mount_id: int | None
+        root: str | None
+        options: list[str]
+        read_only: bool
+        kind: str
+        network: bool
+        fuse: bool
+        reflink: Tri
+        hardlink: Tri
+        xattr: Tri
+        max_links: int | None
+        tested: bool
+        untested_reason: str | None
+        test_ms: float | None
+        test_errors: dict[str, str]
+        notes: list[str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Probe:
     """What :func:`probe` found out about the filesystem under ``path``.
 
@@ -131,7 +138,7 @@ class Probe:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Live:
     reflink: Tri
     hardlink: Tri

@@ -24,12 +24,12 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from ._errors import InvalidArgument, RemoveError, remove_action
 from ._log import log
 from ._owner import TMP_PREFIX, is_tmp_name, judge, owner
 from ._pool import Backoff
+from ._record import field, record
 from ._sys import StatxResult, fd_path, open_beneath, statx
 from ._tree import (
     O_DIR,
@@ -67,7 +67,7 @@ MAX_FDS = 16
 # -- roots, refusals -------------------------------------------------------------
 
 
-@dataclass
+@record
 class Root:
     path: str  # as reported: the real path of the parent + name (set when opened)
     parent: str  # as given (opened as the kernel resolves it), then its real path

@@ -34,10 +34,10 @@ import stat
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ._errors import RemoveError, remove_action
 from ._log import log
+from ._record import record
 from ._removal import entry_root, passes, remove_entry, rmdir_busy
 from ._sys import fd_path
 from ._tree import Deferred, RemoveFailure, RemoveReport, Run, StrPath
@@ -155,7 +155,7 @@ def move_to_trash(parent_fd: int, parent: str, name: str) -> str:
 # -- the trash directories this process made ---------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KnownTrash:
     """A trash directory this process made: where, and which inodes it was."""
 

@@ -31,13 +31,10 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import re
 import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from ._classify import classify, network_override
 from ._cloop import load_speedups
@@ -45,9 +42,13 @@ from ._errors import remove_action
 from ._log import log
 from ._mounts import find_mount
 from ._pool import Group, Tasks, shared
+from ._record import field, record
 from ._sys import StatxResult, fs_magic, statx
 
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
 if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
     from ._removal import Root
 
 __all__ = [
@@ -65,12 +66,12 @@ __all__ = [
 ]
 
 
-StrPath = Union[str, "os.PathLike[str]"]
+StrPath = str | os.PathLike[str]
 
 
 # NFS client silly-rename: ".nfs" + 16 hex fileid + 8 hex counter (fs/nfs/dir.c);
 # the macOS client uses ".nfs.%08x.%04x".  libfuse: ".fuse_hidden%08x%08x".
-_SILLY = re.compile(
+_SILLY = (  # compiled (and re imported) on first use: names like these are rare
     r"^(\.nfs[0-9A-Fa-f]{24}|\.nfs\.[0-9a-f]{8}\.[0-9a-f]{4}|\.fuse_hidden[0-9a-f]{16})$"
 )
 
@@ -102,7 +103,11 @@ _fast: Any = load_speedups()
 
 
 def _is_silly(name: str) -> bool:
-    return name.startswith((".nfs", ".fuse_hidden")) and _SILLY.match(name) is not None
+    if not name.startswith((".nfs", ".fuse_hidden")):
+        return False
+    import re  # re caches the compiled pattern
+
+    return re.match(_SILLY, name) is not None
 
 
 def why(code: int) -> str:
@@ -128,32 +133,49 @@ _LOCAL_MAGIC = frozenset(
 # -- the report ---------------------------------------------------------------
 
 
-class Deferred(NamedTuple):
+# The bases of the two report tuples below: typing.NamedTuple for type checkers,
+# collections.namedtuple at run time (the same fields; typing is not imported for them).
+if TYPE_CHECKING:
+
+    class _Deferred(NamedTuple):
+        path: str  # where it was
+        trash: str  # where it is now (inside a .linkstrategy-trash directory)
+        reason: str
+
+    class _RemoveFailure(NamedTuple):
+        path: str
+        errno: int
+        reason: str
+
+else:
+    from collections import namedtuple
+
+    _Deferred = namedtuple("Deferred", ("path", "trash", "reason"))
+    _RemoveFailure = namedtuple("RemoveFailure", ("path", "errno", "reason"))
+
+
+class Deferred(_Deferred):
     """A root that could not be removed in time and was moved into the trash.
 
     A tuple ``(path, trash, reason)``.
     """
 
-    path: str  # where it was
-    trash: str  # where it is now (inside a .linkstrategy-trash directory)
-    reason: str
+    __slots__ = ()
 
     def to_json(self) -> dict[str, str]:
         return {"path": self.path, "trash": self.trash, "reason": self.reason}
 
 
-class RemoveFailure(NamedTuple):
+class RemoveFailure(_RemoveFailure):
     """Something that could neither be removed nor deferred: ``(path, errno, reason)``."""
 
-    path: str
-    errno: int
-    reason: str
+    __slots__ = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "errno": self.errno, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RemoveReport:
     """What :func:`remove` or :func:`gc` did.
 
@@ -210,7 +232,7 @@ class Protect:
 _EMPTY_PROTECT = Protect()
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Frame:
     """A directory being emptied: its fd and what the walk knows about it."""
 
@@ -227,7 +249,7 @@ class Frame:
     pending: int = 0
 
 
-@dataclass
+@record
 class Outcome:
     """Per-root result of one pass."""
 

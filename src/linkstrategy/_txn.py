@@ -88,7 +88,6 @@ import stat
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace as _dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +104,7 @@ from ._log import log
 from ._mounts import mount_id_of
 from ._owner import hold, is_tmp_name, may_act, owner, release
 from ._pool import Backoff
+from ._record import replace as record_replace
 from ._removal import split as _split
 from ._sys import exchange, fd_path
 from ._trash import collect_trash_at as _collect_trash_at
@@ -701,7 +701,7 @@ def replace(
         txn.finish()
     finally:
         os.close(pfd)
-    return _dc_replace(report, dst=os.fspath(dst))
+    return record_replace(report, dst=os.fspath(dst))
 
 
 def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) -> PlaceReport:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from .._errors import EXCHANGE_UNSUPPORTED
+from .._record import record
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 
 __all__ = [
     "EXCHANGE_UNSUPPORTED",
@@ -32,7 +36,7 @@ __all__ = [
 RW_CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StatxResult:
     """What :func:`statx` tells (``None``: the kernel did not say, e.g. no statx, Linux
     < 5.8, macOS)."""
@@ -130,7 +134,7 @@ def open_per_component(root_fd: int, relpath: str, flags: int) -> int:
 # `xattr` package's (a dependency there) does the same on an fd.  Neither: "not supported".
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _XattrOps:
     name: str  # "os", "xattr" (the package) or "none"
     list: Callable[[int], list[str]]

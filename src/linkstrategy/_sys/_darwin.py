@@ -13,7 +13,6 @@ import contextlib
 import errno
 import fcntl
 import os
-from typing import Any
 
 from .._errors import COPY_GIVEUP
 from ._common import (
@@ -23,6 +22,11 @@ from ._common import (
     read_write_copy,
     stat_nofollow,
 )
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Any
+
 
 #: ``dir_fd`` meaning "the current directory": -2 in macOS's ``<sys/fcntl.h>``.
 AT_FDCWD = -2

@@ -14,7 +14,6 @@ import errno
 import fcntl
 import os
 import sys
-from typing import Any
 
 from .._errors import COPY_GIVEUP
 from ._common import (
@@ -24,6 +23,11 @@ from ._common import (
     read_write_copy,
     stat_nofollow,
 )
+
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
+if TYPE_CHECKING:
+    from typing import Any
+
 
 #: ``dir_fd`` meaning "the current directory" (``<fcntl.h>``).
 AT_FDCWD = -100
