@@ -75,6 +75,18 @@ def test_import_place_does_not_import(code: str) -> None:
     assert sorted(m for m in NOT_FOR_PLACE if m in loaded) == []
 
 
+#: What remove() and gc() must not load (``linkstrategy remove`` is timed against
+#: ``rm -rf`` with its start-up in it): journals are read and written with json, and a
+#: staging directory is a pathlib.Path, only when there is one.
+NOT_FOR_REMOVE = ["json", "pathlib", "typing", "re", "enum", "dataclasses", "inspect", "logging"]
+
+
+def test_import_remove_does_not_import() -> None:
+    loaded = loaded_after("from linkstrategy import remove, gc")
+    assert "linkstrategy._remove" in loaded and "linkstrategy._txn" in loaded
+    assert sorted(m for m in NOT_FOR_REMOVE if m in loaded) == []
+
+
 def test_txn_suffix_has_one_value() -> None:
     assert _txn.TXN_SUFFIX == _owner.TXN_SUFFIX
 

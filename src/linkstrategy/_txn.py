@@ -82,14 +82,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import json
 import os
 import stat
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     REMOVE_GONE,
@@ -111,7 +108,11 @@ from ._trash import collect_trash_at as _collect_trash_at
 from ._trash import remove_at
 from ._tree import RemoveReport, StrPath
 
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from ._place import PlaceReport
     from ._plan import StrategyArg
 
@@ -221,6 +222,8 @@ def _lexists_at(dir_fd: int, name: str) -> bool:
 
 
 def _write_state(jfd: int, state: dict[str, Any]) -> None:
+    import json  # journals are rare: not at import
+
     data = json.dumps(state).encode()
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open("state.tmp", flags, 0o600, dir_fd=jfd)
@@ -241,6 +244,8 @@ def _read_state(jfd: int) -> dict[str, Any]:
         return {}
     try:
         with os.fdopen(fd, "rb") as f:
+            import json
+
             data = json.loads(f.read(1 << 16))
     except (OSError, ValueError):
         return {}
@@ -477,7 +482,8 @@ def _leave(path: str, why: str) -> RemoveError:
 #: Recovery of a journal of another kind (``state["kind"]``), made by a module built
 #: on this one (:mod:`._upgrade`): ``(parent_fd, parent, jname, jfd, lock_fd, state)``,
 #: called with the journal open, locked and read; it takes both fds.
-Recoverer = Callable[[int, str, str, int, "int | None", dict[str, Any]], None]
+if TYPE_CHECKING:
+    Recoverer = Callable[[int, str, str, int, int | None, dict[str, Any]], None]
 
 
 def recover_journal_at(
@@ -811,6 +817,8 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
         try:
             lock_fd = hold(sfd)
             os.mkdir("tree", 0o700, dir_fd=sfd)
+            from pathlib import Path  # (pathlib brings re, fnmatch, urllib: not at import)
+
             yield Path(parent, sname, "tree")
         finally:
             try:

@@ -64,7 +64,6 @@ import os
 import stat
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from . import _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, RemoveError
@@ -74,7 +73,10 @@ from ._sys import fd_path
 from ._trash import collect_trash_at as _collect_trash_at
 from ._tree import StrPath
 
+TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._place import PlaceReport
     from ._plan import StrategyArg
 
