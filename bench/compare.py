@@ -313,6 +313,19 @@ def subprocess_contender(
     return inproc_contender(name, command, dst_for, note, cleanup)
 
 
+def pure_python(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with the library's C extension switched off (as LINKSTRATEGY_NO_SPEEDUPS
+    does at import), then switched on again."""
+    from linkstrategy import _place, _tree
+
+    saved = _place._fast, _tree._fast
+    _place._fast = _tree._fast = None
+    try:
+        return fn()
+    finally:
+        _place._fast, _tree._fast = saved
+
+
 def inproc_contender(
     name: str,
     fn: Callable[[Path], Any],
@@ -507,6 +520,17 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                 )
             )
         if place is not None:
+            # The pure-Python paths (no C extension: LINKSTRATEGY_NO_SPEEDUPS), which must
+            # stay correct; measured so that what the C one is worth is on record.
+            for s in ("hardlink", "reflink"):
+                contenders.append(
+                    inproc_contender(
+                        f"place({s}) pure Python",
+                        lambda d, s=s: pure_python(lambda: place(src, d, strategy=s)),  # type: ignore[misc]
+                        dst(f"place-py-{s}"),
+                        "linkstrategy.place() without its C extension, in-process",
+                    )
+                )
             # The installer's path (examples/wheel_installer.py): one place_many() of
             # every wheel's cache entry, each with its RECORD as files=, RECORD copied.
             import linkstrategy
@@ -616,6 +640,15 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                     cs.append(
                         removal_contender(
                             "remove()", remove, src, tree("ls"), "linkstrategy.remove(), in-process"
+                        )
+                    )
+                    cs.append(
+                        removal_contender(
+                            "remove() pure Python",
+                            lambda p: pure_python(lambda: remove(p)),
+                            src,
+                            tree("lspy"),
+                            "linkstrategy.remove() without its C extension, in-process",
                         )
                     )
                 cs += [
@@ -1168,6 +1201,11 @@ RATIOS: list[tuple[str, str, str, str, float | None]] = [
     # The same work as place() does for a clone (the source's mode and times kept): what
     # the gap to the bare clone is made of.
     ("local", "place", "place(reflink)", "floor.c clone+times", 1.1),
+    # The pure-Python paths, for the record (no target: they must stay correct).
+    ("local", "place", "place(hardlink) pure Python", "place(hardlink)", None),
+    ("local", "place", "place(reflink) pure Python", "place(reflink)", None),
+    ("local", "remove.xfs", "remove() pure Python", "remove()", None),
+    ("local", "remove.tmpfs", "remove() pure Python", "remove()", None),
     ("local", "remove.xfs", "remove()", "rm -rf", 1.0),
     ("local", "remove.xfs", "remove()", "shutil.rmtree", 1.0),
     ("local", "remove.tmpfs", "remove()", "rm -rf", 1.0),
