@@ -121,12 +121,16 @@ def run_faulted(root: Path, walk: str, spec: str, budget: float) -> dict[str, An
     return report
 
 
-def small_tree(root: Path) -> None:
+def small_tree(root: Path, *, wide: bool = False) -> None:
+    """26 entries with the root (``wide``: 16 empty directories more, under ``z``, so
+    the C pass goes on threads: one job a subdirectory of the root)."""
     for d in ("a", "a/b", "a/b/c", "z"):
         (root / d).mkdir(parents=True)
         for i in range(5):
             (root / d / f"f{i}").write_text(d)
     (root / "a" / "b" / "c" / "victim").write_text("v")
+    for i in range(_tree._C_THREADS_BELOW if wide else 0):
+        (root / "z" / f"w{i:02}").mkdir()
 
 
 @pytest.mark.parametrize("code", [errno.EBUSY, errno.EAGAIN, errno.EINTR])
@@ -178,7 +182,7 @@ def swap_run(
     (outside / "inner").mkdir(parents=True)
     (outside / "inner" / "f").write_text("precious")
     root = tmp_path / "tree"
-    small_tree(root)
+    small_tree(root, wide=True)
     victim = root / "victim" if where == "top" else root / "a" / "victim"
     (victim / "sub").mkdir(parents=True)
     (victim / "sub" / "f").write_text("v")
@@ -249,8 +253,13 @@ def test_a_local_removal_takes_the_c_pass(tmp_path: Path, monkeypatch: pytest.Mo
     root = tmp_path / "tree"
     small_tree(root)
     r = remove(root)
-    # one call for each of the root's two subdirectories (on the pool), one for the root
     assert r.ok and not root.exists() and r.removed == 26
+    assert len(calls) == 1  # a small tree: one pass, no threads
+    calls.clear()
+    small_tree(root, wide=True)
+    r = remove(root)
+    # one call for each of the root's two subdirectories (on the pool), one for the root
+    assert r.ok and not root.exists() and r.removed == 26 + _tree._C_THREADS_BELOW
     assert len(calls) == (3 if _tree._local_workers() > 1 else 1)
 
 
@@ -263,7 +272,7 @@ def test_a_mount_among_the_subdirectories_of_the_root_is_not_emptied(
     if os.geteuid() != 0:
         pytest.skip("mounting needs root")
     root = tmp_path / "tree"
-    small_tree(root)
+    small_tree(root, wide=True)
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "d").mkdir(parents=True)
     (elsewhere / "keep").write_text("k")

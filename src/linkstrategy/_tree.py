@@ -92,6 +92,10 @@ _MAX_FDS = 32
 # The C pass (_speedups.clear_tree) holds at most this many directory fds (plus
 # one); what lies deeper it leaves to the Python walk.
 _C_DEPTH = 16
+# ...and goes on threads (one C pass a subdirectory of the root) when the root's
+# subdirectories hold at least this many directories: below that, the hand-offs cost
+# more than they save (a small package: 0.15 ms serial, 0.25 ms on threads here).
+_C_THREADS_BELOW = 16
 _PARALLEL_DEPTH = 8
 _DEEP_FDS = 8
 
@@ -631,7 +635,7 @@ class Run:
                     subs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
             except OSError:
                 subs = []  # the pass below meets the same error and leaves it
-            if len(subs) > 1:
+            if len(subs) > 1 and _worth_threads(top_fd, subs):
                 group = Group(self.tasks(workers))
                 for name in subs:
                     group.submit(self._c_clear_subdir, top_fd, name, root, mnt_id)
@@ -969,6 +973,23 @@ class _ParallelWalk:
             except BaseException as e:
                 self.failed(e, parent)
             fr = parent
+
+
+def _worth_threads(dir_fd: int, subs: list[str]) -> bool:
+    """Are the subdirectories ``subs`` of ``dir_fd`` big enough to empty on threads?  A
+    small package is faster in one (no hand-offs).  A directory's link count is 2 plus
+    its subdirectories on ext4, XFS and tmpfs; 1 (btrfs, some FUSE) says nothing: then
+    threads."""
+    below = 0
+    for name in subs:
+        try:
+            nlink = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink
+        except OSError:
+            continue
+        below += nlink - 2 if nlink >= 2 else _C_THREADS_BELOW
+        if below >= _C_THREADS_BELOW:
+            return True
+    return False
 
 
 def _other_mount(st: StatxResult, root: StatxResult) -> bool:
