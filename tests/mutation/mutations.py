@@ -290,6 +290,17 @@ MUTATIONS: list[Mutation] = [
         "place_tree refuses a list that is not sorted and unique",
     ),
     m(
+        "file-list-sloppy-entries-left-to-python",
+        _C,
+        "        if (!plain_path(s, len)) {\n            int bad = 0;",
+        "        if (!plain_path(s, len)) {\n            Py_DECREF(enc);\n            Py_DECREF(str);\n            Py_INCREF(Py_None);\n            result = Py_None;\n            goto done;\n        }\n        {\n            int bad = 0;",
+        (
+            f"{FL}::test_file_list_does_the_common_case_itself",
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+        ),
+        "a sloppy RECORD (./a, a//b) would take the Python path per entry again",
+    ),
+    m(
         "file-list-refused-entry-ignored",
         _PLACE,
         "    if isinstance(got, str):  # the first refused entry\n        raise _bad_entry(got, src)",
