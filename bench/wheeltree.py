@@ -11,6 +11,8 @@ at the versions pinned in :data:`WHEELS`, so runs on different days compare.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -134,17 +136,29 @@ def unpack_entries(dest: Path, packages: tuple[str, ...] | list[str] | None = No
     return out
 
 
+def read_record(path: Path) -> list[str]:
+    """The paths a RECORD lists (its first column), as ``csv.reader`` reads them.  The
+    usual RECORD has no quoting (no comma, quote or CR in a path): then the text before
+    each line's first comma, about 3x quicker than the csv module (an installer's work
+    on every install, and in the timed region of the installer's contender)."""
+    with open(path, newline="") as fh:
+        text = fh.read()
+    if '"' in text or "\r" in text:
+        return [row[0] for row in csv.reader(io.StringIO(text)) if row and row[0]]
+    return [p for p in (line.partition(",")[0] for line in text.split("\n")) if p]
+
+
 def record_jobs(entries: list[Path], site: Path) -> list[tuple[Path, Path, list[str]]]:
     """``place_many`` jobs as an installer makes them from each entry's RECORD: the
     files of the wheel's root into ``site``, and ``<name>.data/purelib|platlib/...``
     into ``site`` too (scripts are left out: they are written, not placed)."""
-    import csv
-
     jobs: list[tuple[Path, Path, list[str]]] = []
     for entry in entries:
         info = next(entry.glob("*.dist-info"))
-        with open(info / "RECORD", newline="") as fh:
-            files = [row[0] for row in csv.reader(fh) if row and row[0]]
+        files = read_record(info / "RECORD")
+        if not any(".data" in p for p in files):  # the usual wheel: all of it at the root
+            jobs.append((entry, site, files))
+            continue
         jobs.append((entry, site, [p for p in files if not p.split("/", 1)[0].endswith(".data")]))
         data: dict[str, list[str]] = {}
         for p in files:

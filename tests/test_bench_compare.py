@@ -96,3 +96,51 @@ def test_startup_case_runs(tmp_path: Path) -> None:
     rows = [r for r in res["ratios"] if r["case"] == "startup"]
     assert len(rows) == 3
     assert all(r["value"] is not None and r["unit"] == "ms" for r in rows)
+
+
+def test_record_jobs_read_every_record_as_the_csv_module(tmp_path: Path) -> None:
+    """bench/wheeltree.py's quick RECORD reader gives what csv.reader gives, quoted or
+    not, and the jobs keep <name>.data/purelib|platlib apart (scripts left out)."""
+    import csv
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import wheeltree
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = [
+        ["p/a.py", "sha256=x", "1"],
+        ["p/with,comma.py", "sha256=y", "2"],
+        ['p/"quoted".py', "", ""],
+        ["p/\u00e9.py", "", ""],
+        ["p-1.0.data/purelib/q/b.py", "", ""],
+        ["p-1.0.data/scripts/tool", "", ""],
+        ["x.data", "", ""],
+        ["p-1.0.dist-info/RECORD", "", ""],
+    ]
+    for name, keep, crlf in (
+        ("plain", [0, 3, 7], False),
+        ("quoted", None, False),
+        ("crlf", None, True),
+    ):
+        entry = tmp_path / name
+        (entry / "p-1.0.dist-info").mkdir(parents=True)
+        record = entry / "p-1.0.dist-info" / "RECORD"
+        chosen = rows if keep is None else [rows[i] for i in keep]
+        with open(record, "w", newline="") as fh:
+            csv.writer(fh, lineterminator="\r\n" if crlf else "\n").writerows(chosen)
+        with open(record, newline="") as fh:
+            want = [row[0] for row in csv.reader(fh) if row and row[0]]
+        assert wheeltree.read_record(record) == want == [r[0] for r in chosen]
+        jobs = wheeltree.record_jobs([entry], tmp_path / "site")
+        if keep is None:
+            assert jobs == [
+                (
+                    entry,
+                    tmp_path / "site",
+                    [p for p in want if not p.startswith(("p-1.0.data", "x.data"))],
+                ),
+                (entry / "p-1.0.data/purelib", tmp_path / "site", ["q/b.py"]),
+            ]
+        else:
+            assert jobs == [(entry, tmp_path / "site", want)]

@@ -238,17 +238,31 @@ def _file_rels(files: Iterable[str | os.PathLike[str]], src: str) -> list[str]:
         else:
             parts = [x for x in entry.split("/") if x not in ("", ".")]
             if not parts or ".." in parts or entry.startswith("/") or "\0" in entry:
-                raise InvalidArgument(
-                    errno.EINVAL,
-                    f"file list entry {entry!r} is not a relative path inside the source",
-                    src,
-                )
+                raise _bad_entry(entry, src)
             rel = "/".join(parts)
         if rel in seen:  # listed twice (a RECORD can be sloppy): place it once
             continue
         seen.add(rel)
         rels.append(rel)
     return rels
+
+
+def _bad_entry(entry: str, src: str) -> InvalidArgument:
+    return InvalidArgument(
+        errno.EINVAL, f"file list entry {entry!r} is not a relative path inside the source", src
+    )
+
+
+def _sorted_listed(files: list[PathLike], src: str) -> list[bytes]:
+    """A file list for the C walk: the paths of :func:`_file_rels`, encoded, sorted, each
+    once.  ``_speedups.file_list`` does it in one call; an entry it leaves to Python (not
+    a str, not encodable) and a build without it take :func:`_file_rels`, the reference."""
+    got = _fast.file_list(files) if _fast is not None else None
+    if isinstance(got, list):
+        return got
+    if isinstance(got, str):  # the first refused entry
+        raise _bad_entry(got, src)
+    return sorted(map(os.fsencode, _file_rels(files, src)))
 
 
 def _listings_from_rels(rels: list[str]) -> dict[str, _Listing]:
@@ -295,14 +309,16 @@ class _ListedTree:
         lo = bisect.bisect_left(self.listed, prefix)
         hi = bisect.bisect_left(self.listed, prefix[:-1] + b"0") if rel else len(self.listed)
         out = _Listing()
-        last = b""
-        for p in self.listed[lo:hi]:
-            head, sep, _ = p[len(prefix) :].partition(b"/")
-            if not sep:
-                out.listed.append(os.fsdecode(head))
-            elif head != last:  # the paths below one subdirectory are contiguous
-                out.subdirs.append(os.fsdecode(head))
-                last = head
+        listed, start, i = self.listed, len(prefix), lo
+        while i < hi:
+            p = listed[i]
+            end = p.find(b"/", start)
+            if end < 0:
+                out.listed.append(os.fsdecode(p[start:]))
+                i += 1
+            else:  # a subdirectory: its paths are contiguous, skipped in one bisect
+                out.subdirs.append(os.fsdecode(p[start:end]))
+                i = bisect.bisect_left(listed, p[:end] + b"0", i + 1, hi)  # "0" follows "/"
         self._cache[rel] = out
         return out
 
@@ -1052,8 +1068,8 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     hands back -- symlinks, special files, files that did not go plainly, directories
     deeper than it descends -- takes the Python path here, which owns every decision
     about errors and fallbacks."""
-    listed = None if run.listed is None else _listed_below(run, rel)
-    policy_after = run.private is not None and listed is None  # copy= without files=
+    span = None if run.listed is None else _listed_span(run, rel)
+    policy_after = run.private is not None and span is None  # copy= without files=
     sdir, ddir = _open_pair(run, roots, rel, drel)
     strategy = run.chain.strategies[0]
     try:
@@ -1067,7 +1083,7 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
             run.chain.cfr,
             run.times,
             _TREE_DEPTH,
-            None if listed is None else _file_list(run, rel, listed),
+            None if span is None else _file_list(run, *span),
             policy_after,
         )
     except OSError as e:
@@ -1093,8 +1109,8 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     if policy_after:
         _redo_private(run, roots, rel, drel, placed, strategy, tally)
     run.merge(tally)
-    if listed is not None and entries < _expected(listed, rest):
-        _missing(run, roots, rel, listed, rest)
+    if span is not None and entries < _expected(run, rel, span, rest):
+        _missing(run, roots, rel, _listed_below(run, rel), rest)
     if rest:
         _place_rest(run, roots, rel, drel, rest)
 
@@ -1146,21 +1162,28 @@ def _listed_below(run: _Run, rel: str) -> list[bytes]:
     return [p[len(prefix) :] for p in run.listed[lo:hi]]
 
 
-def _file_list(run: _Run, rel: str, listed: list[bytes]) -> bytes:
-    """``listed`` for the C walk: a flag per path, "r" for a file the copy= policy
-    names (handed back: never hardlinked), "p" for the others."""
+def _listed_span(run: _Run, rel: str) -> tuple[int, int, int]:
+    """Where the listed paths below the source directory ``rel`` are in ``run.listed``
+    (``lo``, ``hi``) and the length of the ``rel/`` they start with."""
+    assert run.listed is not None
+    if not rel:
+        return 0, len(run.listed), 0
+    prefix = os.fsencode(rel) + b"/"
+    lo = bisect.bisect_left(run.listed, prefix)
+    return lo, bisect.bisect_left(run.listed, prefix[:-1] + b"0", lo), len(prefix)
+
+
+def _file_list(run: _Run, lo: int, hi: int, strip: int) -> bytes:
+    """``run.listed[lo:hi]`` for the C walk, relative to their directory (``strip``
+    bytes off): a flag per path, "r" for a file the copy= policy names (handed back:
+    never hardlinked), "p" for the others; the policy asked (with the path from the
+    source root, as everywhere) only about paths that end in its literal tails, if
+    it has them (see _candidates)."""
     keep = run.private
-    if keep is None:
-        return b"".join(b"p" + p + b"\0" for p in listed)
     tails: tuple[str, ...] | None = getattr(keep, "tails", None)
-    if tails is not None:  # see _candidates
-        ends = tuple(os.fsencode(t) for t in tails)
-        prefix = os.fsencode(rel) + b"/" if rel else b""
-        listed_maybe = [p for p in listed if (prefix + p).endswith(ends)]
-    else:
-        listed_maybe = listed
-    private = {p for p in listed_maybe if keep(_sub(rel, os.fsdecode(p)))}
-    return b"".join((b"r" if p in private else b"p") + p + b"\0" for p in listed)
+    ends = None if tails is None else tuple(map(os.fsencode, tails))
+    blob: bytes = _fast.file_blob(run.listed, lo, hi, strip, keep, ends)
+    return blob
 
 
 def _below(listed: list[bytes], path: str) -> int:
@@ -1169,10 +1192,12 @@ def _below(listed: list[bytes], path: str) -> int:
     return bisect.bisect_left(listed, prefix[:-1] + b"0") - bisect.bisect_left(listed, prefix)
 
 
-def _expected(listed: list[bytes], rest: list[str]) -> int:
-    """Listed entries a walk must have seen: all but those below the directories it
-    handed back (their own walks see those)."""
-    return len(listed) - sum(_below(listed, r) for r in rest)
+def _expected(run: _Run, rel: str, span: tuple[int, int, int], rest: list[str]) -> int:
+    """Listed entries a walk of ``rel`` must have seen: all below it but those below
+    the directories it handed back (their own walks see those)."""
+    assert run.listed is not None
+    listed = run.listed
+    return span[1] - span[0] - sum(_below(listed, _sub(rel, r)) for r in rest)
 
 
 def _missing(
@@ -1661,12 +1686,14 @@ class _Placement:
         total = 0
         self.listings: _Listings | None = None
         if self.files is not None:  # refused entries raise before anything is made
-            rels = _file_rels(self.files, self.s)
-            total = len(rels)
             if run.whole_trees:
-                run.listed = sorted(map(os.fsencode, rels))
+                files = self.files if isinstance(self.files, list) else list(self.files)
+                run.listed = _sorted_listed(files, self.s)
+                total = len(run.listed)
                 self.listings = _ListedTree(run.listed)
             else:
+                rels = _file_rels(self.files, self.s)
+                total = len(rels)
                 self.listings = _listings_from_rels(rels)
         try:
             os.stat(base, dir_fd=pfd, follow_symlinks=False)

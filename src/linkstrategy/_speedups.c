@@ -1068,6 +1068,272 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------
+ * file_list and file_blob: a caller's file list (place(files=<RECORD paths>)) for the
+ * C walk, without Python work per path.
+ *
+ * file_list(files) -> list[bytes] | str | None
+ *     ``files``: a list of str (os.PathLike items go through os.fspath).  Each entry
+ *     checked and cleaned exactly as _place._file_rels does it: "." components and
+ *     empty ones ("a//b", a trailing "/") dropped; an entry that is empty, absolute,
+ *     has a ".." component or a NUL, or is nothing but "." components, is refused.
+ *     Returns the entries encoded (os.fsencode), sorted and each once -- what
+ *     ``sorted(map(os.fsencode, _file_rels(files, src)))`` gives -- or the first
+ *     refused entry (a str: the caller raises InvalidArgument naming it), or None for
+ *     an entry this function leaves to the Python path (not a str after os.fspath,
+ *     or not encodable): the caller then runs _file_rels on the same list, whose
+ *     errors (and their order) are the reference.
+ *
+ * file_blob(listed, lo, hi, strip, keep, tails) -> bytes
+ *     ``listed[lo:hi]`` (sorted bytes paths from file_list, all starting with the same
+ *     ``strip`` bytes: a directory's prefix) as place_tree's ``listed`` argument:
+ *     ``<flag><path[strip:]>\0`` each, the flag 'r' where ``keep`` (the copy= policy,
+ *     or None) says yes for the whole path (decoded, os.fsdecode), else 'p'.  With
+ *     ``tails`` (a tuple of bytes) ``keep`` is asked only about paths ending in one of
+ *     them (the policy's literal tails: no other path can match).
+ * ------------------------------------------------------------------------------- */
+
+struct lent {
+    const char *s;
+    Py_ssize_t n;
+    PyObject *obj; /* owned bytes */
+};
+
+static int lent_cmp(const void *a, const void *b)
+{
+    const struct lent *x = a, *y = b;
+    int c = memcmp(x->s, y->s, (size_t)(x->n < y->n ? x->n : y->n));
+    if (c != 0)
+        return c;
+    return (x->n > y->n) - (x->n < y->n);
+}
+
+/* ``s`` cleaned as _file_rels does: a new bytes object, NULL with *bad set when the
+   entry is refused, NULL with an exception set on MemoryError. */
+static PyObject *clean_path(const char *s, Py_ssize_t n, int *bad)
+{
+    if (n == 0 || s[0] == '/' || memchr(s, '\0', (size_t)n) != NULL) {
+        *bad = 1;
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL)
+        return NULL;
+    char *o = PyBytes_AsString(out);
+    Py_ssize_t len = 0, i = 0;
+    while (i < n) {
+        Py_ssize_t j = i;
+        while (j < n && s[j] != '/')
+            j++;
+        Py_ssize_t k = j - i;
+        if (k == 2 && s[i] == '.' && s[i + 1] == '.') {
+            Py_DECREF(out);
+            *bad = 1;
+            return NULL;
+        }
+        if (k > 0 && !(k == 1 && s[i] == '.')) {
+            if (len > 0)
+                o[len++] = '/';
+            memcpy(o + len, s + i, (size_t)k);
+            len += k;
+        }
+        i = j + 1;
+    }
+    if (len == 0) {
+        Py_DECREF(out);
+        *bad = 1;
+        return NULL;
+    }
+    PyObject *res = PyBytes_FromStringAndSize(o, len);
+    Py_DECREF(out);
+    return res;
+}
+
+static int plain_path(const char *s, Py_ssize_t n)
+{
+    return n > 0 && s[0] != '.' && s[0] != '/' && s[n - 1] != '/' &&
+           memchr(s, '\0', (size_t)n) == NULL && memmem(s, (size_t)n, "/.", 2) == NULL &&
+           memmem(s, (size_t)n, "//", 2) == NULL;
+}
+
+static PyObject *file_list(PyObject *self, PyObject *arg)
+{
+    PyObject *result = NULL;
+    struct lent *v = NULL;
+    Py_ssize_t n, i, m = 0;
+
+    (void)self;
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "file_list() takes a list");
+        return NULL;
+    }
+    n = PyList_Size(arg);
+    v = PyMem_Calloc((size_t)n + 1, sizeof(*v));
+    if (v == NULL)
+        return PyErr_NoMemory();
+    for (i = 0; i < n; i++) {
+        PyObject *item = PyList_GetItem(arg, i), *str, *enc;
+        if (item == NULL)
+            goto done;
+        Py_INCREF(item);
+        if (PyUnicode_Check(item)) {
+            str = item;
+        } else { /* a PathLike: its path, or the Python path decides */
+            str = PyOS_FSPath(item);
+            Py_DECREF(item);
+            if (str == NULL || !PyUnicode_Check(str)) {
+                PyErr_Clear();
+                Py_XDECREF(str);
+                Py_INCREF(Py_None);
+            result = Py_None;
+                goto done;
+            }
+        }
+        enc = PyUnicode_EncodeFSDefault(str);
+        if (enc == NULL) { /* not encodable: os.fsencode raises, after _file_rels' checks */
+            PyErr_Clear();
+            Py_DECREF(str);
+            Py_INCREF(Py_None);
+            result = Py_None;
+            goto done;
+        }
+        char *s;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(enc, &s, &len) != 0) {
+            Py_DECREF(enc);
+            Py_DECREF(str);
+            goto done;
+        }
+        if (!plain_path(s, len)) {
+            int bad = 0;
+            PyObject *clean = clean_path(s, len, &bad);
+            Py_DECREF(enc);
+            if (clean == NULL) {
+                if (bad) /* refused: the entry itself, for the error message */
+                    result = str;
+                else
+                    Py_DECREF(str);
+                goto done;
+            }
+            enc = clean;
+            PyBytes_AsStringAndSize(enc, &s, &len);
+        }
+        Py_DECREF(str);
+        v[m].s = s;
+        v[m].n = len;
+        v[m].obj = enc;
+        m++;
+    }
+    qsort(v, (size_t)m, sizeof(*v), lent_cmp);
+    result = PyList_New(0);
+    for (i = 0; result != NULL && i < m; i++) {
+        if (i > 0 && lent_cmp(&v[i - 1], &v[i]) == 0)
+            continue; /* listed twice (a RECORD can be sloppy): placed once */
+        if (PyList_Append(result, v[i].obj) != 0)
+            Py_CLEAR(result);
+    }
+done:
+    for (i = 0; i < m; i++)
+        Py_DECREF(v[i].obj);
+    PyMem_Free(v);
+    return result;
+}
+
+static PyObject *file_blob(PyObject *self, PyObject *args)
+{
+    PyObject *listed, *keep, *tails, *out = NULL, **held = NULL;
+    Py_ssize_t lo, hi, strip, i, size = 0, nt = -1, nheld = 0;
+    const char **ts = NULL;
+    Py_ssize_t *tn = NULL;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!nnnOO", &PyList_Type, &listed, &lo, &hi, &strip, &keep,
+                          &tails))
+        return NULL;
+    if (lo < 0 || hi > PyList_Size(listed) || lo > hi || strip < 0) {
+        PyErr_SetString(PyExc_IndexError, "file_blob(): range out of the list");
+        return NULL;
+    }
+    if (keep == Py_None)
+        keep = NULL;
+    if (keep != NULL && tails != Py_None) { /* else: ask keep about every path */
+        if (!PyTuple_Check(tails)) {
+            PyErr_SetString(PyExc_TypeError, "file_blob(): tails must be a tuple of bytes");
+            return NULL;
+        }
+        nt = PyTuple_Size(tails);
+        ts = PyMem_Calloc((size_t)nt + 1, sizeof(*ts));
+        tn = PyMem_Calloc((size_t)nt + 1, sizeof(*tn));
+        if (ts == NULL || tn == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (i = 0; i < nt; i++) { /* the tuple holds them for the whole call */
+            char *b;
+            if (PyBytes_AsStringAndSize(PyTuple_GetItem(tails, i), &b, &tn[i]) != 0)
+                goto done;
+            ts[i] = b;
+        }
+    }
+    /* the paths held for the call: keep may run any code, the list may change */
+    held = PyMem_Calloc((size_t)(hi - lo) + 1, sizeof(*held));
+    if (held == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = lo; i < hi; i++) {
+        PyObject *p = PyList_GetItem(listed, i);
+        char *s;
+        Py_ssize_t n;
+        if (p == NULL || PyBytes_AsStringAndSize(p, &s, &n) != 0)
+            goto done;
+        if (n < strip) {
+            PyErr_SetString(PyExc_ValueError, "file_blob(): a path shorter than the prefix");
+            goto done;
+        }
+        Py_INCREF(p);
+        held[nheld++] = p;
+        size += n - strip + 2;
+    }
+    out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL)
+        goto done;
+    char *o = PyBytes_AsString(out);
+    for (i = 0; i < nheld; i++) {
+        char *s;
+        Py_ssize_t n, t;
+        char flag = 'p';
+        PyBytes_AsStringAndSize(held[i], &s, &n); /* checked above */
+        int ask = keep != NULL && nt < 0;
+        for (t = 0; keep != NULL && !ask && t < nt; t++)
+            ask = tn[t] <= n && memcmp(s + n - tn[t], ts[t], (size_t)tn[t]) == 0;
+        if (ask) {
+            PyObject *path = PyUnicode_DecodeFSDefaultAndSize(s, n);
+            PyObject *yes = path == NULL ? NULL : PyObject_CallFunctionObjArgs(keep, path, NULL);
+            Py_XDECREF(path);
+            int truth = yes == NULL ? -1 : PyObject_IsTrue(yes);
+            Py_XDECREF(yes);
+            if (truth < 0) {
+                Py_CLEAR(out);
+                goto done;
+            }
+            if (truth)
+                flag = 'r';
+        }
+        *o++ = flag;
+        memcpy(o, s + strip, (size_t)(n - strip));
+        o += n - strip;
+        *o++ = '\0';
+    }
+done:
+    for (i = 0; i < nheld; i++)
+        Py_DECREF(held[i]);
+    PyMem_Free(held);
+    PyMem_Free(ts);
+    PyMem_Free(tn);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"place_files", place_files, METH_VARARGS,
      "place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask, xattrs, fsync,\n"
@@ -1084,12 +1350,14 @@ static PyMethodDef methods[] = {
      "clear_tree(dir_fd, dev, mnt_id, max_depth) -> (removed, left)\n\n"
      "remove()'s fast pass: empty the directory at dir_fd where that goes plainly;\n"
      "leave the rest for the Python walk (see the comment above clear_tree in _speedups.c)."},
+    {"file_list", file_list, METH_O, "file_list(files) -> sorted clean paths | bad entry | None (see _speedups.c)"},
+    {"file_blob", file_blob, METH_VARARGS, "file_blob(listed, lo, hi, strip, keep, tails) -> place_tree's listed"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "linkstrategy._speedups",
-    "place()'s per-file loop in C, run without the GIL (optional).", -1, methods,
+    "place()'s and remove()'s loops in C, run without the GIL (optional).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void)

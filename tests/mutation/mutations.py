@@ -52,6 +52,7 @@ U = "tests/test_upgrade.py"
 _UPG = "src/linkstrategy/_upgrade.py"
 TW = "tests/test_tree_walk.py"
 RW = "tests/test_remove_walk.py"
+FL = "tests/test_filelist.py"
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "tree-walk-missing-listed-file-unnoticed",
         _PLACE,
-        "    if listed is not None and entries < _expected(listed, rest):",
+        "    if span is not None and entries < _expected(run, rel, span, rest):",
         "    if False:",
         (f"{TW}::test_file_list_errors_as_on_the_other_paths",),
         "a listed file that is not there must fail the call",
@@ -225,11 +226,95 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "copy-policy-file-list-prefilter-on-the-relative-path",
-        _PLACE,
-        "        listed_maybe = [p for p in listed if (prefix + p).endswith(ends)]",
-        "        listed_maybe = [p for p in listed if p.endswith(ends)]",
-        (f"{TW}::test_file_lists_same_tree_and_report_as_the_other_paths",),
+        _C,
+        "            ask = tn[t] <= n && memcmp(s + n - tn[t], ts[t], (size_t)tn[t]) == 0;",
+        "            ask = tn[t] <= n - strip && memcmp(s + n - tn[t], ts[t], (size_t)tn[t]) == 0;",
+        (
+            f"{TW}::test_file_lists_same_tree_and_report_as_the_other_paths",
+            f"{FL}::test_file_blob_same_as_asking_the_policy_about_every_path",
+        ),
         "RECORD listed below its dist-info would be hardlinked",
+    ),
+    m(
+        "copy-policy-file-list-asked-with-the-relative-path",
+        _C,
+        "            PyObject *path = PyUnicode_DecodeFSDefaultAndSize(s, n);",
+        "            PyObject *path = PyUnicode_DecodeFSDefaultAndSize(s + strip, n - strip);",
+        (
+            f"{FL}::test_file_blob_asks_the_policy_with_the_whole_path",
+            f"{FL}::test_file_blob_same_as_asking_the_policy_about_every_path",
+        ),
+        "copy= patterns are matched against the path from the source root",
+    ),
+    m(
+        "file-list-dotdot-accepted-in-c",
+        _C,
+        "        if (k == 2 && s[i] == '.' && s[i + 1] == '.') {",
+        "        if (0) {",
+        (
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+            f"{FL}::test_file_list_same_as_python_on_random_lists",
+            f"{B}::test_file_list_entries_outside_the_source_are_refused",
+        ),
+        "a RECORD entry with a .. component would be resolved by the kernel, outside the cache",
+    ),
+    m(
+        "file-list-absolute-accepted-in-c",
+        _C,
+        "    if (n == 0 || s[0] == '/' || memchr(s, '\\0', (size_t)n) != NULL) {",
+        "    if (n == 0 || memchr(s, '\\0', (size_t)n) != NULL) {",
+        (
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+            f"{B}::test_file_list_entries_outside_the_source_are_refused",
+        ),
+    ),
+    m(
+        "file-list-doubled-slash-not-cleaned-in-c",
+        _C,
+        '           memmem(s, (size_t)n, "//", 2) == NULL;',
+        "           1;",
+        (
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+            f"{FL}::test_file_list_same_as_python_on_random_lists",
+        ),
+        "a//b would be looked up as listed under that name, never found by the walk",
+    ),
+    m(
+        "file-list-duplicates-kept-in-c",
+        _C,
+        "        if (i > 0 && lent_cmp(&v[i - 1], &v[i]) == 0)\n            continue;",
+        "        if (0)\n            continue;",
+        (
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+            f"{FL}::test_file_list_same_as_python_on_random_lists",
+        ),
+        "place_tree refuses a list that is not sorted and unique",
+    ),
+    m(
+        "file-list-sloppy-entries-left-to-python",
+        _C,
+        "        if (!plain_path(s, len)) {\n            int bad = 0;",
+        "        if (!plain_path(s, len)) {\n            Py_DECREF(enc);\n            Py_DECREF(str);\n            Py_INCREF(Py_None);\n            result = Py_None;\n            goto done;\n        }\n        {\n            int bad = 0;",
+        (
+            f"{FL}::test_file_list_does_the_common_case_itself",
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+        ),
+        "a sloppy RECORD (./a, a//b) would take the Python path per entry again",
+    ),
+    m(
+        "file-list-refused-entry-ignored",
+        _PLACE,
+        "    if isinstance(got, str):  # the first refused entry\n        raise _bad_entry(got, src)",
+        "    if isinstance(got, str):  # the first refused entry\n        return []",
+        (f"{FL}::test_a_refused_entry_is_named_by_place",),
+    ),
+    m(
+        "listed-tree-subdirectory-not-skipped",
+        _PLACE,
+        '                i = bisect.bisect_left(listed, p[:end] + b"0", i + 1, hi)  # "0" follows "/"',
+        '                i = bisect.bisect_left(listed, p[:end] + b"/", i + 1, hi)  # "0" follows "/"',
+        (f"{FL}::test_listed_tree_lists_as_the_per_directory_listings",),
+        "a subdirectory listed once per file below it: made and walked again",
     ),
     # -- place(): symlinks ----------------------------------------------------------------
     m(
