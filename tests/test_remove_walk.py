@@ -165,11 +165,24 @@ def test_a_real_error_is_reported_with_its_path_and_the_rest_goes(
 
 SWAP_CHILD = textwrap.dedent(
     """
-    import json, sys, linkstrategy
+    import json, os, sys, linkstrategy
+    import linkstrategy._tree as T
+    fd = os.open(sys.argv[1], os.O_RDONLY)  # this filesystem counts as one in memory:
+    T._MEMORY_MAGIC = frozenset({T.fs_magic(fd)})  # the C pass goes on threads here too
+    os.close(fd)
     r = linkstrategy.remove(sys.argv[1], budget=0.2)
     print(json.dumps(r.to_json()))
     """
 )
+
+
+def threads_here(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Let the C pass go on threads on ``path``'s filesystem (tmpfs only, else)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        monkeypatch.setattr(_tree, "_MEMORY_MAGIC", frozenset({_tree.fs_magic(fd)}))
+    finally:
+        os.close(fd)
 
 
 def swap_run(
@@ -257,6 +270,19 @@ def test_a_local_removal_takes_the_c_pass(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(calls) == 1  # a small tree: one pass, no threads
     calls.clear()
     small_tree(root, wide=True)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    disk = _tree.fs_magic(fd) not in _tree._MEMORY_MAGIC
+    os.close(fd)
+    r = remove(root)
+    # threads on tmpfs, not on a disk (its journal, not the CPU, is what removal waits for)
+    assert r.ok and len(calls) == (1 if disk or _tree._local_workers() < 2 else 3)
+    calls.clear()
+    threads_here(monkeypatch, tmp_path)
+    small_tree(root)
+    r = remove(root)
+    assert r.ok and len(calls) == 1  # a small tree: one thread, even in memory
+    calls.clear()
+    small_tree(root, wide=True)
     r = remove(root)
     # one call for each of the root's two subdirectories (on the pool), one for the root
     assert r.ok and not root.exists() and r.removed == 26 + _tree._C_THREADS_BELOW
@@ -265,12 +291,13 @@ def test_a_local_removal_takes_the_c_pass(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.root
 def test_a_mount_among_the_subdirectories_of_the_root_is_not_emptied(
-    tmp_path: Path, remove_walk: str
+    tmp_path: Path, remove_walk: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The parallel C pass gives each subdirectory of the root to a job: one that is a
     bind mount of the same filesystem (same st_dev) is not emptied, and reported."""
     if os.geteuid() != 0:
         pytest.skip("mounting needs root")
+    threads_here(monkeypatch, tmp_path)
     root = tmp_path / "tree"
     small_tree(root, wide=True)
     elsewhere = tmp_path / "elsewhere"
