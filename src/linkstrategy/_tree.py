@@ -628,19 +628,19 @@ class Run:
         return self.serial_clear(top_fd, top_path, prot, root, out, self.max_fds, later)
 
     def _c_clear(self, top_fd: int, root: StatxResult) -> int:
-        """The C pass (local): remove what goes plainly below ``top_fd``, its
-        subdirectories in parallel on the pool when the run may use threads and there
-        are several; what it leaves (an error of any kind, a mount, a directory too
-        deep) the Python walk decides.  Returns how many entries of ``top_fd`` stay."""
+        """The C pass (local): remove what goes plainly below ``top_fd`` -- on tmpfs a
+        big tree's subdirectories in parallel on the pool, when the run may use
+        threads; what it leaves (an error of any kind, a mount, a directory too deep)
+        the Python walk decides.  Returns how many entries of ``top_fd`` stay."""
         mnt_id = -1 if root.mnt_id is None else root.mnt_id
         workers = _local_workers() if self.workers is None else 1
-        if workers > 1:
+        if workers > 1 and fs_magic(top_fd) in _MEMORY_MAGIC:
             try:
                 with os.scandir(top_fd) as it:
                     subs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
             except OSError:
                 subs = []  # the pass below meets the same error and leaves it
-            if len(subs) > 1 and fs_magic(top_fd) in _MEMORY_MAGIC and _worth_threads(top_fd, subs):
+            if len(subs) > 1 and _worth_threads(top_fd, subs):
                 group = Group(self.tasks(workers))
                 for name in subs:
                     group.submit(self._c_clear_subdir, top_fd, name, root, mnt_id)
