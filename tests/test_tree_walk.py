@@ -457,3 +457,60 @@ def test_a_directory_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> No
     found = [p.name for p in (tmp_path / "dst").rglob("*") if not p.is_symlink()]
     assert "secret" not in found and "inner.txt" not in found
     assert cp.stdout.split() == ["1", "1"]
+
+
+REPORT_NAMES = [
+    "RECORD",
+    "xRECORD",
+    "ECORD",
+    "INSTALLER",
+    "m.pyc",
+    "sub/RECORD",
+    "sub/INSTALLER",
+    "c.dist-info/RECORD",
+    "c.dist-info/RECORDx",
+    "c.dist-info/sub/RECORD",
+    "e/f.dist-info/RECORD",
+    "e/.dist-info/RECORD",
+    "info/RECORD",
+]
+
+
+@needs_c
+@pytest.mark.parametrize("rel", ["", "pkg-1.0.dist-info", "a/b.dist-info", "x", "a.dist-info/sub"])
+@pytest.mark.parametrize(
+    "patterns",
+    [["*.dist-info/RECORD"], ["RECORD"], ["*/INSTALLER", "*.dist-info/RECORD"], ["*.pyc"]],
+)
+def test_the_placed_report_by_tails_is_what_the_policy_could_want(
+    tmp_path: Path, rel: str, patterns: list[str]
+) -> None:
+    """copy= without files=: the C walk reports only the placed files whose path from the
+    source root (``rel/`` in front: a tail may reach back into it) ends in one of the
+    policy's literal tails -- exactly the candidates the Python side would pick from
+    the report of every file."""
+    from linkstrategy._place import _candidates, _policy, _report_placed
+
+    src = tmp_path / "src"
+    for name in REPORT_NAMES:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(name)
+    keep = _policy(patterns)
+    assert keep is not None and getattr(keep, "tails", None)
+    fast = _place._fast
+
+    def placed(dst: Path, report: object) -> list[str]:
+        dst.mkdir()
+        sfd, dfd = os.open(src, os.O_RDONLY), os.open(dst, os.O_RDONLY)
+        try:
+            out = fast.place_tree(fast.HARDLINK, sfd, dfd, 0o022, 1, 0, 1, 1, 16, None, report)
+        finally:
+            os.close(sfd)
+            os.close(dfd)
+        return sorted(out[8])
+
+    every = placed(tmp_path / "all", True)
+    assert every == sorted(REPORT_NAMES)
+    assert placed(tmp_path / "some", _report_placed(keep, rel)) == sorted(
+        _candidates(keep, rel, every)
+    )

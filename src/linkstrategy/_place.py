@@ -1084,7 +1084,7 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
             run.times,
             _TREE_DEPTH,
             None if span is None else _file_list(run, *span),
-            policy_after,
+            _report_placed(run.private, rel) if policy_after else False,
         )
     except OSError as e:
         where = _sub(rel, e.filename) if isinstance(e.filename, str) else rel
@@ -1583,6 +1583,18 @@ def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str
 
     policy.tails = tails  # type: ignore[attr-defined]  # for _candidates
     return policy
+
+
+def _report_placed(
+    keep: Callable[[str], bool] | None, rel: str
+) -> bool | tuple[bytes, tuple[bytes, ...]]:
+    """What the C walk of ``rel`` reports of the files it placed, for the copy= policy
+    ``keep`` to look at: those ending in its literal tails (seen from the source root:
+    ``rel/`` in front), or every one."""
+    tails: tuple[str, ...] | None = getattr(keep, "tails", None)
+    if tails is None:
+        return True
+    return os.fsencode(rel + "/" if rel else ""), tuple(map(os.fsencode, tails))
 
 
 def _candidates(keep: Callable[[str], bool], rel: str, paths: list[str]) -> list[str]:

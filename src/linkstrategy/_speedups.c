@@ -363,7 +363,7 @@ error:
  * place_tree: a whole new directory tree in one call.
  *
  * place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,
- *            times, max_depth[, listed[, report_placed]])
+ *            times, max_depth[, listed[, report_placed | (prefix, tails)]])
  *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)
  *
  * ``listed`` (place(files=...)): bytes, ``<flag><relative path>\0`` per listed file,
@@ -388,7 +388,10 @@ error:
  *           gives them their mode when the tree is complete (as _dir_job records).
  *   linked  [("rel/name", st_dev, st_ino)] files placed whose source has more links.
  *   placed  ["rel/name"] every file placed, when report_placed is true (the caller's
- *           copy= policy has no file list to go by: it looks at these afterwards).
+ *           copy= policy has no file list to go by: it looks at these afterwards);
+ *           when it is (prefix, tails) -- bytes, a tuple of bytes -- only those whose
+ *           path from the source root, prefix + "rel/name", ends in one of the tails
+ *           (the policy's literal tails: it can say yes to no other).
  *   files, bytes, dirs (directories made, counting dst_dir_fd), entries (files,
  *           symlinks and special files seen, and listed names handed back: the
  *           caller's "discovered", and with ``listed`` how it finds a missing one).
@@ -462,8 +465,33 @@ struct walk {
     Py_ssize_t nallow;
     const char **allow;
     char *flags;
-    int report_placed; /* list every file placed (the caller's copy= policy looks) */
+    int report_placed; /* list the files placed (the caller's copy= policy looks) */
+    /* ... only those whose path from the source root (rprefix + path) ends in one of
+       rtails, when nrtails >= 0 (the policy's literal tails: no other path can match) */
+    const char *rprefix;
+    Py_ssize_t rprefix_len, nrtails;
+    const char **rtails;
+    Py_ssize_t *rtail_len;
 };
+
+/* Does the file placed at ``path`` go in the report (see report_placed)? */
+static int report_wanted(const struct walk *w, const char *path, size_t len)
+{
+    if (w->nrtails < 0)
+        return 1;
+    for (Py_ssize_t i = 0; i < w->nrtails; i++) {
+        size_t k = (size_t)w->rtail_len[i];
+        const char *t = w->rtails[i];
+        if (k <= len) {
+            if (memcmp(path + len - k, t, k) == 0)
+                return 1;
+        } else if (k - len <= (size_t)w->rprefix_len && memcmp(path, t + (k - len), len) == 0 &&
+                   memcmp(w->rprefix + w->rprefix_len - (k - len), t, k - len) == 0) {
+            return 1; /* the tail reaches back into the prefix */
+        }
+    }
+    return 0;
+}
 
 /* Index of ``path`` in the file list, -1 if it is not listed. */
 static Py_ssize_t allow_find(const struct walk *w, const char *path)
@@ -640,7 +668,8 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 w->files++;
                 if (linked && recs_add(&w->recs, REC_LINKED, path, len, ldev, lino) != 0)
                     goto nomem;
-                if (w->report_placed && recs_add(&w->recs, REC_PLACED, path, len, 0, 0) != 0)
+                if (w->report_placed && report_wanted(w, path, len) &&
+                    recs_add(&w->recs, REC_PLACED, path, len, 0, 0) != 0)
                     goto nomem;
             } else if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0) {
                 goto nomem;
@@ -992,39 +1021,63 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     int strategy, sdir, ddir, umask_, max_depth;
     struct walk w;
     PyObject *rest = NULL, *modes = NULL, *linked = NULL, *placed = NULL, *result = NULL;
-    PyObject *listed = Py_None;
+    PyObject *listed = Py_None, *report = Py_False;
 
     (void)self;
     memset(&w, 0, sizeof(w));
     w.nallow = -1;
-    if (!PyArg_ParseTuple(args, "iiiippppi|Op", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
-                          &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed, &w.report_placed))
+    w.nrtails = -1;
+    if (!PyArg_ParseTuple(args, "iiiippppi|OO", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
+                          &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed, &report))
         return NULL;
+    if (PyTuple_Check(report)) {
+        /* (prefix, tails): bytes, and a tuple of bytes; all held by the caller's frame */
+        PyObject *prefix, *tails;
+        char *b;
+        if (!PyArg_ParseTuple(report, "SO!", &prefix, &PyTuple_Type, &tails) ||
+            PyBytes_AsStringAndSize(prefix, &b, &w.rprefix_len) != 0)
+            return NULL;
+        w.rprefix = b;
+        w.nrtails = PyTuple_Size(tails);
+        w.rtails = PyMem_Calloc((size_t)w.nrtails + 1, sizeof(*w.rtails));
+        w.rtail_len = PyMem_Calloc((size_t)w.nrtails + 1, sizeof(*w.rtail_len));
+        if (w.rtails == NULL || w.rtail_len == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < w.nrtails; i++) {
+            if (PyBytes_AsStringAndSize(PyTuple_GetItem(tails, i), &b, &w.rtail_len[i]) != 0)
+                goto done;
+            w.rtails[i] = b;
+        }
+        w.report_placed = 1;
+    } else {
+        w.report_placed = PyObject_IsTrue(report);
+        if (w.report_placed < 0)
+            return NULL;
+    }
     if (listed != Py_None) {
         /* b"<flag><path>\0<flag><path>\0...", sorted by path: parsed in place (the
            bytes object is held by the caller's frame for the whole call) */
         char *buf;
         Py_ssize_t size, n = 0, k;
         if (PyBytes_AsStringAndSize(listed, &buf, &size) != 0)
-            return NULL;
+            goto done;
         for (k = 0; k < size; k++)
             n += buf[k] == '\0';
         w.allow = PyMem_Calloc((size_t)n + 1, sizeof(*w.allow));
         w.flags = PyMem_Calloc((size_t)n + 1, 1);
         if (w.allow == NULL || w.flags == NULL) {
-            PyMem_Free(w.allow);
-            PyMem_Free(w.flags);
-            return PyErr_NoMemory();
+            PyErr_NoMemory();
+            goto done;
         }
         for (k = 0, n = 0; k < size; n++) {
             w.flags[n] = buf[k];
             w.allow[n] = buf + k + 1;
             k += (Py_ssize_t)strlen(buf + k) + 1;
             if (n > 0 && strcmp(w.allow[n - 1], w.allow[n]) >= 0) {
-                PyMem_Free(w.allow);
-                PyMem_Free(w.flags);
                 PyErr_SetString(PyExc_ValueError, "the file list must be sorted and unique");
-                return NULL;
+                goto done;
             }
         }
         w.nallow = n;
@@ -1065,6 +1118,8 @@ done:
     recs_free(&w.recs);
     PyMem_Free(w.allow);
     PyMem_Free(w.flags);
+    PyMem_Free(w.rtails);
+    PyMem_Free(w.rtail_len);
     return result;
 }
 
@@ -1342,7 +1397,7 @@ static PyMethodDef methods[] = {
      "at the first one that does not go plainly (see the comment atop _speedups.c)."},
     {"place_tree", place_tree, METH_VARARGS,
      "place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,\n"
-     "           times, max_depth[, listed[, report_placed]])\n"
+     "           times, max_depth[, listed[, report_placed | (prefix, tails)]])\n"
      "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)\n\n"
      "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
      "not plain (see the comment above place_tree in _speedups.c)."},

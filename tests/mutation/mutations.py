@@ -79,6 +79,22 @@ MUTATIONS: list[Mutation] = [
         "a 0555 directory the walk made keeps its owner-writable mode",
     ),
     m(
+        "tree-walk-report-tail-not-into-the-prefix",
+        _C,
+        "            return 1; /* the tail reaches back into the prefix */",
+        "            return 0;",
+        (f"{TW}::test_the_placed_report_by_tails_is_what_the_policy_could_want",),
+        "RECORD of pkg.dist-info walked on its own never re-placed as a copy: a hardlink into the cache",
+    ),
+    m(
+        "tree-walk-report-every-file",
+        _C,
+        "    if (w->nrtails < 0)\n        return 1;",
+        "    if (1)\n        return 1;",
+        (f"{TW}::test_the_placed_report_by_tails_is_what_the_policy_could_want",),
+        "every placed path reported again (the cost this saves)",
+    ),
+    m(
         "tree-walk-drops-what-it-cannot-place",
         _C,
         "        } else {\n            w->entries++;\n            if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)\n                goto nomem;\n        }",
