@@ -138,12 +138,15 @@ def unpack_entries(dest: Path, packages: tuple[str, ...] | list[str] | None = No
 
 def read_record(path: Path) -> list[str]:
     """The paths a RECORD lists (its first column), as ``csv.reader`` reads them.  The
-    usual RECORD has no quoting (no comma, quote or CR in a path): then the text before
-    each line's first comma, about 3x quicker than the csv module (an installer's work
+    usual RECORD has no quoting (no comma, quote or CR in a path; its lines end in LF
+    or CRLF): then the text before each line's first comma, about 3x quicker than the
+    csv module (an installer's work
     on every install, and in the timed region of the installer's contender)."""
     with open(path, newline="") as fh:
         text = fh.read()
-    if '"' in text or "\r" in text:
+    if "\r" in text:  # CRLF, as the csv module writes it (numpy's, pandas', scipy's)
+        text = text.replace("\r\n", "\n")
+    if '"' in text or "\r" in text:  # quoting, or a lone CR: the csv module decides
         return [row[0] for row in csv.reader(io.StringIO(text)) if row and row[0]]
     return [p for p in (line.partition(",")[0] for line in text.split("\n")) if p]
 
@@ -154,18 +157,19 @@ def record_jobs(entries: list[Path], site: Path) -> list[tuple[Path, Path, list[
     into ``site`` too (scripts are left out: they are written, not placed)."""
     jobs: list[tuple[Path, Path, list[str]]] = []
     for entry in entries:
-        info = next(entry.glob("*.dist-info"))
-        files = read_record(info / "RECORD")
-        if not any(".data" in p for p in files):  # the usual wheel: all of it at the root
+        info = next(n for n in os.listdir(entry) if n.endswith(".dist-info"))
+        files = read_record(entry / info / "RECORD")
+        data_dir = info[: -len(".dist-info")] + ".data/"  # the wheel's {name}-{version}.data
+        if not any(p.startswith(data_dir) for p in files):  # the usual wheel: all at the root
             jobs.append((entry, site, files))
             continue
-        jobs.append((entry, site, [p for p in files if not p.split("/", 1)[0].endswith(".data")]))
+        jobs.append((entry, site, [p for p in files if not p.startswith(data_dir)]))
         data: dict[str, list[str]] = {}
         for p in files:
-            head, _, rest = p.partition("/")
-            scheme, _, path = rest.partition("/")
-            if head.endswith(".data") and scheme in ("purelib", "platlib") and path:
-                data.setdefault(f"{head}/{scheme}", []).append(path)
+            if p.startswith(data_dir):
+                scheme, _, path = p[len(data_dir) :].partition("/")
+                if scheme in ("purelib", "platlib") and path:
+                    data.setdefault(data_dir + scheme, []).append(path)
         jobs += [(entry / sub, site, paths) for sub, paths in data.items()]
     return jobs
 
