@@ -258,21 +258,3 @@ def test_copy_patterns_match_as_fnmatchcase(n: int) -> None:
         assert policy is not None
         for name in NAMES:
             assert policy(name) == any(fnmatch.fnmatchcase(name, p) for p in pats), (pats, name)
-
-
-def test_listings_found_in_the_sorted_list_equal_the_full_ones() -> None:
-    """_ListedTree (the C walk's sorted list, asked per directory) gives every directory
-    the same names and subdirectories as the listing of every directory built up front."""
-    rels = _place._file_rels(
-        [
-            "a/x.py", "a/b/y.py", "a.b/z", "a/b/c/d/e.txt", "top.txt", "./a/x.py", "a//b/w",
-            "a-1.0.dist-info/RECORD", "a/b0/q", "a/b/c/f", "non-utf8-\udcff/n", "z/z/z/z",
-        ],
-        "src",
-    )  # fmt: skip
-    full = _place._listings_from_rels(rels)
-    lazy = _place._ListedTree(sorted(map(os.fsencode, rels)))
-    for rel, listing in full.items():
-        got = lazy[rel]
-        assert sorted(got.listed) == sorted(listing.listed), rel
-        assert sorted(got.subdirs) == sorted(listing.subdirs), rel

@@ -204,6 +204,12 @@ def test_file_blob_asks_the_policy_with_the_whole_path() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_rel.map("/".join), max_size=25))
 @example(["a", "a/b", "a-1/x", "a.dist-info/y", "a/c/d", "a0", "b"])
+@example(
+    [
+        "a/x.py", "a/b/y.py", "a.b/z", "a/b/c/d/e.txt", "top.txt", "./a/x.py", "a//b/w",
+        "a-1.0.dist-info/RECORD", "a/b0/q", "a/b/c/f", "non-utf8-\udcff/n", "z/z/z/z",
+    ]
+)  # fmt: skip
 def test_listed_tree_lists_as_the_per_directory_listings(rels: list[str]) -> None:
     rels = _place._file_rels(rels, SRC)
     want = _place._listings_from_rels(rels)

@@ -1130,7 +1130,7 @@ def _redo_private(
     The walk's file is ours (made in a directory this run made), removed by inode."""
     keep = run.private
     assert keep is not None
-    redo = [p for p in _candidates(keep, rel, placed) if keep(_sub(rel, p))]
+    redo = [p for p in placed if keep(_sub(rel, p))]  # (the walk reported candidates only)
     if not redo or strategy != "hardlink":
         return  # a clone or copy is the file's own already
     for d, names in _by_dir(redo).items():
@@ -1178,7 +1178,7 @@ def _file_list(run: _Run, lo: int, hi: int, strip: int) -> bytes:
     bytes off): a flag per path, "r" for a file the copy= policy names (handed back:
     never hardlinked), "p" for the others; the policy asked (with the path from the
     source root, as everywhere) only about paths that end in its literal tails, if
-    it has them (see _candidates)."""
+    it has them (see _report_placed)."""
     keep = run.private
     tails: tuple[str, ...] | None = getattr(keep, "tails", None)
     ends = None if tails is None else tuple(map(os.fsencode, tails))
@@ -1581,7 +1581,7 @@ def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str
     def policy(rel: str) -> bool:
         return rel.endswith(tails) and match(rel) is not None
 
-    policy.tails = tails  # type: ignore[attr-defined]  # for _candidates
+    policy.tails = tails  # type: ignore[attr-defined]  # for the C walk (_report_placed, _file_list)
     return policy
 
 
@@ -1595,17 +1595,6 @@ def _report_placed(
     if tails is None:
         return True
     return os.fsencode(rel + "/" if rel else ""), tuple(map(os.fsencode, tails))
-
-
-def _candidates(keep: Callable[[str], bool], rel: str, paths: list[str]) -> list[str]:
-    """The ``paths`` (relative to ``rel``) that ``keep`` could say yes to: all of them,
-    or, for copy= patterns that end in literal text, those whose whole path (from the
-    source root, as ``keep`` sees it) ends so too."""
-    tails: tuple[str, ...] | None = getattr(keep, "tails", None)
-    if tails is None:
-        return paths
-    prefix = rel + "/" if rel else ""
-    return [p for p in paths if (prefix + p).endswith(tails)]
 
 
 def _literal_tail(pattern: str) -> str:

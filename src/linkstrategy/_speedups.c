@@ -447,6 +447,64 @@ static void recs_free(struct recs *r)
     free(r->v);
 }
 
+/* A copy= policy's literal tails (a tuple of bytes, held by the caller for the call):
+   no path that ends otherwise can match the policy. */
+struct tails {
+    const char **s;
+    Py_ssize_t *n;
+    Py_ssize_t count; /* -1: no tails (every path is a candidate) */
+};
+
+/* ``tuple`` (of bytes) into ``t``; -1 with an exception set.  tails_free() either way. */
+static int tails_parse(PyObject *tuple, struct tails *t)
+{
+    if (!PyTuple_Check(tuple)) {
+        PyErr_SetString(PyExc_TypeError, "tails must be a tuple of bytes");
+        return -1;
+    }
+    t->count = PyTuple_Size(tuple);
+    t->s = PyMem_Calloc((size_t)t->count + 1, sizeof(*t->s));
+    t->n = PyMem_Calloc((size_t)t->count + 1, sizeof(*t->n));
+    if (t->s == NULL || t->n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < t->count; i++) {
+        char *b;
+        if (PyBytes_AsStringAndSize(PyTuple_GetItem(tuple, i), &b, &t->n[i]) != 0)
+            return -1;
+        t->s[i] = b;
+    }
+    return 0;
+}
+
+static void tails_free(struct tails *t)
+{
+    PyMem_Free(t->s);
+    PyMem_Free(t->n);
+}
+
+/* Does ``prefix`` + ``path`` end in one of the tails (true without tails)?  A tail may
+   reach back from the path into the prefix. */
+static int ends_in_tail(const struct tails *t, const char *prefix, size_t plen, const char *path,
+                        size_t len)
+{
+    if (t->count < 0)
+        return 1;
+    for (Py_ssize_t i = 0; i < t->count; i++) {
+        size_t k = (size_t)t->n[i];
+        const char *tail = t->s[i];
+        if (k <= len) {
+            if (memcmp(path + len - k, tail, k) == 0)
+                return 1;
+        } else if (k - len <= plen && memcmp(path, tail + (k - len), len) == 0 &&
+                   memcmp(prefix + plen - (k - len), tail, k - len) == 0) {
+            return 1; /* the tail reaches back into the prefix */
+        }
+    }
+    return 0;
+}
+
 struct frame {
     DIR *sd;     /* the source directory's stream (owns its fd) */
     int dfd;     /* the new destination directory */
@@ -467,31 +525,11 @@ struct walk {
     char *flags;
     int report_placed; /* list the files placed (the caller's copy= policy looks) */
     /* ... only those whose path from the source root (rprefix + path) ends in one of
-       rtails, when nrtails >= 0 (the policy's literal tails: no other path can match) */
+       the policy's literal tails, when it has them */
     const char *rprefix;
-    Py_ssize_t rprefix_len, nrtails;
-    const char **rtails;
-    Py_ssize_t *rtail_len;
+    Py_ssize_t rprefix_len;
+    struct tails rtails;
 };
-
-/* Does the file placed at ``path`` go in the report (see report_placed)? */
-static int report_wanted(const struct walk *w, const char *path, size_t len)
-{
-    if (w->nrtails < 0)
-        return 1;
-    for (Py_ssize_t i = 0; i < w->nrtails; i++) {
-        size_t k = (size_t)w->rtail_len[i];
-        const char *t = w->rtails[i];
-        if (k <= len) {
-            if (memcmp(path + len - k, t, k) == 0)
-                return 1;
-        } else if (k - len <= (size_t)w->rprefix_len && memcmp(path, t + (k - len), len) == 0 &&
-                   memcmp(w->rprefix + w->rprefix_len - (k - len), t, k - len) == 0) {
-            return 1; /* the tail reaches back into the prefix */
-        }
-    }
-    return 0;
-}
 
 /* Index of ``path`` in the file list, -1 if it is not listed. */
 static Py_ssize_t allow_find(const struct walk *w, const char *path)
@@ -668,7 +706,8 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 w->files++;
                 if (linked && recs_add(&w->recs, REC_LINKED, path, len, ldev, lino) != 0)
                     goto nomem;
-                if (w->report_placed && report_wanted(w, path, len) &&
+                if (w->report_placed &&
+                    ends_in_tail(&w->rtails, w->rprefix, (size_t)w->rprefix_len, path, len) &&
                     recs_add(&w->recs, REC_PLACED, path, len, 0, 0) != 0)
                     goto nomem;
             } else if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0) {
@@ -1026,7 +1065,7 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     (void)self;
     memset(&w, 0, sizeof(w));
     w.nallow = -1;
-    w.nrtails = -1;
+    w.rtails.count = -1;
     if (!PyArg_ParseTuple(args, "iiiippppi|OO", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
                           &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed, &report))
         return NULL;
@@ -1034,22 +1073,12 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
         /* (prefix, tails): bytes, and a tuple of bytes; all held by the caller's frame */
         PyObject *prefix, *tails;
         char *b;
-        if (!PyArg_ParseTuple(report, "SO!", &prefix, &PyTuple_Type, &tails) ||
+        if (!PyArg_ParseTuple(report, "SO", &prefix, &tails) ||
             PyBytes_AsStringAndSize(prefix, &b, &w.rprefix_len) != 0)
             return NULL;
         w.rprefix = b;
-        w.nrtails = PyTuple_Size(tails);
-        w.rtails = PyMem_Calloc((size_t)w.nrtails + 1, sizeof(*w.rtails));
-        w.rtail_len = PyMem_Calloc((size_t)w.nrtails + 1, sizeof(*w.rtail_len));
-        if (w.rtails == NULL || w.rtail_len == NULL) {
-            PyErr_NoMemory();
+        if (tails_parse(tails, &w.rtails) != 0)
             goto done;
-        }
-        for (Py_ssize_t i = 0; i < w.nrtails; i++) {
-            if (PyBytes_AsStringAndSize(PyTuple_GetItem(tails, i), &b, &w.rtail_len[i]) != 0)
-                goto done;
-            w.rtails[i] = b;
-        }
         w.report_placed = 1;
     } else {
         w.report_placed = PyObject_IsTrue(report);
@@ -1118,8 +1147,7 @@ done:
     recs_free(&w.recs);
     PyMem_Free(w.allow);
     PyMem_Free(w.flags);
-    PyMem_Free(w.rtails);
-    PyMem_Free(w.rtail_len);
+    tails_free(&w.rtails);
     return result;
 }
 
@@ -1240,7 +1268,7 @@ static PyObject *file_list(PyObject *self, PyObject *arg)
                 PyErr_Clear();
                 Py_XDECREF(str);
                 Py_INCREF(Py_None);
-            result = Py_None;
+                result = Py_None;
                 goto done;
             }
         }
@@ -1297,9 +1325,8 @@ done:
 static PyObject *file_blob(PyObject *self, PyObject *args)
 {
     PyObject *listed, *keep, *tails, *out = NULL, **held = NULL;
-    Py_ssize_t lo, hi, strip, i, size = 0, nt = -1, nheld = 0;
-    const char **ts = NULL;
-    Py_ssize_t *tn = NULL;
+    Py_ssize_t lo, hi, strip, i, size = 0, nheld = 0;
+    struct tails t = {NULL, NULL, -1};
 
     (void)self;
     if (!PyArg_ParseTuple(args, "O!nnnOO", &PyList_Type, &listed, &lo, &hi, &strip, &keep,
@@ -1311,25 +1338,9 @@ static PyObject *file_blob(PyObject *self, PyObject *args)
     }
     if (keep == Py_None)
         keep = NULL;
-    if (keep != NULL && tails != Py_None) { /* else: ask keep about every path */
-        if (!PyTuple_Check(tails)) {
-            PyErr_SetString(PyExc_TypeError, "file_blob(): tails must be a tuple of bytes");
-            return NULL;
-        }
-        nt = PyTuple_Size(tails);
-        ts = PyMem_Calloc((size_t)nt + 1, sizeof(*ts));
-        tn = PyMem_Calloc((size_t)nt + 1, sizeof(*tn));
-        if (ts == NULL || tn == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (i = 0; i < nt; i++) { /* the tuple holds them for the whole call */
-            char *b;
-            if (PyBytes_AsStringAndSize(PyTuple_GetItem(tails, i), &b, &tn[i]) != 0)
-                goto done;
-            ts[i] = b;
-        }
-    }
+    /* without tails: ask keep about every path */
+    if (keep != NULL && tails != Py_None && tails_parse(tails, &t) != 0)
+        goto done;
     /* the paths held for the call: keep may run any code, the list may change */
     held = PyMem_Calloc((size_t)(hi - lo) + 1, sizeof(*held));
     if (held == NULL) {
@@ -1356,13 +1367,10 @@ static PyObject *file_blob(PyObject *self, PyObject *args)
     char *o = PyBytes_AsString(out);
     for (i = 0; i < nheld; i++) {
         char *s;
-        Py_ssize_t n, t;
+        Py_ssize_t n;
         char flag = 'p';
         PyBytes_AsStringAndSize(held[i], &s, &n); /* checked above */
-        int ask = keep != NULL && nt < 0;
-        for (t = 0; keep != NULL && !ask && t < nt; t++)
-            ask = tn[t] <= n && memcmp(s + n - tn[t], ts[t], (size_t)tn[t]) == 0;
-        if (ask) {
+        if (keep != NULL && ends_in_tail(&t, "", 0, s, (size_t)n)) { /* the whole path */
             PyObject *path = PyUnicode_DecodeFSDefaultAndSize(s, n);
             PyObject *yes = path == NULL ? NULL : PyObject_CallFunctionObjArgs(keep, path, NULL);
             Py_XDECREF(path);
@@ -1384,8 +1392,7 @@ done:
     for (i = 0; i < nheld; i++)
         Py_DECREF(held[i]);
     PyMem_Free(held);
-    PyMem_Free(ts);
-    PyMem_Free(tn);
+    tails_free(&t);
     return out;
 }
 

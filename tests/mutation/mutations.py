@@ -89,7 +89,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "tree-walk-report-every-file",
         _C,
-        "    if (w->nrtails < 0)\n        return 1;",
+        "    if (t->count < 0)\n        return 1;",
         "    if (1)\n        return 1;",
         (f"{TW}::test_the_placed_report_by_tails_is_what_the_policy_could_want",),
         "every placed path reported again (the cost this saves)",
@@ -235,16 +235,16 @@ MUTATIONS: list[Mutation] = [
     m(
         "copy-policy-prefilter-on-the-relative-path",
         _PLACE,
-        '    prefix = rel + "/" if rel else ""\n    return [p for p in paths if (prefix + p).endswith(tails)]',
-        "    return [p for p in paths if p.endswith(tails)]",
+        '    return os.fsencode(rel + "/" if rel else ""), tuple(map(os.fsencode, tails))',
+        '    return b"", tuple(map(os.fsencode, tails))',
         (f"{TW}::test_copy_policy_without_a_file_list",),
         "the literal-tail test must see the whole path, as the policy does",
     ),
     m(
         "copy-policy-file-list-prefilter-on-the-relative-path",
         _C,
-        "            ask = tn[t] <= n && memcmp(s + n - tn[t], ts[t], (size_t)tn[t]) == 0;",
-        "            ask = tn[t] <= n - strip && memcmp(s + n - tn[t], ts[t], (size_t)tn[t]) == 0;",
+        '        if (keep != NULL && ends_in_tail(&t, "", 0, s, (size_t)n)) { /* the whole path */',
+        '        if (keep != NULL && ends_in_tail(&t, "", 0, s + strip, (size_t)(n - strip))) {',
         (
             f"{TW}::test_file_lists_same_tree_and_report_as_the_other_paths",
             f"{FL}::test_file_blob_same_as_asking_the_policy_about_every_path",
