@@ -146,6 +146,7 @@ class FaultFS(Operations):
         self._silly_counter = 0
         self._am_root = os.geteuid() == 0
         self._calls: dict[str, int] = {}  # requests by operation, since the mount
+        self._trace = bool(os.environ.get("FAULTFS_TRACE"))
 
     # ----------------------------------------------------------- control
     def _reload_control(self) -> None:
@@ -195,7 +196,7 @@ class FaultFS(Operations):
     def _before(self, op: str, paths: tuple[Any, ...]) -> None:
         with self._lock:
             self._calls[op] = self._calls.get(op, 0) + 1
-            if os.environ.get("FAULTFS_TRACE"):
+            if self._trace:
                 print(op, *paths, file=sys.stderr)
         self._reload_control()
         if self.latency > 0:
