@@ -387,6 +387,7 @@ class _Run:
         self.chunk = 64
         self.pairs: set[_Pair] = set()  # directory fds shared by chunk jobs, while open
         self.whole_trees = False  # new subtrees go to the C walk (_tree_job)
+        self.hungry: object = None  # the C flag a walk reads to give work away (_split_flag)
         # files=: every listed path (encoded, sorted) for the C walk's file lists
         self.listed: list[bytes] | None = None
 
@@ -1062,16 +1063,64 @@ def _dir_job(
             pair.release()
 
 
+class _Walk:
+    """One new subtree placed by the C walk (:func:`_tree_job`), in one part or in
+    several: while a worker has nothing to do, a walk gives it the rest of one of its
+    directories (``give``), which another call of the C walk goes on with as a part
+    of its own (:func:`_gift_job`), so that one big package does not keep a single
+    thread busy at the end of a run.  Every part's paths are relative to ``rel``.
+    With ``files=``, the listed entries all parts saw are added up, and the last part
+    to end checks that none is missing."""
+
+    __slots__ = ("blob", "drel", "entries", "lock", "parts", "policy_after", "rel", "report",
+                 "rest", "span")  # fmt: skip
+
+    def __init__(self, run: _Run, rel: str, drel: str) -> None:
+        self.rel, self.drel = rel, drel
+        self.span = None if run.listed is None else _listed_span(run, rel)
+        self.policy_after = run.private is not None and self.span is None  # copy= alone
+        self.blob = None if self.span is None else _file_list(run, *self.span)
+        self.report = _report_placed(run.private, rel) if self.policy_after else False
+        self.lock = threading.Lock()
+        self.parts = 1  # parts not yet ended
+        self.entries = 0  # listed entries the ended parts saw
+        self.rest: list[str] = []  # and the directories they handed back
+
+
 def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     """A new directory and everything below it in one call of the C walk
     (``_speedups.place_tree``: no Python per directory or file, no GIL).  What it
     hands back -- symlinks, special files, files that did not go plainly, directories
     deeper than it descends -- takes the Python path here, which owns every decision
     about errors and fallbacks."""
-    span = None if run.listed is None else _listed_span(run, rel)
-    policy_after = run.private is not None and span is None  # copy= without files=
+    walk = _Walk(run, rel, drel)
     sdir, ddir = _open_pair(run, roots, rel, drel)
+    try:
+        _walk_part(run, roots, walk, sdir, ddir, None)
+    finally:
+        os.close(sdir)
+        os.close(ddir)
+
+
+def _gift_job(run: _Run, roots: tuple[int, int], walk: _Walk, frame: object) -> None:
+    """The rest of a directory another part of ``walk`` gave away (a capsule of the
+    C walk holding its two open directories; closed by it if this job never runs)."""
+    _walk_part(run, roots, walk, -1, -1, frame)
+
+
+def _walk_part(
+    run: _Run, roots: tuple[int, int], walk: _Walk, sdir: int, ddir: int, frame: object
+) -> None:
+    rel, drel, span, policy_after = walk.rel, walk.drel, walk.span, walk.policy_after
     strategy = run.chain.strategies[0]
+    give = None
+    if run.hungry is not None:
+
+        def give(frame: object) -> None:  # called by the C walk, in its thread
+            with walk.lock:
+                walk.parts += 1
+            run.submit(_gift_job, run, roots, walk, frame)
+
     try:
         files, nbytes, cfr, dirs, entries, rest, modes, linked, placed = _fast.place_tree(
             _c_strategy(strategy),
@@ -1083,8 +1132,11 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
             run.chain.cfr,
             run.times,
             _TREE_DEPTH,
-            None if span is None else _file_list(run, *span),
-            _report_placed(run.private, rel) if policy_after else False,
+            walk.blob,
+            walk.report,
+            run.hungry,
+            give,
+            frame,
         )
     except OSError as e:
         where = _sub(rel, e.filename) if isinstance(e.filename, str) else rel
@@ -1092,9 +1144,6 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
             e.errno, f"cannot place directory: {e.strerror}", run.src_path(where), None,
             run.dst_path(where),
         ) from None  # fmt: skip
-    finally:
-        os.close(sdir)
-        os.close(ddir)
     run.chain.learn_cfr(cfr)
     tally = _Tally()
     tally.counts[strategy] += files
@@ -1109,8 +1158,14 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
     if policy_after:
         _redo_private(run, roots, rel, drel, placed, strategy, tally)
     run.merge(tally)
-    if span is not None and entries < _expected(run, rel, span, rest):
-        _missing(run, roots, rel, _listed_below(run, rel), rest)
+    if span is not None:
+        with walk.lock:
+            walk.entries += entries
+            walk.rest += rest
+            walk.parts -= 1
+            last = walk.parts == 0
+        if last and walk.entries < _expected(run, rel, span, walk.rest):
+            _missing(run, roots, rel, _listed_below(run, rel), walk.rest)
     if rest:
         _place_rest(run, roots, rel, drel, rest)
 
@@ -1684,6 +1739,8 @@ class _Placement:
             and run.observer is None
             and "symlink" not in run.chain.strategies
         )
+        if run.whole_trees and run.workers > 1 and hasattr(_fast, "flag"):
+            run.hungry = run.group.tasks.hunger(_fast.flag, _fast.flag_set)
         total = 0
         self.listings: _Listings | None = None
         if self.files is not None:  # refused entries raise before anything is made

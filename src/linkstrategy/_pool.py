@@ -64,6 +64,11 @@ class Tasks:
         self.more = threading.Condition(self.lock)  # a job queued, or a helper's event set
         self.jobs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self.slots = 0  # threads working on these jobs now
+        # Told True when a thread could take a job and none is queued, False when that
+        # ends (_place: a C walk then gives part of its tree away); with its state.
+        self.on_hungry: Callable[[bool], None] | None = None
+        self.hungry_flag: Any = None
+        self._hungry = False
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         with self.lock:
@@ -71,6 +76,7 @@ class Tasks:
             grant = self.slots < self.workers
             if grant:
                 self.slots += 1
+            self._note()
             self.more.notify()  # a caller in help_until() may take it
         if grant:
             self.pool.put(self)
@@ -81,13 +87,36 @@ class Tasks:
             with self.lock:
                 if not self.jobs:
                     self.slots -= 1
+                    self._note()
                     return
                 fn, args = self._take()
             fn(*args)
 
     def _take(self) -> tuple[Callable[..., None], tuple[Any, ...]]:
         """The next job (the lock held): the newest with ``order="lifo"``, else the oldest."""
-        return self.jobs.pop() if self.lifo else self.jobs.popleft()
+        job = self.jobs.pop() if self.lifo else self.jobs.popleft()
+        self._note()
+        return job
+
+    def hunger(self, make: Callable[[], Any], set_flag: Callable[[Any, bool], None]) -> Any:
+        """A flag kept equal to "a thread could take a job and none is queued": made
+        once by ``make()``, then set by ``set_flag(flag, value)`` at each change."""
+        with self.lock:
+            if self.hungry_flag is None:
+                flag = make()
+                set_flag(flag, self._hungry)
+                self.hungry_flag = flag
+                self.on_hungry = lambda value: set_flag(flag, value)
+            return self.hungry_flag
+
+    def _note(self) -> None:
+        """Tell :attr:`on_hungry` when "a thread could take a job and none is queued"
+        starts or ends (the lock held)."""
+        hungry = not self.jobs and self.slots < self.workers
+        if hungry != self._hungry:
+            self._hungry = hungry
+            if self.on_hungry is not None:
+                self.on_hungry(hungry)
 
     def help_until(self, done: threading.Event) -> None:
         """Wait for ``done``, doing this queue's jobs in the calling thread meanwhile, as

@@ -65,6 +65,8 @@
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #ifndef FICLONE
@@ -363,7 +365,8 @@ error:
  * place_tree: a whole new directory tree in one call.
  *
  * place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,
- *            times, max_depth[, listed[, report_placed | (prefix, tails)]])
+ *            times, max_depth[, listed[, report_placed | (prefix, tails)[, hungry,
+ *            give[, frame]]]])
  *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)
  *
  * ``listed`` (place(files=...)): bytes, ``<flag><relative path>\0`` per listed file,
@@ -396,7 +399,22 @@ error:
  *           symlinks and special files seen, and listed names handed back: the
  *           caller's "discovered", and with ``listed`` how it finds a missing one).
  *
- * At most 2 * max_depth directory fds are open.  An error on a directory itself
+ * hungry, give, frame (all three optional): sharing with idle workers.  ``hungry`` is
+ * a flag() the caller's pool keeps up while one of its threads could take a job and
+ * none is queued.  A walk that sees it, after GIVE_AFTER entries of its own, shares
+ * the shallowest of its directories whose listing it has not read to the end: it
+ * calls give(capsule) (taking the GIL), and the caller queues a job that calls
+ * place_tree again with ``frame=capsule`` (src_dir_fd and dst_dir_fd then unused).
+ * Both walks -- and any later taker -- read that directory's entries in turns under
+ * its lock, each placing the entries it read and everything below them; the last to
+ * let it go closes it (and fsyncs it, with fsync).  Nothing is handed over whole:
+ * a capsule never taken loses nothing (its giver reads on) and closes its fds when
+ * it is freed.  A taker's paths are relative to the giver's directories, as the
+ * giver's are; it does not count the shared directory or set its mode again.  What
+ * give() raises stops the walk and is raised here.
+ *
+ * At most 2 * max_depth directory fds are open (and a shared directory while a
+ * capsule holds it).  An error on a directory itself
  * (reading the source, mkdirat, opening the new directory, fchmod, fsync) stops the
  * walk and raises OSError with the relative path; everything made so far is below
  * the caller's hidden directory, which its rollback removes.  Paths are relative to
@@ -505,10 +523,24 @@ static int ends_in_tail(const struct tails *t, const char *prefix, size_t plen, 
     return 0;
 }
 
+/* A directory two or more walks read (see share_frame): its stream, read under
+   ``mu``, and its new destination directory; the last walk to let it go closes them
+   (and, with fsync, syncs the directory once every entry of it is placed). */
+struct shared {
+    pthread_mutex_t mu;
+    DIR *sd;
+    int dfd;
+    int refs;   /* walks (and capsules not yet taken) holding it */
+    int done;   /* its stream is read to the end */
+    size_t len; /* its path's length, relative to the first walk's directories */
+    char path[];
+};
+
 struct frame {
-    DIR *sd;     /* the source directory's stream (owns its fd) */
+    DIR *sd;     /* the source directory's stream (owns its fd, unless shared) */
     int dfd;     /* the new destination directory */
     size_t len;  /* length of its relative path in the path buffer */
+    struct shared *sh; /* not NULL: other walks read this directory too */
 };
 
 struct walk {
@@ -529,7 +561,58 @@ struct walk {
     const char *rprefix;
     Py_ssize_t rprefix_len;
     struct tails rtails;
+    /* Sharing (see share_frame): *hungry is set by the caller's pool while a worker
+       has nothing to do; give(capsule) queues a shared frame as a job of its own. */
+    int *hungry;
+    PyObject *give;
+    long long kept;       /* ``entries`` when this walk began or last shared a frame */
+    PyObject *pyerr[3];   /* what give() raised: the walk stopped */
 };
+
+/* A shared frame for another call of place_tree (the capsule's pointer): NULL
+   once that call took it. */
+struct gift {
+    struct shared *sh;
+};
+
+/* A walk shares a frame only after this many entries of its own since it began or
+   last shared one: a hand-off costs a Python job (tens of microseconds). */
+#define GIVE_AFTER 32
+
+static const char GIFT[] = "linkstrategy._speedups.frame";
+static const char FLAG[] = "linkstrategy._speedups.flag"; /* place_tree's hungry: flag() */
+
+/* Let go of a shared frame; the last holder closes it, after an fsync of its
+   directory when ``sync`` (every entry of it placed).  0, or -1 (errno set) when
+   that fsync failed. */
+static int shared_release(struct shared *sh, int sync)
+{
+    pthread_mutex_lock(&sh->mu);
+    int last = --sh->refs == 0;
+    pthread_mutex_unlock(&sh->mu);
+    if (!last)
+        return 0;
+    int r = sync && sh->done && fsync(sh->dfd) != 0 ? -1 : 0;
+    int e = errno;
+    closedir(sh->sd);
+    close(sh->dfd);
+    pthread_mutex_destroy(&sh->mu);
+    free(sh);
+    errno = e;
+    return r;
+}
+
+static void gift_free(PyObject *cap)
+{
+    struct gift *g = PyCapsule_GetPointer(cap, GIFT);
+    if (g == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (g->sh != NULL) /* never taken: its job was skipped (the run failed) */
+        shared_release(g->sh, 0);
+    free(g);
+}
 
 /* Index of ``path`` in the file list, -1 if it is not listed. */
 static Py_ssize_t allow_find(const struct walk *w, const char *path)
@@ -608,19 +691,152 @@ static size_t path_push(char *buf, size_t len, const char *name)
     return n;
 }
 
-static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_depth)
+/* A worker of the caller's pool has nothing to do (*w->hungry): share with it the
+   shallowest directory of this walk whose listing is not read to the end.  Both
+   walks (and any later one) then take that directory's entries in turns, each
+   with all below the entries it took, so that one big package does not keep a
+   single thread busy at the end of a run while the others wait.  0 (shared, or
+   nothing worth sharing), or -1 when give() raised (the walk stops; the caller
+   re-raises). */
+static int share_frame(struct walk *w, struct frame *stack, int depth, const char *path)
 {
+    struct frame *f = NULL;
+    for (int i = 0; i <= depth && f == NULL; i++) {
+        struct shared *sh = stack[i].sh;
+        int done = 0;
+        if (sh != NULL) {
+            pthread_mutex_lock(&sh->mu);
+            done = sh->done;
+            pthread_mutex_unlock(&sh->mu);
+        }
+        if (!done)
+            f = &stack[i];
+    }
+    w->kept = w->entries;
+    if (f == NULL)
+        return 0;
+    struct gift *g = malloc(sizeof(*g));
+    if (g == NULL)
+        return 0; /* then this walk does it alone */
+    if (f->sh == NULL) {
+        struct shared *sh = malloc(sizeof(*sh) + f->len + 1);
+        if (sh == NULL || pthread_mutex_init(&sh->mu, NULL) != 0) {
+            free(sh);
+            free(g);
+            return 0;
+        }
+        sh->sd = f->sd;
+        sh->dfd = f->dfd;
+        sh->refs = 1;
+        sh->done = 0;
+        sh->len = f->len;
+        memcpy(sh->path, path, f->len);
+        sh->path[f->len] = '\0';
+        f->sh = sh;
+    }
+    pthread_mutex_lock(&f->sh->mu);
+    f->sh->refs++; /* the capsule's */
+    pthread_mutex_unlock(&f->sh->mu);
+    g->sh = f->sh;
+    __atomic_store_n(w->hungry, 0, __ATOMIC_RELAXED);
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int ret = 0;
+    PyObject *cap = PyCapsule_New(g, GIFT, gift_free);
+    if (cap == NULL) {
+        shared_release(g->sh, 0); /* still held by this walk */
+        free(g);
+        PyErr_Clear();
+    } else {
+        PyObject *r = PyObject_CallFunctionObjArgs(w->give, cap, NULL);
+        Py_DECREF(cap);
+        if (r == NULL) {
+            PyErr_Fetch(&w->pyerr[0], &w->pyerr[1], &w->pyerr[2]);
+            ret = -1;
+        }
+        Py_XDECREF(r);
+    }
+    PyGILState_Release(gil);
+    return ret;
+}
+
+/* The next entry of frame f: its name (copied into ``name`` when the frame is
+   shared) and type, 1; 0 at the end; -1 on an error (errno set). */
+static int frame_next(struct frame *f, const char **name, unsigned char *type, char *buf)
+{
+    struct dirent *ent;
+    int r;
+    if (f->sh == NULL) {
+        errno = 0;
+        ent = readdir(f->sd);
+        if (ent == NULL)
+            return errno != 0 ? -1 : 0;
+        *name = ent->d_name;
+        *type = ent->d_type;
+        return 1;
+    }
+    pthread_mutex_lock(&f->sh->mu);
+    errno = 0;
+    ent = f->sh->done ? NULL : readdir(f->sh->sd);
+    if (ent != NULL) {
+        size_t n = strlen(ent->d_name);
+        memcpy(buf, ent->d_name, n + 1);
+        *name = buf;
+        *type = ent->d_type;
+        r = 1;
+    } else {
+        r = errno != 0 ? -1 : 0;
+        f->sh->done = 1; /* an error too: each walk reports what it saw */
+    }
+    int e = errno;
+    pthread_mutex_unlock(&f->sh->mu);
+    errno = e;
+    return r;
+}
+
+/* Close frame f (its end reached when ``sync``: fsync its directory first, if
+   asked).  0, or -1 (errno set) when that fsync failed. */
+static int frame_close(struct walk *w, struct frame *f, int sync)
+{
+    int r = 0;
+    if (f->sh != NULL) {
+        r = shared_release(f->sh, sync && w->do_fsync);
+        f->sh = NULL;
+    } else {
+        r = sync && w->do_fsync && fsync(f->dfd) != 0 ? -1 : 0;
+        int e = errno;
+        closedir(f->sd);
+        close(f->dfd);
+        errno = e;
+    }
+    f->sd = NULL;
+    return r;
+}
+
+/* resume: a shared frame another walk gave, taken by this walk (its first frame). */
+static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_depth,
+                      struct shared *resume)
+{
+    size_t plen = resume != NULL ? resume->len : 0;
     struct frame *stack = calloc((size_t)max_depth, sizeof(*stack));
-    char *path = malloc((size_t)(max_depth + 1) * 257 + 1);
+    char *path = malloc(plen + (size_t)(max_depth + 1) * 257 + 1);
+    char name_buf[NAME_MAX + 1];
     int depth = 0;
 
     if (stack == NULL || path == NULL) {
         errno = ENOMEM;
         walk_fail(w, "", 0);
+        if (resume != NULL)
+            shared_release(resume, 0);
         goto out;
     }
     path[0] = '\0';
-    {
+    if (resume != NULL) { /* its mode is set and it is counted: the giver made it */
+        memcpy(path, resume->path, plen + 1);
+        stack[0].sd = resume->sd;
+        stack[0].dfd = resume->dfd;
+        stack[0].len = plen;
+        stack[0].sh = resume;
+    } else {
         int sfd = fcntl(src_dir_fd, F_DUPFD_CLOEXEC, 0);
         int dfd = sfd < 0 ? -1 : fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
         DIR *sd = dfd < 0 ? NULL : fdopendir(sfd);
@@ -642,31 +858,26 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
 
     while (depth >= 0) {
         struct frame *f = &stack[depth];
-        struct dirent *ent;
-        errno = 0;
-        ent = readdir(f->sd);
-        if (ent == NULL) {
-            if (errno != 0) {
+        const char *name;
+        unsigned char type;
+        if (w->hungry != NULL && w->entries - w->kept >= GIVE_AFTER &&
+            __atomic_load_n(w->hungry, __ATOMIC_RELAXED) &&
+            share_frame(w, stack, depth, path) != 0)
+            break;
+        int got = frame_next(f, &name, &type, name_buf);
+        if (got <= 0) {
+            if (got < 0 || frame_close(w, f, 1) != 0) {
                 walk_fail(w, path, f->len);
                 break;
             }
-            if (w->do_fsync && fsync(f->dfd) != 0) {
-                walk_fail(w, path, f->len);
-                break;
-            }
-            closedir(f->sd);
-            close(f->dfd);
-            f->sd = NULL;
             depth--;
             if (depth >= 0)
                 path[stack[depth].len] = '\0';
             continue;
         }
-        const char *name = ent->d_name;
         if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
             continue;
         int sfd = dirfd(f->sd);
-        unsigned char type = ent->d_type;
         if (type == DT_UNKNOWN) {
             struct stat st;
             if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -750,6 +961,7 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 stack[depth].sd = csd;
                 stack[depth].dfd = cdfd;
                 stack[depth].len = len;
+                stack[depth].sh = NULL;
                 w->dirs++;
                 continue; /* the path buffer keeps the child's path */
             }
@@ -766,10 +978,8 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
         break;
     }
     for (; depth >= 0; depth--) {
-        if (stack[depth].sd != NULL) {
-            closedir(stack[depth].sd);
-            close(stack[depth].dfd);
-        }
+        if (stack[depth].sd != NULL)
+            frame_close(w, &stack[depth], 0);
     }
 out:
     free(stack);
@@ -1060,15 +1270,38 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     int strategy, sdir, ddir, umask_, max_depth;
     struct walk w;
     PyObject *rest = NULL, *modes = NULL, *linked = NULL, *placed = NULL, *result = NULL;
-    PyObject *listed = Py_None, *report = Py_False;
+    PyObject *listed = Py_None, *report = Py_False, *hungry = Py_None, *give = Py_None;
+    PyObject *resume = Py_None;
+    struct gift *gift = NULL;
+    struct shared *rsh = NULL;
 
     (void)self;
     memset(&w, 0, sizeof(w));
     w.nallow = -1;
     w.rtails.count = -1;
-    if (!PyArg_ParseTuple(args, "iiiippppi|OO", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
-                          &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed, &report))
+    if (!PyArg_ParseTuple(args, "iiiippppi|OOOOO", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
+                          &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed, &report,
+                          &hungry, &give, &resume))
         return NULL;
+    if (hungry != Py_None) {
+        w.hungry = PyCapsule_GetPointer(hungry, FLAG);
+        if (w.hungry == NULL)
+            return NULL;
+        if (!PyCallable_Check(give)) {
+            PyErr_SetString(PyExc_TypeError, "give must be callable");
+            return NULL;
+        }
+        w.give = give;
+    }
+    if (resume != Py_None) {
+        gift = PyCapsule_GetPointer(resume, GIFT);
+        if (gift == NULL)
+            return NULL;
+        if (gift->sh == NULL) {
+            PyErr_SetString(PyExc_ValueError, "this frame was taken already");
+            return NULL;
+        }
+    }
     if (PyTuple_Check(report)) {
         /* (prefix, tails): bytes, and a tuple of bytes; all held by the caller's frame */
         PyObject *prefix, *tails;
@@ -1121,11 +1354,19 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     }
     w.strategy = strategy;
     w.umask_ = (mode_t)umask_;
+    if (gift != NULL) { /* taken: this call lets it go */
+        rsh = gift->sh;
+        gift->sh = NULL;
+    }
 
     Py_BEGIN_ALLOW_THREADS
-    walk_tree(&w, sdir, ddir, max_depth);
+    walk_tree(&w, sdir, ddir, max_depth, rsh);
     Py_END_ALLOW_THREADS
 
+    if (w.pyerr[0] != NULL) {
+        PyErr_Restore(w.pyerr[0], w.pyerr[1], w.pyerr[2]);
+        goto done;
+    }
     if (w.err) {
         errno = w.err;
         PyErr_SetFromErrnoWithFilename(PyExc_OSError, w.err_path != NULL ? w.err_path : "");
@@ -1396,6 +1637,43 @@ done:
     return out;
 }
 
+/* A flag the caller's pool sets and a walk reads without the GIL (place_tree's
+   ``hungry``): flag() -> capsule, flag_set(capsule, value). */
+static void flag_free(PyObject *cap)
+{
+    void *p = PyCapsule_GetPointer(cap, FLAG);
+    if (p == NULL)
+        PyErr_Clear();
+    free(p);
+}
+
+static PyObject *flag(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    int *p = calloc(1, sizeof(int));
+    if (p == NULL)
+        return PyErr_NoMemory();
+    PyObject *cap = PyCapsule_New(p, FLAG, flag_free);
+    if (cap == NULL)
+        free(p);
+    return cap;
+}
+
+static PyObject *flag_set(PyObject *self, PyObject *args)
+{
+    PyObject *cap;
+    int value;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Op", &cap, &value))
+        return NULL;
+    int *p = PyCapsule_GetPointer(cap, FLAG);
+    if (p == NULL)
+        return NULL;
+    __atomic_store_n(p, value, __ATOMIC_RELAXED);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"place_files", place_files, METH_VARARGS,
      "place_files(strategy, src_dir_fd, dst_dir_fd, names, start, umask, xattrs, fsync,\n"
@@ -1404,10 +1682,13 @@ static PyMethodDef methods[] = {
      "at the first one that does not go plainly (see the comment atop _speedups.c)."},
     {"place_tree", place_tree, METH_VARARGS,
      "place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,\n"
-     "           times, max_depth[, listed[, report_placed | (prefix, tails)]])\n"
+     "           times, max_depth[, listed[, report_placed | (prefix, tails)[, hungry,\n"
+     "           give[, frame]]]])\n"
      "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)\n\n"
      "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
      "not plain (see the comment above place_tree in _speedups.c)."},
+    {"flag", flag, METH_NOARGS, "flag() -> a flag for place_tree's hungry (see flag_set)"},
+    {"flag_set", flag_set, METH_VARARGS, "flag_set(flag, value): set it (read without the GIL)"},
     {"clear_tree", clear_tree, METH_VARARGS,
      "clear_tree(dir_fd, dev, mnt_id, max_depth) -> (removed, left)\n\n"
      "remove()'s fast pass: empty the directory at dir_fd where that goes plainly;\n"

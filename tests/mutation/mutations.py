@@ -53,6 +53,7 @@ _UPG = "src/linkstrategy/_upgrade.py"
 TW = "tests/test_tree_walk.py"
 RW = "tests/test_remove_walk.py"
 FL = "tests/test_filelist.py"
+SH = "tests/test_tree_share.py"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,38 @@ def m(name: str, file: str, old: str, new: str, tests: tuple[str, ...], why: str
 
 MUTATIONS: list[Mutation] = [
     # -- place(): the C tree walk ---------------------------------------------------------
+    m(
+        "tree-share-pool-never-hungry",
+        _POOL,
+        "            if self.on_hungry is not None:\n                self.on_hungry(hungry)",
+        "            if self.on_hungry is not None:\n                self.on_hungry(False)",
+        (f"{SH}::test_a_big_package_is_shared_with_an_idle_worker",),
+        "one big package keeps one thread busy while the other waits",
+    ),
+    m(
+        "tree-share-listed-checked-per-part",
+        _PLACE,
+        "        if last and walk.entries < _expected(run, rel, span, walk.rest):",
+        "        if entries < _expected(run, rel, span, rest):",
+        (f"{SH}::test_shared_walks_with_a_file_list",),
+        "a walk in parts sees fewer listed entries in each part: a false 'the source changed'",
+    ),
+    m(
+        "tree-share-untaken-capsule-leaks",
+        _C,
+        "    if (g->sh != NULL) /* never taken: its job was skipped (the run failed) */\n        shared_release(g->sh, 0);",
+        "    if (0)\n        shared_release(g->sh, 0);",
+        (f"{SH}::test_a_share_never_taken_loses_nothing_and_closes_its_fds",),
+        "a share whose job is skipped keeps two fds open for the life of the process",
+    ),
+    m(
+        "tree-share-taken-twice",
+        _C,
+        "        if (gift->sh == NULL) {",
+        "        if (0) {",
+        (f"{SH}::test_a_share_never_taken_loses_nothing_and_closes_its_fds",),
+        "a frame taken twice: its directory released twice",
+    ),
     m(
         "tree-walk-read-only-dir-mode-lost",
         _C,

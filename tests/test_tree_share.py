@@ -1,0 +1,201 @@
+"""The C walk shares a directory with an idle worker (``_speedups.place_tree``'s
+``hungry``/``give``, ``_place._Walk``): one big package must not keep one thread busy
+while the others wait at the end of a run.
+
+A walk that has placed enough of its own (``GIVE_AFTER`` entries) and sees the pool's
+flag ("a thread could take a job and none is queued") shares the shallowest
+directory whose listing it has not read to the end: both walks then take its entries
+in turns, each with everything below the entries it took.  Nothing is handed over
+whole, so a share whose job never runs loses nothing: the giver reads on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_tree_walk import report_view, snapshot
+
+import linkstrategy
+from linkstrategy import _place
+
+fast = _place._fast
+needs_c = pytest.mark.skipif(
+    fast is None or not hasattr(fast, "flag"), reason="the C extension is not built"
+)
+
+
+def big_tree(root: Path, dirs: int = 60, files: int = 30) -> list[str]:
+    """``big/`` with ``dirs`` subdirectories of ``files`` files (a package far larger
+    than the walk's sharing threshold), a small one beside it; the file paths."""
+    out = []
+    for i in range(dirs):
+        d = root / "big" / f"d{i:02}"
+        (d / "sub").mkdir(parents=True)
+        for j in range(files):
+            (d / f"m{j}.py").write_text(f"{i} {j}\n")
+            out.append(f"big/d{i:02}/m{j}.py")
+        (d / "sub" / "leaf.txt").write_text("leaf\n")
+        out.append(f"big/d{i:02}/sub/leaf.txt")
+    os.chmod(root / "big" / "d07", 0o555)  # a mode restored after the walks
+    (root / "small").mkdir()
+    (root / "small" / "one.py").write_text("one\n")
+    out.append("small/one.py")
+    return out
+
+
+@pytest.fixture
+def gifts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts the shared directories taken by another job (the work is real)."""
+    taken: list[int] = []
+    real = _place._gift_job
+
+    def counted(*args: Any) -> None:
+        taken.append(1)
+        real(*args)
+
+    monkeypatch.setattr(_place, "_gift_job", counted)
+    yield taken
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("strategy", "fsync"), [("hardlink", False), ("copy", False), ("hardlink", True)]
+)
+def test_a_big_package_is_shared_with_an_idle_worker(
+    tmp_path: Path, gifts: list[int], strategy: str, fsync: bool
+) -> None:
+    src = tmp_path / "src"
+    big_tree(src)
+    try:
+        r = linkstrategy.place(src, tmp_path / "dst", strategy=strategy, workers=2, fsync=fsync)
+        assert gifts, "no directory was shared: one thread did the big package alone"
+        assert snapshot(tmp_path / "dst") == snapshot(src)
+        assert r.files == 60 * 31 + 1 and r.dirs == 1 + 2 + 60 * 2
+        assert r.by_strategy[strategy] == r.files
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+
+
+@needs_c
+def test_shared_walks_report_as_one(
+    tmp_path: Path, gifts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same tree and report as a walk that shares nothing (workers=1)."""
+    src = tmp_path / "src"
+    big_tree(src)
+    (src / "big" / "d03" / "link").symlink_to("m0.py")
+    os.mkfifo(src / "big" / "d41" / "fifo")
+    try:
+        shared = linkstrategy.place(src, tmp_path / "two", strategy="copy", workers=2)
+        assert gifts
+        alone = linkstrategy.place(src, tmp_path / "one", strategy="copy", workers=1)
+        assert report_view(shared) == report_view(alone)
+        assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+
+
+@needs_c
+def test_shared_walks_with_a_file_list(tmp_path: Path, gifts: list[int]) -> None:
+    """files=: the listed entries every part of a walk saw are added up before the
+    check that none is missing -- no "the source changed" for a walk in parts, and a
+    listed file that is not there still fails the call, leaving nothing."""
+    src = tmp_path / "src"
+    files = big_tree(src)
+    (src / "big" / "d05" / "unlisted.py").write_text("not listed\n")
+    try:
+        listed = [f for f in files if not f.startswith("big/d09/")]
+        r = linkstrategy.place(
+            src, tmp_path / "dst", strategy="hardlink", workers=2, files=listed,
+            copy=["big/d1*/m1.py"],
+        )  # fmt: skip
+        assert gifts
+        assert r.files == len(listed)
+        assert not (tmp_path / "dst" / "big" / "d09").exists()
+        assert not (tmp_path / "dst" / "big" / "d05" / "unlisted.py").exists()
+        copied = tmp_path / "dst" / "big" / "d13" / "m1.py"
+        assert os.stat(copied).st_ino != os.stat(src / "big" / "d13" / "m1.py").st_ino
+        gifts.clear()
+        with pytest.raises(linkstrategy.PlaceError) as e:
+            linkstrategy.place(
+                src, tmp_path / "bad", strategy="hardlink", workers=2,
+                files=[*listed, "big/d58/missing.py"],
+            )  # fmt: skip
+        assert "big/d58/missing.py" in str(e.value)
+        assert not (tmp_path / "bad").exists()
+        assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _walk(src: Path, dst: Path, give: Any, frame: Any = None) -> Any:
+    """place_tree by hand, with the hungry flag up."""
+    flag = fast.flag()
+    fast.flag_set(flag, True)
+    sfd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    dfd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return fast.place_tree(
+            fast.HARDLINK, sfd, dfd, 0o022, True, False, True, True, 16, None, False, flag,
+            give, frame,
+        )  # fmt: skip
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+
+
+@pytest.fixture
+def by_hand(tmp_path: Path) -> Iterator[tuple[Path, Path, int]]:
+    """A source tree, an empty destination, and the fds open before a walk."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    big_tree(src)
+    dst.mkdir()
+    yield src, dst, _fds()
+    subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+
+
+@needs_c
+def test_a_share_never_taken_loses_nothing_and_closes_its_fds(
+    tmp_path: Path, by_hand: tuple[Path, Path, int]
+) -> None:
+    src, dst, before = by_hand
+    frames: list[Any] = []
+    files, _b, _cfr, dirs, entries, rest, modes, _l, _p = _walk(src, dst, frames.append)
+    assert frames, "the walk never shared"
+    assert (files, dirs, entries, rest) == (60 * 31 + 1, 1 + 2 + 60 * 2, 60 * 31 + 1, [])
+    assert modes == [("big/d07", 0o555)]  # the caller gives it its mode at the end
+    os.chmod(dst / "big" / "d07", 0o555)
+    assert snapshot(dst) == snapshot(src)
+    assert _fds() > before  # the shared directories stay open while a capsule holds them
+    frames.clear()  # never taken
+    assert _fds() == before
+    (tmp_path / "again").mkdir()
+    _walk(src, tmp_path / "again", frames.append)
+    # taken after the giver read it to the end: nothing left in it
+    out = _walk(src, dst, frames.append, frames[0])
+    assert out[0] == out[4] == 0
+    with pytest.raises(ValueError, match="taken already"):
+        _walk(src, dst, frames.append, frames[0])
+    frames.clear()
+    assert _fds() == before
+
+
+@needs_c
+def test_give_raising_stops_the_walk_with_its_error(by_hand: tuple[Path, Path, int]) -> None:
+    src, dst, before = by_hand
+
+    def give(frame: Any) -> None:
+        raise RuntimeError("no queue")
+
+    with pytest.raises(RuntimeError, match="no queue"):
+        _walk(src, dst, give)
+    assert _fds() == before
