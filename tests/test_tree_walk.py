@@ -336,7 +336,7 @@ def test_hands_back_exactly_what_is_not_plain(tmp_path: Path) -> None:
     dst.mkdir()
     sfd, dfd = _fds(src), _fds(dst)
     try:
-        files, nbytes, _cfr, dirs, entries, rest, modes, linked, _placed = fast.place_tree(
+        files, nbytes, _cfr, dirs, entries, rest, modes, linked, _placed, _pr = fast.place_tree(
             fast.COPY, sfd, dfd, 0o022, True, False, True, True, 3
         )
     finally:
@@ -351,6 +351,51 @@ def test_hands_back_exactly_what_is_not_plain(tmp_path: Path) -> None:
     assert sorted(os.listdir(dst / "a")) == ["b", "f"]
     assert os.listdir(dst / "a" / "b") == []
     assert stat.S_IMODE(os.stat(dst / "a" / "b").st_mode) == 0o700  # filled, then restored
+
+
+@needs_c
+@pytest.mark.parametrize("private", ["COPY", "REFLINK", None])
+def test_the_files_copy_names_are_placed_by_their_own_strategy(
+    tmp_path: Path, private: str | None
+) -> None:
+    """A listed file flagged "r" (copy= names it): with a private strategy the walk
+    places it by that one -- never a hardlink to the source -- and counts it in
+    ``privates``; without one, or when that strategy fails (no reflink on this
+    filesystem), it is handed back for the chain's fallbacks."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "pkg-1.dist-info").mkdir(parents=True)
+    (src / "pkg").mkdir()
+    (src / "pkg" / "mod.py").write_text("mod")
+    (src / "pkg-1.dist-info" / "RECORD").write_text("record")
+    (src / "pkg-1.dist-info" / "METADATA").write_text("meta")
+    dst.mkdir()
+    blob = b"pkg-1.dist-info/METADATA\0rpkg-1.dist-info/RECORD\0ppkg/mod.py\0"
+    code = -1 if private is None else getattr(fast, private)
+    sfd, dfd = _fds(src), _fds(dst)
+    try:
+        out = fast.place_tree(
+            fast.HARDLINK, sfd, dfd, 0o022, True, False, True, True, 16, b"p" + blob, False,
+            None, None, None, code,
+        )  # fmt: skip
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+    files, _bytes, _cfr, _dirs, entries, rest, _m, _l, _p, privates = out
+    record = dst / "pkg-1.dist-info" / "RECORD"
+    if private is None or (private == "REFLINK" and rest):
+        assert (files, privates, rest) == (2, 0, ["pkg-1.dist-info/RECORD"])
+        assert not record.exists()
+    else:
+        assert (files, privates, rest) == (3, 1, [])
+        assert record.read_text() == "record"
+        assert os.stat(record).st_ino != os.stat(src / "pkg-1.dist-info" / "RECORD").st_ino
+    assert entries == 3
+    assert os.stat(dst / "pkg" / "mod.py").st_ino == os.stat(src / "pkg" / "mod.py").st_ino
+    with pytest.raises(ValueError, match="private strategy"):
+        fast.place_tree(
+            fast.HARDLINK, 0, 0, 0o022, True, False, True, True, 16, None, False, None, None,
+            None, fast.HARDLINK,
+        )  # fmt: skip
 
 
 @needs_c

@@ -1072,8 +1072,8 @@ class _Walk:
     With ``files=``, the listed entries all parts saw are added up, and the last part
     to end checks that none is missing."""
 
-    __slots__ = ("blob", "drel", "entries", "lock", "parts", "policy_after", "rel", "report",
-                 "rest", "span")  # fmt: skip
+    __slots__ = ("blob", "drel", "entries", "lock", "parts", "policy_after", "private",
+                 "pstrategy", "rel", "report", "rest", "span")  # fmt: skip
 
     def __init__(self, run: _Run, rel: str, drel: str) -> None:
         self.rel, self.drel = rel, drel
@@ -1081,6 +1081,9 @@ class _Walk:
         self.policy_after = run.private is not None and self.span is None  # copy= alone
         self.blob = None if self.span is None else _file_list(run, *self.span)
         self.report = _report_placed(run.private, rel) if self.policy_after else False
+        # the files copy= names (flagged in blob), by the first of their own chain, in C
+        self.private: Strategy = run.chain.for_file(True)[0]
+        self.pstrategy = -1 if self.blob is None else _c_strategy(self.private)
         self.lock = threading.Lock()
         self.parts = 1  # parts not yet ended
         self.entries = 0  # listed entries the ended parts saw
@@ -1122,7 +1125,7 @@ def _walk_part(
             run.submit(_gift_job, run, roots, walk, frame)
 
     try:
-        files, nbytes, cfr, dirs, entries, rest, modes, linked, placed = _fast.place_tree(
+        files, nbytes, cfr, dirs, entries, rest, modes, linked, placed, privates = _fast.place_tree(
             _c_strategy(strategy),
             sdir,
             ddir,
@@ -1137,6 +1140,7 @@ def _walk_part(
             run.hungry,
             give,
             frame,
+            walk.pstrategy,
         )
     except OSError as e:
         where = _sub(rel, e.filename) if isinstance(e.filename, str) else rel
@@ -1146,7 +1150,9 @@ def _walk_part(
         ) from None  # fmt: skip
     run.chain.learn_cfr(cfr)
     tally = _Tally()
-    tally.counts[strategy] += files
+    tally.counts[strategy] += files - privates
+    if privates:
+        tally.counts[walk.private] += privates
     tally.files += files
     tally.bytes += nbytes
     with run.lock:

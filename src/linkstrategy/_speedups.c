@@ -366,13 +366,18 @@ error:
  *
  * place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,
  *            times, max_depth[, listed[, report_placed | (prefix, tails)[, hungry,
- *            give[, frame]]]])
- *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)
+ *            give[, frame[, pstrategy]]]]])
+ *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed,
+ *         privates)
  *
  * ``listed`` (place(files=...)): bytes, ``<flag><relative path>\0`` per listed file,
  * sorted by path; only those files are placed ('p') or handed back ('r': a file the
  * caller's copy= policy names), and only the directories above them are made; a
  * listed name that is a directory is handed back (the Python path refuses it).
+ * ``pstrategy`` (after ``frame``; REFLINK or COPY, -1 by default): the 'r' files are
+ * placed here by it instead -- the first strategy of the policy's chain, never a
+ * hardlink -- and counted in ``privates`` (of ``files``); one that does not go
+ * plainly is handed back as before, for the chain's fallbacks.
  *
  * dst_dir_fd is a directory this run created and nothing else writes into (below a
  * new directory still hidden under a temporary name).  It gets src_dir_fd's mode as
@@ -545,8 +550,10 @@ struct frame {
 
 struct walk {
     int strategy, xattrs, do_fsync, times_, cfr;
+    int pstrategy; /* for the files flagged 'r' (copy=): never HARDLINK; -1: hand them back */
     mode_t umask_;
     long long files, bytes, dirs, entries;
+    long long privates; /* of ``files``, placed by pstrategy */
     struct recs recs;
     int err;          /* errno of the error that stopped the walk, 0 if none */
     char *err_path;   /* its relative path */
@@ -890,7 +897,7 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 type = DT_LNK; /* anything else: handed back */
         }
         size_t len = path_push(path, f->len, name);
-        int hand_back = 0;
+        int hand_back = 0, private_ = 0;
         if (w->nallow >= 0) { /* only what the list names, and the directories above it */
             Py_ssize_t k = allow_find(w, path);
             if (type == DT_DIR && k < 0 && !allow_below(w, path, len)) {
@@ -901,8 +908,13 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 path[f->len] = '\0';
                 continue;
             }
-            if (k >= 0) /* a listed name: 'r' as asked, and a directory for Python to refuse */
+            if (k >= 0) { /* a listed name: 'r' as asked, and a directory for Python to refuse */
                 hand_back = w->flags[k] != 'p' || type == DT_DIR;
+                if (hand_back && type == DT_REG && w->pstrategy >= 0) {
+                    hand_back = 0; /* placed here by the policy's own strategy */
+                    private_ = 1;
+                }
+            }
         }
         if (hand_back) {
             w->entries++;
@@ -912,9 +924,11 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
             int linked = 0;
             long long ldev = 0, lino = 0;
             w->entries++;
-            if (place_one(w->strategy, sfd, f->dfd, name, w->umask_, w->xattrs, w->do_fsync,
-                          w->times_, &w->cfr, &w->bytes, &linked, &ldev, &lino) == 0) {
+            if (place_one(private_ ? w->pstrategy : w->strategy, sfd, f->dfd, name, w->umask_,
+                          w->xattrs, w->do_fsync, w->times_, &w->cfr, &w->bytes, &linked, &ldev,
+                          &lino) == 0) {
                 w->files++;
+                w->privates += private_;
                 if (linked && recs_add(&w->recs, REC_LINKED, path, len, ldev, lino) != 0)
                     goto nomem;
                 if (w->report_placed &&
@@ -1272,6 +1286,7 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     PyObject *rest = NULL, *modes = NULL, *linked = NULL, *placed = NULL, *result = NULL;
     PyObject *listed = Py_None, *report = Py_False, *hungry = Py_None, *give = Py_None;
     PyObject *resume = Py_None;
+    int pstrategy = -1;
     struct gift *gift = NULL;
     struct shared *rsh = NULL;
 
@@ -1279,10 +1294,16 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     memset(&w, 0, sizeof(w));
     w.nallow = -1;
     w.rtails.count = -1;
-    if (!PyArg_ParseTuple(args, "iiiippppi|OOOOO", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
+    if (!PyArg_ParseTuple(args, "iiiippppi|OOOOOi", &strategy, &sdir, &ddir, &umask_, &w.xattrs,
                           &w.do_fsync, &w.cfr, &w.times_, &max_depth, &listed, &report,
-                          &hungry, &give, &resume))
+                          &hungry, &give, &resume, &pstrategy))
         return NULL;
+    if (pstrategy != -1 && pstrategy != REFLINK && pstrategy != COPY) {
+        PyErr_Format(PyExc_ValueError, "private strategy must be REFLINK, COPY or -1, not %d",
+                     pstrategy);
+        return NULL;
+    }
+    w.pstrategy = pstrategy;
     if (hungry != Py_None) {
         w.hungry = PyCapsule_GetPointer(hungry, FLAG);
         if (w.hungry == NULL)
@@ -1377,8 +1398,8 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     linked = modes == NULL ? NULL : recs_list(&w.recs, REC_LINKED);
     placed = linked == NULL ? NULL : recs_list(&w.recs, REC_PLACED);
     if (placed != NULL)
-        result = Py_BuildValue("LLOLLOOOO", w.files, w.bytes, w.cfr ? Py_True : Py_False, w.dirs,
-                               w.entries, rest, modes, linked, placed);
+        result = Py_BuildValue("LLOLLOOOOL", w.files, w.bytes, w.cfr ? Py_True : Py_False, w.dirs,
+                               w.entries, rest, modes, linked, placed, w.privates);
 done:
     Py_XDECREF(rest);
     Py_XDECREF(modes);
@@ -1683,8 +1704,9 @@ static PyMethodDef methods[] = {
     {"place_tree", place_tree, METH_VARARGS,
      "place_tree(strategy, src_dir_fd, dst_dir_fd, umask, xattrs, fsync, copy_file_range,\n"
      "           times, max_depth[, listed[, report_placed | (prefix, tails)[, hungry,\n"
-     "           give[, frame]]]])\n"
-     "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed)\n\n"
+     "           give[, frame[, pstrategy]]]]])\n"
+     "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed,\n"
+     "        privates)\n\n"
      "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
      "not plain (see the comment above place_tree in _speedups.c)."},
     {"flag", flag, METH_NOARGS, "flag() -> a flag for place_tree's hungry (see flag_set)"},

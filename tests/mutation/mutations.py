@@ -72,6 +72,17 @@ def m(name: str, file: str, old: str, new: str, tests: tuple[str, ...], why: str
 MUTATIONS: list[Mutation] = [
     # -- place(): the C tree walk ---------------------------------------------------------
     m(
+        "tree-walk-private-hardlinked",
+        _C,
+        "            if (place_one(private_ ? w->pstrategy : w->strategy, sfd, f->dfd, name, w->umask_,",
+        "            if (place_one(w->strategy, sfd, f->dfd, name, w->umask_,",
+        (
+            f"{TW}::test_the_files_copy_names_are_placed_by_their_own_strategy",
+            f"{TW}::test_file_lists_same_tree_and_report_as_the_other_paths",
+        ),
+        "RECORD hardlinked into the cache: the installer's rewrite of it corrupts the cache",
+    ),
+    m(
         "tree-share-pool-never-hungry",
         _POOL,
         "            if self.on_hungry is not None:\n                self.on_hungry(hungry)",
