@@ -205,8 +205,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "tree-walk-missing-listed-file-unnoticed",
         _PLACE,
-        "    if span is not None and entries < _expected(run, rel, span, rest):",
-        "    if False:",
+        "        if last and walk.entries < _expected(run, rel, span, walk.rest):",
+        "        if False:",
         (f"{TW}::test_file_list_errors_as_on_the_other_paths",),
         "a listed file that is not there must fail the call",
     ),
