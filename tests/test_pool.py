@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -124,3 +125,33 @@ def test_a_helping_caller_works_its_own_jobs_too(monkeypatch: pytest.MonkeyPatch
     tasks.help_until(done)
     assert left == [0]
     assert threading.current_thread().name in runners
+
+
+def test_the_hungry_flag_follows_idle_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Tasks.hunger``: up while a thread could take a job and none is queued (a C
+    walk then shares work), down while every slot is busy or a job waits."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), 2)
+    group = _pool.Group(tasks)
+    seen: list[bool] = []
+    flag = tasks.hunger(lambda: seen, lambda f, v: f.append(v))
+    assert flag is seen and tasks.hunger(list, list.append) is seen  # made once
+    assert seen == [False]
+    first, second, release = threading.Event(), threading.Event(), threading.Event()
+
+    def job(started: threading.Event) -> None:
+        started.set()
+        release.wait(20)
+
+    group.submit(job, first)
+    assert first.wait(20)
+    assert seen[-1] is True  # one job running, one slot free, nothing queued
+    group.submit(job, second)
+    assert second.wait(20)
+    assert seen[-1] is False  # both slots busy
+    release.set()
+    group.wait()
+    deadline = time.monotonic() + 20  # the slots are given back just after the jobs end
+    while seen[-1] is not True and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert seen[-1] is True

@@ -91,6 +91,14 @@ MUTATIONS: list[Mutation] = [
         "one big package keeps one thread busy while the other waits",
     ),
     m(
+        "tree-share-hungry-while-every-slot-is-busy",
+        _POOL,
+        "        hungry = not self.jobs and self.slots < self.workers",
+        "        hungry = not self.jobs",
+        ("tests/test_pool.py::test_the_hungry_flag_follows_idle_slots",),
+        "walks share work nobody can take: a Python job per share for nothing",
+    ),
+    m(
         "tree-share-listed-checked-per-part",
         _PLACE,
         "        if last and walk.entries < _expected(run, rel, span, walk.rest):",
