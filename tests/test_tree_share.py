@@ -199,3 +199,30 @@ def test_give_raising_stops_the_walk_with_its_error(by_hand: tuple[Path, Path, i
     with pytest.raises(RuntimeError, match="no queue"):
         _walk(src, dst, give)
     assert _fds() == before
+
+
+@needs_c
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="needs an unprivileged user: root reads any directory"
+)
+def test_an_error_in_a_shared_part_fails_the_call_and_leaves_nothing(
+    tmp_path: Path, gifts: list[int]
+) -> None:
+    """A directory no walk can read, deep in the package that is shared: the call
+    fails naming it, after every part has ended, and the destination is as it was."""
+    src = tmp_path / "src"
+    big_tree(src)
+    locked = src / "big" / "d55" / "sub"
+    os.chmod(locked, 0)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "other").write_text("not ours\n")
+    try:
+        with pytest.raises(linkstrategy.PlaceError) as e:
+            linkstrategy.place(src, site, strategy="hardlink", workers=2)
+        assert "big/d55/sub" in str(e.value)
+        assert gifts, "the big package was not shared"
+        assert sorted(os.listdir(site)) == ["other"]
+        assert (site / "other").read_text() == "not ours\n"
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
