@@ -617,6 +617,7 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                 ("0", "floor.c link"),
                 ("1", "floor.c clone"),
                 ("2", "floor.c clone+times"),
+                ("3", "floor.c clone, slices"),
             ):
                 contenders.append(floor_contender(label, floor, src, mode, dst(f"floor{mode}")))
         log(
@@ -1201,6 +1202,10 @@ RATIOS: list[tuple[str, str, str, str, float | None]] = [
     # The same work as place() does for a clone (the source's mode and times kept): what
     # the gap to the bare clone is made of.
     ("local", "place", "place(reflink)", "floor.c clone+times", 1.1),
+    # The bare clone with each thread in its own contiguous part of the tree (as place()
+    # spreads it, a package a thread) instead of the next directory: what the spread
+    # costs on XFS (allocation-group locks), with the same syscalls.
+    ("local", "place", "floor.c clone, slices", "floor.c clone", None),
     # The pure-Python paths, for the record (no target: they must stay correct).
     ("local", "place", "place(hardlink) pure Python", "place(hardlink)", None),
     ("local", "place", "place(reflink) pure Python", "place(reflink)", None),

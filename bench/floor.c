@@ -6,6 +6,13 @@
  *                                        2: FICLONE keeping the source's mode and times
  *                                           (fstat, create with its mode, futimens: the
  *                                           least work for what place() gives a clone)
+ *                                        3: as 1, but each thread takes one contiguous
+ *                                           slice of the directories in tree order (as
+ *                                           many files each) instead of the next one:
+ *                                           the same work, spread as place() spreads
+ *                                           it (one thread a package); on XFS the
+ *                                           threads then wait more on allocation-group
+ *                                           locks (see README, Speed)
  *
  * Walks SRC once (untimed), then, timed: makes every directory of DST in one thread,
  * and links or clones the regular files of each directory on THREADS threads, one
@@ -26,6 +33,8 @@
 #include <unistd.h>
 
 static char **dirs;
+static int *nfiles; /* regular files in each directory */
+static long totalfiles;
 static int ndirs, capdirs, next_dir, mode;
 static const char *src, *dst;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -39,11 +48,18 @@ static void collect(const char *rel)
 	if (ndirs == capdirs) {
 		capdirs = capdirs ? 2 * capdirs : 1024;
 		dirs = realloc(dirs, capdirs * sizeof(*dirs));
+		nfiles = realloc(nfiles, capdirs * sizeof(*nfiles));
 	}
+	int me = ndirs;
+	nfiles[me] = 0;
 	dirs[ndirs++] = strdup(rel);
 	snprintf(p, sizeof p, "%s/%s", src, rel);
 	d = opendir(p);
 	while (d && (e = readdir(d))) {
+		if (e->d_type == DT_REG) {
+			nfiles[me]++;
+			totalfiles++;
+		}
 		if (e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
 			char r[4096];
 			snprintf(r, sizeof r, "%s/%s", rel, e->d_name);
@@ -71,7 +87,7 @@ static void one_dir(const char *rel)
 			continue;
 		if (mode == 0) {
 			linkat(sfd, e->d_name, dfd, e->d_name, 0);
-		} else if (mode == 1) {
+		} else if (mode == 1 || mode == 3) {
 			int a = openat(sfd, e->d_name, O_RDONLY);
 			int b = openat(dfd, e->d_name, O_WRONLY | O_CREAT | O_EXCL, 0644);
 			ioctl(b, FICLONE, a);
@@ -94,9 +110,24 @@ static void one_dir(const char *rel)
 	close(dfd);
 }
 
+static int nthreads;
+
 static void *worker(void *arg)
 {
-	(void)arg;
+	if (mode == 3) { /* slice t of nthreads, cut where the files so far reach its share */
+		long t = (long)arg, acc = 0;
+		int i = 0, lo = -1, hi = ndirs;
+		for (; i < ndirs && hi == ndirs; i++) {
+			if (lo < 0 && acc * nthreads >= t * totalfiles)
+				lo = i;
+			if (acc * nthreads >= (t + 1) * totalfiles)
+				hi = i;
+			acc += nfiles[i];
+		}
+		for (i = lo < 0 ? ndirs : lo; i < hi; i++)
+			one_dir(dirs[i]);
+		return NULL;
+	}
 	for (;;) {
 		int i;
 		pthread_mutex_lock(&mu);
@@ -112,10 +143,10 @@ int main(int argc, char **argv)
 {
 	struct timespec t0, t1;
 	pthread_t th[64];
-	int i, nthreads;
+	int i;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: %s SRC DST MODE(0 link, 1 clone, 2 clone+mode+times) THREADS\n", argv[0]);
+		fprintf(stderr, "usage: %s SRC DST MODE(0 link, 1 clone, 2 clone+mode+times, 3 clone in slices) THREADS\n", argv[0]);
 		return 2;
 	}
 	src = argv[1];
@@ -133,7 +164,7 @@ int main(int argc, char **argv)
 		mkdir(d, 0755);
 	}
 	for (i = 0; i < nthreads; i++)
-		pthread_create(&th[i], NULL, worker, NULL);
+		pthread_create(&th[i], NULL, worker, (void *)(long)i);
 	for (i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
