@@ -387,7 +387,7 @@ class _Run:
         self.chunk = 64
         self.pairs: set[_Pair] = set()  # directory fds shared by chunk jobs, while open
         self.whole_trees = False  # new subtrees go to the C walk (_tree_job)
-        self.hungry: object = None  # the C flag a walk reads to give work away (_split_flag)
+        self.hungry: object = None  # the C flag a walk reads to share work (Tasks.hunger)
         # files=: every listed path (encoded, sorted) for the C walk's file lists
         self.listed: list[bytes] | None = None
 
@@ -1065,12 +1065,12 @@ def _dir_job(
 
 class _Walk:
     """One new subtree placed by the C walk (:func:`_tree_job`), in one part or in
-    several: while a worker has nothing to do, a walk gives it the rest of one of its
-    directories (``give``), which another call of the C walk goes on with as a part
-    of its own (:func:`_gift_job`), so that one big package does not keep a single
-    thread busy at the end of a run.  Every part's paths are relative to ``rel``.
-    With ``files=``, the listed entries all parts saw are added up, and the last part
-    to end checks that none is missing."""
+    several: while a worker has nothing to do, a walk shares one of its directories
+    with it (``give``): another call of the C walk joins it as a part of its own
+    (:func:`_gift_job`), and the two take that directory's entries in turns, so that
+    one big package does not keep a single thread busy at the end of a run.  Every
+    part's paths are relative to ``rel``.  With ``files=``, the listed entries all
+    parts saw are added up, and the last part to end checks that none is missing."""
 
     __slots__ = ("blob", "drel", "entries", "lock", "parts", "policy_after", "private",
                  "pstrategy", "rel", "report", "rest", "span")  # fmt: skip
@@ -1106,8 +1106,8 @@ def _tree_job(run: _Run, roots: tuple[int, int], rel: str, drel: str) -> None:
 
 
 def _gift_job(run: _Run, roots: tuple[int, int], walk: _Walk, frame: object) -> None:
-    """The rest of a directory another part of ``walk`` gave away (a capsule of the
-    C walk holding its two open directories; closed by it if this job never runs)."""
+    """A directory another part of ``walk`` shares (a capsule of the C walk; it lets
+    the directory go if this job never runs)."""
     _walk_part(run, roots, walk, -1, -1, frame)
 
 

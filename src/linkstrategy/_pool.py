@@ -65,7 +65,7 @@ class Tasks:
         self.jobs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self.slots = 0  # threads working on these jobs now
         # Told True when a thread could take a job and none is queued, False when that
-        # ends (_place: a C walk then gives part of its tree away); with its state.
+        # ends (_place: a C walk then shares a directory with it); with its state.
         self.on_hungry: Callable[[bool], None] | None = None
         self.hungry_flag: Any = None
         self._hungry = False
