@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,11 @@ def test_a_big_package_is_shared_with_an_idle_worker(
 ) -> None:
     src = tmp_path / "src"
     big_tree(src)
+    before = _fds()
     try:
         r = linkstrategy.place(src, tmp_path / "dst", strategy=strategy, workers=2, fsync=fsync)
         assert gifts, "no directory was shared: one thread did the big package alone"
+        assert _fds() == before  # every shared directory let go by the last of its walks
         assert snapshot(tmp_path / "dst") == snapshot(src)
         assert r.files == 60 * 31 + 1 and r.dirs == 1 + 2 + 60 * 2
         assert r.by_strategy[strategy] == r.files
@@ -226,3 +229,41 @@ def test_an_error_in_a_shared_part_fails_the_call_and_leaves_nothing(
         assert (site / "other").read_text() == "not ours\n"
     finally:
         subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+
+
+LIMITED = """
+import resource, sys
+import linkstrategy
+from linkstrategy import _place
+resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+taken = []
+real = _place._gift_job
+_place._gift_job = lambda *a: (taken.append(1), real(*a))[1]
+r = linkstrategy.place(sys.argv[1], sys.argv[2], strategy="hardlink", workers=2)
+print(r.files, len(taken) > 0)
+"""
+
+
+@needs_c
+def test_shared_deep_walks_stay_within_a_small_fd_limit(tmp_path: Path) -> None:
+    """40 chains 14 levels deep under a 96-fd limit, shared between two threads: the
+    walks hold two fds a level each, and a shared directory is let go by the last of
+    them -- no fd is kept per share."""
+    src = tmp_path / "src"
+    for c in range(40):
+        d = src / "big" / f"c{c}"
+        for level in range(14):
+            d = d / f"l{level}"
+            d.mkdir(parents=True)
+            for f in range(3):
+                (d / f"f{f}.py").write_text(f"{c} {level} {f}\n")
+    (src / "small").mkdir()
+    (src / "small" / "one.py").write_text("one\n")
+    cp = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(src), str(tmp_path / "dst")],
+        capture_output=True,
+        text=True,
+    )
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert cp.stdout.split() == [str(40 * 14 * 3 + 1), "True"]
+    assert snapshot(tmp_path / "dst") == snapshot(src)

@@ -115,6 +115,14 @@ MUTATIONS: list[Mutation] = [
         "a share whose job is skipped keeps two fds open for the life of the process",
     ),
     m(
+        "tree-share-last-holder-keeps-the-fds",
+        _C,
+        "    ds_close(sh->sd);\n    close(sh->dfd);\n    pthread_mutex_destroy(&sh->mu);",
+        "    pthread_mutex_destroy(&sh->mu);",
+        (f"{SH}::test_a_big_package_is_shared_with_an_idle_worker",),
+        "every shared directory keeps two fds open: a big install runs out of them",
+    ),
+    m(
         "tree-share-taken-twice",
         _C,
         "        if (gift->sh == NULL) {",
