@@ -1,16 +1,18 @@
-"""The C walk shares a directory with an idle worker (``_speedups.place_tree``'s
-``hungry``/``give``, ``_place._Walk``): one big package must not keep one thread busy
-while the others wait at the end of a run.
+"""Idle workers join the C walk (``_speedups.place_tree``'s ``hungry``/``give``, the
+board, ``_place._Walk``): one big package must not keep one thread busy while the
+others wait, and the threads of one tree work on neighbouring directories.
 
-A walk that has placed enough of its own (``GIVE_AFTER`` entries) and sees the pool's
-flag ("a thread could take a job and none is queued") shares the shallowest
-directory whose listing it has not read to the end: both walks then take its entries
-in turns, each with everything below the entries it took.  Nothing is handed over
-whole, so a share whose job never runs loses nothing: the giver reads on.
+A walk that sees the pool's flag ("a thread could take a job and none is queued")
+while a subdirectory waits on its board gives the board away: the caller queues a
+job whose walk takes from the same board -- the subdirectory found last first; with
+nothing to take for a while, a directory another walk is reading, in turns.  Nothing
+is handed over whole, so a board whose job never runs loses nothing: the walks on
+it do the work.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -178,9 +180,9 @@ def test_a_share_never_taken_loses_nothing_and_closes_its_fds(
     assert modes == [("big/d07", 0o555)]  # the caller gives it its mode at the end
     os.chmod(dst / "big" / "d07", 0o555)
     assert snapshot(dst) == snapshot(src)
-    assert _fds() > before  # the shared directories stay open while a capsule holds them
-    frames.clear()  # never taken
+    # the walk ended with the board done: a capsule that still holds it holds no fd
     assert _fds() == before
+    frames.clear()  # never taken: the board is freed
     (tmp_path / "again").mkdir()
     _walk(src, tmp_path / "again", frames.append)
     # taken after the giver read it to the end: nothing left in it
@@ -194,13 +196,20 @@ def test_a_share_never_taken_loses_nothing_and_closes_its_fds(
 
 @needs_c
 def test_give_raising_stops_the_walk_with_its_error(by_hand: tuple[Path, Path, int]) -> None:
+    """The walk stops with subdirectories still on its board: they hold their parents
+    open until the last holder of the board -- here the capsule give() kept -- lets
+    it go."""
     src, dst, before = by_hand
+    kept: list[Any] = []
 
     def give(frame: Any) -> None:
+        kept.append(frame)
         raise RuntimeError("no queue")
 
     with pytest.raises(RuntimeError, match="no queue"):
         _walk(src, dst, give)
+    assert kept and _fds() > before
+    kept.clear()  # never taken
     assert _fds() == before
 
 
@@ -267,3 +276,97 @@ def test_shared_deep_walks_stay_within_a_small_fd_limit(tmp_path: Path) -> None:
     assert cp.returncode == 0, cp.stderr[-2000:]
     assert cp.stdout.split() == [str(40 * 14 * 3 + 1), "True"]
     assert snapshot(tmp_path / "dst") == snapshot(src)
+
+
+BOARD = """
+import os, resource, sys, threading
+from linkstrategy import _place
+fast = _place._fast
+src, dst, workers, depth = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+flag = fast.flag()
+fast.flag_set(flag, True)
+joined, parts, errors = [], [], []
+def walk(sfd, dfd, cap):
+    try:
+        parts.append(fast.place_tree(
+            fast.HARDLINK, sfd, dfd, 0o022, True, False, True, True, depth, None, False, flag,
+            give, cap))
+    except BaseException as e:
+        errors.append(repr(e))
+def give(cap):
+    if len(joined) < workers - 1:
+        t = threading.Thread(target=walk, args=(-1, -1, cap))
+        joined.append(t)
+        t.start()
+        fast.flag_set(flag, len(joined) < workers - 1)
+sfd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+dfd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
+fds = len(os.listdir("/proc/self/fd")) - 1  # not listdir's own
+# the board's directories, and a source and a new file in flight per walk
+limit = fds + 2 * depth + 2 * workers
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+walk(sfd, dfd, None)
+for t in joined:
+    t.join()
+print(len(joined) + 1 - len(parts) - len(errors), errors)
+print(sum(p[0] for p in parts), sorted(r for p in parts for r in p[5]))
+print(*sorted(p[0] for p in parts))  # the files each walk placed
+"""
+
+
+def _board(src: Path, dst: Path, walks: int, depth: int) -> tuple[int, list[str], list[int]]:
+    """``walks`` walks on one board by hand (BOARD): the files placed, the entries
+    handed back, and the files each walk placed."""
+    cp = subprocess.run(
+        [sys.executable, "-c", BOARD, str(src), str(dst), str(walks), str(depth)],
+        capture_output=True,
+        text=True,
+    )
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    first, second, third = cp.stdout.splitlines()
+    assert first == "0 []", first  # every walk ended, none failed
+    files, handed = second.split(" ", 1)
+    return int(files), ast.literal_eval(handed), [int(n) for n in third.split()]
+
+
+@needs_c
+def test_walks_on_one_board_keep_within_its_directory_bound(tmp_path: Path) -> None:
+    """Four walks on one board with max_depth=3, under an fd limit that leaves room
+    for three open directories and a file in flight per walk: a walk that would open
+    one more hands the subdirectory back (the caller places it) instead of running
+    out of fds, and nothing is lost."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    total = 0
+    for i in range(12):
+        a = src / f"a{i:02}"
+        for j in range(12):
+            b = a / f"b{j:02}"
+            b.mkdir(parents=True)
+            for k in range(3):
+                (b / f"f{k}").write_text(f"{i} {j} {k}\n")
+                total += 1
+        (a / "top.py").write_text(f"{i}\n")
+        total += 1
+    dst.mkdir()
+    files, handed_back, _each = _board(src, dst, 4, 3)
+    assert handed_back, "no walk reached the bound: the test did not test it"
+    below = 0
+    for r in handed_back:  # directories, not made: every file below them is the caller's
+        assert (src / r).is_dir() and not (dst / r).exists(), r
+        below += sum(len(fs) for _d, _s, fs in os.walk(src / r))
+    assert files + below == total
+
+
+@needs_c
+def test_a_big_flat_directory_is_read_in_turns(tmp_path: Path) -> None:
+    """No subdirectory to take: a walk that joins reads the directory the other walk
+    is reading, in turns, and each places what it read."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    for i in range(3000):
+        (src / f"m{i}.py").write_text(f"{i}\n")
+    files, handed_back, each = _board(src, dst, 2, 16)
+    assert (files, handed_back) == (3000, [])
+    assert len(each) == 2 and min(each) > 0, each
+    assert snapshot(dst) == snapshot(src)

@@ -419,20 +419,31 @@ DEEP = textwrap.dedent(
     """
     import os, resource, sys
     import linkstrategy
+    from linkstrategy import _place
     resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+    handed = []
+    real = _place._place_rest
+    def rest(run, roots, rel, drel, entries):
+        handed.extend(_place._sub(rel, e) for e in entries)
+        real(run, roots, rel, drel, entries)
+    _place._place_rest = rest
     r = linkstrategy.place(sys.argv[1], sys.argv[2], strategy="hardlink")
     print(r.files, r.dirs)
+    print(*sorted(p.count("/") + 1 for p in handed))
     """
 )
 
 
 @needs_c
 def test_deep_trees_hold_few_fds(tmp_path: Path) -> None:
-    """300 levels under a 96-fd limit: each walk holds at most 2 fds per level it
-    descends (16), and what lies deeper is a new walk."""
+    """300 levels under a 96-fd limit, with empty siblings at each level: a walk goes
+    into the deep one while siblings wait, so it holds a directory open per level
+    (two fds) -- at most 16 levels, and what lies deeper is a new walk."""
     src = tmp_path / "src"
     d = src
     for i in range(300):
+        for k in range(5):
+            os.makedirs(d / f"s{k}")
         d = d / f"l{i}"
     os.makedirs(d)
     (d / "leaf").write_text("leaf")
@@ -443,7 +454,12 @@ def test_deep_trees_hold_few_fds(tmp_path: Path) -> None:
     )
     try:
         assert cp.returncode == 0, cp.stderr[-2000:]
-        assert cp.stdout.split() == ["1", "301"]
+        placed, depths = cp.stdout.splitlines()
+        assert placed.split() == ["1", str(1 + 300 * 6)]
+        # only the subdirectories 16 levels below a walk's top (the deep one and its
+        # five siblings) went to a walk of their own: nothing shallower (an open
+        # refused for want of fds is handed back too)
+        assert depths.split() == [str(16 * k) for k in range(1, 300 // 16 + 1) for _ in range(6)]
         assert (tmp_path / "dst" / os.path.relpath(d, src) / "leaf").read_text() == "leaf"
     finally:
         subprocess.run(["rm", "-rf", str(tmp_path / "src"), str(tmp_path / "dst")], check=False)

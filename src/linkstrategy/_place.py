@@ -1787,9 +1787,14 @@ class _Placement:
         self.started = True
         if self.sname is None:
             roots = (self.src_root_fd, self.dst_root_fd)
-            run.start_jobs(
-                _dir_job, run, roots, "", "", self.hidden_root is not None, self.listings
-            )
+            if self.hidden_root is not None and run.whole_trees:
+                # all new: one C walk from the top, which the idle workers join (the
+                # threads then work on neighbouring directories, not a package each)
+                run.start_jobs(_tree_job, run, roots, "", "")
+            else:
+                run.start_jobs(
+                    _dir_job, run, roots, "", "", self.hidden_root is not None, self.listings
+                )
         else:
             _place_one(run, self.pfd, self.sname, self.base)
 

@@ -442,10 +442,12 @@ error:
  *
  * dst_dir_fd is a directory this run created and nothing else writes into (below a
  * new directory still hidden under a temporary name).  It gets src_dir_fd's mode as
- * _place._dir_job gives it (the mode | 0700 while it is filled), then, walking the
- * source depth first: every subdirectory is made (mkdirat 0777, then opened
- * O_NOFOLLOW on both sides) and treated the same way, every regular file placed by
- * place_one().  What is not plain is handed back, never decided here:
+ * _place._dir_job gives it (the mode | 0700 while it is filled); then the source is
+ * read directory by directory from a *board* (see struct board): every regular file
+ * placed by place_one() as it is read, every subdirectory put on the board as it is
+ * found, and the subdirectory found last taken next -- made then (mkdirat 0777,
+ * opened O_NOFOLLOW on both sides, its parent held open until that is done) and
+ * read the same way.  What is not plain is handed back, never decided here:
  *
  *   rest    ["rel/name"] entries not placed: symlinks, special files, files
  *           place_one() refused (any error, xattrs, holes, setuid...), a subdirectory
@@ -465,26 +467,32 @@ error:
  *           symlinks and special files seen, and listed names handed back: the
  *           caller's "discovered", and with ``listed`` how it finds a missing one).
  *
- * hungry, give, frame (all three optional): sharing with idle workers.  ``hungry`` is
- * a flag() the caller's pool keeps up while one of its threads could take a job and
- * none is queued.  A walk that sees it, after GIVE_AFTER entries of its own, shares
- * the shallowest of its directories whose listing it has not read to the end: it
- * calls give(capsule) (taking the GIL), and the caller queues a job that calls
- * place_tree again with ``frame=capsule`` (src_dir_fd and dst_dir_fd then unused).
- * Both walks -- and any later taker -- read that directory's entries in turns under
- * its lock, each placing the entries it read and everything below them; the last to
- * let it go closes it (and fsyncs it, with fsync).  Nothing is handed over whole:
- * a capsule never taken loses nothing (its giver reads on) and closes its fds when
- * it is freed.  A taker's paths are relative to the giver's directories, as the
- * giver's are; it does not count the shared directory or set its mode again.  What
- * give() raises stops the walk and is raised here.
+ * hungry, give, frame (all three optional): idle workers join the walk.  ``hungry``
+ * is a flag() the caller's pool keeps up while one of its threads could take a job
+ * and none is queued.  A walk that sees it while a subdirectory waits on its board
+ * (or, with none, after GIVE_AFTER entries of its own since it last gave: a big flat
+ * directory) calls give(capsule) (taking the GIL); the caller queues a job that calls
+ * place_tree again with ``frame=capsule`` (src_dir_fd and dst_dir_fd then unused),
+ * and that walk takes its work from the same board.  So the threads of a run work
+ * on neighbouring directories, made in the order they are worked on, as
+ * bench/floor.c's do: on XFS they then wait least on each other's
+ * allocation-group locks.  A walk with nothing to take for JOIN_AFTER_NS reads a
+ * directory another walk is reading, in turns under its lock (a big flat one);
+ * with none of those either, it returns.  Nothing is handed over whole: a capsule
+ * never taken loses nothing (the walks on the board do its work) and frees the
+ * board when it is freed.  Every walk's paths are relative to the first walk's
+ * directories; a joining walk does not count them or set their modes again.  What
+ * give() raises stops the walk, and is raised here.
  *
- * At most 2 * max_depth directory fds are open (and a shared directory while a
- * capsule holds it).  An error on a directory itself
- * (reading the source, mkdirat, opening the new directory, fchmod, fsync) stops the
- * walk and raises OSError with the relative path; everything made so far is below
- * the caller's hidden directory, which its rollback removes.  Paths are relative to
- * the call's directories ("" for themselves).
+ * The board holds at most max_depth directories open (two fds each): a walk that
+ * would open one more hands the subdirectory back instead (the caller places it
+ * with a walk of its own).  One walk alone never does (it goes depth first); walks
+ * far apart in the tree may.  An error on a directory itself (reading the source,
+ * mkdirat, opening the new directory, fchmod, fsync) stops the walk, and the other
+ * walks of its board take nothing more; it raises OSError with the relative path;
+ * everything made so far is below the caller's hidden directory, which its
+ * rollback removes.  Paths are relative to the call's directories ("" for
+ * themselves).
  * ------------------------------------------------------------------------------- */
 
 enum { REC_REST = 0, REC_MODE = 1, REC_LINKED = 2, REC_PLACED = 3 };
@@ -589,24 +597,48 @@ static int ends_in_tail(const struct tails *t, const char *prefix, size_t plen, 
     return 0;
 }
 
-/* A directory two or more walks read (see share_frame): its stream, read under
-   ``mu``, and its new destination directory; the last walk to let it go closes them
-   (and, with fsync, syncs the directory once every entry of it is placed). */
-struct shared {
+/* The walks of one new tree work from one board (see place_tree): a stack of the
+   subdirectories found and not yet taken, and the directories being read.  A walk
+   takes the subdirectory found last, makes it and reads it; it reads another
+   walk's directory with it only when there is nothing to take.  So the walks work
+   on neighbouring directories, made in the order they are worked on, as
+   bench/floor.c's threads do: on XFS they then wait least on each other's
+   allocation-group locks (README, Speed). */
+
+/* A directory of the board: its source stream, read in turns under ``mu``, and its
+   new destination directory.  Closed by the last walk or unit to let it go (and
+   fsynced then, with fsync, once every entry of it is placed). */
+struct node {
     pthread_mutex_t mu;
     struct dstream *sd;
     int dfd;
-    int refs;   /* walks (and capsules not yet taken) holding it */
-    int done;   /* its stream is read to the end */
-    size_t len; /* its path's length, relative to the first walk's directories */
+    int refs;                 /* under the board's mu: its readers and its units */
+    int done;                 /* under mu: its stream is read to the end (or failed) */
+    int depth;                /* 0: the board's root */
+    struct node *prev, *next; /* in the board's list of directories still being read */
+    size_t len;               /* its path, relative to the board's root */
     char path[];
 };
 
-struct frame {
-    struct dstream *sd;     /* the source directory's stream (owns its fd, unless shared) */
-    int dfd;     /* the new destination directory */
-    size_t len;  /* length of its relative path in the path buffer */
-    struct shared *sh; /* not NULL: other walks read this directory too */
+/* A subdirectory found and not yet made: whichever walk takes it makes it. */
+struct unit {
+    struct node *parent;
+    size_t len;
+    char path[]; /* its name after the parent's path and a "/" (none at the root) */
+};
+
+struct board {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct unit **units; /* a stack: the one found last is taken first */
+    size_t n, cap;
+    struct node *reading; /* the directories whose stream is not read to the end */
+    int active;           /* walks at work on a directory */
+    int waiting;          /* walks waiting for work */
+    int refs;             /* walks on the board, and capsules not yet taken */
+    int open;             /* directories open (two fds each): at most max_depth */
+    int max_depth, sync;
+    int stop; /* a walk failed: the others take nothing more */
 };
 
 struct walk {
@@ -629,45 +661,173 @@ struct walk {
     const char *rprefix;
     Py_ssize_t rprefix_len;
     struct tails rtails;
-    /* Sharing (see share_frame): *hungry is set by the caller's pool while a worker
-       has nothing to do; give(capsule) queues a shared frame as a job of its own. */
+    /* Joining (see place_tree): *hungry is set by the caller's pool while a worker
+       has nothing to do; give(capsule) queues a job that joins this board. */
     int *hungry;
     PyObject *give;
-    long long kept;       /* ``entries`` when this walk began or last shared a frame */
+    long long kept;       /* ``entries`` when this walk began or last gave */
     PyObject *pyerr[3];   /* what give() raised: the walk stopped */
 };
 
-/* A shared frame for another call of place_tree (the capsule's pointer): NULL
-   once that call took it. */
+/* A board for another call of place_tree (the capsule's pointer): NULL once that
+   call took it. */
 struct gift {
-    struct shared *sh;
+    struct board *b;
 };
 
-/* A walk shares a frame only after this many entries of its own since it began or
-   last shared one: a hand-off costs a Python job (tens of microseconds). */
-#define GIVE_AFTER 32
+static void walk_fail(struct walk *w, const char *path, size_t len)
+{
+    if (w->err)
+        return;
+    w->err = errno ? errno : EIO;
+    w->err_path = malloc(len + 1);
+    if (w->err_path != NULL) {
+        memcpy(w->err_path, path, len);
+        w->err_path[len] = '\0';
+    }
+}
 
-static const char GIFT[] = "linkstrategy._speedups.frame";
+/* Append "/name" (or "name" at the top) to the path buffer; the new length. */
+static size_t path_push(char *buf, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    if (len) {
+        buf[len] = '/';
+        memcpy(buf + len + 1, name, n + 1);
+        return len + 1 + n;
+    }
+    memcpy(buf, name, n + 1);
+    return n;
+}
+
+/* With no subdirectory waiting, a walk gives only after this many entries of its own
+   since it began or last gave (a big flat directory, read in turns): a hand-off
+   costs a Python job (tens of microseconds). */
+#define GIVE_AFTER 32
+/* A walk with nothing to take waits this long for a subdirectory before it reads
+   a directory another walk is reading (a big flat one): two walks in one
+   directory wait on each other's locks, two in neighbouring ones do not. */
+#define JOIN_AFTER_NS 1000000L
+
+static const char GIFT[] = "linkstrategy._speedups.board";
 static const char FLAG[] = "linkstrategy._speedups.flag"; /* place_tree's hungry: flag() */
 
-/* Let go of a shared frame; the last holder closes it, after an fsync of its
-   directory when ``sync`` (every entry of it placed).  0, or -1 (errno set) when
-   that fsync failed. */
-static int shared_release(struct shared *sh, int sync)
+static void board_wake(struct board *b) /* under b->mu */
 {
-    pthread_mutex_lock(&sh->mu);
-    int last = --sh->refs == 0;
-    pthread_mutex_unlock(&sh->mu);
+    if (b->waiting)
+        pthread_cond_broadcast(&b->cv);
+}
+
+static void reading_unlink(struct board *b, struct node *nd) /* under b->mu */
+{
+    if (nd->prev != NULL)
+        nd->prev->next = nd->next;
+    else if (b->reading == nd)
+        b->reading = nd->next;
+    else
+        return; /* not in the list */
+    if (nd->next != NULL)
+        nd->next->prev = nd->prev;
+    nd->prev = nd->next = NULL;
+}
+
+/* Let go of a directory; the last holder closes it, after an fsync of it when the
+   board asks for it and every entry of it is placed (a failed fsync fails ``w``). */
+static void node_release(struct walk *w, struct board *b, struct node *nd)
+{
+    pthread_mutex_lock(&b->mu);
+    int last = --nd->refs == 0;
+    if (last) {
+        reading_unlink(b, nd);
+        b->open--;
+    }
+    int sync = b->sync && !b->stop;
+    pthread_mutex_unlock(&b->mu);
     if (!last)
-        return 0;
-    int r = sync && sh->done && fsync(sh->dfd) != 0 ? -1 : 0;
-    int e = errno;
-    ds_close(sh->sd);
-    close(sh->dfd);
-    pthread_mutex_destroy(&sh->mu);
-    free(sh);
-    errno = e;
-    return r;
+        return;
+    if (sync && nd->done && fsync(nd->dfd) != 0 && w != NULL)
+        walk_fail(w, nd->path, nd->len);
+    ds_close(nd->sd);
+    close(nd->dfd);
+    pthread_mutex_destroy(&nd->mu);
+    free(nd);
+}
+
+/* A new directory of the board, open on both sides (its fds are the node's, and
+   the caller counted it in b->open), in the list of those being read, held once
+   (by the walk that opened it).  NULL (errno set) when out of memory; the fds are
+   then the caller's. */
+static struct node *node_new(struct board *b, struct dstream *sd, int dfd, int depth,
+                             const char *path, size_t len)
+{
+    struct node *nd = malloc(sizeof(*nd) + len + 1);
+    if (nd == NULL || pthread_mutex_init(&nd->mu, NULL) != 0) {
+        free(nd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    nd->sd = sd;
+    nd->dfd = dfd;
+    nd->refs = 1;
+    nd->done = 0;
+    nd->depth = depth;
+    nd->len = len;
+    memcpy(nd->path, path, len);
+    nd->path[len] = '\0';
+    pthread_mutex_lock(&b->mu);
+    nd->prev = NULL;
+    nd->next = b->reading;
+    if (b->reading != NULL)
+        b->reading->prev = nd;
+    b->reading = nd;
+    board_wake(b);
+    pthread_mutex_unlock(&b->mu);
+    return nd;
+}
+
+static struct board *board_new(int max_depth, int sync)
+{
+    struct board *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        free(b);
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    int ok = pthread_condattr_init(&ca) == 0;
+    ok = ok && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+         pthread_cond_init(&b->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!ok) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
+    b->refs = 1;
+    b->max_depth = max_depth;
+    b->sync = sync;
+    return b;
+}
+
+/* Let go of the board; the last holder frees it, with the subdirectories still on
+   it (a walk failed: nobody makes them). */
+static void board_release(struct board *b)
+{
+    pthread_mutex_lock(&b->mu);
+    int last = --b->refs == 0;
+    pthread_mutex_unlock(&b->mu);
+    if (!last)
+        return;
+    while (b->n > 0) {
+        struct unit *u = b->units[--b->n];
+        node_release(NULL, b, u->parent);
+        free(u);
+    }
+    free(b->units);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
 }
 
 static void gift_free(PyObject *cap)
@@ -677,8 +837,8 @@ static void gift_free(PyObject *cap)
         PyErr_Clear();
         return;
     }
-    if (g->sh != NULL) /* never taken: its job was skipped (the run failed) */
-        shared_release(g->sh, 0);
+    if (g->b != NULL) /* never taken: its job was skipped (the run failed) */
+        board_release(g->b);
     free(g);
 }
 
@@ -734,84 +894,25 @@ static int dir_mode(struct walk *w, int sfd, int dfd, const char *rel, size_t le
     return 0;
 }
 
-static void walk_fail(struct walk *w, const char *path, size_t len)
+/* A worker of the caller's pool has nothing to do (*w->hungry): give it the board
+   (give(capsule): the caller queues a job that joins it).  0, or -1 when give()
+   raised (the walk stops; the caller re-raises). */
+static int give_board(struct walk *w, struct board *b)
 {
-    if (w->err)
-        return;
-    w->err = errno ? errno : EIO;
-    w->err_path = malloc(len + 1);
-    if (w->err_path != NULL) {
-        memcpy(w->err_path, path, len);
-        w->err_path[len] = '\0';
-    }
-}
-
-/* Append "/name" (or "name" at the top) to the path buffer; the new length. */
-static size_t path_push(char *buf, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    if (len) {
-        buf[len] = '/';
-        memcpy(buf + len + 1, name, n + 1);
-        return len + 1 + n;
-    }
-    memcpy(buf, name, n + 1);
-    return n;
-}
-
-/* A worker of the caller's pool has nothing to do (*w->hungry): share with it the
-   shallowest directory of this walk whose listing is not read to the end.  Both
-   walks (and any later one) then take that directory's entries in turns, each
-   with all below the entries it took, so that one big package does not keep a
-   single thread busy at the end of a run while the others wait.  0 (shared, or
-   nothing worth sharing), or -1 when give() raised (the walk stops; the caller
-   re-raises). */
-static int share_frame(struct walk *w, struct frame *stack, int depth, const char *path)
-{
-    struct frame *f = NULL;
-    for (int i = 0; i <= depth && f == NULL; i++) {
-        struct shared *sh = stack[i].sh;
-        int done = 0;
-        if (sh != NULL) {
-            pthread_mutex_lock(&sh->mu);
-            done = sh->done;
-            pthread_mutex_unlock(&sh->mu);
-        }
-        if (!done)
-            f = &stack[i];
-    }
     w->kept = w->entries;
-    if (f == NULL)
-        return 0;
     struct gift *g = malloc(sizeof(*g));
     if (g == NULL)
-        return 0; /* then this walk does it alone */
-    if (f->sh == NULL) {
-        struct shared *sh = malloc(sizeof(*sh) + f->len + 1);
-        if (sh == NULL || pthread_mutex_init(&sh->mu, NULL) != 0) {
-            free(sh);
-            free(g);
-            return 0;
-        }
-        sh->sd = f->sd;
-        sh->dfd = f->dfd;
-        sh->refs = 1;
-        sh->done = 0;
-        sh->len = f->len;
-        memcpy(sh->path, path, f->len);
-        sh->path[f->len] = '\0';
-        f->sh = sh;
-    }
-    pthread_mutex_lock(&f->sh->mu);
-    f->sh->refs++; /* the capsule's */
-    pthread_mutex_unlock(&f->sh->mu);
-    g->sh = f->sh;
+        return 0; /* then the walks on it do it alone */
+    pthread_mutex_lock(&b->mu);
+    b->refs++; /* the capsule's */
+    pthread_mutex_unlock(&b->mu);
+    g->b = b;
     __atomic_store_n(w->hungry, 0, __ATOMIC_RELAXED);
     PyGILState_STATE gil = PyGILState_Ensure();
     int ret = 0;
     PyObject *cap = PyCapsule_New(g, GIFT, gift_free);
     if (cap == NULL) {
-        shared_release(g->sh, 0); /* still held by this walk */
+        board_release(b); /* still held by this walk */
         free(g);
         PyErr_Clear();
     } else {
@@ -827,125 +928,142 @@ static int share_frame(struct walk *w, struct frame *stack, int depth, const cha
     return ret;
 }
 
-/* The next entry of frame f: its name (copied into ``name`` when the frame is
-   shared) and type, 1; 0 at the end; -1 on an error (errno set). */
-static int frame_next(struct frame *f, const char **name, unsigned char *type, char *buf)
+/* The next entry of a directory: its name (copied into ``buf``) and type, 1; 0 at
+   the end; -1 on an error (errno set).  Either way but 1 the directory is done. */
+static int node_next(struct node *nd, unsigned char *type, char *buf)
 {
-    struct ds_ent *ent;
-    int r;
-    if (f->sh == NULL) {
-        errno = 0;
-        ent = ds_read(f->sd);
-        if (ent == NULL)
-            return errno != 0 ? -1 : 0;
-        *name = ent->d_name;
-        *type = ent->d_type;
-        return 1;
-    }
-    pthread_mutex_lock(&f->sh->mu);
+    pthread_mutex_lock(&nd->mu);
     errno = 0;
-    ent = f->sh->done ? NULL : ds_read(f->sh->sd);
+    struct ds_ent *ent = nd->done ? NULL : ds_read(nd->sd);
+    int r;
     if (ent != NULL) {
-        size_t n = strlen(ent->d_name);
-        memcpy(buf, ent->d_name, n + 1);
-        *name = buf;
+        memcpy(buf, ent->d_name, strlen(ent->d_name) + 1);
         *type = ent->d_type;
         r = 1;
     } else {
         r = errno != 0 ? -1 : 0;
-        f->sh->done = 1; /* an error too: each walk reports what it saw */
+        nd->done = 1; /* an error too: the walk that met it reports it */
     }
     int e = errno;
-    pthread_mutex_unlock(&f->sh->mu);
+    pthread_mutex_unlock(&nd->mu);
     errno = e;
     return r;
 }
 
-/* Close frame f (its end reached when ``sync``: fsync its directory first, if
-   asked).  0, or -1 (errno set) when that fsync failed. */
-static int frame_close(struct walk *w, struct frame *f, int sync)
+/* Put a subdirectory found on the board (its path in ``path``, ``len`` long). */
+static int board_push(struct board *b, struct node *parent, const char *path, size_t len)
 {
-    int r = 0;
-    if (f->sh != NULL) {
-        r = shared_release(f->sh, sync && w->do_fsync);
-        f->sh = NULL;
-    } else {
-        r = sync && w->do_fsync && fsync(f->dfd) != 0 ? -1 : 0;
-        int e = errno;
-        ds_close(f->sd);
-        close(f->dfd);
-        errno = e;
+    struct unit *u = malloc(sizeof(*u) + len + 1);
+    if (u == NULL)
+        return -1;
+    u->parent = parent;
+    u->len = len;
+    memcpy(u->path, path, len + 1);
+    pthread_mutex_lock(&b->mu);
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 64;
+        struct unit **units = realloc(b->units, cap * sizeof(*units));
+        if (units == NULL) {
+            pthread_mutex_unlock(&b->mu);
+            free(u);
+            return -1;
+        }
+        b->units = units;
+        b->cap = cap;
     }
-    f->sd = NULL;
-    return r;
+    b->units[b->n++] = u;
+    parent->refs++;
+    board_wake(b);
+    pthread_mutex_unlock(&b->mu);
+    return 0;
 }
 
-/* resume: a shared frame another walk gave, taken by this walk (its first frame). */
-static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_depth,
-                      struct shared *resume)
+/* Make and open the subdirectory of a unit taken from the board: the new node
+   (held by this walk), or NULL when it was handed back or the walk failed.  The
+   unit is freed and lets its parent go. */
+static struct node *unit_open(struct walk *w, struct board *b, struct unit *u)
 {
-    size_t plen = resume != NULL ? resume->len : 0;
-    struct frame *stack = calloc((size_t)max_depth, sizeof(*stack));
-    char *path = malloc(plen + (size_t)(max_depth + 1) * 257 + 1);
-    char name_buf[NAME_MAX + 1];
-    int depth = 0;
-
-    if (stack == NULL || path == NULL) {
-        errno = ENOMEM;
-        walk_fail(w, "", 0);
-        if (resume != NULL)
-            shared_release(resume, 0);
+    struct node *p = u->parent, *nd = NULL;
+    const char *name = u->path + (p->len ? p->len + 1 : 0);
+    int psfd = ds_fd(p->sd);
+    pthread_mutex_lock(&b->mu);
+    int full = b->open >= b->max_depth;
+    b->open += !full; /* taken before the fds are: walks opening at once stay within */
+    pthread_mutex_unlock(&b->mu);
+    if (full) { /* at the fd bound (walks far apart): the caller makes it, in a walk of its own */
+        if (recs_add(&w->recs, REC_REST, u->path, u->len, 0, 0) != 0) {
+            errno = ENOMEM;
+            walk_fail(w, u->path, u->len);
+        }
         goto out;
     }
-    path[0] = '\0';
-    if (resume != NULL) { /* its mode is set and it is counted: the giver made it */
-        memcpy(path, resume->path, plen + 1);
-        stack[0].sd = resume->sd;
-        stack[0].dfd = resume->dfd;
-        stack[0].len = plen;
-        stack[0].sh = resume;
-    } else {
-        int sfd = fcntl(src_dir_fd, F_DUPFD_CLOEXEC, 0);
-        int dfd = sfd < 0 ? -1 : fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
-        struct dstream *sd = dfd < 0 ? NULL : ds_fdopen(sfd);
-        if (sd == NULL || dir_mode(w, sfd, dfd, "", 0) != 0) {
-            walk_fail(w, "", 0);
-            if (sd != NULL)
-                ds_close(sd);
-            else if (sfd >= 0)
-                close(sfd);
-            if (dfd >= 0)
-                close(dfd);
-            goto out;
-        }
-        stack[0].sd = sd;
-        stack[0].dfd = dfd;
-        stack[0].len = 0;
-        w->dirs++;
+    if (mkdirat(p->dfd, name, 0777) != 0) {
+        walk_fail(w, u->path, u->len);
+        goto out;
     }
+    int csfd = openat(psfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (csfd < 0) {
+        /* swapped for a symlink or a file since the listing, or gone: our new
+           directory goes again, the Python path looks at it */
+        if (unlinkat(p->dfd, name, AT_REMOVEDIR) != 0 ||
+            recs_add(&w->recs, REC_REST, u->path, u->len, 0, 0) != 0)
+            walk_fail(w, u->path, u->len);
+        goto out;
+    }
+    int cdfd = openat(p->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct dstream *csd = cdfd < 0 ? NULL : ds_fdopen(csfd);
+    if (csd == NULL || dir_mode(w, csfd, cdfd, u->path, u->len) != 0 ||
+        (nd = node_new(b, csd, cdfd, p->depth + 1, u->path, u->len)) == NULL) {
+        walk_fail(w, u->path, u->len);
+        if (csd != NULL)
+            ds_close(csd);
+        else
+            close(csfd);
+        if (cdfd >= 0)
+            close(cdfd);
+        goto out;
+    }
+    w->dirs++;
+out:
+    if (nd == NULL && !full) {
+        pthread_mutex_lock(&b->mu);
+        b->open--;
+        pthread_mutex_unlock(&b->mu);
+    }
+    node_release(w, b, p);
+    free(u);
+    return nd;
+}
 
-    while (depth >= 0) {
-        struct frame *f = &stack[depth];
-        const char *name;
-        unsigned char type;
-        if (w->hungry != NULL && w->entries - w->kept >= GIVE_AFTER &&
-            __atomic_load_n(w->hungry, __ATOMIC_RELAXED) &&
-            share_frame(w, stack, depth, path) != 0)
-            break;
-        int got = frame_next(f, &name, &type, name_buf);
-        if (got <= 0) {
-            if (got < 0 || frame_close(w, f, 1) != 0) {
-                walk_fail(w, path, f->len);
-                break;
-            }
-            depth--;
-            if (depth >= 0)
-                path[stack[depth].len] = '\0';
-            continue;
+/* Read a directory of the board (alone or in turns with other walks): place each
+   regular file, put each subdirectory on the board, hand back the rest.  0, or -1
+   when the walk must stop (its error recorded). */
+static int node_read(struct walk *w, struct board *b, struct node *nd, char *path)
+{
+    char name[NAME_MAX + 1];
+    unsigned char type;
+    int sfd = ds_fd(nd->sd);
+    memcpy(path, nd->path, nd->len + 1);
+    for (;;) {
+        if (w->hungry != NULL && __atomic_load_n(w->hungry, __ATOMIC_RELAXED) &&
+            (__atomic_load_n(&b->n, __ATOMIC_RELAXED) > 0 || w->entries - w->kept >= GIVE_AFTER) &&
+            give_board(w, b) != 0)
+            return -1;
+        if (__atomic_load_n(&b->stop, __ATOMIC_RELAXED))
+            return 0;
+        int got = node_next(nd, &type, name);
+        if (got < 0) {
+            walk_fail(w, nd->path, nd->len);
+            return -1;
+        }
+        if (got == 0) {
+            pthread_mutex_lock(&b->mu);
+            reading_unlink(b, nd);
+            pthread_mutex_unlock(&b->mu);
+            return 0;
         }
         if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
             continue;
-        int sfd = ds_fd(f->sd);
         if (type == DT_UNKNOWN) {
             struct stat st;
             if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -957,16 +1075,16 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
             else
                 type = DT_LNK; /* anything else: handed back */
         }
-        size_t len = path_push(path, f->len, name);
+        size_t len = path_push(path, nd->len, name);
         int hand_back = 0, private_ = 0;
         if (w->nallow >= 0) { /* only what the list names, and the directories above it */
             Py_ssize_t k = allow_find(w, path);
             if (type == DT_DIR && k < 0 && !allow_below(w, path, len)) {
-                path[f->len] = '\0';
+                path[nd->len] = '\0';
                 continue;
             }
             if (type != DT_DIR && k < 0) {
-                path[f->len] = '\0';
+                path[nd->len] = '\0';
                 continue;
             }
             if (k >= 0) { /* a listed name: 'r' as asked, and a directory for Python to refuse */
@@ -977,88 +1095,155 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
                 }
             }
         }
+        int r = 0;
         if (hand_back) {
             w->entries++;
-            if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)
-                goto nomem;
+            r = recs_add(&w->recs, REC_REST, path, len, 0, 0);
         } else if (type == DT_REG) {
             int linked = 0;
             long long ldev = 0, lino = 0;
             w->entries++;
-            if (place_one(private_ ? w->pstrategy : w->strategy, sfd, f->dfd, name, w->umask_,
+            if (place_one(private_ ? w->pstrategy : w->strategy, sfd, nd->dfd, name, w->umask_,
                           w->xattrs, w->do_fsync, w->times_, &w->cfr, &w->bytes, &linked, &ldev,
                           &lino) == 0) {
                 w->files++;
                 w->privates += private_;
-                if (linked && recs_add(&w->recs, REC_LINKED, path, len, ldev, lino) != 0)
-                    goto nomem;
-                if (w->report_placed &&
-                    ends_in_tail(&w->rtails, w->rprefix, (size_t)w->rprefix_len, path, len) &&
-                    recs_add(&w->recs, REC_PLACED, path, len, 0, 0) != 0)
-                    goto nomem;
-            } else if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0) {
-                goto nomem;
+                if (linked)
+                    r = recs_add(&w->recs, REC_LINKED, path, len, ldev, lino);
+                if (r == 0 && w->report_placed &&
+                    ends_in_tail(&w->rtails, w->rprefix, (size_t)w->rprefix_len, path, len))
+                    r = recs_add(&w->recs, REC_PLACED, path, len, 0, 0);
+            } else {
+                r = recs_add(&w->recs, REC_REST, path, len, 0, 0);
             }
         } else if (type == DT_DIR) {
-            if (depth + 1 >= max_depth) {
-                if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)
-                    goto nomem;
-            } else {
-                if (mkdirat(f->dfd, name, 0777) != 0) {
-                    walk_fail(w, path, len);
-                    break;
-                }
-                int csfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (csfd < 0) {
-                    /* swapped for a symlink or a file since the listing, or gone:
-                       our new directory goes again, the Python path looks at it */
-                    if (unlinkat(f->dfd, name, AT_REMOVEDIR) != 0 ||
-                        recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0) {
-                        walk_fail(w, path, len);
-                        break;
-                    }
-                    path[f->len] = '\0';
-                    continue;
-                }
-                int cdfd = openat(f->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                struct dstream *csd = cdfd < 0 ? NULL : ds_fdopen(csfd);
-                if (csd == NULL || dir_mode(w, csfd, cdfd, path, len) != 0) {
-                    walk_fail(w, path, len);
-                    if (csd != NULL)
-                        ds_close(csd);
-                    else
-                        close(csfd);
-                    if (cdfd >= 0)
-                        close(cdfd);
-                    break;
-                }
-                depth++;
-                stack[depth].sd = csd;
-                stack[depth].dfd = cdfd;
-                stack[depth].len = len;
-                stack[depth].sh = NULL;
-                w->dirs++;
-                continue; /* the path buffer keeps the child's path */
-            }
+            if (nd->depth + 1 >= b->max_depth) /* not made: the caller makes it, in a walk of its own */
+                r = recs_add(&w->recs, REC_REST, path, len, 0, 0);
+            else
+                r = board_push(b, nd, path, len);
         } else {
             w->entries++;
-            if (recs_add(&w->recs, REC_REST, path, len, 0, 0) != 0)
-                goto nomem;
+            r = recs_add(&w->recs, REC_REST, path, len, 0, 0);
         }
-        path[f->len] = '\0';
-        continue;
-    nomem:
+        if (r != 0) {
+            errno = ENOMEM;
+            walk_fail(w, path, len);
+            return -1;
+        }
+        path[nd->len] = '\0';
+    }
+}
+
+/* Wait for work on the board: a subdirectory to take (the one found last) or, with
+   none for JOIN_AFTER_NS, a directory another walk is reading.  0 when there is no
+   more for this walk (the board is done or stopped, or there was nothing to join);
+   else 1, *u or *nd set, and the walk counted active. */
+static int board_take(struct board *b, struct unit **u, struct node **nd)
+{
+    struct timespec until;
+    int got = 0;
+    pthread_mutex_lock(&b->mu);
+    for (int waited = 0;;) {
+        if (b->stop)
+            break;
+        if (b->n > 0) {
+            *u = b->units[--b->n];
+            got = 1;
+            break;
+        }
+        if (waited && b->reading != NULL) {
+            *nd = b->reading;
+            (*nd)->refs++;
+            got = 1;
+            break;
+        }
+        /* nothing left, or nothing for JOIN_AFTER_NS but the last entries of the
+           walks at work (a big file, say): this walk goes, its thread free for
+           the caller's other jobs (the walks at work give again if they find more) */
+        if (b->active == 0 || waited)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += JOIN_AFTER_NS;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        b->waiting++;
+        waited = pthread_cond_timedwait(&b->cv, &b->mu, &until) == ETIMEDOUT || waited;
+        b->waiting--;
+    }
+    b->active += got;
+    pthread_mutex_unlock(&b->mu);
+    return got;
+}
+
+/* One walk's share of a board, until the board is done: ``nd``, the directory it
+   starts in (held, and the walk counted active), or NULL to join. */
+static void board_walk(struct walk *w, struct board *b, struct node *nd)
+{
+    char *path = malloc((size_t)(b->max_depth + 1) * 257 + 1);
+    if (path == NULL) {
         errno = ENOMEM;
-        walk_fail(w, path, len);
-        break;
+        walk_fail(w, "", 0);
     }
-    for (; depth >= 0; depth--) {
-        if (stack[depth].sd != NULL)
-            frame_close(w, &stack[depth], 0);
+    if (nd == NULL) {
+        pthread_mutex_lock(&b->mu);
+        b->active++;
+        pthread_mutex_unlock(&b->mu);
     }
-out:
-    free(stack);
+    for (;;) {
+        if (nd != NULL) {
+            if (path != NULL)
+                node_read(w, b, nd, path);
+            node_release(w, b, nd);
+        }
+        nd = NULL;
+        int failed = w->err != 0 || w->pyerr[0] != NULL;
+        pthread_mutex_lock(&b->mu);
+        b->active--;
+        if (failed)
+            __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+        if (failed || b->active == 0)
+            board_wake(b);
+        pthread_mutex_unlock(&b->mu);
+        struct unit *u = NULL;
+        if (failed || !board_take(b, &u, &nd))
+            break;
+        if (u != NULL)
+            nd = unit_open(w, b, u);
+    }
     free(path);
+}
+
+/* The walk that starts a board: the new directory dst_dir_fd, filled from src_dir_fd. */
+static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_depth)
+{
+    struct board *b = board_new(max_depth, w->do_fsync);
+    if (b == NULL) {
+        errno = ENOMEM;
+        walk_fail(w, "", 0);
+        return;
+    }
+    int sfd = fcntl(src_dir_fd, F_DUPFD_CLOEXEC, 0);
+    int dfd = sfd < 0 ? -1 : fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
+    struct dstream *sd = dfd < 0 ? NULL : ds_fdopen(sfd);
+    struct node *root = NULL;
+    if (sd == NULL || dir_mode(w, sfd, dfd, "", 0) != 0 ||
+        (root = node_new(b, sd, dfd, 0, "", 0)) == NULL) {
+        walk_fail(w, "", 0);
+        if (sd != NULL)
+            ds_close(sd);
+        else if (sfd >= 0)
+            close(sfd);
+        if (dfd >= 0)
+            close(dfd);
+    } else {
+        w->dirs++;
+        b->open = 1;
+        b->active = 1; /* this walk, at work on the root (nobody else sees the board yet) */
+        board_walk(w, b, root);
+    }
+    board_release(b);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -1349,7 +1534,7 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     PyObject *resume = Py_None;
     int pstrategy = -1;
     struct gift *gift = NULL;
-    struct shared *rsh = NULL;
+    struct board *joined = NULL;
 
     (void)self;
     memset(&w, 0, sizeof(w));
@@ -1379,8 +1564,8 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
         gift = PyCapsule_GetPointer(resume, GIFT);
         if (gift == NULL)
             return NULL;
-        if (gift->sh == NULL) {
-            PyErr_SetString(PyExc_ValueError, "this frame was taken already");
+        if (gift->b == NULL) {
+            PyErr_SetString(PyExc_ValueError, "this board was taken already");
             return NULL;
         }
     }
@@ -1437,12 +1622,17 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     w.strategy = strategy;
     w.umask_ = (mode_t)umask_;
     if (gift != NULL) { /* taken: this call lets it go */
-        rsh = gift->sh;
-        gift->sh = NULL;
+        joined = gift->b;
+        gift->b = NULL;
     }
 
     Py_BEGIN_ALLOW_THREADS
-    walk_tree(&w, sdir, ddir, max_depth, rsh);
+    if (joined != NULL) {
+        board_walk(&w, joined, NULL);
+        board_release(joined);
+    } else {
+        walk_tree(&w, sdir, ddir, max_depth);
+    }
     Py_END_ALLOW_THREADS
 
     if (w.pyerr[0] != NULL) {
