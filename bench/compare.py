@@ -11,7 +11,8 @@ fixed latency to every operation (1 ms by default): an *emulated* network
 filesystem, since this kernel has no NFS client.
 
 Every contender gets a fresh destination each round; creating sources and
-removing destinations happens outside the timed region, followed by ``sync``.
+removing destinations happens outside the timed region, followed by ``sync``
+and a pause (``SETTLE_SECONDS``) for the filesystem's background work.
 Contenders are interleaved (the order rotates each round) so that drift in a
 noisy machine is spread over all of them.  Medians are quoted; minimums are
 shown for reference.  Nothing here asserts on time.
@@ -85,8 +86,16 @@ def make_copy(src: Path, dst: Path) -> None:
     run(["cp", "-a", "--reflink=never", str(src), str(dst)])
 
 
+#: After the ``sync`` that ends a cleanup, wait this long before the next timed region:
+#: XFS frees the inodes of a removed tree in the background, and a round started
+#: while it does took 20 ms (a third of a hardlink placement) longer, for every
+#: contender alike, at random.
+SETTLE_SECONDS = 0.2
+
+
 def sync() -> None:
     os.sync()
+    time.sleep(SETTLE_SECONDS)
 
 
 def find_uv() -> str | None:
