@@ -477,8 +477,8 @@ error:
  * on neighbouring directories, made in the order they are worked on, as
  * bench/floor.c's do: on XFS they then wait least on each other's
  * allocation-group locks.  A walk with nothing to take for JOIN_AFTER_NS reads a
- * directory another walk is reading, in turns under its lock (a big flat one);
- * with none of those either, it returns.  Nothing is handed over whole: a capsule
+ * directory another walk is reading, in turns under its lock (a big flat one); when
+ * no directory is being read, or none is left to join, it returns.  Nothing is handed over whole: a capsule
  * never taken loses nothing (the walks on the board do its work) and frees the
  * board when it is freed.  Every walk's paths are relative to the first walk's
  * directories; a joining walk does not count them or set their modes again.  What
@@ -1157,10 +1157,11 @@ static int board_take(struct board *b, struct unit **u, struct node **nd)
             got = 1;
             break;
         }
-        /* nothing left, or nothing for JOIN_AFTER_NS but the last entries of the
-           walks at work (a big file, say): this walk goes, its thread free for
-           the caller's other jobs (the walks at work give again if they find more) */
-        if (b->active == 0 || waited)
+        /* nothing left; or nothing being read, so nothing more can come but from a
+           subdirectory another walk is opening; or nothing for JOIN_AFTER_NS: this
+           walk goes, its thread free for the caller's other jobs (the walks at work
+           give again if they find more) */
+        if (b->active == 0 || b->reading == NULL || waited)
             break;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += JOIN_AFTER_NS;
