@@ -155,3 +155,30 @@ def test_the_hungry_flag_follows_idle_slots(monkeypatch: pytest.MonkeyPatch) -> 
     while seen[-1] is not True and time.monotonic() < deadline:
         time.sleep(0.001)
     assert seen[-1] is True
+
+
+def test_a_job_submitted_first_is_taken_before_the_queued_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``first=True`` (a C walk giving its board away): the next free thread joins that
+    walk rather than start another queued tree."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    tasks = _pool.Tasks(_pool.shared(), 1)
+    group = _pool.Group(tasks)
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def job(name: str) -> None:
+        order.append(name)
+        if name == "a":
+            started.set()
+            release.wait(20)
+
+    group.submit(job, "a")
+    assert started.wait(20)
+    group.submit(job, "b")
+    group.submit(job, "c")
+    group.submit(job, "gift", first=True)
+    release.set()
+    group.wait()
+    assert order == ["a", "gift", "b", "c"]

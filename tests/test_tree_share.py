@@ -370,3 +370,33 @@ def test_a_big_flat_directory_is_read_in_turns(tmp_path: Path) -> None:
     assert (files, handed_back) == (3000, [])
     assert len(each) == 2 and min(each) > 0, each
     assert snapshot(dst) == snapshot(src)
+
+
+@needs_c
+@pytest.mark.parametrize("strategy", ["copy", "hardlink"])
+def test_a_free_thread_joins_a_walk_before_it_starts_another_package(
+    tmp_path: Path, gifts: list[int], strategy: str
+) -> None:
+    """place_many of six packages on two threads: each walk that clones or copies gives
+    its board once, ahead of the queued packages, so the two threads work on one
+    package at a time (neighbouring directories); a hardlink walk gives only to an
+    idle thread (a Python job costs more than linking a directory's files)."""
+    jobs = []
+    for p in range(6):
+        src = tmp_path / "cache" / f"p{p}"
+        for d in range(8):
+            (src / f"pkg{p}" / f"d{d}").mkdir(parents=True)
+            for f in range(4):
+                (src / f"pkg{p}" / f"d{d}" / f"m{f}.py").write_text(f"{p} {d} {f}\n")
+        jobs.append((src, tmp_path / "site"))
+    (tmp_path / "site").mkdir()
+    rs = linkstrategy.place_many(jobs, strategy=strategy, workers=2)
+    assert [r.files for r in rs] == [32] * 6
+    for p in range(6):
+        assert snapshot(tmp_path / "site" / f"pkg{p}") == snapshot(
+            tmp_path / "cache" / f"p{p}" / f"pkg{p}"
+        )
+    if strategy == "copy":
+        assert len(gifts) >= 6
+    else:
+        assert len(gifts) < 6

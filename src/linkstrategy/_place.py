@@ -416,11 +416,11 @@ class _Run:
             for pair in left:  # chunk jobs skipped after an error never released theirs
                 pair.close()
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def submit(self, fn: Callable[..., None], *args: Any, first: bool = False) -> None:
         if not self.threaded:  # single file: run inline
             fn(*args)
             return
-        self.group.submit(fn, *args)
+        self.group.submit(fn, *args, first=first)
 
     def tmpname(self) -> str:
         return tmp_name(next(_seq))
@@ -1122,7 +1122,7 @@ def _walk_part(
         def give(frame: object) -> None:  # called by the C walk, in its thread
             with walk.lock:
                 walk.parts += 1
-            run.submit(_gift_job, run, roots, walk, frame)
+            run.submit(_gift_job, run, roots, walk, frame, first=True)
 
     try:
         files, nbytes, cfr, dirs, entries, rest, modes, linked, placed, privates = _fast.place_tree(

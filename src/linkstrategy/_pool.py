@@ -70,9 +70,13 @@ class Tasks:
         self.hungry_flag: Any = None
         self._hungry = False
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def submit(self, fn: Callable[..., None], *args: Any, first: bool = False) -> None:
+        """Queue ``fn(*args)``; ``first``: to be taken before every job queued now."""
         with self.lock:
-            self.jobs.append((fn, args))
+            if first and not self.lifo:
+                self.jobs.appendleft((fn, args))
+            else:  # (lifo: the newest is taken first anyway)
+                self.jobs.append((fn, args))
             grant = self.slots < self.workers
             if grant:
                 self.slots += 1
@@ -201,11 +205,11 @@ class Group:
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def submit(self, fn: Callable[..., None], *args: Any, first: bool = False) -> None:
         with self.lock:
             self.pending += 1
             self.done.clear()
-        self.tasks.submit(self._guarded, fn, args)
+        self.tasks.submit(self._guarded, fn, args, first=first)
 
     def wait(self) -> None:
         """Until every job submitted so far (and all they submit) is done."""
