@@ -142,7 +142,7 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _walk(src: Path, dst: Path, give: Any, frame: Any = None) -> Any:
+def _walk(src: Path, dst: Path, give: Any, frame: Any = None, strategy: int | None = None) -> Any:
     """place_tree by hand, with the hungry flag up."""
     flag = fast.flag()
     fast.flag_set(flag, True)
@@ -150,8 +150,8 @@ def _walk(src: Path, dst: Path, give: Any, frame: Any = None) -> Any:
     dfd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
     try:
         return fast.place_tree(
-            fast.HARDLINK, sfd, dfd, 0o022, True, False, True, True, 16, None, False, flag,
-            give, frame,
+            fast.HARDLINK if strategy is None else strategy, sfd, dfd, 0o022, True, False,
+            True, True, 16, None, False, flag, give, frame,
         )  # fmt: skip
     finally:
         os.close(sfd)
@@ -210,6 +210,25 @@ def test_give_raising_stops_the_walk_with_its_error(by_hand: tuple[Path, Path, i
         _walk(src, dst, give)
     assert kept and _fds() > before
     kept.clear()  # never taken
+    assert _fds() == before
+
+
+@needs_c
+def test_a_copy_walk_gives_its_board_as_it_starts(by_hand: tuple[Path, Path, int]) -> None:
+    """Cloning or copying, a walk gives its board before it reads anything (so that
+    in a batch the next free thread joins it); what give() raises then stops it
+    before it places a file."""
+    src, dst, before = by_hand
+    kept: list[Any] = []
+
+    def give(frame: Any) -> None:
+        kept.append(frame)
+        raise RuntimeError("no queue")
+
+    with pytest.raises(RuntimeError, match="no queue"):
+        _walk(src, dst, give, strategy=fast.COPY)
+    assert len(kept) == 1 and os.listdir(dst) == []
+    kept.clear()
     assert _fds() == before
 
 

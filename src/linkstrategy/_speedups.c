@@ -469,14 +469,14 @@ error:
  *
  * hungry, give, frame (all three optional): idle workers join the walk.  ``hungry``
  * is a flag() the caller's pool keeps up while one of its threads could take a job
- * and none is queued.  A walk that sees it -- or, cloning or copying, has not given
- * yet -- while a subdirectory waits on its board (or, with none, after GIVE_AFTER
- * entries of its own since it last gave: a big flat directory) calls give(capsule)
- * (taking the GIL); the caller queues a job, ahead of the others, that calls
- * place_tree again with ``frame=capsule`` (src_dir_fd and dst_dir_fd then unused),
- * and that walk takes its work from the same board: in a batch the next free
- * thread joins a walk that clones rather than start another package (a hardlink
- * walk gives only to an idle thread: a Python job costs more than linking a
+ * and none is queued.  A walk that sees it while a subdirectory waits on its board
+ * (or, with none, after GIVE_AFTER entries of its own since it last gave: a big flat
+ * directory) calls give(capsule) (taking the GIL); the caller queues a job, ahead of
+ * the others, that calls place_tree again with ``frame=capsule`` (src_dir_fd and
+ * dst_dir_fd then unused), and that walk takes its work from the same board.  A
+ * walk that clones or copies gives its board once as it starts, whatever the flag
+ * says, so that in a batch the next free thread joins it rather than start another
+ * package (a hardlink walk does not: a Python job costs more than linking a
  * directory's files; measured, 20 % slower).  So the threads of a run work
  * on neighbouring directories, made in the order they are worked on, as
  * bench/floor.c's do: on XFS they then wait least on each other's
@@ -670,7 +670,6 @@ struct walk {
     int *hungry;
     PyObject *give;
     long long kept;       /* ``entries`` when this walk began or last gave */
-    int gave;             /* it gave its board once (or joined one) */
     PyObject *pyerr[3];   /* what give() raised: the walk stopped */
 };
 
@@ -905,7 +904,6 @@ static int dir_mode(struct walk *w, int sfd, int dfd, const char *rel, size_t le
 static int give_board(struct walk *w, struct board *b)
 {
     w->kept = w->entries;
-    w->gave = 1;
     struct gift *g = malloc(sizeof(*g));
     if (g == NULL)
         return 0; /* then the walks on it do it alone */
@@ -1051,8 +1049,7 @@ static int node_read(struct walk *w, struct board *b, struct node *nd, char *pat
     int sfd = ds_fd(nd->sd);
     memcpy(path, nd->path, nd->len + 1);
     for (;;) {
-        if (w->hungry != NULL &&
-            ((!w->gave && w->strategy != HARDLINK) || __atomic_load_n(w->hungry, __ATOMIC_RELAXED)) &&
+        if (w->hungry != NULL && __atomic_load_n(w->hungry, __ATOMIC_RELAXED) &&
             (__atomic_load_n(&b->n, __ATOMIC_RELAXED) > 0 || w->entries - w->kept >= GIVE_AFTER) &&
             give_board(w, b) != 0)
             return -1;
@@ -1201,7 +1198,7 @@ static void board_walk(struct walk *w, struct board *b, struct node *nd)
     }
     for (;;) {
         if (nd != NULL) {
-            if (path != NULL)
+            if (path != NULL && w->pyerr[0] == NULL)
                 node_read(w, b, nd, path);
             node_release(w, b, nd);
         }
@@ -1223,21 +1220,23 @@ static void board_walk(struct walk *w, struct board *b, struct node *nd)
     free(path);
 }
 
-/* The walk that starts a board: the new directory dst_dir_fd, filled from src_dir_fd. */
-static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_depth)
+/* A board for a new walk: the new directory dst_dir_fd (its mode set) to be filled
+   from src_dir_fd.  *root is its root, held by the caller, who counts as active on
+   it.  NULL when that failed (the walk's error set). */
+static struct board *board_start(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_depth,
+                                 struct node **root)
 {
     struct board *b = board_new(max_depth, w->do_fsync);
     if (b == NULL) {
         errno = ENOMEM;
         walk_fail(w, "", 0);
-        return;
+        return NULL;
     }
     int sfd = fcntl(src_dir_fd, F_DUPFD_CLOEXEC, 0);
     int dfd = sfd < 0 ? -1 : fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
     struct dstream *sd = dfd < 0 ? NULL : ds_fdopen(sfd);
-    struct node *root = NULL;
     if (sd == NULL || dir_mode(w, sfd, dfd, "", 0) != 0 ||
-        (root = node_new(b, sd, dfd, 0, "", 0)) == NULL) {
+        (*root = node_new(b, sd, dfd, 0, "", 0)) == NULL) {
         walk_fail(w, "", 0);
         if (sd != NULL)
             ds_close(sd);
@@ -1245,13 +1244,13 @@ static void walk_tree(struct walk *w, int src_dir_fd, int dst_dir_fd, int max_de
             close(sfd);
         if (dfd >= 0)
             close(dfd);
-    } else {
-        w->dirs++;
-        b->open = 1;
-        b->active = 1; /* this walk, at work on the root (nobody else sees the board yet) */
-        board_walk(w, b, root);
+        board_release(b);
+        return NULL;
     }
-    board_release(b);
+    w->dirs++;
+    b->open = 1;
+    b->active = 1; /* this walk, at work on the root (nobody else sees the board yet) */
+    return b;
 }
 
 /* ---------------------------------------------------------------------------------
@@ -1632,15 +1631,23 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     if (gift != NULL) { /* taken: this call lets it go */
         joined = gift->b;
         gift->b = NULL;
-        w.gave = 1; /* given already, to this walk */
     }
 
+    struct board *board = joined;
+    struct node *root = NULL;
+    if (board == NULL) {
+        /* a few syscalls with the GIL held: a walk that clones or copies gives its
+           board away as it starts, while it holds the GIL anyway, so that the job is
+           queued before another thread looks for its next one (waiting for the GIL
+           later, it was queued after that thread had started another package) */
+        board = board_start(&w, sdir, ddir, max_depth, &root);
+        if (board != NULL && w.hungry != NULL && strategy != HARDLINK)
+            give_board(&w, board); /* what it raised stops the walk (below) */
+    }
     Py_BEGIN_ALLOW_THREADS
-    if (joined != NULL) {
-        board_walk(&w, joined, NULL);
-        board_release(joined);
-    } else {
-        walk_tree(&w, sdir, ddir, max_depth);
+    if (board != NULL) {
+        board_walk(&w, board, root);
+        board_release(board);
     }
     Py_END_ALLOW_THREADS
 
