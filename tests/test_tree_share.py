@@ -219,6 +219,7 @@ def test_a_copy_walk_gives_its_board_as_it_starts(by_hand: tuple[Path, Path, int
     in a batch the next free thread joins it); what give() raises then stops it
     before it places a file."""
     src, dst, before = by_hand
+    (src / "top.py").write_text("a file the walk would place first\n")
     kept: list[Any] = []
 
     def give(frame: Any) -> None:
