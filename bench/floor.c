@@ -9,10 +9,11 @@
  *                                        3: as 1, but each thread takes one contiguous
  *                                           slice of the directories in tree order (as
  *                                           many files each) instead of the next one:
- *                                           the same work, spread as place() spreads
- *                                           it (one thread a package); on XFS the
- *                                           threads then wait more on allocation-group
- *                                           locks (see README, Speed)
+ *                                           the same work, spread as place() spread
+ *                                           it before its walks shared a board (one
+ *                                           thread a package); on XFS the threads
+ *                                           then wait more on allocation-group locks
+ *                                           (see README, Speed)
  *
  * Walks SRC once (untimed), then, timed: makes every directory of DST in one thread,
  * and links or clones the regular files of each directory on THREADS threads, one
