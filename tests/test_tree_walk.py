@@ -250,6 +250,8 @@ def test_file_lists_same_tree_and_report_as_the_other_paths(
     for mode, ext in (("tree", Spy(fast)), ("files", without_tree_walk(fast)), ("python", None)):
         monkeypatch.setattr(_place, "_fast", ext)
         dst = tmp_path / f"dst-{mode}"
+        (dst / "site").mkdir(parents=True)  # existing: a walk per new top-level directory,
+        (dst / "site" / "other.txt").write_text("not ours\n")  # each with its own prefix
         r = linkstrategy.place(
             src, dst / "site", strategy=strategy, files=files, copy=["*.dist-info/RECORD"]
         )
@@ -279,6 +281,8 @@ def test_copy_policy_without_a_file_list(tmp_path: Path, monkeypatch: pytest.Mon
     for mode, ext in (("tree", Spy(fast)), ("files", without_tree_walk(fast)), ("python", None)):
         monkeypatch.setattr(_place, "_fast", ext)
         dst = tmp_path / f"dst-{mode}" / "site"
+        dst.mkdir(parents=True)  # existing: a walk per new top-level directory, each with
+        (dst / "other.txt").write_text("not ours\n")  # its own prefix before its paths
         r = linkstrategy.place(src, dst, strategy="hardlink", copy=policy)
         if mode == "tree":
             assert ext.calls >= 2
