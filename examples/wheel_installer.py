@@ -40,6 +40,7 @@ import sys
 import sysconfig
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import linkstrategy
@@ -98,22 +99,26 @@ def install(venv: Path, wheels: list[Path], cache: Path) -> None:
     site = site_packages(venv)
     site.mkdir(parents=True, exist_ok=True)
     entries = [unpack(w, cache) for w in wheels]
-    jobs: list[tuple[Path, Path, list[str]]] = []
-    for entry in entries:
-        files = record_paths(entry)
-        main = [f for f in files if not f.split("/", 1)[0].endswith(".data")]
-        jobs.append((entry, site, main))
-        for f in files:  # <name>.data/<scheme>/...
-            head, _, rest = f.partition("/")
-            if head.endswith(".data") and rest:
-                scheme, _, path = rest.partition("/")
-                target = {"purelib": site, "platlib": site, "scripts": venv / "bin"}.get(scheme)
-                if target is None:
-                    raise ValueError(f"{entry.name}: scheme {scheme!r} is not supported here")
-                jobs.append((entry / head / scheme, target, [path]))
+
+    def jobs() -> Iterator[tuple[Path, Path, list[str]]]:
+        # drawn one by one: each RECORD is read while the wheels before it are placed
+        for entry in entries:
+            files = record_paths(entry)
+            main = [f for f in files if not f.split("/", 1)[0].endswith(".data")]
+            yield (entry, site, main)
+            for f in files:  # <name>.data/<scheme>/...
+                head, _, rest = f.partition("/")
+                if head.endswith(".data") and rest:
+                    scheme, _, path = rest.partition("/")
+                    target = {"purelib": site, "platlib": site, "scripts": venv / "bin"}.get(scheme)
+                    if target is None:
+                        raise ValueError(f"{entry.name}: scheme {scheme!r} is not supported here")
+                    yield (entry / head / scheme, target, [path])
+
     # RECORD is replaced by rename below, which is safe even for a hardlink; an
-    # installer that edits it in place must have it copied, never hardlinked:
-    reports = linkstrategy.place_many(jobs, copy=["*.dist-info/RECORD"])
+    # installer that edits it in place must have it copied, never hardlinked.  A
+    # ValueError from jobs() rolls back the wheels already started.
+    reports = linkstrategy.place_many(jobs(), copy=["*.dist-info/RECORD"])
     for entry in entries:
         write_scripts(entry, venv)
         finish_record(entry, site, venv)

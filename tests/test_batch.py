@@ -258,3 +258,107 @@ def test_copy_patterns_match_as_fnmatchcase(n: int) -> None:
         assert policy is not None
         for name in NAMES:
             assert policy(name) == any(fnmatch.fnmatchcase(name, p) for p in pats), (pats, name)
+
+
+@pytest.mark.parametrize("network", [False, True])
+def test_the_top_of_a_local_tree_is_done_in_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, place_loop: str, network: bool
+) -> None:
+    """Into an existing directory (site-packages), the top directory's Python -- a few
+    syscalls, then each new subdirectory a C walk -- runs in the calling thread when
+    the C walk does the rest: on a worker it waited for the GIL while the caller read
+    the next job, and the C walks waited for it.  On a network filesystem, and on the
+    Python path, it stays a worker's job (round trips the next job need not wait for)."""
+    root = wheel(tmp_path / "cache", "pkg", nfiles=3)
+    site = tmp_path / "site"
+    site.mkdir()
+    if network:
+        mp = linkstrategy.probe(tmp_path).mount.mount_point
+        monkeypatch.setenv("LINKSTRATEGY_NETWORK_MOUNTS", mp)
+        _probe.clear_cache()
+    where: dict[str, bool] = {}
+    real = _place._dir_job
+
+    def dir_job(run, roots, rel, drel, *rest):  # type: ignore[no-untyped-def]
+        where[rel] = threading.current_thread() is threading.main_thread()
+        return real(run, roots, rel, drel, *rest)
+
+    monkeypatch.setattr(_place, "_dir_job", dir_job)
+    r = linkstrategy.place_many([(root, site)])[0]
+    assert isinstance(r, linkstrategy.PlaceReport) and r.files == 6
+    assert contents(site) == contents(root)
+    here = place_loop == "c" and not network
+    assert where[""] is here, where
+    assert (r.workers > 2) is network
+
+
+def test_a_top_directory_failing_in_the_calling_thread_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, place_loop: str
+) -> None:
+    """The top directory's job failing where it runs (here, or on a worker) fails its
+    placement alone, and what it made is rolled back."""
+    roots = [wheel(tmp_path / "cache", n) for n in ("a", "b", "c")]
+    site = tmp_path / "site"
+    site.mkdir()
+    real = _place._make_hidden
+
+    def make_hidden(run, ddir, drel, tmp):  # type: ignore[no-untyped-def]
+        if run.src_root == str(roots[1]) and len(run.hidden_tops) == 1:
+            raise OSError(errno.EIO, "injected", tmp)  # its second new directory
+        return real(run, ddir, drel, tmp)
+
+    monkeypatch.setattr(_place, "_make_hidden", make_hidden)
+    results = linkstrategy.place_many([(r, site) for r in roots], check=False)
+    assert isinstance(results[1], PlaceError) and results[1].errno == errno.EIO
+    assert sorted(os.listdir(site)) == sorted(["a", "a-1.0.dist-info", "c", "c-1.0.dist-info"]), (
+        "b rolled back, no temporary left"
+    )
+
+
+def test_place_many_starts_each_job_as_it_is_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs from a generator (an installer reading each RECORD in turn) start as they
+    are drawn: the first is under way before the second is asked for."""
+    roots = [wheel(tmp_path / "cache", n) for n in ("a", "b")]
+    site = tmp_path / "site"
+    site.mkdir()
+    started: list[str] = []
+    seen: list[list[str]] = []
+    real = _place._Placement.start
+
+    def start(self: _place._Placement) -> None:
+        started.append(self.s)
+        real(self)
+
+    monkeypatch.setattr(_place._Placement, "start", start)
+
+    def jobs():  # type: ignore[no-untyped-def]
+        for r in roots:
+            seen.append(list(started))
+            yield (r, site, [str(p.relative_to(r)) for p in r.rglob("*") if not p.is_dir()])
+
+    results = linkstrategy.place_many(jobs())
+    assert [r.files + r.symlinks for r in results] == [9, 9]  # type: ignore[union-attr]
+    assert seen == [[], [str(roots[0])]]
+    assert contents(site) == {**contents(roots[0]), **contents(roots[1])}
+
+
+def test_a_generator_of_jobs_that_raises_rolls_back_what_started(tmp_path: Path) -> None:
+    """A generator raising after some jobs started (a RECORD it cannot read): the error
+    goes up, and the started jobs are rolled back -- nothing half-placed stays."""
+    roots = [wheel(tmp_path / "cache", n) for n in ("a", "b")]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "keep.txt").write_text("mine")
+
+    def jobs():  # type: ignore[no-untyped-def]
+        yield (roots[0], site)
+        yield (roots[1], tmp_path / "new" / "site")
+        raise ValueError("bad RECORD")
+
+    with pytest.raises(ValueError, match="bad RECORD"):
+        linkstrategy.place_many(jobs())
+    assert os.listdir(site) == ["keep.txt"]
+    assert not (tmp_path / "new" / "site").exists()
+    assert os.listdir(tmp_path / "new") == []

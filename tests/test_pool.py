@@ -182,3 +182,41 @@ def test_a_job_submitted_first_is_taken_before_the_queued_ones(
     release.set()
     group.wait()
     assert order == ["a", "gift", "b", "c"]
+
+
+def test_a_job_called_here_is_one_of_the_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Group.call`` (a tree's top directory done in the calling thread): the jobs it
+    submits go to the workers, the group waits for them, its error is the group's (not
+    raised there, as a worker's would not be), and an interrupt goes on up from it."""
+    monkeypatch.setattr(_pool, "_shared", None)
+    group = _pool.Group(_pool.Tasks(_pool.shared(), 2))
+    ran: list[bool] = []
+
+    def child() -> None:
+        time.sleep(0.05)
+        ran.append(threading.current_thread() is threading.main_thread())
+
+    def top() -> None:
+        ran.append(threading.current_thread() is threading.main_thread())
+        group.submit(child)
+
+    group.call(top)
+    group.wait()
+    assert ran == [True, False] and group.error is None
+
+    def fails() -> None:
+        raise OSError(5, "injected")
+
+    group.call(fails)
+    assert isinstance(group.error, OSError) and group.stop.is_set()
+    group.wait()  # nothing pending: returns at once
+
+    group = _pool.Group(_pool.Tasks(_pool.shared(), 2))
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        group.call(interrupted)
+    assert isinstance(group.error, KeyboardInterrupt) and group.stop.is_set()
+    assert group.done.is_set()

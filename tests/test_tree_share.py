@@ -142,10 +142,17 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _walk(src: Path, dst: Path, give: Any, frame: Any = None, strategy: int | None = None) -> Any:
-    """place_tree by hand, with the hungry flag up."""
+def _walk(
+    src: Path,
+    dst: Path,
+    give: Any,
+    frame: Any = None,
+    strategy: int | None = None,
+    hungry: bool = True,
+) -> Any:
+    """place_tree by hand, with the hungry flag up (``hungry``: a thread is idle)."""
     flag = fast.flag()
-    fast.flag_set(flag, True)
+    fast.flag_set(flag, hungry)
     sfd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
     dfd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -399,8 +406,8 @@ def test_a_free_thread_joins_a_walk_before_it_starts_another_package(
 ) -> None:
     """place_many of six packages on two threads: each walk that clones or copies gives
     its board once, ahead of the queued packages, so the two threads work on one
-    package at a time (neighbouring directories); a hardlink walk gives only to an
-    idle thread (a Python job costs more than linking a directory's files)."""
+    package at a time (neighbouring directories).  (A hardlink walk gives only to an
+    idle thread, which here depends on timing: see the next test.)"""
     jobs = []
     for p in range(6):
         src = tmp_path / "cache" / f"p{p}"
@@ -418,5 +425,27 @@ def test_a_free_thread_joins_a_walk_before_it_starts_another_package(
         )
     if strategy == "copy":
         assert len(gifts) >= 6
+
+
+@needs_c
+@pytest.mark.parametrize("hungry", [False, True])
+@pytest.mark.parametrize("strategy", ["copy", "hardlink"])
+def test_a_hardlink_walk_gives_only_to_an_idle_thread(
+    by_hand: tuple[Path, Path, int], strategy: str, hungry: bool
+) -> None:
+    """With no thread idle (the flag down), a walk that copies gives its board once as
+    it starts (the next free thread joins it before another package), and a hardlink
+    walk keeps it: a Python job costs more than linking a directory's files.  With a
+    thread idle, both give."""
+    src, dst, _before = by_hand
+    frames: list[Any] = []
+    out = _walk(src, dst, frames.append, strategy=getattr(fast, strategy.upper()), hungry=hungry)
+    assert out[0] == 60 * 31 + 1, "the giver placed it all (no capsule was taken)"
+    gave = len(frames)
+    frames.clear()
+    if hungry:
+        assert gave >= 1
+    elif strategy == "copy":
+        assert gave == 1
     else:
-        assert len(gifts) < 6
+        assert gave == 0

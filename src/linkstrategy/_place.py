@@ -402,9 +402,14 @@ class _Run:
         self.start_jobs(fn, *args)
         self.wait_jobs()
 
-    def start_jobs(self, fn: Callable[..., None], *args: Any) -> None:
+    def start_jobs(self, fn: Callable[..., None], *args: Any, here: bool = False) -> None:
+        """The first job of a tree, and the jobs it submits, on the workers; ``here``:
+        that first job in this thread (the jobs it submits still go to the workers)."""
         self.threaded = True
-        self.group.submit(fn, *args)
+        if here:
+            self.group.call(fn, *args)
+        else:
+            self.group.submit(fn, *args)
 
     def wait_jobs(self) -> None:
         try:
@@ -1792,8 +1797,20 @@ class _Placement:
                 # threads then work on neighbouring directories, not a package each)
                 run.start_jobs(_tree_job, run, roots, "", "")
             else:
+                # Locally the top directory's Python (a few syscalls, then each new
+                # subdirectory a C walk) runs here, at once: on a worker it would wait
+                # for the GIL while this thread reads the next job (place_many), and
+                # hold up the C walks it starts.  On a network filesystem it is round
+                # trips, which the next job's need not wait for.
                 run.start_jobs(
-                    _dir_job, run, roots, "", "", self.hidden_root is not None, self.listings
+                    _dir_job,
+                    run,
+                    roots,
+                    "",
+                    "",
+                    self.hidden_root is not None,
+                    self.listings,
+                    here=run.whole_trees,
                 )
         else:
             _place_one(run, self.pfd, self.sname, self.base)
@@ -1995,6 +2012,10 @@ def place_many(
     small package costs its syscalls, not a call's set-up.  Options as for
     :func:`place`, for every job.
 
+    Each job starts as it is drawn from ``jobs``: a generator that reads each RECORD
+    in turn reads the next while the ones before it are placed.  An error raised by
+    the iterable rolls back the jobs it started, and goes on up.
+
     Returns one :class:`PlaceReport` per job, in order.  A job that fails is rolled
     back on its own (the others go on); with ``check=True`` (the default) the first
     failure is raised once every job has finished, else it stands in the list as a
@@ -2013,13 +2034,18 @@ def place_many(
     opts = _Options(
         strategy, strict, workers, progress, xattrs, times, fsync, _policy(copy), observer
     )
-    placements = [_Placement(j[0], j[1], j[2] if len(j) > 2 else None) for j in jobs]
-    results: list[PlaceReport | LinkStrategyError | None] = [None] * len(placements)
+    placements: list[_Placement] = []
+    results: list[PlaceReport | LinkStrategyError | None] = []
     plans: dict[tuple[str, str], Plan] = {}
     # One set of threads for every job: the width the caller asks, else the widest plan's.
     tasks = Tasks(shared(), workers or 1)
     try:
-        for i, job in enumerate(placements):
+        # Each job starts as soon as it is drawn: a generator that reads the next RECORD
+        # does so while the jobs before it are placed.
+        for j in jobs:
+            job = _Placement(j[0], j[1], j[2] if len(j) > 2 else None)
+            placements.append(job)
+            results.append(None)
             try:
                 job.prepare(opts, tasks, plans)
                 if workers is None and job.run is not None:
@@ -2027,7 +2053,7 @@ def place_many(
                 job.start()
             except OSError as e:
                 job.abandon()
-                results[i] = job.error(e)
+                results[-1] = job.error(e)
         for i, job in enumerate(placements):
             if results[i] is not None:
                 continue

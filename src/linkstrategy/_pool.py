@@ -211,6 +211,15 @@ class Group:
             self.done.clear()
         self.tasks.submit(self._guarded, fn, args, first=first)
 
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
+        """Do ``fn(*args)`` in this thread as one of the group's jobs: its error is the
+        group's, as a worker's would be; an interrupt (not an :class:`Exception`) also
+        goes on up from here."""
+        with self.lock:
+            self.pending += 1
+            self.done.clear()
+        self._guarded(fn, args, reraise=True)
+
     def wait(self) -> None:
         """Until every job submitted so far (and all they submit) is done."""
         try:
@@ -220,7 +229,9 @@ class Group:
             self.tasks.wait(self.done)
             raise
 
-    def _guarded(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+    def _guarded(
+        self, fn: Callable[..., None], args: tuple[Any, ...], reraise: bool = False
+    ) -> None:
         try:
             if not self.stop.is_set():
                 fn(*args)
@@ -231,6 +242,8 @@ class Group:
                 if self.error is None:
                     self.error = e
             self.stop.set()
+            if reraise and not isinstance(e, Exception):
+                raise
         finally:
             with self.lock:
                 self.pending -= 1

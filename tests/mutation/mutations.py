@@ -159,7 +159,10 @@ MUTATIONS: list[Mutation] = [
         _C,
         "        if (board != NULL && w.hungry != NULL && strategy != HARDLINK)",
         "        if (0)",
-        (f"{SH}::test_a_free_thread_joins_a_walk_before_it_starts_another_package",),
+        (
+            f"{SH}::test_a_free_thread_joins_a_walk_before_it_starts_another_package",
+            f"{SH}::test_a_hardlink_walk_gives_only_to_an_idle_thread",
+        ),
         "a batch of clones: each thread works a package of its own, in another XFS group",
     ),
     m(
@@ -167,7 +170,7 @@ MUTATIONS: list[Mutation] = [
         _C,
         "        if (board != NULL && w.hungry != NULL && strategy != HARDLINK)",
         "        if (board != NULL && w.hungry != NULL)",
-        (f"{SH}::test_a_free_thread_joins_a_walk_before_it_starts_another_package",),
+        (f"{SH}::test_a_hardlink_walk_gives_only_to_an_idle_thread",),
         "a batch of hardlinks pays a Python job per package for nothing (20 % slower measured)",
     ),
     m(
@@ -185,6 +188,30 @@ MUTATIONS: list[Mutation] = [
         "            if False:",
         ("tests/test_pool.py::test_a_job_submitted_first_is_taken_before_the_queued_ones",),
         "a walk's board given away waits behind every queued package",
+    ),
+    m(
+        "batch-top-directory-on-a-worker",
+        _PLACE,
+        "                    here=run.whole_trees,",
+        "                    here=False,",
+        ("tests/test_batch.py::test_the_top_of_a_local_tree_is_done_in_the_calling_thread",),
+        "a package's top directory waits for the GIL on a worker while the caller reads on",
+    ),
+    m(
+        "pool-interrupt-swallowed-in-the-caller",
+        _POOL,
+        "            if reraise and not isinstance(e, Exception):",
+        "            if False:",
+        ("tests/test_pool.py::test_a_job_called_here_is_one_of_the_groups",),
+        "Ctrl-C in a top directory done here is kept until the batch waits, after more jobs start",
+    ),
+    m(
+        "batch-jobs-drawn-all-first",
+        _PLACE,
+        "        for j in jobs:",
+        "        for j in list(jobs):",
+        ("tests/test_batch.py::test_place_many_starts_each_job_as_it_is_drawn",),
+        "a generator's jobs wait until the last RECORD is read",
     ),
     m(
         "tree-walk-read-only-dir-mode-lost",
