@@ -549,7 +549,7 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
             def install(site: Path, strategy: str) -> None:
                 site.mkdir()  # site-packages exists before an install
                 linkstrategy.place_many(
-                    wheeltree.record_jobs(entries, site),
+                    wheeltree.iter_record_jobs(entries, site),  # each RECORD read as drawn
                     strategy=strategy,  # type: ignore[arg-type]
                     copy=["*.dist-info/RECORD"],
                 )
@@ -577,8 +577,8 @@ def local_case(args: argparse.Namespace, base: Path, packages: tuple[str, ...]) 
                         f"place_many(RECORD, {s})",
                         lambda d, s=s: install(d, s),  # type: ignore[misc]
                         dst(f"many-{s}"),
-                        "one place_many() of the 5 cache entries with files=<RECORD>, "
-                        "copy=RECORD, in-process",
+                        "one place_many() of the 5 cache entries with files=<RECORD> (each "
+                        "RECORD read as its job is drawn), copy=RECORD, in-process",
                     )
                 )
         for mode, label in (

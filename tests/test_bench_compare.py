@@ -118,22 +118,35 @@ def test_record_jobs_read_every_record_as_the_csv_module(tmp_path: Path) -> None
         ["p-1.0.data/scripts/tool", "", ""],
         ["x.data", "", ""],
         ["p-1.0.dist-info/RECORD", "", ""],
+        ["p/form\x0cfeed.py", "", ""],
+        ["p/lone\rcr.py", "", ""],
+        ["p/line\u2028separator.py", "", ""],
     ]
     for name, keep, crlf in (
+        ("ascii", [0, 7], False),
+        ("ascii-crlf", [0, 7], True),
         ("plain", [0, 3, 7], False),
         ("plain-crlf", [0, 3, 7], True),
+        ("form-feed", [0, 8, 7], False),
+        ("lone-cr", [0, 9, 7], False),  # not quoted: csv reads two paths
+        ("line-separator", [0, 10, 7], False),
+        ("ascii-quoted", [0, 1, 2, 7], False),
         ("quoted", None, False),
         ("crlf", None, True),
     ):
         entry = tmp_path / name
         (entry / "p-1.0.dist-info").mkdir(parents=True)
         record = entry / "p-1.0.dist-info" / "RECORD"
-        chosen = rows if keep is None else [rows[i] for i in keep]
+        chosen = rows[:9] if keep is None else [rows[i] for i in keep]
         with open(record, "w", newline="") as fh:
             csv.writer(fh, lineterminator="\r\n" if crlf else "\n").writerows(chosen)
         with open(record, newline="") as fh:
             want = [row[0] for row in csv.reader(fh) if row and row[0]]
-        assert wheeltree.read_record(record) == want == [r[0] for r in chosen]
+        assert wheeltree.read_record(record) == want
+        if name == "lone-cr":
+            assert want == ["p/a.py", "p/lone", "cr.py", "p-1.0.dist-info/RECORD"]
+            continue
+        assert want == [r[0] for r in chosen]
         jobs = wheeltree.record_jobs([entry], tmp_path / "site")
         if keep is None:
             assert jobs == [
