@@ -362,3 +362,92 @@ def test_a_generator_of_jobs_that_raises_rolls_back_what_started(tmp_path: Path)
     assert os.listdir(site) == ["keep.txt"]
     assert not (tmp_path / "new" / "site").exists()
     assert os.listdir(tmp_path / "new") == []
+
+
+def _count_plans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = _place.plan
+
+    def counted(src, dst, **kw):  # type: ignore[no-untyped-def]
+        calls.append(str(src))
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(_place, "plan", counted)
+    return calls
+
+
+def test_place_many_plans_once_per_mount_of_its_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache entries of one mount share one plan into one site-packages (a plan is
+    a few hundred µs of a small package's 1 ms); with symlinks in the chain, whose
+    relative targets depend on the paths, each source has its own."""
+    calls = _count_plans(monkeypatch)
+    roots = [wheel(tmp_path / "cache", n) for n in ("a", "b", "c")]
+    site = tmp_path / "site"
+    site.mkdir()
+    rs = linkstrategy.place_many([(r, site) for r in roots])
+    assert len(calls) == 1, calls
+    assert len({r.chain for r in rs}) == 1  # type: ignore[union-attr]
+    assert contents(site) == {k: v for r in roots for k, v in contents(r).items()}
+
+
+def test_symlinks_in_the_chain_get_a_plan_per_source(
+    tmpfs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Symlinks are relative when source and destination share an ancestor below the
+    mount point, else absolute: two sources on one mount may differ, so each has its
+    own plan."""
+    import shutil
+    import tempfile
+
+    other = Path(tempfile.mkdtemp(dir=tmpfs_dir.parent))  # beside it, on the same mount
+    try:
+        calls = _count_plans(monkeypatch)
+        near, far = wheel(tmpfs_dir / "cache", "a"), wheel(other / "cache", "b")
+        links = tmpfs_dir / "links"
+        links.mkdir()
+        rs = linkstrategy.place_many([(near, links), (far, links)], strategy=("symlink",))
+        assert len(calls) == 2, calls
+        assert all(r.by_strategy.get("symlink") for r in rs)  # type: ignore[union-attr]
+        assert os.readlink(links / "a" / "m0.py") == "../../cache/a/a/m0.py"
+        assert os.readlink(links / "b" / "m0.py") == str(far / "b" / "m0.py")
+    finally:
+        shutil.rmtree(other)
+
+
+def test_a_bind_mount_of_the_cache_gets_its_own_plan(
+    xfs_bind: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One filesystem, two mounts: an entry reached through the bind mount cannot be
+    hardlinked into a site on the other (EXDEV), so it must not share the plan of an
+    entry that can."""
+    orig, bound = xfs_bind
+    calls = _count_plans(monkeypatch)
+    wheel(orig / "cache", "a")
+    wheel(orig / "cache", "b")
+    site = orig / "site"
+    site.mkdir()
+    rs = linkstrategy.place_many([(orig / "cache" / "a", site), (bound / "cache" / "b", site)])
+    assert len(calls) == 2, calls
+    assert "hardlink" in rs[0].chain and "hardlink" not in rs[1].chain  # type: ignore[union-attr]
+    assert not rs[1].fallbacks  # type: ignore[union-attr]
+
+
+def test_a_btrfs_subvolume_of_the_cache_gets_its_own_plan(
+    btrfs_subvols: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One mount, two btrfs subvolumes (two st_dev): the entry in the other subvolume
+    cannot be hardlinked into the site, so it gets a plan of its own."""
+    a, b = btrfs_subvols
+    calls = _count_plans(monkeypatch)
+    wheel(a / "cache", "a")
+    wheel(b / "cache", "b")
+    site = a / "site"
+    site.mkdir()
+    rs = linkstrategy.place_many(
+        [(a / "cache" / "a", site), (b / "cache" / "b", site)], strategy="auto"
+    )
+    assert len(calls) == 2, calls
+    assert "hardlink" in rs[0].chain and "hardlink" not in rs[1].chain  # type: ignore[union-attr]
+    assert not rs[1].fallbacks  # type: ignore[union-attr]

@@ -54,6 +54,7 @@ from ._pool import Abort, Backoff, Group, Tasks, shared
 from ._record import field, record
 from ._removal import reap_stale, rmtree_at
 from ._sys import (
+    AT_FDCWD,
     clone_file,
     copy_fd,
     copy_sparse,
@@ -62,6 +63,7 @@ from ._sys import (
     list_xattrs,
     open_beneath,
     set_xattr,
+    statx,
 )
 from ._trash import collect_trash
 
@@ -1692,8 +1694,9 @@ class _Placement:
 
     # -- prepare: nothing written yet ----------------------------------------------------
     def prepare(
-        self, opts: _Options, tasks: Tasks | None, plans: dict[tuple[str, str], Plan]
+        self, opts: _Options, tasks: Tasks | None, plans: dict[tuple[str, str], Plan] | None
     ) -> None:
+        """``plans``: a place_many's plans, to share (None: a plan of its own)."""
         s, d = self.s, self.d
         parent_arg, self.base = _split_dst(s, d)
         try:
@@ -1706,14 +1709,22 @@ class _Placement:
         parent = fd_path(self.pfd, parent_arg)
         real_dst = os.path.join(parent, self.base)
         is_dir = stat.S_ISDIR(src_st.st_mode)
-        key = (real_src if is_dir else os.path.dirname(real_src), parent)
-        p = plans.get(key)
+        src_dir = real_src if is_dir else os.path.dirname(real_src)
+        key = (src_dir, parent)
+        shared_key = None if plans is None else _shared_plan_key(src_dir, parent)
+        if plans is None:
+            plans = {}
+        p = plans.get(shared_key) if shared_key is not None else None
+        if p is None:
+            p = plans.get(key)
         if p is None:
             try:
                 p = plan(real_src, real_dst, strategy=opts.strategy, strict=opts.strict)
             except ValueError as e:
                 raise PlaceError(errno.EINVAL, str(e), s, None, d) from None
             plans[key] = p
+            if shared_key is not None and "symlink" not in p.chain:
+                plans[shared_key] = p
         if p.unavailable is not None:
             raise StrategyUnavailable(p.unavailable[0], p.unavailable[1], s, None, d)
         nworkers = max(1, opts.workers if opts.workers is not None else p.workers)
@@ -1975,7 +1986,7 @@ def place(
     )
     job = _Placement(src, dst, files)
     try:
-        job.prepare(opts, None, {})
+        job.prepare(opts, None, None)
         job.start()
         return job.finish()
     except OSError as e:
@@ -2008,8 +2019,8 @@ def place_many(
 ) -> list[PlaceReport | LinkStrategyError]:
     """Place many ``(src, dst)`` or ``(src, dst, files)`` at once: the way to install many
     packages.  All run together on one pool of ``workers`` threads (default: the
-    largest a plan asks for) with one plan per (cache, destination directory), so a
-    small package costs its syscalls, not a call's set-up.  Options as for
+    largest a plan asks for) with one plan per (mount of the sources, destination
+    directory), so a small package costs its syscalls, not a call's set-up.  Options as for
     :func:`place`, for every job.
 
     Each job starts as it is drawn from ``jobs``: a generator that reads each RECORD
@@ -2074,6 +2085,21 @@ def place_many(
             if isinstance(r, LinkStrategyError):
                 raise r
     return out
+
+
+def _shared_plan_key(src_dir: str, parent: str) -> tuple[str, str] | None:
+    """The key under which the sources of a place_many share one plan into ``parent``:
+    plan() decides by the source's mount (its mount ID: a bind mount is another one)
+    and, on btrfs, its subvolume (st_dev), so the cache entries of one mount and
+    subvolume share one -- not when symlinks are in the chain (their relative targets
+    depend on the paths), nor without a mount ID (None: a plan per source)."""
+    try:
+        sx = statx(AT_FDCWD, src_dir)
+    except OSError:
+        return None
+    if sx.mnt_id is None:
+        return None
+    return (f"mount {sx.mnt_id} dev {sx.dev}", parent)
 
 
 def _place_one(run: _Run, ddir: int, sname: str, dname: str) -> None:
