@@ -451,3 +451,25 @@ def test_a_btrfs_subvolume_of_the_cache_gets_its_own_plan(
     assert len(calls) == 2, calls
     assert "hardlink" in rs[0].chain and "hardlink" not in rs[1].chain  # type: ignore[union-attr]
     assert not rs[1].fallbacks  # type: ignore[union-attr]
+
+
+def test_place_many_reads_the_umask_it_runs_under(tmp_path: Path) -> None:
+    """The umask is read once for a batch: under 077, copies and new directories still
+    get the sources' modes (a run that took 022 for granted leaves them 0700)."""
+    roots = [wheel(tmp_path / "cache", n) for n in ("a", "b")]
+    for r in roots:
+        for p in r.rglob("*"):
+            if not p.is_symlink():
+                p.chmod(0o755 if p.is_dir() else 0o644)
+    site = tmp_path / "site"
+    site.mkdir()
+    old = os.umask(0o077)
+    try:
+        linkstrategy.place_many([(r, site) for r in roots], strategy="copy")
+    finally:
+        os.umask(old)
+    for r in roots:
+        for p in r.rglob("*"):
+            if not p.is_symlink():
+                got = (site / p.relative_to(r)).stat().st_mode & 0o777
+                assert got == p.stat().st_mode & 0o777, p

@@ -345,6 +345,7 @@ class _Run:
         tasks: Tasks | None = None,
         private: Callable[[str], bool] | None = None,
         observer: Callable[[str, str], None] | None = None,
+        umask: int | None = None,
     ) -> None:
         self.plan = p
         self.src_root = src_root
@@ -357,7 +358,7 @@ class _Run:
         self.private = private
         self.observer = observer
         self.workers = workers
-        self.umask = _current_umask()
+        self.umask = _current_umask() if umask is None else umask
         self.lock = threading.Lock()
         # results
         self.counts: dict[str, int] = {s: 0 for s in STRATEGIES}
@@ -1623,6 +1624,8 @@ class _Options:
     fsync: bool
     private: Callable[[str], bool] | None
     observer: Callable[[str, str], None] | None
+    #: The process's umask, read once for a place_many's jobs (None: by each)
+    umask: int | None = None
 
 
 def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool] | None:
@@ -1741,6 +1744,7 @@ class _Placement:
             tasks=tasks,
             private=opts.private,
             observer=opts.observer,
+            umask=opts.umask,
         )
         self.sname = None if is_dir else os.path.basename(real_src)
         if is_dir:
@@ -2043,7 +2047,16 @@ def place_many(
     ([1, 1], 'b')
     """
     opts = _Options(
-        strategy, strict, workers, progress, xattrs, times, fsync, _policy(copy), observer
+        strategy,
+        strict,
+        workers,
+        progress,
+        xattrs,
+        times,
+        fsync,
+        _policy(copy),
+        observer,
+        _current_umask(),
     )
     placements: list[_Placement] = []
     results: list[PlaceReport | LinkStrategyError | None] = []

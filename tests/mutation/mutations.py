@@ -222,6 +222,14 @@ MUTATIONS: list[Mutation] = [
         "a plan per package (a few hundred µs each) in a batch from one cache",
     ),
     m(
+        "batch-umask-taken-for-granted",
+        _PLACE,
+        "        _current_umask(),",
+        "        0o022,",
+        ("tests/test_batch.py::test_place_many_reads_the_umask_it_runs_under",),
+        "under umask 077 a batch's new directories and copies stay 0700/0600",
+    ),
+    m(
         "batch-top-directory-on-a-worker",
         _PLACE,
         "                    here=run.whole_trees,",
