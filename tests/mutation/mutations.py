@@ -470,8 +470,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "file-list-doubled-slash-not-cleaned-in-c",
         _C,
-        '           memmem(s, (size_t)n, "//", 2) == NULL;',
-        "           1;",
+        "        if (*p == '.' || *p == '/')",
+        "        if (*p == '.')",
         (
             f"{FL}::test_file_list_same_paths_and_errors_as_python",
             f"{FL}::test_file_list_same_as_python_on_random_lists",
@@ -481,8 +481,30 @@ MUTATIONS: list[Mutation] = [
     m(
         "file-list-duplicates-kept-in-c",
         _C,
-        "        if (i > 0 && lent_cmp(&v[i - 1], &v[i]) == 0)\n            continue;",
-        "        if (0)\n            continue;",
+        "        if (prev != NULL && PyBytes_Size(prev) == PyBytes_Size(it) &&",
+        "        if (0 && prev != NULL && PyBytes_Size(prev) == PyBytes_Size(it) &&",
+        (
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+            f"{FL}::test_file_list_same_as_python_on_random_lists",
+        ),
+        "place_tree refuses a list that is not sorted and unique",
+    ),
+    m(
+        "file-list-dot-component-not-cleaned-in-c",
+        _C,
+        "        if (*p == '.' || *p == '/')",
+        "        if (*p == '/')",
+        (
+            f"{FL}::test_file_list_same_paths_and_errors_as_python",
+            f"{FL}::test_file_list_same_as_python_on_random_lists",
+        ),
+        "a/./b would be looked up as listed under that name, never found by the walk",
+    ),
+    m(
+        "file-list-not-sorted-in-c",
+        _C,
+        "    if (all == NULL || PyList_Sort(all) != 0)",
+        "    if (all == NULL)",
         (
             f"{FL}::test_file_list_same_paths_and_errors_as_python",
             f"{FL}::test_file_list_same_as_python_on_random_lists",
