@@ -10,9 +10,10 @@ What it shows, step by step:
    unpack never leaves a half entry that later installs would trust.
 2. **Install every wheel in one call**, :func:`linkstrategy.place_many`: one pool of
    workers and one plan for all packages; each package's files come from its
-   RECORD (``files=``), so no cache directory is walked.  The strategy is chosen
-   per (cache, venv) pair: hardlinks when both are on one mount, reflinks where the
-   filesystem clones, else copies.
+   RECORD (``files=``), so no cache directory is walked.  The jobs come from a
+   generator: each RECORD is read while the wheels before it are placed.  The
+   strategy is chosen per (cache, venv) pair: hardlinks when both are on one mount,
+   reflinks where the filesystem clones, else copies.
 3. **Never hardlink what the installer rewrites**: ``copy=["*.dist-info/RECORD"]``.
    RECORD is rewritten with the installed paths (and INSTALLER added) *last*, after
    every file is in place: a package is complete when its RECORD says so.
