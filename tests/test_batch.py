@@ -473,3 +473,29 @@ def test_place_many_reads_the_umask_it_runs_under(tmp_path: Path) -> None:
             if not p.is_symlink():
                 got = (site / p.relative_to(r)).stat().st_mode & 0o777
                 assert got == p.stat().st_mode & 0o777, p
+
+
+def test_an_interrupt_in_a_top_directory_rolls_back_the_whole_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, place_loop: str
+) -> None:
+    """Ctrl-C while the calling thread makes a job's top directory: the interrupt goes
+    up at once, and every job of the batch -- the ones already started too -- is
+    rolled back; nothing new stays.  (Elsewhere the top directory is a worker's job,
+    where no interrupt arrives: a signal goes to the main thread.)"""
+    if place_loop != "c":
+        pytest.skip("the top directory is done in the calling thread on the C walk's path only")
+    roots = [wheel(tmp_path / "cache", n) for n in ("a", "b", "c")]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "keep.txt").write_text("mine")
+    real = _place._make_hidden
+
+    def make_hidden(run, ddir, drel, tmp):  # type: ignore[no-untyped-def]
+        if run.src_root == str(roots[1]):
+            raise KeyboardInterrupt
+        return real(run, ddir, drel, tmp)
+
+    monkeypatch.setattr(_place, "_make_hidden", make_hidden)
+    with pytest.raises(KeyboardInterrupt):
+        linkstrategy.place_many([(r, site) for r in roots])
+    assert os.listdir(site) == ["keep.txt"]

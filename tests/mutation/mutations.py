@@ -230,6 +230,14 @@ MUTATIONS: list[Mutation] = [
         "under umask 077 a batch's new directories and copies stay 0700/0600",
     ),
     m(
+        "batch-interrupt-leaves-started-jobs",
+        _PLACE,
+        "    except BaseException:\n        for job in placements:\n            job.abandon()\n        raise",
+        "    except BaseException:\n        raise",
+        ("tests/test_batch.py::test_an_interrupt_in_a_top_directory_rolls_back_the_whole_batch",),
+        "Ctrl-C mid-batch leaves the started packages' hidden directories and lock files behind",
+    ),
+    m(
         "batch-top-directory-on-a-worker",
         _PLACE,
         "                    here=run.whole_trees,",
@@ -242,7 +250,10 @@ MUTATIONS: list[Mutation] = [
         _POOL,
         "            if reraise and not isinstance(e, Exception):",
         "            if False:",
-        ("tests/test_pool.py::test_a_job_called_here_is_one_of_the_groups",),
+        (
+            "tests/test_pool.py::test_a_job_called_here_is_one_of_the_groups",
+            "tests/test_batch.py::test_an_interrupt_in_a_top_directory_rolls_back_the_whole_batch",
+        ),
         "Ctrl-C in a top directory done here is kept until the batch waits, after more jobs start",
     ),
     m(
