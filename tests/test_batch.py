@@ -416,6 +416,21 @@ def test_symlinks_in_the_chain_get_a_plan_per_source(
         shutil.rmtree(other)
 
 
+def _other_cache_gets_its_own_plan(
+    here: Path, there: Path, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry in ``here`` (hardlinkable into ``site``) and one in ``there`` (not):
+    two plans, and the second's chain has no hardlink to fall back from."""
+    calls = _count_plans(monkeypatch)
+    wheel(here, "a")
+    wheel(there, "b")
+    site.mkdir()
+    rs = linkstrategy.place_many([(here / "a", site), (there / "b", site)])
+    assert len(calls) == 2, calls
+    assert "hardlink" in rs[0].chain and "hardlink" not in rs[1].chain  # type: ignore[union-attr]
+    assert not rs[1].fallbacks  # type: ignore[union-attr]
+
+
 def test_a_bind_mount_of_the_cache_gets_its_own_plan(
     xfs_bind: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -423,15 +438,7 @@ def test_a_bind_mount_of_the_cache_gets_its_own_plan(
     hardlinked into a site on the other (EXDEV), so it must not share the plan of an
     entry that can."""
     orig, bound = xfs_bind
-    calls = _count_plans(monkeypatch)
-    wheel(orig / "cache", "a")
-    wheel(orig / "cache", "b")
-    site = orig / "site"
-    site.mkdir()
-    rs = linkstrategy.place_many([(orig / "cache" / "a", site), (bound / "cache" / "b", site)])
-    assert len(calls) == 2, calls
-    assert "hardlink" in rs[0].chain and "hardlink" not in rs[1].chain  # type: ignore[union-attr]
-    assert not rs[1].fallbacks  # type: ignore[union-attr]
+    _other_cache_gets_its_own_plan(orig / "cache", bound / "cache", orig / "site", monkeypatch)
 
 
 def test_a_btrfs_subvolume_of_the_cache_gets_its_own_plan(
@@ -440,17 +447,7 @@ def test_a_btrfs_subvolume_of_the_cache_gets_its_own_plan(
     """One mount, two btrfs subvolumes (two st_dev): the entry in the other subvolume
     cannot be hardlinked into the site, so it gets a plan of its own."""
     a, b = btrfs_subvols
-    calls = _count_plans(monkeypatch)
-    wheel(a / "cache", "a")
-    wheel(b / "cache", "b")
-    site = a / "site"
-    site.mkdir()
-    rs = linkstrategy.place_many(
-        [(a / "cache" / "a", site), (b / "cache" / "b", site)], strategy="auto"
-    )
-    assert len(calls) == 2, calls
-    assert "hardlink" in rs[0].chain and "hardlink" not in rs[1].chain  # type: ignore[union-attr]
-    assert not rs[1].fallbacks  # type: ignore[union-attr]
+    _other_cache_gets_its_own_plan(a / "cache", b / "cache", a / "site", monkeypatch)
 
 
 def test_place_many_reads_the_umask_it_runs_under(tmp_path: Path) -> None:

@@ -1705,10 +1705,6 @@ done:
  *     them (the policy's literal tails: no other path can match).
  * ------------------------------------------------------------------------------- */
 
-struct lent {
-    PyObject *obj; /* owned bytes */
-};
-
 /* ``s`` cleaned as _file_rels does: a new bytes object, NULL with *bad set when the
    entry is refused, NULL with an exception set on MemoryError. */
 static PyObject *clean_path(const char *s, Py_ssize_t n, int *bad)
@@ -1768,8 +1764,7 @@ static int plain_path(const char *s, Py_ssize_t n)
 static PyObject *file_list(PyObject *self, PyObject *arg)
 {
     PyObject *result = NULL, *all = NULL;
-    struct lent *v = NULL;
-    Py_ssize_t n, i, m = 0;
+    Py_ssize_t n, i, m;
 
     (void)self;
     if (!PyList_Check(arg)) {
@@ -1777,9 +1772,9 @@ static PyObject *file_list(PyObject *self, PyObject *arg)
         return NULL;
     }
     n = PyList_Size(arg);
-    v = PyMem_Calloc((size_t)n + 1, sizeof(*v));
-    if (v == NULL)
-        return PyErr_NoMemory();
+    all = PyList_New(0); /* every entry, encoded and cleaned */
+    if (all == NULL)
+        return NULL;
     for (i = 0; i < n; i++) {
         PyObject *item = PyList_GetItem(arg, i), *str, *enc;
         if (item == NULL)
@@ -1825,22 +1820,19 @@ static PyObject *file_list(PyObject *self, PyObject *arg)
                 goto done;
             }
             enc = clean;
-            PyBytes_AsStringAndSize(enc, &s, &len);
         }
         Py_DECREF(str);
-        v[m].obj = enc;
-        m++;
+        int appended = PyList_Append(all, enc);
+        Py_DECREF(enc);
+        if (appended != 0)
+            goto done;
     }
     /* sorted by list.sort (bytes compare as memcmp, then length): a RECORD comes in runs,
        a zip's directory order, which its timsort takes whole (qsort took a third of
        file_list's time on memcmp of long common prefixes) */
-    all = PyList_New(m);
-    for (i = 0; all != NULL && i < m; i++) {
-        Py_INCREF(v[i].obj);
-        PyList_SetItem(all, i, v[i].obj); /* (steals the reference) */
-    }
-    if (all == NULL || PyList_Sort(all) != 0)
+    if (PyList_Sort(all) != 0)
         goto done;
+    m = PyList_Size(all);
     result = PyList_New(0);
     for (i = 0; result != NULL && i < m; i++) {
         PyObject *it = PyList_GetItem(all, i), *prev = i > 0 ? PyList_GetItem(all, i - 1) : NULL;
@@ -1851,10 +1843,7 @@ static PyObject *file_list(PyObject *self, PyObject *arg)
             Py_CLEAR(result);
     }
 done:
-    Py_XDECREF(all);
-    for (i = 0; i < m; i++)
-        Py_DECREF(v[i].obj);
-    PyMem_Free(v);
+    Py_DECREF(all);
     return result;
 }
 
