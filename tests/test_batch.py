@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -496,3 +498,132 @@ def test_an_interrupt_in_a_top_directory_rolls_back_the_whole_batch(
     with pytest.raises(KeyboardInterrupt):
         linkstrategy.place_many([(r, site) for r in roots])
     assert os.listdir(site) == ["keep.txt"]
+
+
+@contextlib.contextmanager
+def _fd_room(room: int) -> Iterator[None]:
+    """RLIMIT_NOFILE lowered to leave about ``room`` fds free (as a small ``ulimit -n``
+    leaves a library once its host has its own files open): the open ones plus
+    ``room``, so a few more where some are open above that."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + room, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _temporaries(root: Path) -> list[str]:
+    names = [*root.rglob(".lstmp-*"), *root.rglob(".linkstrategy-lock*")]
+    return [str(p) for p in names]
+
+
+def test_a_batch_of_many_packages_needs_few_fds(tmp_path: Path) -> None:
+    """60 packages into one site-packages with 48 fds to spare: each job holds
+    directory fds while under way, and each new package directory a lock -- a batch
+    must not need more of them as it grows (it failed with EMFILE, leaving
+    ``.lstmp-`` directories behind)."""
+    roots = [wheel(tmp_path / "cache", f"p{i}", nfiles=1) for i in range(60)]
+    site = tmp_path / "site"
+    site.mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    with _fd_room(48):
+        reports = linkstrategy.place_many([(r, site) for r in roots])
+    assert len(reports) == 60
+    expected: dict[str, str] = {}
+    for r in roots:
+        expected.update(contents(r))
+    assert contents(site) == expected
+    assert _temporaries(site) == []
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_tree_of_many_new_top_directories_needs_few_fds(tmp_path: Path) -> None:
+    """place() of a tree with 300 top-level directories into an existing directory,
+    48 fds to spare: one lock for all the hidden new directories, not one each."""
+    src = tmp_path / "src"
+    for i in range(300):
+        (src / f"d{i}").mkdir(parents=True)
+        (src / f"d{i}" / "m.py").write_text(str(i))
+    site = tmp_path / "site"
+    site.mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    with _fd_room(48):
+        r = linkstrategy.place(src, site)
+    assert r.files == 300
+    assert contents(site) == contents(src)
+    assert _temporaries(site) == []
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def _many(tmp_path: Path, n: int) -> tuple[list[Path], Path]:
+    """``n`` packages that each also add a file to the site's existing namespace
+    directory ``ns`` (a file new in an existing directory: renamed into place on its
+    own, not with a hidden directory)."""
+    roots = []
+    for i in range(n):
+        r = wheel(tmp_path / "cache", f"p{i}", nfiles=1)
+        (r / "ns").mkdir()
+        (r / "ns" / f"p{i}.py").write_text(str(i))
+        roots.append(r)
+    site = tmp_path / "site"
+    (site / "ns").mkdir(parents=True)
+    return roots, site
+
+
+def test_a_long_batch_ends_its_oldest_jobs_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More jobs than may be under way at once: by the time the last is drawn the first
+    is placed whole, and the batch's fds stay bounded however many jobs it has."""
+    monkeypatch.setattr(_place, "_jobs_under_way", lambda: 4)
+    roots, site = _many(tmp_path, 24)
+    base = len(os.listdir("/proc/self/fd"))
+    seen: list[tuple[bool, int]] = []
+
+    def jobs():  # type: ignore[no-untyped-def]
+        for r in roots:
+            seen.append(((site / "p0").is_dir(), len(os.listdir("/proc/self/fd")) - base))
+            yield (r, site)
+
+    linkstrategy.place_many(jobs())
+    assert [s[0] for s in seen] == [False] * 4 + [True] * 20  # 4 under way, then p0 ended
+    # 4 jobs' 3 fds each, one lock, the walks' directories (2 workers, 2 fds a level, a
+    # few levels): far below the 24 jobs' 120 when every job stayed under way
+    assert max(s[1] for s in seen) <= 40, seen
+    assert sorted(os.listdir(site / "ns")) == sorted(f"p{i}.py" for i in range(24))
+
+
+@pytest.mark.parametrize("when", ["drawing", "ending"])
+def test_an_interrupt_leaves_the_ended_jobs_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """Ctrl-C in a long batch: the jobs under way are rolled back, the ones that ended
+    stay whole -- their files in existing directories too (an ended job was rolled back
+    in part: its new directories kept, its files in ``ns/`` unlinked)."""
+    monkeypatch.setattr(_place, "_jobs_under_way", lambda: 4)
+    roots, site = _many(tmp_path, 8)
+    real = _place._Placement.finish
+
+    def finish(self: _place._Placement) -> object:
+        if when == "ending" and self.s == str(roots[5]):
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(_place._Placement, "finish", finish)
+
+    def jobs():  # type: ignore[no-untyped-def]
+        for i, r in enumerate(roots):
+            if when == "drawing" and i == 7:
+                raise KeyboardInterrupt
+            yield (r, site)
+
+    with pytest.raises(KeyboardInterrupt):
+        linkstrategy.place_many(jobs())
+    ended = 4 if when == "drawing" else 5  # p0-p3 ended before p7 is drawn; p0-p4 before p5 ends
+    for i in range(len(roots)):
+        got = (site / f"p{i}").exists(), (site / "ns" / f"p{i}.py").exists()
+        assert got == ((True, True) if i < ended else (False, False)), (i, got)
+    assert _temporaries(site) == []

@@ -498,7 +498,7 @@ def test_a_hidden_directory_whose_lock_cannot_be_made_goes_again(
     """ENOSPC (or EDQUOT) making a new directory's lock file, just after the directory
     itself: the directory is not yet in the run's books, so it must go at once --
     the destination is left as it was (found as a .lstmp- leftover on a full tmpfs)."""
-    from linkstrategy import _place
+    from linkstrategy import _owner
 
     src = tmp_path / "src"
     (src / "pkg" / "sub").mkdir(parents=True)
@@ -506,17 +506,17 @@ def test_a_hidden_directory_whose_lock_cannot_be_made_goes_again(
     site = tmp_path / "site"
     site.mkdir()
     (site / "other.py").write_text("other")
-    real = _place.hold
+    real = _owner.hold
 
     def full(dir_fd: int) -> int | None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_place, "hold", full)
+    monkeypatch.setattr(_owner, "hold", full)
     dst = site if where == "new-subdir" else site / "new"
     with pytest.raises(OSError) as ei:
         linkstrategy.place(src, dst)
     assert ei.value.errno == errno.ENOSPC
     assert sorted(os.listdir(site)) == ["other.py"]
-    monkeypatch.setattr(_place, "hold", real)
+    monkeypatch.setattr(_owner, "hold", real)
     linkstrategy.place(src, dst)  # and nothing in the way afterwards
     assert (dst / "pkg" / "sub" / "m.py").read_text() == "m"

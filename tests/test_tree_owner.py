@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -213,6 +214,127 @@ def test_liveness_is_the_lock_not_the_pid(tmp_path: Path) -> None:
     finally:
         p.kill()
         p.wait()
+
+
+_SHARER = """
+import os, sys, time
+from linkstrategy import _owner
+pfd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+holds = _owner.Holds()
+names = []
+for i in range(3):
+    name = _owner.tmp_name(i)
+    os.mkdir(name, dir_fd=pfd)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=pfd)
+    holds.take(fd, os.fstat(fd).st_dev)
+    os.close(fd)
+    names.append(name)
+print(len(holds), *names, flush=True)
+time.sleep(60)
+"""
+
+
+def test_directories_sharing_one_lock_live_and_die_with_it(tmp_path: Path) -> None:
+    """Holds: three temporary directories of one maker hold one lock fd between them --
+    their lock files are one inode -- and each is live while the maker lives, dead as
+    soon as it is killed -9, and reaped."""
+    p = subprocess.Popen([sys.executable, "-c", _SHARER, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        nfds, *names = p.stdout.readline().decode().split()
+        assert nfds == "1"
+        locks = {os.stat(tmp_path / n / _owner.LOCK_NAME).st_ino for n in names}
+        assert len(locks) == 1 and os.stat(tmp_path / names[0] / _owner.LOCK_NAME).st_nlink == 3
+        pfd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            for n in names:
+                assert _owner.judge(pfd, n, os.stat(n, dir_fd=pfd)) == "live"
+            assert _removal.reap_stale(pfd) == ([], [])
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            for n in names:
+                assert _owner.judge(pfd, n, os.stat(n, dir_fd=pfd)) == "dead"
+            assert sorted(_removal.reap_stale(pfd)[0]) == sorted(names)
+        finally:
+            os.close(pfd)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _dirs(tmp_path: Path, n: int) -> list[int]:
+    fds = []
+    for i in range(n):
+        (tmp_path / f"d{i}").mkdir()
+        fds.append(os.open(tmp_path / f"d{i}", os.O_RDONLY | os.O_DIRECTORY))
+    return fds
+
+
+def test_holds_gives_back_each_name_and_closes_with_the_last(tmp_path: Path) -> None:
+    holds = _owner.Holds()
+    fds = _dirs(tmp_path, 3)
+    try:
+        dev = os.fstat(fds[0]).st_dev
+        lks = [holds.take(fd, dev) for fd in fds]
+        assert len(set(lks)) == 1 and len(holds) == 1
+        holds.give_back(fds[0], lks[0])
+        assert not (tmp_path / "d0" / _owner.LOCK_NAME).exists()
+        assert (tmp_path / "d1" / _owner.LOCK_NAME).exists()
+        os.unlink(tmp_path / "d2" / _owner.LOCK_NAME)  # d2 rolled back: its lock file gone
+        holds.forget(lks[2])
+        assert len(holds) == 1, "d1 still holds it"
+        holds.give_back(fds[1], lks[1])
+        assert len(holds) == 0
+        assert lks[0] is not None
+        with pytest.raises(OSError):
+            os.fstat(lks[0])  # closed
+        assert [os.listdir(tmp_path / f"d{i}") for i in range(3)] == [[], [], []]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("err", [errno.EMLINK, errno.EPERM])
+def test_holds_makes_a_new_lock_file_where_a_link_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int
+) -> None:
+    """The shared lock file at its link limit (EMLINK): the next directory gets a lock
+    file of its own, which the ones after it share.  Any other failure (a filesystem
+    without hard links): a lock file of its own for each from then on.  Either way
+    every directory is live."""
+    holds = _owner.Holds()
+    fds = _dirs(tmp_path, 4)
+    real = os.link
+    calls = []
+
+    def link(src: str, dst: str, **kw: Any) -> None:
+        calls.append(dst)
+        if len(calls) == 1:
+            raise OSError(err, os.strerror(err))
+        real(src, dst, **kw)
+
+    monkeypatch.setattr(os, "link", link)
+    try:
+        dev = os.fstat(fds[0]).st_dev
+        lks = [holds.take(fd, dev) for fd in fds]
+        inos = [os.stat(tmp_path / f"d{i}" / _owner.LOCK_NAME).st_ino for i in range(4)]
+        if err == errno.EMLINK:
+            assert inos[0] != inos[1] == inos[2] == inos[3] and len(holds) == 2
+        else:
+            assert len(set(inos)) == 4 and len(holds) == 4 and len(calls) == 1
+        pfd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            # (judged from this process: an OFD lock conflicts with another open of the file)
+            assert all(_owner.judge(pfd, f"d{i}", os.stat(f"d{i}", dir_fd=pfd)) == "live"
+                       for i in range(4))  # fmt: skip
+        finally:
+            os.close(pfd)
+        for fd, lk in zip(fds, lks, strict=True):
+            holds.give_back(fd, lk)
+        assert len(holds) == 0
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def test_a_lockless_fresh_directory_is_live(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ hosts, never a PID:
 * a temporary **file** is locked (an open-file-description write lock) by its
   maker from creation until it is renamed into place or removed;
 * a temporary **directory** holds a lock file :data:`LOCK_NAME` that its maker
-  keeps locked for the directory's life (:func:`hold`, :func:`release`).
+  keeps locked for the directory's life (:func:`hold`, :func:`release`); the
+  directories of one run share one, hard-linked into each (:class:`Holds`).
 
 :func:`judge` tests that lock: held means live; a lock file that is present but
 free means its maker is gone.  Where there is no lock to test (the moment
@@ -42,6 +43,7 @@ __all__ = [
     "LOCK_NAME",
     "TMP_PREFIX",
     "TXN_SUFFIX",
+    "Holds",
     "hold",
     "is_tmp_name",
     "judge",
@@ -188,10 +190,96 @@ def release(dir_fd: int, lock_fd: int | None) -> None:
     if lock_fd is None:
         return
     try:
-        st = os.fstat(lock_fd)
-        _unlink_if(dir_fd, LOCK_NAME, (st.st_dev, st.st_ino))
+        _unlink_lock(dir_fd, lock_fd)
     finally:
         os.close(lock_fd)
+
+
+def _unlink_lock(dir_fd: int, lock_fd: int) -> None:
+    """Unlink the lock file in the directory open at ``dir_fd`` if it is ``lock_fd``'s."""
+    st = os.fstat(lock_fd)
+    _unlink_if(dir_fd, LOCK_NAME, (st.st_dev, st.st_ino))
+
+
+class Holds:
+    """The lock files of many temporary directories, on one fd per filesystem.
+
+    A lock belongs to the file, not to a name of it: the lock file :func:`hold` made
+    in one directory is linked into the next ones, and :func:`judge` finds it held
+    through any of its names.  A run that makes thousands of new directories (a
+    batch of packages into site-packages, a tree of thousands of top-level
+    directories into an existing one) then holds one fd for them, not one each:
+    ``ulimit -n 1024`` is the usual limit.  A link is also one request where a lock
+    file of its own is four (create, lock, write, rename): on a network filesystem,
+    round trips.  Where a link cannot be made (a filesystem without hard links, the
+    inode's link limit, no ``/proc``), the directory gets a lock file of its own,
+    which the next directories share if they can.  Thread-safe."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._mu = threading.Lock()
+        self._shared: dict[int, int] = {}  # st_dev -> the lock fd new directories share
+        self._names: dict[int, int] = {}  # lock fd -> directories holding it, or linking
+        self._unlinkable: set[int] = set()  # st_dev where a link failed but for EMLINK
+
+    def take(self, dir_fd: int, dev: int) -> int | None:
+        """Lock the directory open at ``dir_fd``, on the device ``dev``, as ours: its
+        lock file, linked to the one shared there or made.  Returns the lock fd, for
+        :meth:`give_back`; None where the filesystem has no locks."""
+        with self._mu:
+            fd = self._shared.get(dev)
+            if fd is not None:
+                self._names[fd] += 1  # kept open while it is linked
+        if fd is not None:
+            try:
+                os.link(f"/proc/self/fd/{fd}", LOCK_NAME, dst_dir_fd=dir_fd)
+                return fd
+            except OSError as e:
+                with self._mu:
+                    if self._shared.get(dev) == fd:
+                        del self._shared[dev]
+                    if e.errno != errno.EMLINK:
+                        self._unlinkable.add(dev)
+                self._drop(fd)
+        fd = hold(dir_fd)
+        if fd is None:
+            return None
+        with self._mu:
+            self._names[fd] = 1
+            if dev not in self._unlinkable:
+                self._shared.setdefault(dev, fd)
+        return fd
+
+    def give_back(self, dir_fd: int, fd: int | None) -> None:
+        """Remove the lock file of the directory open at ``dir_fd`` (if it is still
+        ours); the lock goes with the last directory that holds it."""
+        if fd is None:
+            return
+        try:
+            _unlink_lock(dir_fd, fd)
+        finally:
+            self._drop(fd)
+
+    def forget(self, fd: int | None) -> None:
+        """A directory holding ``fd`` is gone (rolled back, its lock file with it)."""
+        if fd is not None:
+            self._drop(fd)
+
+    def _drop(self, fd: int) -> None:
+        with self._mu:
+            self._names[fd] -= 1
+            if self._names[fd] > 0:
+                return
+            del self._names[fd]
+            for dev, shared in list(self._shared.items()):
+                if shared == fd:
+                    del self._shared[dev]
+        os.close(fd)
+
+    def __len__(self) -> int:
+        """Lock fds open."""
+        return len(self._names)
 
 
 def _unlink_if(dir_fd: int, name: str, ident: tuple[int, int] | None) -> None:

@@ -48,7 +48,7 @@ from ._chain import Chain, Fallback
 from ._cloop import load_speedups
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, StrategyUnavailable
 from ._log import log
-from ._owner import TMP_PREFIX, hold, is_tmp_name, lock_file, release, tmp_name
+from ._owner import TMP_PREFIX, Holds, is_tmp_name, lock_file, tmp_name
 from ._plan import STRATEGIES, Plan, plan
 from ._pool import Abort, Backoff, Group, Tasks, shared
 from ._record import field, record
@@ -346,6 +346,7 @@ class _Run:
         private: Callable[[str], bool] | None = None,
         observer: Callable[[str, str], None] | None = None,
         umask: int | None = None,
+        holds: Holds | None = None,
     ) -> None:
         self.plan = p
         self.src_root = src_root
@@ -376,6 +377,7 @@ class _Run:
         # new directories built hidden: rel, parent drel, tmp, final name, (dev, ino)
         self.hidden_tops: list[tuple[str, str, str, str, tuple[int, int]]] = []
         self.locks: dict[tuple[str, str], int] = {}  # (parent drel, tmp) -> lock fd
+        self.holds = holds if holds is not None else Holds()  # (a place_many's: shared)
         self.restore_modes: list[tuple[str, int]] = []  # drel, mode
         # new names in pre-existing dirs, with the inode this run put there
         self.created_files: list[tuple[str, str, tuple[int, int]]] = []
@@ -1423,7 +1425,7 @@ def _make_hidden(run: _Run, pfd: int, parent_drel: str, tmp: str) -> tuple[int, 
     try:
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
-        lk = hold(fd)
+        lk = run.holds.take(fd, st.st_dev)
         if lk is not None:
             with run.lock:
                 run.locks[(parent_drel, tmp)] = lk
@@ -1445,7 +1447,7 @@ def _unhold(run: _Run, pfd: int, parent_drel: str, tmp: str) -> None:
         return
     fd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
     try:
-        release(fd, lk)
+        run.holds.give_back(fd, lk)
     finally:
         os.close(fd)
 
@@ -1488,13 +1490,13 @@ def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str, ident: tuple[int, in
 
 
 def _close_locks(run: _Run) -> None:
-    """Close the locks still held (after a failure: the hidden trees are gone)."""
+    """Let go of the locks still held (after a failure: the hidden trees are gone)."""
     with run.lock:
         fds = list(run.locks.values())
         run.locks.clear()
     for fd in fds:
         with contextlib.suppress(OSError):
-            os.close(fd)
+            run.holds.forget(fd)
 
 
 def _rollback(run: _Run, dst_root_fd: int) -> None:
@@ -1626,6 +1628,8 @@ class _Options:
     observer: Callable[[str, str], None] | None
     #: The process's umask, read once for a place_many's jobs (None: by each)
     umask: int | None = None
+    #: The lock files of the hidden directories of a place_many's jobs (None: a run's own)
+    holds: Holds | None = None
 
 
 def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool] | None:
@@ -1745,6 +1749,7 @@ class _Placement:
             private=opts.private,
             observer=opts.observer,
             umask=opts.umask,
+            holds=opts.holds,
         )
         self.sname = None if is_dir else os.path.basename(real_src)
         if is_dir:
@@ -2028,8 +2033,11 @@ def place_many(
     :func:`place`, for every job.
 
     Each job starts as it is drawn from ``jobs``: a generator that reads each RECORD
-    in turn reads the next while the ones before it are placed.  An error raised by
-    the iterable rolls back the jobs it started, and goes on up.
+    in turn reads the next while the ones before it are placed.  At most a few dozen
+    jobs are under way at once (each holds directory fds until it ends: thousands of
+    jobs need no more of them than a few): when that many are, the oldest is waited
+    for and ended before the next is drawn.  An error raised by the iterable rolls
+    back the jobs under way, and goes on up; jobs that ended stay placed.
 
     Returns one :class:`PlaceReport` per job, in order.  A job that fails is rolled
     back on its own (the others go on); with ``check=True`` (the default) the first
@@ -2057,40 +2065,52 @@ def place_many(
         _policy(copy),
         observer,
         _current_umask(),
+        Holds(),  # one lock fd for every hidden directory of every job
     )
-    placements: list[_Placement] = []
     results: list[PlaceReport | LinkStrategyError | None] = []
+    under_way: dict[int, _Placement] = {}  # by index in results, oldest first
     plans: dict[tuple[str, str], Plan] = {}
     # One set of threads for every job: the width the caller asks, else the widest plan's.
     tasks = Tasks(shared(), workers or 1)
+    most = _jobs_under_way()
+
+    def end(i: int) -> None:  # a job under way: wait for it, reveal, report
+        job = under_way[i]
+        try:
+            results[i] = job.finish()
+        except OSError as e:
+            results[i] = job.error(e)
+        # (anything else: still under way, rolled back with the others below)
+        del under_way[i]
+        job.close()
+
     try:
         # Each job starts as soon as it is drawn: a generator that reads the next RECORD
         # does so while the jobs before it are placed.
         for j in jobs:
             job = _Placement(j[0], j[1], j[2] if len(j) > 2 else None)
-            placements.append(job)
             results.append(None)
+            under_way[len(results) - 1] = job
             try:
                 job.prepare(opts, tasks, plans)
                 if workers is None and job.run is not None:
                     tasks.workers = max(tasks.workers, job.run.plan.workers)
                 job.start()
             except OSError as e:
+                del under_way[len(results) - 1]
                 job.abandon()
+                job.close()
                 results[-1] = job.error(e)
-        for i, job in enumerate(placements):
-            if results[i] is not None:
-                continue
-            try:
-                results[i] = job.finish()
-            except OSError as e:
-                results[i] = job.error(e)
+            while len(under_way) >= most:
+                end(next(iter(under_way)))
+        while under_way:
+            end(next(iter(under_way)))
     except BaseException:
-        for job in placements:
+        for job in under_way.values():
             job.abandon()
         raise
     finally:
-        for job in placements:
+        for job in under_way.values():
             job.close()
     out = [r for r in results if r is not None]
     if check:
@@ -2098,6 +2118,22 @@ def place_many(
             if isinstance(r, LinkStrategyError):
                 raise r
     return out
+
+
+def _jobs_under_way() -> int:
+    """How many of a place_many's jobs may be under way at once.  Each holds three
+    directory fds (source root, destination parent and root) until it ends, beside
+    what its walks hold: a 32nd of the fd limit, so that 1024 (the usual soft limit)
+    allows 32, and never fewer than 4 (the workers' share of the work stays queued)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY:
+            soft = 1 << 16
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        soft = 1024
+    return max(4, min(64, soft // 32))
 
 
 def _shared_plan_key(src_dir: str, parent: str) -> tuple[str, str] | None:

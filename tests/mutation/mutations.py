@@ -232,10 +232,61 @@ MUTATIONS: list[Mutation] = [
     m(
         "batch-interrupt-leaves-started-jobs",
         _PLACE,
-        "    except BaseException:\n        for job in placements:\n            job.abandon()\n        raise",
+        "    except BaseException:\n        for job in under_way.values():\n            job.abandon()\n        raise",
         "    except BaseException:\n        raise",
         ("tests/test_batch.py::test_an_interrupt_in_a_top_directory_rolls_back_the_whole_batch",),
         "Ctrl-C mid-batch leaves the started packages' hidden directories and lock files behind",
+    ),
+    m(
+        "batch-every-job-under-way",
+        _PLACE,
+        "    most = _jobs_under_way()",
+        "    most = 1 << 30",
+        (
+            f"{B}::test_a_batch_of_many_packages_needs_few_fds",
+            f"{B}::test_a_long_batch_ends_its_oldest_jobs_as_it_goes",
+        ),
+        "every job of a long batch holds its fds until the end: EMFILE under ulimit -n 1024, .lstmp- left",
+    ),
+    Mutation(
+        "batch-ending-job-forgotten-on-interrupt",
+        _PLACE,
+        (
+            (
+                "        job = under_way[i]\n        try:",
+                "        job = under_way.pop(i)\n        try:",
+            ),
+            ("        del under_way[i]\n        job.close()", "        job.close()"),
+        ),
+        (f"{B}::test_an_interrupt_leaves_the_ended_jobs_whole",),
+        "Ctrl-C as a job ends: it is neither ended nor rolled back (its files in existing directories stay)",
+    ),
+    m(
+        "holds-a-lock-fd-per-directory",
+        _OWNER,
+        "            fd = self._shared.get(dev)\n",
+        "            fd = None\n",
+        (
+            f"{B}::test_a_tree_of_many_new_top_directories_needs_few_fds",
+            f"{TO}::test_directories_sharing_one_lock_live_and_die_with_it",
+        ),
+        "a lock fd per hidden directory: EMFILE for a tree of 1,200 new top-level directories",
+    ),
+    m(
+        "holds-closes-a-lock-still-held",
+        _OWNER,
+        "            if self._names[fd] > 0:\n                return",
+        "            if self._names[fd] > 1:\n                return",
+        (f"{TO}::test_holds_gives_back_each_name_and_closes_with_the_last",),
+        "the shared lock let go while other hidden directories still count on it: judged dead, reaped",
+    ),
+    m(
+        "holds-retries-a-link-that-cannot-work",
+        _OWNER,
+        "                    if e.errno != errno.EMLINK:\n                        self._unlinkable.add(dev)",
+        "                    pass",
+        (f"{TO}::test_holds_makes_a_new_lock_file_where_a_link_fails",),
+        "on a filesystem without hard links, a failed link (a round trip) before every lock file",
     ),
     m(
         "batch-top-directory-on-a-worker",
@@ -1762,8 +1813,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "owner-release-leaves-the-lock-file",
         _OWNER,
-        "        _unlink_if(dir_fd, LOCK_NAME, (st.st_dev, st.st_ino))",
-        "        pass",
+        "    _unlink_if(dir_fd, LOCK_NAME, (st.st_dev, st.st_ino))",
+        "    pass",
         (
             f"{P}::test_fresh_destination_appears_complete_or_not_at_all",
             f"{B}::test_place_many_installs_every_package_into_one_site",
