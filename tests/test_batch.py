@@ -129,6 +129,24 @@ def test_copy_policy_never_hardlinks_those_files(tmp_path: Path, copy: object) -
         assert (root / "p-1.0.dist-info" / "RECORD").read_text() == ""
 
 
+@pytest.mark.parametrize("chain", [("symlink", "copy"), ("symlink",), ("symlink", "hardlink")])
+def test_copy_policy_never_symlinks_those_files(tmp_path: Path, chain: tuple[str, ...]) -> None:
+    """With symlink in the chain, a copy= file still gets data of its own: a symlink into
+    the cache would take the installer's rewrite of RECORD into the cache (as a
+    hardlink would)."""
+    root = wheel(tmp_path / "cache", "p")
+    for dst in (tmp_path / "site", tmp_path / "fresh"):
+        if dst.name == "site":
+            dst.mkdir()
+        linkstrategy.place(root, dst, strategy=chain, copy=["*.dist-info/RECORD"])  # type: ignore[arg-type]
+        rec = dst / "p-1.0.dist-info" / "RECORD"
+        assert not rec.is_symlink()
+        assert rec.stat().st_ino != (root / "p-1.0.dist-info" / "RECORD").stat().st_ino
+        assert (dst / "p" / "m0.py").is_symlink() == (chain[0] == "symlink")
+        rec.write_text("rewritten by the installer")
+        assert (root / "p-1.0.dist-info" / "RECORD").read_text() == ""
+
+
 def test_observer_sees_every_entry_and_how(tmp_path: Path) -> None:
     root = wheel(tmp_path / "cache", "q")
     seen: list[tuple[str, str]] = []

@@ -41,6 +41,9 @@ __all__ = ["TRANSIENT_TRIES", "Chain", "Fallback"]
 #: moves down the chain.
 TRANSIENT_TRIES = 4
 
+#: Strategies whose result is a name of the source's own data (``copy=`` files never get them).
+_SHARED = ("hardlink", "symlink")
+
 #: Downgrade warnings already logged by this process: (source mount, destination
 #: mount, strategy, errno).  A report lists its run's own warnings regardless.
 _warned: set[tuple[Any, ...]] = set()
@@ -97,11 +100,12 @@ class Chain:
     # -- per file -------------------------------------------------------------------------
     def for_file(self, private: bool = False) -> tuple[Strategy, ...]:
         """The strategies to try for one file, in order.  ``private``: the caller will
-        rewrite this file (``copy=``), so never a hardlink to the source -- the chain
-        without it, or a copy when nothing else is left."""
+        rewrite this file (``copy=``), so never a name of the source's data -- no
+        hardlink and no symlink, through either of which the rewrite would change the
+        cache: the chain without them, or a copy when nothing else is left."""
         chain = self.strategies
         if private:
-            return tuple(s for s in chain if s != "hardlink") or ("copy",)
+            return tuple(s for s in chain if s not in _SHARED) or ("copy",)
         return chain
 
     def failed(

@@ -1972,7 +1972,7 @@ def place(
     and directory before it is renamed into place.  ``copy``: files the caller
     will rewrite (RECORD, INSTALLER, ...) -- glob patterns matched against the path
     relative to ``src`` (``fnmatch``; ``*`` crosses ``/``), or a callable taking
-    that path -- are never hardlinked: cloned where the pair can, else copied,
+    that path -- are never hardlinked or symlinked: cloned where the pair can, else copied,
     so editing them never edits the cache.  ``observer(path, how)`` is called
     from the worker threads for every entry placed (``how``: the strategy, or
     ``"symlink"`` for a symlink recreated); it must be thread-safe and quick.

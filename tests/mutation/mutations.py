@@ -915,6 +915,14 @@ MUTATIONS: list[Mutation] = [
     ),
     # -- place(): the strategy chain of a run (_chain.Chain) ------------------------------
     m(
+        "chain-private-file-symlinked",
+        _CHAIN,
+        '            return tuple(s for s in chain if s not in _SHARED) or ("copy",)',
+        '            return tuple(s for s in chain if s != "hardlink") or ("copy",)',
+        (f"{B}::test_copy_policy_never_symlinks_those_files",),
+        "with symlink in the chain, RECORD is a symlink into the cache: the installer's rewrite edits the cache",
+    ),
+    m(
         "chain-pair-error-not-downgraded",
         _CHAIN,
         "            if not per_file:\n                self.downgrade(strategy, err, path)",
