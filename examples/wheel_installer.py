@@ -116,10 +116,10 @@ def install(venv: Path, wheels: list[Path], cache: Path) -> None:
                         raise ValueError(f"{entry.name}: scheme {scheme!r} is not supported here")
                     yield (entry / head / scheme, target, [path])
 
-    # RECORD is replaced by rename below, which is safe even for a hardlink; an
-    # installer that edits it in place must have it copied, never hardlinked.  A
-    # ValueError from jobs() rolls back the wheels already started.
-    reports = linkstrategy.place_many(jobs(), copy=["*.dist-info/RECORD"])
+    # RECORD and INSTALLER (a wheel may ship one) are rewritten below: copied, never
+    # linked into the cache, and replaced by rename, never written through whatever
+    # is at the name.  A ValueError from jobs() rolls back the wheels under way.
+    reports = linkstrategy.place_many(jobs(), copy=["*.dist-info/RECORD", "*.dist-info/INSTALLER"])
     for entry in entries:
         write_scripts(entry, venv)
         finish_record(entry, site, venv)
@@ -159,7 +159,7 @@ def _hash(path: Path) -> str:
 def finish_record(entry: Path, site: Path, venv: Path) -> None:
     """INSTALLER, then RECORD rewritten last (a temporary name, then rename)."""
     info = site / dist_info(entry).name
-    (info / "INSTALLER").write_text(INSTALLER + "\n")
+    _write_new(info / "INSTALLER", INSTALLER + "\n")
     rows = []
     for rel in record_paths(entry):
         head, _, rest = rel.partition("/")
@@ -175,9 +175,16 @@ def finish_record(entry: Path, site: Path, venv: Path) -> None:
         else:
             p = site / rel
             w.writerow([rel, _hash(p), p.stat().st_size])
-    tmp = info / f".RECORD.tmp{os.getpid()}"
-    tmp.write_text(out.getvalue())
-    os.replace(tmp, info / "RECORD")
+    _write_new(info / "RECORD", out.getvalue())
+
+
+def _write_new(path: Path, text: str) -> None:
+    """``path`` replaced by a new file holding ``text`` (a temporary name, then rename):
+    never written through a link at that name into the cache."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "x") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def uninstall(venv: Path, names: list[str]) -> None:

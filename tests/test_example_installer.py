@@ -81,3 +81,36 @@ def test_install_import_check_uninstall(tmp_path: Path, wheels: list[Path]) -> N
     assert digest(cache) == cached
     listed = run(sys.executable, "-m", "pip", "--python", py, "list", "--format=freeze").stdout
     assert {line.split("==")[0].lower() for line in listed.split()} == set(WHEELS)
+
+
+def test_an_installer_file_the_wheel_ships_is_not_written_through_the_cache(tmp_path: Path) -> None:
+    """A wheel that ships INSTALLER: the example rewrites it, and the cache's stays as it
+    was (it was hardlinked from the cache and written in place)."""
+    import zipfile
+
+    wheel = tmp_path / "wheels" / "shipsinstaller-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    info = "shipsinstaller-1.0.dist-info"
+    files = {
+        "shipsinstaller/__init__.py": "X = 1\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: shipsinstaller\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/INSTALLER": "the wheel's own\n",
+    }
+    record = "".join(f"{n},,\n" for n in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(wheel, "w") as z:
+        for n, text in {**files, f"{info}/RECORD": record}.items():
+            z.writestr(n, text)
+    venv, cache = tmp_path / "venv", tmp_path / "cache"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    run(sys.executable, EXAMPLE, "install", venv, wheel, "--cache", cache)
+    cached = digest(cache)
+    entry = next(cache.glob("shipsinstaller-*"))
+    assert (entry / info / "INSTALLER").read_text() == "the wheel's own\n"
+    site = next((venv / "lib").glob("python*/site-packages"))
+    assert (site / info / "INSTALLER").read_text() == "linkstrategy-example\n"
+    assert (site / "shipsinstaller" / "__init__.py").stat().st_ino == (
+        entry / "shipsinstaller" / "__init__.py"
+    ).stat().st_ino  # the rest hardlinked: cache and venv share a filesystem here
+    run(sys.executable, EXAMPLE, "install", venv, wheel, "--cache", cache)  # again, from the cache
+    assert digest(cache) == cached
