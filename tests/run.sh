@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, with its own set-up: `bash tests/run.sh [pytest args]`.
 # As root it installs the Debian packages the real-filesystem tests need
-# (xfsprogs, btrfs-progs, fuse3; gcc, pkg-config, libfuse3-dev to build
+# (xfsprogs, btrfs-progs, fuse3, strace; gcc, pkg-config, libfuse3-dev to build
 # tests/latencyfs.c); elsewhere those tests skip with a reason.
 #
 # As root it then runs the non-root part of the suite (`-m "not root and not dist"`) a
@@ -21,6 +21,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs)
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   command -v filefrag >/dev/null || missing+=(e2fsprogs)
+  # the modes mkdir is given, read by strace (test_place_safety)
+  command -v strace >/dev/null || missing+=(strace)
   # tests/latencyfs.c is compiled on first use (mountutil.latencyfs_binary)
   command -v gcc >/dev/null || missing+=(gcc)
   command -v pkg-config >/dev/null || missing+=(pkg-config)

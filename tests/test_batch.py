@@ -322,10 +322,10 @@ def test_a_top_directory_failing_in_the_calling_thread_rolls_back(
     site.mkdir()
     real = _place._make_hidden
 
-    def make_hidden(run, ddir, drel, tmp):  # type: ignore[no-untyped-def]
+    def make_hidden(run, ddir, drel, tmp, *mode):  # type: ignore[no-untyped-def]
         if run.src_root == str(roots[1]) and len(run.hidden_tops) == 1:
             raise OSError(errno.EIO, "injected", tmp)  # its second new directory
-        return real(run, ddir, drel, tmp)
+        return real(run, ddir, drel, tmp, *mode)
 
     monkeypatch.setattr(_place, "_make_hidden", make_hidden)
     results = linkstrategy.place_many([(r, site) for r in roots], check=False)
@@ -507,10 +507,10 @@ def test_an_interrupt_in_a_top_directory_rolls_back_the_whole_batch(
     (site / "keep.txt").write_text("mine")
     real = _place._make_hidden
 
-    def make_hidden(run, ddir, drel, tmp):  # type: ignore[no-untyped-def]
+    def make_hidden(run, ddir, drel, tmp, *mode):  # type: ignore[no-untyped-def]
         if run.src_root == str(roots[1]):
             raise KeyboardInterrupt
-        return real(run, ddir, drel, tmp)
+        return real(run, ddir, drel, tmp, *mode)
 
     monkeypatch.setattr(_place, "_make_hidden", make_hidden)
     with pytest.raises(KeyboardInterrupt):

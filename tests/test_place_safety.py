@@ -520,3 +520,68 @@ def test_a_hidden_directory_whose_lock_cannot_be_made_goes_again(
     monkeypatch.setattr(_owner, "hold", real)
     linkstrategy.place(src, dst)  # and nothing in the way afterwards
     assert (dst / "pkg" / "sub" / "m.py").read_text() == "m"
+
+
+_MKDIR = __import__("re").compile(
+    r'mkdir(?:at)?\((?:[^,]+, )?"([^"]+)", (0[0-7]*)'
+)  # (or <unfinished
+
+_PLACE_CHILD = """
+import sys, types
+from linkstrategy import _place
+loop, src, dst = sys.argv[1:4]
+if loop == "python":
+    _place._fast = None
+elif loop == "c-files":
+    names = {n: getattr(_place._fast, n) for n in dir(_place._fast) if not n.startswith("__")}
+    del names["place_tree"]
+    _place._fast = types.SimpleNamespace(**names)
+import linkstrategy
+linkstrategy.place(src, dst, strategy="copy")
+"""
+
+
+@pytest.mark.parametrize("into", ["new", "existing"])
+def test_a_private_directory_is_private_from_its_mkdir(
+    tmp_path: Path, place_loop: str, into: str
+) -> None:
+    """A 0700 source directory's copy is made 0700 (mode | 0700, the umask applied), not
+    0777 and given its mode later: another user who opened it in between could list
+    the names placed in it through that fd after the run.  The modes mkdir is asked
+    for are read from strace (the C walk's mkdirat too)."""
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace to read the modes mkdir is given (tests/run.sh installs it)")
+    src = tmp_path / "src"
+    private = ["a", "a/deep", "b", "b/c", "pub/priv"]
+    for d in ["pub", *private]:
+        (src / d).mkdir(parents=True)
+        (src / d / "f.txt").write_text(d)
+    for d in private:
+        (src / d).chmod(0o700)
+    src.chmod(0o700)
+    dst = tmp_path / "dst"
+    if into == "existing":
+        dst.mkdir()
+        (dst / "other").write_text("x")
+    log = tmp_path / "strace.log"
+    r = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=mkdir,mkdirat", "-o", str(log),
+         sys.executable, "-c", _PLACE_CHILD, place_loop, str(src), str(dst)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    made = [(m.group(1), int(m.group(2), 8)) for m in _MKDIR.finditer(log.read_text())]
+    mine = [(n, mode) for n, mode in made if not n.startswith("/")]  # (not Python's own)
+    names = {os.path.basename(d) for d in private}
+    for name, mode in mine:
+        if name in names:
+            assert mode & 0o077 == 0, (name, oct(mode), mine)
+    # the hidden ones: the new root (src is private) or the new tops a, b and pub
+    hidden = sorted(mode for n, mode in mine if n.startswith(".lstmp-"))
+    assert hidden == ([0o700] if into == "new" else [0o700, 0o700, 0o755]), mine
+    assert {n for n, _ in mine} >= {"deep", "c", "priv"}, mine
+    for d in private:
+        assert stat.S_IMODE((dst / d).stat().st_mode) == 0o700
+    assert stat.S_IMODE((dst / "pub").stat().st_mode) == stat.S_IMODE((src / "pub").stat().st_mode)

@@ -1034,7 +1034,7 @@ def _dir_job(
         for name in listing.subdirs:
             child = _join(rel, name)
             if hidden:
-                os.mkdir(name, 0o777, dir_fd=ddir)
+                os.mkdir(name, _new_dir_mode(sdir, name), dir_fd=ddir)
                 cdrel = _join(drel, name)
                 hidden_child = True
             elif name in existing:
@@ -1042,7 +1042,7 @@ def _dir_job(
                 hidden_child = False
             else:  # new here: build it hidden, rename it into place when complete
                 tmp = run.tmpname()
-                ident = _make_hidden(run, ddir, drel, tmp)
+                ident = _make_hidden(run, ddir, drel, tmp, _new_dir_mode(sdir, name))
                 with run.lock:
                     run.hidden_tops.append((child, drel, tmp, name, ident))
                 cdrel = _join(drel, tmp)
@@ -1381,7 +1381,7 @@ def _place_rest(run: _Run, roots: tuple[int, int], rel: str, drel: str, rest: li
                                 errno.EISDIR, "listed entry is a directory (list its files)",
                                 run.src_path(path),
                             )  # fmt: skip
-                        os.mkdir(name, 0o777, dir_fd=ddir)
+                        os.mkdir(name, (st.st_mode & 0o777) | 0o700, dir_fd=ddir)
                         child, cdrel = _join(srel, name), _join(sdrel, name)
                         with run.lock:
                             run.drels[child] = cdrel
@@ -1415,11 +1415,27 @@ def _restore_dir_modes(run: _Run, dst_root_fd: int, *, hidden: bool) -> None:
             os.close(fd)
 
 
-def _make_hidden(run: _Run, pfd: int, parent_drel: str, tmp: str) -> tuple[int, int]:
-    """Make the hidden directory ``tmp`` and lock it as ours (see _owner); its (dev, ino).
-    If the lock cannot be made (ENOSPC, EDQUOT...), the directory goes again: it is
-    not yet in the run's books, so its rollback would not find it."""
-    os.mkdir(tmp, 0o777, dir_fd=pfd)
+def _new_dir_mode(sdir: int, name: str) -> int:
+    """The mode to make the new directory for the source directory ``name`` with: its
+    permission bits and owner rwx (to fill it; the umask applies), so that a private
+    directory is private from its mkdir on.  Made 0777 (the umask's 0755) and given
+    its mode later, another user could open it in between and list the names in it
+    through that fd afterwards.  0777 where the source cannot be looked at (its own
+    job finds out why, and gives the mode it finds)."""
+    try:
+        return (os.stat(name, dir_fd=sdir, follow_symlinks=False).st_mode & 0o777) | 0o700
+    except OSError:
+        return 0o777
+
+
+def _make_hidden(
+    run: _Run, pfd: int, parent_drel: str, tmp: str, mode: int = 0o777
+) -> tuple[int, int]:
+    """Make the hidden directory ``tmp`` (``mode``: see _new_dir_mode) and lock it as
+    ours (see _owner); its (dev, ino).  If the lock cannot be made (ENOSPC,
+    EDQUOT...), the directory goes again: it is not yet in the run's books, so its
+    rollback would not find it."""
+    os.mkdir(tmp, mode, dir_fd=pfd)
     fd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
     ident: tuple[int, int] | None = None
     try:
@@ -1695,6 +1711,7 @@ class _Placement:
         self.hidden_root: str | None = None
         self.hidden_ident = _NO_IDENT
         self.base = ""
+        self.src_mode = 0o777
         self.run: _Run | None = None
         self.started = False
         self.t0 = time.perf_counter()
@@ -1710,6 +1727,7 @@ class _Placement:
             src_st = os.stat(s)
         except OSError as e:
             raise PlaceError(e.errno, f"cannot read source: {e.strerror}", s, None, d) from None
+        self.src_mode = src_st.st_mode
         real_src = os.path.realpath(s)
         self.pfd = _open_parent(s, parent_arg, d)
         _check_pair(s, src_st, self.pfd, self.base, d)
@@ -1789,7 +1807,8 @@ class _Placement:
         except FileNotFoundError:
             _scan_existing(pfd)  # drop temporaries a killed run left beside it
             self.hidden_root = run.tmpname()
-            self.hidden_ident = _make_hidden(run, pfd, "..", self.hidden_root)
+            mode = (self.src_mode & 0o777) | 0o700
+            self.hidden_ident = _make_hidden(run, pfd, "..", self.hidden_root, mode)
         try:
             self.dst_root_fd = os.open(
                 self.hidden_root or base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd

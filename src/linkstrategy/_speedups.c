@@ -445,8 +445,9 @@ error:
  * _place._dir_job gives it (the mode | 0700 while it is filled); then the source is
  * read directory by directory from a *board* (see struct board): every regular file
  * placed by place_one() as it is read, every subdirectory put on the board as it is
- * found, and the subdirectory found last taken next -- made then (mkdirat 0777,
- * opened O_NOFOLLOW on both sides, its parent held open until that is done) and
+ * found, and the subdirectory found last taken next -- made then (its source opened
+ * O_NOFOLLOW first, mkdirat with its permission bits | 0700, then opened O_NOFOLLOW,
+ * its parent held open until that is done) and
  * read the same way.  What is not plain is handed back, never decided here:
  *
  *   rest    ["rel/name"] entries not placed: symlinks, special files, files
@@ -884,13 +885,11 @@ static int allow_below(const struct walk *w, char *path, size_t len)
     return below;
 }
 
-/* Give the new directory dfd the mode of sfd, as _dir_job does for a hidden one. */
-static int dir_mode(struct walk *w, int sfd, int dfd, const char *rel, size_t len)
+/* Give the new directory dfd the mode of its source (st_mode smode), as _dir_job does
+   for a hidden one. */
+static int dir_mode(struct walk *w, mode_t smode, int dfd, const char *rel, size_t len)
 {
-    struct stat st;
-    if (fstat(sfd, &st) != 0)
-        return -1;
-    mode_t mode = st.st_mode & 07777;
+    mode_t mode = smode & 07777;
     if (mode != (0777 & ~w->umask_) && fchmod(dfd, mode | 0700) != 0)
         return -1;
     if ((mode & 0700) != 0700 && recs_add(&w->recs, REC_MODE, rel, len, (long long)mode, 0) != 0)
@@ -1001,22 +1000,26 @@ static struct node *unit_open(struct walk *w, struct board *b, struct unit *u)
         }
         goto out;
     }
-    if (mkdirat(p->dfd, name, 0777) != 0) {
-        walk_fail(w, u->path, u->len);
-        goto out;
-    }
     int csfd = openat(psfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (csfd < 0) {
-        /* swapped for a symlink or a file since the listing, or gone: our new
-           directory goes again, the Python path looks at it */
-        if (unlinkat(p->dfd, name, AT_REMOVEDIR) != 0 ||
-            recs_add(&w->recs, REC_REST, u->path, u->len, 0, 0) != 0)
+        /* swapped for a symlink or a file since the listing, or gone: the Python
+           path looks at it */
+        if (recs_add(&w->recs, REC_REST, u->path, u->len, 0, 0) != 0)
             walk_fail(w, u->path, u->len);
+        goto out;
+    }
+    /* Made with the source's permission bits (and owner rwx, to fill it): a private
+       directory is private from its mkdir on -- made 0777 and given its mode later,
+       another user could open it in between and list its names through that fd. */
+    struct stat sst;
+    if (fstat(csfd, &sst) != 0 || mkdirat(p->dfd, name, (sst.st_mode & 0777) | 0700) != 0) {
+        walk_fail(w, u->path, u->len);
+        close(csfd);
         goto out;
     }
     int cdfd = openat(p->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct dstream *csd = cdfd < 0 ? NULL : ds_fdopen(csfd);
-    if (csd == NULL || dir_mode(w, csfd, cdfd, u->path, u->len) != 0 ||
+    if (csd == NULL || dir_mode(w, sst.st_mode, cdfd, u->path, u->len) != 0 ||
         (nd = node_new(b, csd, cdfd, p->depth + 1, u->path, u->len)) == NULL) {
         walk_fail(w, u->path, u->len);
         if (csd != NULL)
@@ -1234,8 +1237,9 @@ static struct board *board_start(struct walk *w, int src_dir_fd, int dst_dir_fd,
     }
     int sfd = fcntl(src_dir_fd, F_DUPFD_CLOEXEC, 0);
     int dfd = sfd < 0 ? -1 : fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
-    struct dstream *sd = dfd < 0 ? NULL : ds_fdopen(sfd);
-    if (sd == NULL || dir_mode(w, sfd, dfd, "", 0) != 0 ||
+    struct stat sst;
+    struct dstream *sd = dfd < 0 || fstat(sfd, &sst) != 0 ? NULL : ds_fdopen(sfd);
+    if (sd == NULL || dir_mode(w, sst.st_mode, dfd, "", 0) != 0 ||
         (*root = node_new(b, sd, dfd, 0, "", 0)) == NULL) {
         walk_fail(w, "", 0);
         if (sd != NULL)

@@ -880,6 +880,23 @@ MUTATIONS: list[Mutation] = [
             f"{P}::test_kill_9_mid_run_then_place_again",
         ),
     ),
+    # -- place(): what another user may see or swap in (the audit of stop 21) -------------
+    m(
+        "place-new-dir-made-open",
+        _PLACE,
+        "        return (os.stat(name, dir_fd=sdir, follow_symlinks=False).st_mode & 0o777) | 0o700",
+        "        return 0o777",
+        (f"{PS}::test_a_private_directory_is_private_from_its_mkdir",),
+        "a private directory is made 0755 first: another user opens it and lists its names later",
+    ),
+    m(
+        "tree-walk-new-dir-made-open",
+        _C,
+        "    if (fstat(csfd, &sst) != 0 || mkdirat(p->dfd, name, (sst.st_mode & 0777) | 0700) != 0) {",
+        "    if (fstat(csfd, &sst) != 0 || mkdirat(p->dfd, name, 0777) != 0) {",
+        (f"{PS}::test_a_private_directory_is_private_from_its_mkdir",),
+        "the C walk makes a private directory 0755 first: its names leak through an fd opened then",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",
