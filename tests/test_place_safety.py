@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -585,3 +586,115 @@ def test_a_private_directory_is_private_from_its_mkdir(
     for d in private:
         assert stat.S_IMODE((dst / d).stat().st_mode) == 0o700
     assert stat.S_IMODE((dst / "pub").stat().st_mode) == stat.S_IMODE((src / "pub").stat().st_mode)
+
+
+def _before_reveal(monkeypatch: pytest.MonkeyPatch, action: object) -> None:
+    """Run ``action()`` once, just before place() renames its first hidden directory to
+    its final name (another process at work in the destination meanwhile)."""
+    real = _place._unhold  # (called just before the renames)
+    done: list[bool] = []
+
+    def unhold(*args: Any) -> None:
+        if not done:
+            done.append(True)
+            action()  # type: ignore[operator]
+        real(*args)
+
+    monkeypatch.setattr(_place, "_unhold", unhold)
+
+
+@pytest.mark.parametrize("into", ["new", "existing"])
+def test_a_merge_never_follows_a_symlink_swapped_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, into: str
+) -> None:
+    """The final name appears (non-empty) while the tree is built hidden, and the
+    directory holding it is swapped for a symlink to someone else's installation:
+    the merge goes into the directory the run opened, never through the symlink (a
+    merge by path overwrote the other installation's files)."""
+    src = tmp_path / "src"
+    tree(src)
+    (src / "pkg" / "m0.py").write_text("new")
+    home, other = tmp_path / "home", tmp_path / "othersite"
+    (other / "x" / "pkg").mkdir(parents=True)
+    (other / "x" / "pkg" / "m0.py").write_text("the other installation's")
+    before = digest(other)
+    dst = home / "proj" / "x"
+    dst.parent.mkdir(parents=True)
+    if into == "existing":
+        dst.mkdir()  # then pkg/ is the new directory, built hidden in x/
+
+    def race() -> None:
+        target = dst / "pkg" if into == "existing" else dst
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "keep").write_text("theirs")  # non-empty: no rename over it
+        (home / "proj").rename(home / "proj_old")
+        (home / "proj").symlink_to(other)
+
+    _before_reveal(monkeypatch, race)
+    linkstrategy.place(src, dst)
+    assert digest(other) == before, "nothing placed through the symlink"
+    got = home / "proj_old" / "x"
+    assert (got / "pkg" / "m0.py").read_text() == "new"
+    keep = got / "pkg" / "keep" if into == "existing" else got / "keep"
+    assert keep.read_text() == "theirs"
+    assert not [p for p in home.rglob(".lstmp-*")]
+
+
+@pytest.mark.parametrize("into", ["new", "existing"])
+def test_an_empty_directory_made_meanwhile_is_merged_into_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, into: str
+) -> None:
+    """Another process makes the final name, empty, while the tree is built (about to
+    fill it): the run merges into that directory; a plain rename(2) replaced it,
+    deleting it under the other process's feet."""
+    src = tmp_path / "src"
+    tree(src)
+    dst = tmp_path / "dst"
+    if into == "existing":
+        dst.mkdir()
+    target = dst / "pkg" if into == "existing" else dst
+    made: list[int] = []
+
+    def race() -> None:
+        target.mkdir()
+        made.append(target.stat().st_ino)
+
+    _before_reveal(monkeypatch, race)
+    linkstrategy.place(src, dst)
+    assert target.stat().st_ino == made[0]
+    assert (dst / "pkg" / "sub" / "data").read_text() == "data\n"
+
+
+def test_a_merge_that_fails_takes_back_what_it_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge failing part-way (here its third move): the entries it moved to new names
+    go again, what was there stays, and nothing of the run is left."""
+    src = tmp_path / "src"
+    (src / "pkg" / "a").mkdir(parents=True)
+    for n in ("m1.py", "m2.py", "m3.py", "m4.py"):
+        (src / "pkg" / n).write_text(n)
+    (src / "pkg" / "a" / "x.py").write_text("x")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+
+    def race() -> None:
+        (dst / "pkg").mkdir()
+        (dst / "pkg" / "theirs.py").write_text("theirs")
+
+    _before_reveal(monkeypatch, race)
+    real, moves = os.rename, []
+
+    def rename(a: str, b: str, **kw: object) -> None:
+        if kw.get("src_dir_fd") is not None and kw.get("src_dir_fd") != kw.get("dst_dir_fd"):
+            moves.append(a)  # a move between two directories: the merge's
+            if len(moves) == 3:
+                raise OSError(errno.EIO, "injected")
+        real(a, b, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError):
+        linkstrategy.place(src, dst)
+    monkeypatch.setattr(os, "rename", real)
+    assert sorted(os.listdir(dst)) == ["pkg"]
+    assert sorted(os.listdir(dst / "pkg")) == ["theirs.py"]

@@ -62,6 +62,7 @@ from ._sys import (
     get_xattr,
     list_xattrs,
     open_beneath,
+    rename_noreplace,
     set_xattr,
     statx,
 )
@@ -1471,38 +1472,128 @@ def _unhold(run: _Run, pfd: int, parent_drel: str, tmp: str) -> None:
 def _reveal(run: _Run, dst_root_fd: int) -> None:
     """Rename each new directory from its temporary name to its final one, parents first.
 
-    If another process created the final name meanwhile, merge into it instead (each
-    file renamed into place on its own) and drop the hidden copy."""
+    If another process created the final name meanwhile, merge into it instead (see
+    :func:`_merge_instead`) and drop the hidden copy."""
     tops = sorted(run.hidden_tops, key=lambda t: t[1].count("/"))
-    for rel, parent_drel, tmp, name, ident in tops:
+    for _rel, parent_drel, tmp, name, ident in tops:
         pfd = open_beneath(dst_root_fd, parent_drel, _DIR_FLAGS)
         try:
             _unhold(run, pfd, parent_drel, tmp)
-            try:
-                os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
-            except OSError as e:
-                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                _merge_instead(run, rel, pfd, tmp, ident)
+            _reveal_one(pfd, tmp, name, ident)
         finally:
             os.close(pfd)
 
 
-def _merge_instead(run: _Run, rel: str, pfd: int, tmp: str, ident: tuple[int, int]) -> None:
-    sub = place(
-        run.src_path(rel),
-        run.dst_path(rel),
-        strategy=run.plan.requested or "auto",
-        strict=run.plan.strict,
-        xattrs=run.xattrs,
-        times=run.times,
-        fsync=run.fsync,
-        workers=run.workers,
-        copy=(lambda p: private(_join(rel, p))) if (private := run.private) else None,
-        observer=(lambda p, how: seen(_join(rel, p), how)) if (seen := run.observer) else None,
-    )
-    run.chain.record(sub.fallbacks)
+def _reveal_one(pfd: int, tmp: str, name: str, ident: tuple[int, int]) -> None:
+    """The hidden directory ``tmp`` of ``pfd`` gets its final ``name`` -- or, where
+    something is there by now, what it holds is merged into that."""
+    try:
+        _rename_new(pfd, tmp, pfd, name)
+    except OSError as e:
+        if e.errno not in _IN_THE_WAY:
+            raise
+        _merge_instead(pfd, tmp, name, ident)
+
+
+#: A rename that found its new name taken (ENOTEMPTY: a directory there, not empty).
+_IN_THE_WAY = (errno.EEXIST, errno.ENOTEMPTY)
+
+
+def _rename_new(a_fd: int, a: str, b_fd: int, b: str) -> None:
+    """Rename ``a`` to ``b`` only where ``b`` is free (FileExistsError otherwise): a plain
+    rename(2) silently replaces an empty directory another process just made there,
+    and whatever it meant to put in it would land in ours.  Without renameat2 here,
+    a look first and then the rename (with that gap)."""
+    if rename_noreplace(a_fd, a, b_fd, b):
+        return
+    try:
+        os.stat(b, dir_fd=b_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.rename(a, b, src_dir_fd=a_fd, dst_dir_fd=b_fd)
+        return
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), b)
+
+
+def _merge_instead(pfd: int, tmp: str, name: str, ident: tuple[int, int]) -> None:
+    """The final ``name`` of the hidden tree ``tmp`` (both in ``pfd``) appeared
+    meanwhile: another process made that directory.  Move what the hidden tree holds
+    into it instead, entry by entry -- a file or symlink replaces what is there (as a
+    placement into an existing directory does), a directory goes whole where its name
+    is free and is merged in turn where it is not -- then drop the emptied hidden
+    tree.  Every directory on both sides is opened from ``pfd`` without following a
+    symlink: one swapped in meanwhile fails the run, it never leads elsewhere (a
+    merge by path went wherever the path led by then).  If a move fails, the entries
+    moved to new names go again (a file replaced stays replaced) and the error goes
+    up, for the run's rollback of the rest."""
+    tfd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    moved: list[tuple[str, str, tuple[int, int]]] = []  # target sub-directory, name, inode
+    try:
+        hfd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            st = os.fstat(hfd)
+            if (st.st_dev, st.st_ino) != ident:
+                raise OSError(errno.ESTALE, "no longer the directory this run made", tmp)
+            _merge_dirs(hfd, tfd, moved)
+        finally:
+            os.close(hfd)
+    except BaseException:
+        _unmerge(tfd, moved)
+        raise
+    finally:
+        os.close(tfd)
     rmtree_at(pfd, tmp, expect=ident)
+
+
+def _merge_dirs(hfd_top: int, tfd_top: int, moved: list[tuple[str, str, tuple[int, int]]]) -> None:
+    """The merge of :func:`_merge_instead`: directory by directory, each pair opened
+    beneath the two tops (a bounded number of fds, whatever the depth)."""
+    todo = [""]
+    while todo:
+        sub = todo.pop()
+        hfd = open_beneath(hfd_top, sub, _DIR_FLAGS)
+        try:
+            tfd = open_beneath(tfd_top, sub, _DIR_FLAGS)
+            try:
+                hst = os.fstat(hfd)
+                if hst.st_mode & 0o300 != 0o300:  # ours, given its mode; emptied and dropped
+                    os.fchmod(hfd, stat.S_IMODE(hst.st_mode) | 0o700)
+                for entry in os.scandir(hfd):
+                    n = entry.name
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        try:
+                            _rename_new(hfd, n, tfd, n)
+                        except OSError as e:
+                            if e.errno not in _IN_THE_WAY:
+                                raise
+                            todo.append(_join(sub, n))
+                            continue
+                    else:
+                        try:
+                            os.stat(n, dir_fd=tfd, follow_symlinks=False)
+                            new = False
+                        except FileNotFoundError:
+                            new = True
+                        os.rename(n, n, src_dir_fd=hfd, dst_dir_fd=tfd)
+                        if not new:
+                            continue
+                    moved.append((sub, n, (st.st_dev, st.st_ino)))
+            finally:
+                os.close(tfd)
+        finally:
+            os.close(hfd)
+
+
+def _unmerge(tfd_top: int, moved: list[tuple[str, str, tuple[int, int]]]) -> None:
+    """Remove what a failed merge moved to new names, each only if it is still the inode
+    moved there."""
+    for sub, n, ident in reversed(moved):
+        with contextlib.suppress(OSError):
+            dfd = open_beneath(tfd_top, sub, _DIR_FLAGS)
+            try:
+                rmtree_at(dfd, n, expect=ident)
+            finally:
+                os.close(dfd)
 
 
 def _close_locks(run: _Run) -> None:
@@ -1898,12 +1989,7 @@ class _Placement:
                 _restore_dir_modes(run, self.dst_root_fd, hidden=False)
             _reveal(run, self.dst_root_fd)
             if self.hidden_root is not None:
-                try:
-                    os.rename(self.hidden_root, base, src_dir_fd=pfd, dst_dir_fd=pfd)
-                except OSError as e:
-                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise
-                    _merge_instead(run, "", pfd, self.hidden_root, self.hidden_ident)
+                _reveal_one(pfd, self.hidden_root, base, self.hidden_ident)
                 self.hidden_root = None
             if not fresh:
                 _restore_dir_modes(run, self.dst_root_fd, hidden=False)

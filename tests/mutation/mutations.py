@@ -897,6 +897,22 @@ MUTATIONS: list[Mutation] = [
         (f"{PS}::test_a_private_directory_is_private_from_its_mkdir",),
         "the C walk makes a private directory 0755 first: its names leak through an fd opened then",
     ),
+    m(
+        "place-reveal-replaces-an-empty-directory",
+        _PLACE,
+        "        _rename_new(pfd, tmp, pfd, name)\n    except OSError as e:",
+        "        os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)\n    except OSError as e:",
+        (f"{PS}::test_an_empty_directory_made_meanwhile_is_merged_into_not_replaced",),
+        "rename(2) replaces the empty directory another process just made, under its feet",
+    ),
+    m(
+        "place-merge-failure-keeps-what-it-moved",
+        _PLACE,
+        "    except BaseException:\n        _unmerge(tfd, moved)\n        raise",
+        "    except BaseException:\n        raise",
+        (f"{PS}::test_a_merge_that_fails_takes_back_what_it_moved",),
+        "a merge failing part-way leaves half a package in the other process's directory",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",

@@ -32,6 +32,7 @@ if sys.platform.startswith("linux"):
         fs_magic,
         mount_table_text,
         open_beneath,
+        rename_noreplace,
         statx,
     )
 else:  # pragma: no cover - macOS
@@ -44,6 +45,7 @@ else:  # pragma: no cover - macOS
         fs_magic,
         mount_table_text,
         open_beneath,
+        rename_noreplace,
         statx,
     )
 
@@ -61,6 +63,7 @@ __all__ = [
     "list_xattrs",
     "mount_table_text",
     "open_beneath",
+    "rename_noreplace",
     "select_xattr_impl",
     "set_xattr",
     "statx",

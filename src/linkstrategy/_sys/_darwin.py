@@ -163,6 +163,26 @@ def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
     raise OSError(code, os.strerror(code), a, None, b)
 
 
+_RENAME_EXCL = 0x00000004  # <stdio.h>
+
+
+def rename_noreplace(a_fd: int, a: str, b_fd: int, b: str) -> bool:
+    """Rename ``a`` to ``b`` only if ``b`` does not exist: renameatx_np(RENAME_EXCL).
+    FileExistsError where it does; False where the call or the volume cannot."""
+    global _renameatx_np
+    if _renameatx_np is None:
+        fn = _bind("renameatx_np", "c_int", "c_int", "c_char_p", "c_int", "c_char_p", "c_uint")
+        _renameatx_np = False if fn is None else fn
+    if _renameatx_np is False:
+        return False
+    if _renameatx_np(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_EXCL) == 0:
+        return True
+    code = _ct.get_errno()
+    if code in EXCHANGE_UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), a, None, b)
+
+
 def fs_magic(fd: int) -> int | None:
     """None: macOS's statfs ``f_type`` is an index that changes between releases, not
     a Linux magic number (the name is in ``f_fstypename``); callers read the mount

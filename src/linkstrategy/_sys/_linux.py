@@ -288,6 +288,29 @@ def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
     raise OSError(code, os.strerror(code), a, None, b)
 
 
+_RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(a_fd: int, a: str, b_fd: int, b: str) -> bool:
+    """Rename ``a`` (in ``a_fd``) to ``b`` (in ``b_fd``) only if ``b`` does not exist:
+    renameat2(RENAME_NOREPLACE) -- a plain rename(2) silently replaces an empty
+    directory someone else just made there.  FileExistsError (EEXIST) where ``b``
+    exists; False where this kernel, libc or filesystem cannot (the caller checks
+    and renames, with that gap); any other error: OSError naming ``a`` and ``b``."""
+    global _renameat2
+    if _renameat2 is None:
+        fn = _bind("renameat2", "c_int", "c_int", "c_char_p", "c_int", "c_char_p", "c_uint")
+        _renameat2 = False if fn is None else fn
+    if _renameat2 is False:
+        return False
+    if _renameat2(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_NOREPLACE) == 0:
+        return True
+    code = _ct.get_errno()
+    if code in EXCHANGE_UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), a, None, b)
+
+
 # -- the filesystem under an fd ---------------------------------------------------------
 
 _fstatfs: Any = None  # None: not looked up; False: unavailable
