@@ -698,3 +698,36 @@ def test_a_merge_that_fails_takes_back_what_it_moved(
     monkeypatch.setattr(os, "rename", real)
     assert sorted(os.listdir(dst)) == ["pkg"]
     assert sorted(os.listdir(dst / "pkg")) == ["theirs.py"]
+
+
+def test_a_mode_is_given_back_only_to_the_directory_that_was_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only directory of the caller's is made writable while it is merged into,
+    and gets 0555 back at the end -- by path, that was whatever directory stood there
+    by then: the caller's private 0700 one, swapped in, became 0555 for all to list.
+    Now only the directory that was changed gets its mode back."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "m.py").write_text("m")
+    site = tmp_path / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "private").mkdir()
+    (site / "private" / "secret-names").write_text("s")
+    (site / "private").chmod(0o700)
+    (site / "sub").chmod(0o555)
+    real = _place._reveal
+
+    def reveal(run: Any, fd: int) -> None:
+        real(run, fd)
+        (site / "sub").rename(site / "sub_old")
+        (site / "private").rename(site / "sub")
+
+    monkeypatch.setattr(_place, "_reveal", reveal)
+    try:
+        linkstrategy.place(src, site)
+        assert stat.S_IMODE((site / "sub").stat().st_mode) == 0o700
+        assert "no longer the directory" in caplog.text
+    finally:
+        for d in ("sub", "sub_old"):
+            (site / d).chmod(0o755)

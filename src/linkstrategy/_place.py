@@ -379,7 +379,8 @@ class _Run:
         self.hidden_tops: list[tuple[str, str, str, str, tuple[int, int]]] = []
         self.locks: dict[tuple[str, str], int] = {}  # (parent drel, tmp) -> lock fd
         self.holds = holds if holds is not None else Holds()  # (a place_many's: shared)
-        self.restore_modes: list[tuple[str, int]] = []  # drel, mode
+        # drel, mode, and the (dev, ino) of a directory that existed (None: a new one)
+        self.restore_modes: list[tuple[str, int, tuple[int, int] | None]] = []
         # new names in pre-existing dirs, with the inode this run put there
         self.created_files: list[tuple[str, str, tuple[int, int]]] = []
         self.existing: dict[str, frozenset[str]] = {}  # pre-existing dir -> its names
@@ -1012,7 +1013,7 @@ def _dir_job(
                 os.fchmod(ddir, mode | 0o700)  # owner rwx while we fill it
             if mode & 0o700 != 0o700:
                 with run.lock:
-                    run.restore_modes.append((drel, mode))
+                    run.restore_modes.append((drel, mode, None))
         else:
             dst_st = os.fstat(ddir)
             if dst_st.st_mode & 0o300 != 0o300 and dst_st.st_uid == os.geteuid():
@@ -1020,7 +1021,8 @@ def _dir_job(
                 # writable while we fill it, its mode back at the end
                 os.fchmod(ddir, stat.S_IMODE(dst_st.st_mode) | 0o700)
                 with run.lock:
-                    run.restore_modes.append((drel, stat.S_IMODE(dst_st.st_mode)))
+                    ident = (dst_st.st_dev, dst_st.st_ino)
+                    run.restore_modes.append((drel, stat.S_IMODE(dst_st.st_mode), ident))
             existing = _scan_existing(ddir)
             with run.lock:
                 run.existing[rel] = existing
@@ -1169,7 +1171,7 @@ def _walk_part(
     with run.lock:
         run.dirs += dirs
         run.discovered += entries
-        run.restore_modes.extend((_sub(drel, r), m) for r, m in modes)
+        run.restore_modes.extend((_sub(drel, r), m, None) for r, m in modes)
     if linked:
         tally.bytes -= _keep_tree_links(run, roots, rel, drel, linked)
     if policy_after:
@@ -1407,13 +1409,28 @@ def _restore_dir_modes(run: _Run, dst_root_fd: int, *, hidden: bool) -> None:
     ``hidden=True`` the new ones (before they are revealed, so they appear complete),
     ``hidden=False`` the existing ones made writable for the merge (after the new ones
     were renamed into them, which needed them writable)."""
-    todo = [(d, m) for d, m in run.restore_modes if _under_hidden(run, d) == hidden]
-    for drel, mode in sorted(todo, key=lambda x: -x[0].count("/")):
-        fd = open_beneath(dst_root_fd, drel, _DIR_FLAGS)
-        try:
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
+    todo = [t for t in run.restore_modes if _under_hidden(run, t[0]) == hidden]
+    for drel, mode, ident in sorted(todo, key=lambda x: -x[0].count("/")):
+        _give_mode(dst_root_fd, drel, mode, ident)
+
+
+def _give_mode(dst_root_fd: int, drel: str, mode: int, ident: tuple[int, int] | None) -> None:
+    """Give ``mode`` to the directory at ``drel`` -- a directory that existed only if it
+    is still the one this run changed (``ident``): by path it might be another of the
+    caller's, swapped in meanwhile (a private 0700 one made 0555 for all to list);
+    then it is left as it is, with a warning."""
+    fd = open_beneath(dst_root_fd, drel, _DIR_FLAGS)
+    try:
+        if ident is not None:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != ident:
+                log.warning(
+                    "%s is no longer the directory this run made writable; left as it is", drel
+                )
+                return
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _new_dir_mode(sdir: int, name: str) -> int:
@@ -1636,14 +1653,10 @@ def _rollback(run: _Run, dst_root_fd: int) -> None:
             log.warning("could not roll back %s: %s", run.dst_path(rel), e)
         finally:
             os.close(pfd)
-    existing_modes = [(d, m) for d, m in run.restore_modes if not _under_hidden(run, d)]
-    for drel, mode in existing_modes:
-        with contextlib.suppress(OSError):
-            fd = open_beneath(dst_root_fd, drel, _DIR_FLAGS)
-            try:
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
+    for drel, mode, was in run.restore_modes:
+        if not _under_hidden(run, drel):
+            with contextlib.suppress(OSError):
+                _give_mode(dst_root_fd, drel, mode, was)
 
 
 def _under_hidden(run: _Run, drel: str) -> bool:

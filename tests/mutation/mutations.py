@@ -913,6 +913,14 @@ MUTATIONS: list[Mutation] = [
         (f"{PS}::test_a_merge_that_fails_takes_back_what_it_moved",),
         "a merge failing part-way leaves half a package in the other process's directory",
     ),
+    m(
+        "place-mode-given-back-by-path",
+        _PLACE,
+        "            if (st.st_dev, st.st_ino) != ident:\n                log.warning(",
+        "            if False:\n                log.warning(",
+        (f"{PS}::test_a_mode_is_given_back_only_to_the_directory_that_was_changed",),
+        "a private directory swapped in for the read-only one merged into is made 0555",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",
