@@ -318,13 +318,15 @@ def _fake_link(kind: str):  # type: ignore[no-untyped-def]
     real_link = os.link
 
     def link(src: str, dst: str, *args: object, **kw: object) -> None:
-        if PROBE_PREFIX not in str(src):
+        sfd, dfd = kw.get("src_dir_fd"), kw.get("dst_dir_fd")
+        if (src, dst) != ("a", "l") or not isinstance(dfd, int):  # not the probe's
             real_link(src, dst, *args, **kw)  # type: ignore[arg-type]
         elif kind == "sshfs":  # the server links, the client shows another inode, nlink 1
-            with open(src, "rb") as f, open(dst, "wb") as g:
-                g.write(f.read())
+            assert isinstance(sfd, int)
+            data = Path(f"/proc/self/fd/{sfd}/{src}").read_bytes()
+            Path(f"/proc/self/fd/{dfd}/{dst}").write_bytes(data)
         else:  # BeeGFS before 7.4 across directories: a symlink comes back
-            os.symlink(src, dst)
+            os.symlink(src, dst, dir_fd=dfd)
 
     return link
 
@@ -345,3 +347,30 @@ def test_probe_trusts_only_a_shared_inode(
     )
     pl = linkstrategy.plan(tmp_path / "a", tmp_path / "b")
     assert "hardlink" not in pl.chain
+
+
+def test_the_probe_removes_only_its_own_test_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Whoever may rename in the probed directory swaps the probe's test directory for
+    another of the caller's while the probe works in it: the probe works through its
+    fd and removes its directory only if it is still the one it made (by name, the
+    swapped-in directory was deleted)."""
+    linkstrategy.clear_cache()
+    request.addfinalizer(linkstrategy.clear_cache)
+    (tmp_path / "X").mkdir()
+    (tmp_path / "X" / "keep").write_text("mine")
+    real = _probe._test_xattr
+
+    def swap(tfd: int, errors: dict[str, str]) -> str:
+        (name,) = [n for n in os.listdir(tmp_path) if n.startswith(PROBE_PREFIX)]
+        os.rename(tmp_path / name, tmp_path / "moved-probe")
+        os.rename(tmp_path / "X", tmp_path / name)
+        return real(tfd, errors)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(_probe, "_test_xattr", swap)
+    p = linkstrategy.probe(tmp_path)
+    assert p.tested
+    (name,) = [n for n in os.listdir(tmp_path) if n.startswith(PROBE_PREFIX)]
+    assert (tmp_path / name / "keep").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path / "moved-probe")) in (["a", "c", "l"], ["a", "l"])

@@ -563,3 +563,31 @@ def test_stat_nofollow_at_fdcwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (tmp_path / "f").write_text("f")
     st = _common.stat_nofollow(_sys.AT_FDCWD, "f", _sys.AT_FDCWD)
     assert st.ino == os.stat(tmp_path / "f").st_ino and st.mnt_id is None
+
+
+def test_clone_file_failing_removes_only_the_file_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FICLONE refused after the new file was made, and the name swapped for another
+    file of the caller's meanwhile: that file stays (the new one was unlinked by name)."""
+    import fcntl
+
+    (tmp_path / "src").write_text("data")
+    d = tmp_path / "d"
+    d.mkdir()
+
+    def ioctl(fd: int, req: int, arg: object = 0) -> None:
+        os.rename(d / "clone", d / "made")
+        (d / "clone").write_text("someone else's")
+        raise OSError(errno.EOPNOTSUPP, "no clone here")
+
+    monkeypatch.setattr(fcntl, "ioctl", ioctl)
+    sfd = os.open(tmp_path / "src", os.O_RDONLY)
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError):
+            _sys.clone_file(sfd, dfd, "clone", 0o600)
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+    assert (d / "clone").read_text() == "someone else's"

@@ -351,40 +351,43 @@ def _live_test(directory: str) -> _Live:
     try:
         name = tmp_name(next(_probe_seq), PROBE_PREFIX)
         os.mkdir(name, 0o700, dir_fd=dfd)  # OSError (EACCES, EROFS, ...) -> "untested"
-        tmp = os.path.join(directory, name)
         errors: dict[str, str] = {}
         tfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        tst = os.fstat(tfd)
         lock: int | None = None
+        # Everything inside is reached from tfd, and the directory goes only if it is
+        # still the one made here: whoever may rename in ``directory`` could swap another
+        # directory of the caller's in under that name meanwhile.
         try:
             lock = hold(tfd)  # tells a concurrent probe this directory is in use
-            src = os.path.join(tmp, "a")
-            fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open("a", _NEW_FILE, 0o600, dir_fd=tfd)
             try:
                 os.write(fd, b"linkstrategy" * 342)  # 4104 bytes: more than one block
             finally:
                 os.close(fd)
-            reflink = _test_clone(src, tmp, errors)
-            hardlink = _test_link(src, os.path.join(tmp, "l"), errors)
-            xattr = _test_xattr(src, errors)
+            reflink = _test_clone(tfd, errors)
+            hardlink = _test_link(tfd, errors)
+            xattr = _test_xattr(tfd, errors)
         finally:
             with contextlib.suppress(OSError):
                 release(tfd, lock)
             os.close(tfd)
             with contextlib.suppress(OSError):
-                rmtree_at(dfd, name)
+                rmtree_at(dfd, name, expect=(tst.st_dev, tst.st_ino))
     finally:
         os.close(dfd)
     return _Live(reflink, hardlink, xattr, time.perf_counter() - t0, errors)
 
 
-def _test_clone(src: str, tmp: str, errors: dict[str, str]) -> Tri:
-    sfd = os.open(src, os.O_RDONLY)
+#: A new file of the probe's, in its own directory.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _test_clone(tfd: int, errors: dict[str, str]) -> Tri:
+    """Clone the probe's file ``a`` to ``c`` (both in the directory ``tfd``)."""
+    sfd = os.open("a", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tfd)
     try:
-        dfd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.close(clone_file(sfd, dfd, "c", 0o600))
-        finally:
-            os.close(dfd)
+        os.close(clone_file(sfd, tfd, "c", 0o600))
     except OSError as e:
         errors["reflink"] = _errname(e)
         return "no"
@@ -393,13 +396,15 @@ def _test_clone(src: str, tmp: str, errors: dict[str, str]) -> Tri:
     return "yes"
 
 
-def _test_link(src: str, dst: str, errors: dict[str, str]) -> Tri:
+def _test_link(tfd: int, errors: dict[str, str]) -> Tri:
+    """Hardlink the probe's file ``a`` as ``l`` (both in the directory ``tfd``)."""
     try:
-        os.link(src, dst)
+        os.link("a", "l", src_dir_fd=tfd, dst_dir_fd=tfd, follow_symlinks=False)
     except OSError as e:
         errors["hardlink"] = _errname(e)
         return "no"
-    a, b = os.lstat(src), os.lstat(dst)
+    a = os.stat("a", dir_fd=tfd, follow_symlinks=False)
+    b = os.stat("l", dir_fd=tfd, follow_symlinks=False)
     # sshfs links on the server but shows nlink 1 and another inode; a BeeGFS
     # "hardlink" can come back as a symlink.  Only a shared inode is a hardlink.
     if stat.S_ISLNK(b.st_mode):
@@ -411,9 +416,10 @@ def _test_link(src: str, dst: str, errors: dict[str, str]) -> Tri:
     return "yes"
 
 
-def _test_xattr(src: str, errors: dict[str, str]) -> Tri:
+def _test_xattr(tfd: int, errors: dict[str, str]) -> Tri:
+    """Set and read back a user xattr on the probe's file ``a`` (in ``tfd``)."""
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open("a", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tfd)
         try:
             set_xattr(fd, "user.linkstrategy", b"1")
             ok = get_xattr(fd, "user.linkstrategy") == b"1"

@@ -921,6 +921,22 @@ MUTATIONS: list[Mutation] = [
         (f"{PS}::test_a_mode_is_given_back_only_to_the_directory_that_was_changed",),
         "a private directory swapped in for the read-only one merged into is made 0555",
     ),
+    m(
+        "probe-removes-its-directory-by-name",
+        "src/linkstrategy/_probe.py",
+        "                rmtree_at(dfd, name, expect=(tst.st_dev, tst.st_ino))",
+        "                rmtree_at(dfd, name)",
+        ("tests/test_probe_plan.py::test_the_probe_removes_only_its_own_test_directory",),
+        "a directory of the caller's swapped in under the probe's name is deleted",
+    ),
+    m(
+        "clone-file-unlinks-by-name",
+        _SYS_COMMON,
+        "    if (st.st_dev, st.st_ino) == (made.st_dev, made.st_ino):\n        os.unlink(name, dir_fd=dir_fd)",
+        "    os.unlink(name, dir_fd=dir_fd)",
+        (f"{SY}::test_clone_file_failing_removes_only_the_file_it_made",),
+        "a failed clone unlinks whatever file stands at its name by then",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",

@@ -30,6 +30,7 @@ __all__ = [
     "select_xattr_impl",
     "set_xattr",
     "stat_nofollow",
+    "unlink_if_same",
 ]
 
 
@@ -188,3 +189,11 @@ def get_xattr(fd: int, name: str) -> bytes:
 def set_xattr(fd: int, name: str, value: bytes) -> None:
     """Set extended attribute ``name`` of the open file ``fd`` to ``value``."""
     _xattr_ops.set(fd, name, value)
+
+
+def unlink_if_same(dir_fd: int, name: str, made: os.stat_result) -> None:
+    """Unlink ``name`` only if it is still the file ``made`` (whoever may rename in the
+    directory could have put another file of the caller's at that name meanwhile)."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if (st.st_dev, st.st_ino) == (made.st_dev, made.st_ino):
+        os.unlink(name, dir_fd=dir_fd)

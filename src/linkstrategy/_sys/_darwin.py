@@ -21,6 +21,7 @@ from ._common import (
     open_per_component,
     read_write_copy,
     stat_nofollow,
+    unlink_if_same,
 )
 
 TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
@@ -83,14 +84,20 @@ def clone_file(src_fd: int, dir_fd: int, name: str, mode: int) -> int:
     if _fclonefileat(src_fd, dir_fd, os.fsencode(name), flags) != 0:
         code = _ct.get_errno()
         raise OSError(code, os.strerror(code), name)
+    made = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     try:
         # Owner-writable while the caller fills in times and xattrs (a read-only
         # source would make the clone unopenable for writing).
         os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
-        return os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (made.st_dev, made.st_ino):
+            os.close(fd)
+            raise OSError(errno.ESTALE, "no longer the clone made here", name)
+        return fd
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(name, dir_fd=dir_fd)
+            unlink_if_same(dir_fd, name, made)
         raise
 
 

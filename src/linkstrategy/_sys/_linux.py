@@ -22,6 +22,7 @@ from ._common import (
     open_per_component,
     read_write_copy,
     stat_nofollow,
+    unlink_if_same,
 )
 
 TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
@@ -89,9 +90,9 @@ def clone_file(src_fd: int, dir_fd: int, name: str, mode: int) -> int:
     try:
         fcntl.ioctl(fd, _FICLONE, src_fd)
     except BaseException:
-        os.close(fd)
         with contextlib.suppress(OSError):
-            os.unlink(name, dir_fd=dir_fd)
+            unlink_if_same(dir_fd, name, os.fstat(fd))
+        os.close(fd)
         raise
     return fd
 
