@@ -731,3 +731,59 @@ def test_a_mode_is_given_back_only_to_the_directory_that_was_changed(
     finally:
         for d in ("sub", "sub_old"):
             (site / d).chmod(0o755)
+
+
+def _acl_denying(uid: int) -> bytes:
+    """A POSIX access ACL (the kernel's xattr form): owner rwx, ``uid`` nothing, group
+    and others r-x -- the usual way to keep one user out of a 0755 directory."""
+    import struct
+
+    u = 0xFFFFFFFF
+    entries = [(0x01, 7, u), (0x02, 0, uid), (0x04, 5, u), (0x10, 5, u), (0x20, 5, u)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+
+
+@pytest.mark.parametrize("into", ["new", "existing"])
+def test_a_directory_keeps_the_acl_that_guards_its_files(
+    tmp_path: Path, place_loop: str, into: str
+) -> None:
+    """A source directory whose ACL denies one user the 0644 files in it: its placed
+    copy gets the ACL too (directories got only their mode, and the files became
+    readable by that user)."""
+    src = tmp_path / "src"
+    (src / "priv" / "deeper").mkdir(parents=True)
+    (src / "priv" / "notes.txt").write_text("not for nobody")
+    acl = _acl_denying(65534)
+    try:
+        os.setxattr(src / "priv", "system.posix_acl_access", acl)
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs on {tmp_path}: {e}")
+    dst = tmp_path / "dst"
+    if into == "existing":
+        dst.mkdir()
+    linkstrategy.place(src, dst)
+    assert os.getxattr(dst / "priv", "system.posix_acl_access") == acl
+    assert "system.posix_acl_access" not in os.listxattr(dst / "priv" / "deeper")
+    assert stat.S_IMODE((dst / "priv").stat().st_mode) == stat.S_IMODE(
+        (src / "priv").stat().st_mode
+    )
+    if ROOT:  # and nobody is kept out, as from the source
+        for p in [dst, *dst.parents]:  # (pytest's temporary directories are 0700)
+            if p.stat().st_uid == 0 and p != Path("/"):
+                p.chmod(stat.S_IMODE(p.stat().st_mode) | 0o011)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                os.listdir(dst)  # (it gets this far)
+            except BaseException:
+                os._exit(3)
+            try:
+                os.listdir(dst / "priv")
+                os._exit(1)
+            except PermissionError:
+                os._exit(0)
+            except BaseException:
+                os._exit(2)
+        assert os.waitpid(pid, 0)[1] == 0

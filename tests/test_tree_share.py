@@ -181,7 +181,7 @@ def test_a_share_never_taken_loses_nothing_and_closes_its_fds(
 ) -> None:
     src, dst, before = by_hand
     frames: list[Any] = []
-    files, _b, _cfr, dirs, entries, rest, modes, _l, _p, _pr = _walk(src, dst, frames.append)
+    files, _b, _cfr, dirs, entries, rest, modes, _l, _p, _pr, _x = _walk(src, dst, frames.append)
     assert frames, "the walk never shared"
     assert (files, dirs, entries, rest) == (60 * 31 + 1, 1 + 2 + 60 * 2, 60 * 31 + 1, [])
     assert modes == [("big/d07", 0o555)]  # the caller gives it its mode at the end

@@ -340,7 +340,7 @@ def test_hands_back_exactly_what_is_not_plain(tmp_path: Path) -> None:
     dst.mkdir()
     sfd, dfd = _fds(src), _fds(dst)
     try:
-        files, nbytes, _cfr, dirs, entries, rest, modes, linked, _placed, _pr = fast.place_tree(
+        files, nbytes, _cfr, dirs, entries, rest, modes, linked, _placed, _pr, _x = fast.place_tree(
             fast.COPY, sfd, dfd, 0o022, True, False, True, True, 3
         )
     finally:
@@ -384,7 +384,7 @@ def test_the_files_copy_names_are_placed_by_their_own_strategy(
     finally:
         os.close(sfd)
         os.close(dfd)
-    files, _bytes, _cfr, _dirs, entries, rest, _m, _l, _p, privates = out
+    files, _bytes, _cfr, _dirs, entries, rest, _m, _l, _p, privates, _x = out
     record = dst / "pkg-1.dist-info" / "RECORD"
     if private is None or (private == "REFLINK" and rest):
         assert (files, privates, rest) == (2, 0, ["pkg-1.dist-info/RECORD"])

@@ -381,6 +381,8 @@ class _Run:
         self.holds = holds if holds is not None else Holds()  # (a place_many's: shared)
         # drel, mode, and the (dev, ino) of a directory that existed (None: a new one)
         self.restore_modes: list[tuple[str, int, tuple[int, int] | None]] = []
+        # new directories whose source has extended attributes (an ACL): rel, drel
+        self.dir_xattrs: list[tuple[str, str]] = []
         # new names in pre-existing dirs, with the inode this run put there
         self.created_files: list[tuple[str, str, tuple[int, int]]] = []
         self.existing: dict[str, frozenset[str]] = {}  # pre-existing dir -> its names
@@ -1014,6 +1016,9 @@ def _dir_job(
             if mode & 0o700 != 0o700:
                 with run.lock:
                     run.restore_modes.append((drel, mode, None))
+            if run.chain.xattrs and _has_xattrs(sdir):
+                with run.lock:
+                    run.dir_xattrs.append((rel, drel))
         else:
             dst_st = os.fstat(ddir)
             if dst_st.st_mode & 0o300 != 0o300 and dst_st.st_uid == os.geteuid():
@@ -1138,7 +1143,8 @@ def _walk_part(
             run.submit(_gift_job, run, roots, walk, frame, first=True)
 
     try:
-        files, nbytes, cfr, dirs, entries, rest, modes, linked, placed, privates = _fast.place_tree(
+        files, nbytes, cfr, dirs, entries, rest, modes, linked, placed, privates, xdirs = (
+        _fast.place_tree(
             _c_strategy(strategy),
             sdir,
             ddir,
@@ -1155,6 +1161,7 @@ def _walk_part(
             frame,
             walk.pstrategy,
         )
+        )  # fmt: skip
     except OSError as e:
         where = _sub(rel, e.filename) if isinstance(e.filename, str) else rel
         raise PlaceError(
@@ -1172,6 +1179,7 @@ def _walk_part(
         run.dirs += dirs
         run.discovered += entries
         run.restore_modes.extend((_sub(drel, r), m, None) for r, m in modes)
+        run.dir_xattrs.extend((_sub(rel, r), _sub(drel, r)) for r in xdirs)
     if linked:
         tally.bytes -= _keep_tree_links(run, roots, rel, drel, linked)
     if policy_after:
@@ -1402,6 +1410,31 @@ def _place_rest(run: _Run, roots: tuple[int, int], rel: str, drel: str, rest: li
                 os.close(ddir)
     finally:
         run.merge(tally)
+
+
+def _has_xattrs(fd: int) -> bool:
+    """Whether the open file ``fd`` has extended attributes (False where it cannot say)."""
+    try:
+        return bool(list_xattrs(fd))
+    except OSError:
+        return False
+
+
+def _copy_dir_xattrs(run: _Run, src_root_fd: int, dst_root_fd: int) -> None:
+    """The new directories get their sources' extended attributes -- a directory's ACL
+    guards what is in it: a 0755 directory whose ACL denies a user, placed without it,
+    lets that user read its 0644 files.  Once the tree is complete (an ACL may take
+    the owner's write), before the modes (CPython's copystat order)."""
+    for rel, drel in run.dir_xattrs:
+        sfd = open_beneath(src_root_fd, rel, _DIR_FLAGS)
+        try:
+            dfd = open_beneath(dst_root_fd, drel, _DIR_FLAGS)
+            try:
+                _copy_xattrs(run.chain, sfd, dfd)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
 
 
 def _restore_dir_modes(run: _Run, dst_root_fd: int, *, hidden: bool) -> None:
@@ -1997,6 +2030,7 @@ class _Placement:
             if self.hidden_root is not None:
                 _unhold(run, pfd, "..", self.hidden_root)
             fresh = self.hidden_root is not None  # then every directory here is new
+            _copy_dir_xattrs(run, self.src_root_fd, self.dst_root_fd)
             _restore_dir_modes(run, self.dst_root_fd, hidden=True)
             if fresh:
                 _restore_dir_modes(run, self.dst_root_fd, hidden=False)

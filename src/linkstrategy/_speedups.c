@@ -429,7 +429,7 @@ error:
  *            times, max_depth[, listed[, report_placed | (prefix, tails)[, hungry,
  *            give[, frame[, pstrategy]]]]])
  *     -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed,
- *         privates)
+ *         privates, xdirs)
  *
  * ``listed`` (place(files=...)): bytes, ``<flag><relative path>\0`` per listed file,
  * sorted by path; only those files are placed ('p') or handed back ('r': a file the
@@ -458,6 +458,9 @@ error:
  *           Python path places each, with every decision about errors and fallbacks.
  *   modes   [("rel", mode)] directories whose own mode lacks owner rwx: the caller
  *           gives them their mode when the tree is complete (as _dir_job records).
+ *   xdirs   ["rel"] directories whose source has extended attributes (with xattrs:
+ *           a directory's ACL guards what is in it): the caller copies them when the
+ *           tree is complete, before the modes.
  *   linked  [("rel/name", st_dev, st_ino)] files placed whose source has more links.
  *   placed  ["rel/name"] every file placed, when report_placed is true (the caller's
  *           copy= policy has no file list to go by: it looks at these afterwards);
@@ -500,7 +503,7 @@ error:
  * themselves).
  * ------------------------------------------------------------------------------- */
 
-enum { REC_REST = 0, REC_MODE = 1, REC_LINKED = 2, REC_PLACED = 3 };
+enum { REC_REST = 0, REC_MODE = 1, REC_LINKED = 2, REC_PLACED = 3, REC_XDIR = 4 };
 
 struct rec {
     int kind;
@@ -885,14 +888,18 @@ static int allow_below(const struct walk *w, char *path, size_t len)
     return below;
 }
 
-/* Give the new directory dfd the mode of its source (st_mode smode), as _dir_job does
-   for a hidden one. */
-static int dir_mode(struct walk *w, mode_t smode, int dfd, const char *rel, size_t len)
+/* Give the new directory dfd the mode of its source sfd (st_mode smode), as _dir_job
+   does for a hidden one; a source with extended attributes (an ACL) is handed back for
+   the caller to copy them when the tree is complete. */
+static int dir_mode(struct walk *w, int sfd, mode_t smode, int dfd, const char *rel, size_t len)
 {
     mode_t mode = smode & 07777;
     if (mode != (0777 & ~w->umask_) && fchmod(dfd, mode | 0700) != 0)
         return -1;
     if ((mode & 0700) != 0700 && recs_add(&w->recs, REC_MODE, rel, len, (long long)mode, 0) != 0)
+        return -1;
+    if (w->xattrs && flistxattr(sfd, NULL, 0) > 0 &&
+        recs_add(&w->recs, REC_XDIR, rel, len, 0, 0) != 0)
         return -1;
     return 0;
 }
@@ -1019,7 +1026,7 @@ static struct node *unit_open(struct walk *w, struct board *b, struct unit *u)
     }
     int cdfd = openat(p->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct dstream *csd = cdfd < 0 ? NULL : ds_fdopen(csfd);
-    if (csd == NULL || dir_mode(w, sst.st_mode, cdfd, u->path, u->len) != 0 ||
+    if (csd == NULL || dir_mode(w, csfd, sst.st_mode, cdfd, u->path, u->len) != 0 ||
         (nd = node_new(b, csd, cdfd, p->depth + 1, u->path, u->len)) == NULL) {
         walk_fail(w, u->path, u->len);
         if (csd != NULL)
@@ -1239,7 +1246,7 @@ static struct board *board_start(struct walk *w, int src_dir_fd, int dst_dir_fd,
     int dfd = sfd < 0 ? -1 : fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
     struct stat sst;
     struct dstream *sd = dfd < 0 || fstat(sfd, &sst) != 0 ? NULL : ds_fdopen(sfd);
-    if (sd == NULL || dir_mode(w, sst.st_mode, dfd, "", 0) != 0 ||
+    if (sd == NULL || dir_mode(w, sfd, sst.st_mode, dfd, "", 0) != 0 ||
         (*root = node_new(b, sd, dfd, 0, "", 0)) == NULL) {
         walk_fail(w, "", 0);
         if (sd != NULL)
@@ -1519,7 +1526,7 @@ static PyObject *recs_list(struct recs *r, int kind)
         PyObject *t;
         if (r->v[i].kind != kind)
             continue;
-        if (kind == REC_REST || kind == REC_PLACED)
+        if (kind == REC_REST || kind == REC_PLACED || kind == REC_XDIR)
             t = PyUnicode_DecodeFSDefault(r->v[i].path);
         else if (kind == REC_MODE)
             t = Py_BuildValue("(NL)", PyUnicode_DecodeFSDefault(r->v[i].path), r->v[i].a);
@@ -1540,7 +1547,8 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
 {
     int strategy, sdir, ddir, umask_, max_depth;
     struct walk w;
-    PyObject *rest = NULL, *modes = NULL, *linked = NULL, *placed = NULL, *result = NULL;
+    PyObject *rest = NULL, *modes = NULL, *linked = NULL, *placed = NULL, *xdirs = NULL;
+    PyObject *result = NULL;
     PyObject *listed = Py_None, *report = Py_False, *hungry = Py_None, *give = Py_None;
     PyObject *resume = Py_None;
     int pstrategy = -1;
@@ -1668,10 +1676,12 @@ static PyObject *place_tree(PyObject *self, PyObject *args)
     modes = rest == NULL ? NULL : recs_list(&w.recs, REC_MODE);
     linked = modes == NULL ? NULL : recs_list(&w.recs, REC_LINKED);
     placed = linked == NULL ? NULL : recs_list(&w.recs, REC_PLACED);
-    if (placed != NULL)
-        result = Py_BuildValue("LLOLLOOOOL", w.files, w.bytes, w.cfr ? Py_True : Py_False, w.dirs,
-                               w.entries, rest, modes, linked, placed, w.privates);
+    xdirs = placed == NULL ? NULL : recs_list(&w.recs, REC_XDIR);
+    if (xdirs != NULL)
+        result = Py_BuildValue("LLOLLOOOOLO", w.files, w.bytes, w.cfr ? Py_True : Py_False,
+                               w.dirs, w.entries, rest, modes, linked, placed, w.privates, xdirs);
 done:
+    Py_XDECREF(xdirs);
     Py_XDECREF(rest);
     Py_XDECREF(modes);
     Py_XDECREF(linked);
@@ -1973,7 +1983,7 @@ static PyMethodDef methods[] = {
      "           times, max_depth[, listed[, report_placed | (prefix, tails)[, hungry,\n"
      "           give[, frame[, pstrategy]]]]])\n"
      "    -> (files, bytes, copy_file_range, dirs, entries, rest, modes, linked, placed,\n"
-     "        privates)\n\n"
+     "        privates, xdirs)\n\n"
      "Fill the new directory dst_dir_fd with the tree at src_dir_fd; hand back what is\n"
      "not plain (see the comment above place_tree in _speedups.c)."},
     {"flag", flag, METH_NOARGS, "flag() -> a flag for place_tree's hungry (see flag_set)"},

@@ -937,6 +937,22 @@ MUTATIONS: list[Mutation] = [
         (f"{SY}::test_clone_file_failing_removes_only_the_file_it_made",),
         "a failed clone unlinks whatever file stands at its name by then",
     ),
+    m(
+        "tree-walk-dir-acl-dropped",
+        _C,
+        "    if (w->xattrs && flistxattr(sfd, NULL, 0) > 0 &&",
+        "    if (0 && flistxattr(sfd, NULL, 0) > 0 &&",
+        (f"{PS}::test_a_directory_keeps_the_acl_that_guards_its_files",),
+        "a directory placed without its ACL: the user it kept out reads the files in it",
+    ),
+    m(
+        "place-dir-acl-dropped",
+        _PLACE,
+        "            if run.chain.xattrs and _has_xattrs(sdir):",
+        "            if False:",
+        (f"{PS}::test_a_directory_keeps_the_acl_that_guards_its_files",),
+        "the Python path places a directory without its ACL",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",
