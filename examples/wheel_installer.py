@@ -18,11 +18,14 @@ What it shows, step by step:
    RECORD is rewritten with the installed paths (and INSTALLER added) *last*, after
    every file is in place: a package is complete when its RECORD says so.
 4. **Console scripts** are written to ``bin/`` with a temporary name and renamed.
-5. **Uninstall** is ``remove(files=<RECORD>, root=site, last=[dist-info])``: the
-   files RECORD lists, then the directories they leave empty (a namespace
-   directory shared with another package stays), the ``dist-info`` directory last:
-   an interrupted uninstall never leaves a package without its metadata, and files
-   held open on NFS are dealt with (:func:`linkstrategy.remove`).
+5. **Uninstall** is ``remove(files=<RECORD>, root=site, within=venv,
+   last=[dist-info])``: the files RECORD lists, then the directories they leave
+   empty (a namespace directory shared with another package stays), the
+   ``dist-info`` directory last: an interrupted uninstall never leaves a package
+   without its metadata, and files held open on NFS are dealt with
+   (:func:`linkstrategy.remove`).  ``within=venv`` lets the scripts RECORD lists as
+   ``../../../bin/x`` go, and nothing outside the venv: a RECORD is the wheel's
+   data, and ``../../../../etc/x`` is refused before anything is removed.
 
 It is deliberately small: no dependency resolution, no ``.data`` schemes other
 than ``scripts``, ``purelib`` and ``platlib``, no bytecode compilation.
@@ -121,16 +124,18 @@ def install(venv: Path, wheels: list[Path], cache: Path) -> None:
     # is at the name.  A ValueError from jobs() rolls back the wheels under way.
     reports = linkstrategy.place_many(jobs(), copy=["*.dist-info/RECORD", "*.dist-info/INSTALLER"])
     for entry in entries:
-        write_scripts(entry, venv)
-        finish_record(entry, site, venv)
+        scripts = write_scripts(entry, venv)
+        finish_record(entry, site, venv, scripts)
     placed = sum(r.files for r in reports if isinstance(r, linkstrategy.PlaceReport))
     print(f"installed {len(entries)} wheel(s), {placed} file(s) into {site}")
 
 
-def write_scripts(entry: Path, venv: Path) -> None:
+def write_scripts(entry: Path, venv: Path) -> list[Path]:
+    """The console scripts of ``entry``, written to ``bin/``; returns their paths."""
     ep = dist_info(entry) / "entry_points.txt"
     if not ep.exists():
-        return
+        return []
+    written: list[Path] = []
     section = None
     for line in ep.read_text().splitlines():
         line = line.strip()
@@ -149,6 +154,8 @@ def write_scripts(entry: Path, venv: Path) -> None:
             )
             tmp.chmod(0o755)
             os.replace(tmp, script)
+            written.append(script)
+    return written
 
 
 def _hash(path: Path) -> str:
@@ -156,8 +163,9 @@ def _hash(path: Path) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def finish_record(entry: Path, site: Path, venv: Path) -> None:
-    """INSTALLER, then RECORD rewritten last (a temporary name, then rename)."""
+def finish_record(entry: Path, site: Path, venv: Path, scripts: list[Path]) -> None:
+    """INSTALLER, then RECORD rewritten last (a temporary name, then rename); the
+    console scripts are listed too (``../../../bin/x``), so an uninstall removes them."""
     info = site / dist_info(entry).name
     _write_new(info / "INSTALLER", INSTALLER + "\n")
     rows = []
@@ -167,6 +175,7 @@ def finish_record(entry: Path, site: Path, venv: Path) -> None:
             scheme, _, path = rest.partition("/")
             rel = os.path.relpath(venv / "bin" / path, site) if scheme == "scripts" else path
         rows.append(rel)
+    rows += [os.path.relpath(s, site) for s in scripts]
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     for rel in [*rows, f"{info.name}/INSTALLER"]:
@@ -197,8 +206,9 @@ def uninstall(venv: Path, names: list[str]) -> None:
         with open(info / "RECORD", newline="") as f:
             rels = [row[0] for row in csv.reader(f) if row and row[0]]
         # the listed files, then the directories they leave empty (a namespace
-        # directory shared with another package stays), the dist-info last
-        linkstrategy.remove(files=rels, root=site, last=[info.name], check=True)
+        # directory shared with another package stays), the dist-info last; the
+        # scripts in bin/ (../../../bin/x) are inside the venv, nothing else may be
+        linkstrategy.remove(files=rels, root=site, within=venv, last=[info.name], check=True)
         print(f"uninstalled {info.name}")
 
 

@@ -75,6 +75,10 @@ def test_install_import_check_uninstall(tmp_path: Path, wheels: list[Path]) -> N
     assert not list(site.glob("six*"))
     run(py, "-c", "import idna, markupsafe, pyflakes")
     run(sys.executable, "-m", "pip", "--python", py, "check")
+    # a console script: RECORD lists it as ../../../bin/pyflakes, inside the venv
+    run(sys.executable, EXAMPLE, "uninstall", venv, "pyflakes")
+    assert not (venv / "bin" / "pyflakes").exists() and not list(site.glob("pyflakes*"))
+    assert (venv / "bin" / "python").exists()
 
     run(sys.executable, EXAMPLE, "install", venv, *wheels, "--cache", cache)  # from the cache
     run(py, "-c", "import six")

@@ -226,8 +226,9 @@ class PlaceError(LinkStrategyError):
 
 
 class InvalidArgument(LinkStrategyError, ValueError):
-    """An argument that can never work (a ``files=`` entry with ``..``, a directory in a
-    file list, a bad ``last=`` entry).  Both an :class:`OSError` (``errno`` EINVAL or
+    """An argument that can never work (a ``files=`` entry with ``..`` that is not
+    leading or that climbs out of ``within=``, a directory in a file list, a bad
+    ``last=`` entry).  Both an :class:`OSError` (``errno`` EINVAL or
     EISDIR, the path in ``filename``) and a :class:`ValueError`."""
 
 

@@ -79,9 +79,12 @@ class Root:
     outcome: Outcome = field(default_factory=Outcome)
     done: bool = False
     # Open the parent beneath this directory fd, never following a symlink (a
-    # `last` entry below a root): (fd, relative path).
+    # `last` entry below a root, a files= entry): (fd, relative path, no "..").
     anchor: tuple[int, str] | None = None
-    strict: bool = False  # gc: act only on the inode in `st`; anything else stays
+    strict: bool = False  # gc, last=: act only on the inode in `st`; anything else stays
+    # A files= entry: unlinked, never walked; a directory there (swapped in since it
+    # was checked) stays and is an error (EISDIR).
+    leaf: bool = False
 
 
 def split(p: StrPath) -> tuple[str, str]:
@@ -173,12 +176,16 @@ def open_parent(run: Run, r: Root) -> bool:
             else:
                 fd = open_beneath(r.anchor[0], r.anchor[1], os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
+            code = e.errno or 0
+            if code == errno.ENOTDIR and r.anchor is not None:
+                link = symlink_on_the_way(*r.anchor)
+                if link is not None:  # O_NOFOLLOW|O_DIRECTORY says ENOTDIR for a symlink
+                    reason = f"cannot open parent directory: {link} is a symlink (not followed)"
+                    raise RemoveError(errno.ELOOP, reason, r.path) from None
             # A component that is not a directory: the path is missing, as for `rm -f`.
-            if remove_action(e.errno) == "gone" or e.errno == errno.ENOTDIR:
+            if remove_action(code) == "gone" or code == errno.ENOTDIR:
                 return False  # missing path: not an error
-            raise RemoveError(
-                e.errno or 0, f"cannot open parent directory: {why(e.errno or 0)}", r.path
-            ) from None
+            raise RemoveError(code, f"cannot open parent directory: {why(code)}", r.path) from None
         try:
             cached = (fd, statx(fd, ""), fd_path(fd, r.parent))
         except OSError as e:
@@ -188,6 +195,30 @@ def open_parent(run: Run, r: Root) -> bool:
     r.parent_fd, r.parent_st, r.parent = cached
     r.path = os.path.join(r.parent, r.name)
     return True
+
+
+def symlink_on_the_way(anchor_fd: int, rel: str) -> str | None:
+    """The first component of ``rel`` (below ``anchor_fd``, no ``..``) that is a
+    symlink, or None when the first one that is not a directory is something else
+    (or is gone): what an ENOTDIR from :func:`open_beneath` meant.  A symlink is
+    refused; a file where a directory should be means the path is missing."""
+    parts = [p for p in rel.split("/") if p]
+    fd = os.dup(anchor_fd)
+    try:
+        for i, part in enumerate(parts):
+            st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                return "/".join(parts[: i + 1])
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            nfd = os.open(part, O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except OSError:
+        return None  # changed meanwhile: nothing to tell
+    finally:
+        os.close(fd)
+    return None
 
 
 def open_roots(run: Run, roots: list[Root]) -> None:
@@ -312,6 +343,12 @@ def passes(run: Run, roots: list[Root]) -> None:
                 else f"still busy after {run.deadline - run.start:.3g} s budget: "
                 f"{o.last_retry_error}"
             )
+            if r.leaf or r.strict:
+                # A rename by name moves whatever is there now, not what was checked;
+                # the trash is emptied later: it stays, an error.
+                code = o.last_retry_errno or errno.EBUSY
+                run.errors.append(RemoveFailure(r.path, code, f"{reason}; left in place"))
+                continue
             try:
                 trash = run.defer(r.parent_fd, r.parent, r.name)
             except FileNotFoundError:
@@ -350,6 +387,9 @@ def one_pass(run: Run, r: Root) -> None:
         if run.unlink(r.parent_fd, r.parent, r.name, out, fix_perms=False):
             r.done = True
         return
+    if r.leaf:
+        leaf_is_a_directory(run, r)
+        return
     if r.st is not None and st.ino != r.st.ino:
         r.st = st  # replaced since we looked: walk whatever directory is there now
     try:
@@ -377,6 +417,19 @@ def one_pass(run: Run, r: Root) -> None:
         os.close(fd)
     if run.rmdir(r.parent_fd, r.parent, r.name, out, fix_perms=False):
         r.done = True
+
+
+def leaf_is_a_directory(run: Run, r: Root) -> None:
+    """A files= entry that is a directory now (it was not when checked: swapped since):
+    left alone, never walked -- it may be anyone's tree renamed to this name."""
+    r.outcome.error = True
+    run.errors.append(
+        RemoveFailure(
+            r.path,
+            errno.EISDIR,
+            f"listed as a file but is now a directory: left alone ({why(errno.EISDIR)})",
+        )
+    )
 
 
 def entry_root(run: Run, dir_fd: int, dir_path: str, name: str, *, strict: bool) -> Root | None:

@@ -115,6 +115,7 @@ def remove(
     workers: int | None = None,
     files: Iterable[str] | None = None,
     root: StrPath | None = None,
+    within: StrPath | None = None,
     check: bool = False,
 ) -> RemoveReport:
     """Remove files, symlinks and trees; see the module docstring for the policies.
@@ -126,13 +127,18 @@ def remove(
     for a big tree; ``1``: always serial.
 
     ``files`` with ``root`` (an uninstall from a RECORD): the listed files and
-    symlinks, relative to ``root`` (leading ``..`` components, as a RECORD has for
-    scripts, are followed up through real directories; any other ``..``, an empty or
-    absolute entry, or a directory raises :class:`InvalidArgument`), then the
-    directories below ``root`` they leave empty (one still holding something -- a
-    namespace directory shared with another package -- stays), then the ``last``
-    entries (relative to ``root``: ``["pkg-1.0.dist-info"]``), whose files are left
-    for that step even when listed.
+    symlinks, relative to ``root``, then the directories below ``root`` they leave
+    empty (one still holding something -- a namespace directory shared with another
+    package -- stays), then the ``last`` entries (relative to ``root``:
+    ``["pkg-1.0.dist-info"]``), whose files are left for that step even when listed.
+    Leading ``..`` components (a RECORD's scripts: ``../../../bin/x``) go up through
+    real directories but never out of ``within`` (default: ``root`` itself; an
+    installer passes the environment's prefix), which must hold ``root``; an entry
+    that would leave it, any other ``..``, an empty or absolute entry, or a
+    directory raises :class:`InvalidArgument` before anything is removed.  An entry
+    is only ever unlinked: one that has become a directory since it was checked
+    stays (an EISDIR error); a ``last`` entry is removed only while it is the inode
+    it was when the call began.
 
     ``check``: raise :class:`RemoveError` for the first error (or a mount left
     inside a tree) instead of only listing it in the report.
@@ -145,10 +151,13 @@ def remove(
         if files is not None:
             if root is None or _as_list(paths):
                 raise InvalidArgument(errno.EINVAL, "files= goes with root= (and no paths)", "")
-            report = _remove_files(run, root, files, last)
+            report = _remove_files(run, root, files, last, within)
         else:
-            if root is not None:
-                raise InvalidArgument(errno.EINVAL, "root= goes with files=", os.fspath(root))
+            stray = root if root is not None else within
+            if stray is not None:
+                raise InvalidArgument(
+                    errno.EINVAL, "root= and within= go with files=", os.fspath(stray)
+                )
             roots = [root_for(p) for p in _as_list(paths)]
             report = remove_roots(run, roots, last, lambda r: _prepare(r, strict=bool(last)))
     finally:
@@ -177,44 +186,89 @@ def _record_parts(entry: str) -> tuple[int, list[str]]:
     return ups, rest
 
 
-def _remove_files(
-    run: Run, root: StrPath, files: Iterable[str], last: Sequence[str]
-) -> RemoveReport:
-    """remove(files=..., root=...): see :func:`remove`."""
+def _open_dir(path: StrPath, what: str) -> int:
     try:
-        rfd = os.open(os.fspath(root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return os.open(os.fspath(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
-        raise RemoveError(e.errno or 0, f"cannot open root: {why(e.errno or 0)}", root) from None
-    ups_fds: dict[int, int] = {0: rfd}
+        raise RemoveError(e.errno or 0, f"cannot open {what}: {why(e.errno or 0)}", path) from None
+
+
+def _root_below(wfd: int, within: str, rfd: int, root: str) -> list[str]:
+    """The components of ``root`` below ``within`` (their real paths), as the kernel
+    resolves them: opened beneath ``within``'s fd without following a symlink, the
+    result must be ``root``'s inode; else :class:`InvalidArgument`."""
+    rel = os.path.relpath(root, within)
+    parts = [] if rel == "." else rel.split("/")
+    if ".." not in parts:
+        try:
+            fd = open_beneath(wfd, "/".join(parts), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            pass
+        else:
+            try:
+                a, b = os.fstat(fd), os.fstat(rfd)
+            finally:
+                os.close(fd)
+            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+                return parts
+    raise InvalidArgument(errno.EINVAL, f"root= is not inside within= ({within})", root)
+
+
+def _entry_below(entry: str, below: list[str], within: str) -> list[str]:
+    """A ``files=`` entry's components below ``within`` (``root`` is ``below`` it): its
+    leading ``..`` go up from ``root``, never out of ``within``."""
+    ups, rest = _record_parts(entry)
+    if ups > len(below):
+        raise InvalidArgument(
+            errno.EINVAL, f"files= entry {entry!r} climbs out of within= ({within})", entry
+        )
+    return below[: len(below) - ups] + rest
+
+
+def _remove_files(
+    run: Run,
+    root: StrPath,
+    files: Iterable[str],
+    last: Sequence[str],
+    within: StrPath | None,
+) -> RemoveReport:
+    """remove(files=..., root=..., within=...): see :func:`remove`.
+
+    Entries below ``root`` are opened beneath ``root``'s fd, the others (scripts)
+    beneath ``within``'s, never following a symlink; every one is checked (and
+    refused) before anything is removed."""
+    rfd = _open_dir(root, "root")
+    fds = [rfd]
     try:
+        wfd = os.dup(rfd) if within is None else _open_dir(within, "within")
+        fds.append(wfd)
         root_real = fd_path(rfd, os.fspath(root))
+        within_real = root_real if within is None else fd_path(wfd, os.fspath(within))
+        below = _root_below(wfd, within_real, rfd, root_real)
         last_parts = [check_relative(x) for x in last]
         skip = {"/".join(p) for p in last_parts}
         roots: list[Root] = []
         seen: set[str] = set()
         tops = {p[0] for p in last_parts}  # the entries of root this package has
         for entry in files:
-            ups, rest = _record_parts(os.fspath(entry))
-            if not ups:
-                tops.add(rest[0])
-            key = "../" * ups + "/".join(rest)
-            if key in seen or (not ups and any(key == x or key.startswith(x + "/") for x in skip)):
+            rel = _entry_below(os.fspath(entry), below, within_real)
+            key = "/".join(rel)
+            if key in seen:
                 continue
             seen.add(key)
-            if ups not in ups_fds:  # up through real directories ("..": never a symlink)
-                fd = ups_fds[max(ups_fds)]
-                for _ in range(ups - max(ups_fds)):
-                    fd = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-                ups_fds[ups] = fd
-            anchor_fd = ups_fds[ups]
-            base = fd_path(anchor_fd, root_real)
+            if len(rel) > len(below) and rel[: len(below)] == below:
+                rest, anchor_fd, base = rel[len(below) :], rfd, root_real
+                rkey = "/".join(rest)
+                if any(rkey == x or rkey.startswith(x + "/") for x in skip):
+                    continue  # removed with its `last` entry
+                tops.add(rest[0])
+            else:  # beside or above root (a script in bin/)
+                rest, anchor_fd, base = rel, wfd, within_real
             parent_rel = "/".join(rest[:-1])
             parent = os.path.join(base, parent_rel) if parent_rel else base
-            roots.append(
-                Root(
-                    os.path.join(parent, rest[-1]), parent, rest[-1], anchor=(anchor_fd, parent_rel)
-                )
-            )
+            path = os.path.join(parent, rest[-1])
+            roots.append(Root(path, parent, rest[-1], anchor=(anchor_fd, parent_rel), leaf=True))
+        subs = [_last_root(rfd, root_real, parts) for parts in last_parts]
         _settle_upgrade_of_root(rfd, root_real, tops)
         open_roots(run, roots)
         for r in roots:
@@ -222,28 +276,30 @@ def _remove_files(
                 raise InvalidArgument(
                     errno.EISDIR, "files= entry is a directory (list its files)", r.path
                 )
+        open_roots(run, subs)  # pinned now: removed only while they are these inodes
         passes(run, [r for r in roots if not r.done])
         if run.errors or run.mounts:
             return run.report()  # keep the metadata: some files it lists remain
         _remove_emptied(run, rfd, roots)
-        for parts in last_parts:
-            sub = Root(
-                os.path.join(root_real, *parts),
-                os.path.join(root_real, *parts[:-1]),
-                parts[-1],
-                anchor=(rfd, "/".join(parts[:-1])),
-            )
-            try:
-                open_roots(run, [sub])
-            except RemoveError as e:
-                run.errors.append(RemoveFailure(sub.path, e.errno or 0, str(e.strerror)))
+        for sub in subs:
+            if sub.done:
                 continue
-            if not sub.done:
-                passes(run, [sub])
+            passes(run, [sub])
+            if sub.outcome.changed:
+                reason = "replaced since the call began: left alone"
+                run.errors.append(RemoveFailure(sub.path, errno.ESTALE, reason))
         return run.report()
     finally:
-        for fd in ups_fds.values():
+        for fd in fds:
             os.close(fd)
+
+
+def _last_root(rfd: int, root: str, parts: list[str]) -> Root:
+    """A ``last`` entry of remove(files=...): opened beneath ``root``'s fd, and acted on
+    only while it is the inode it was when opened (``strict``)."""
+    parent = os.path.join(root, *parts[:-1])
+    anchor = (rfd, "/".join(parts[:-1]))
+    return Root(os.path.join(parent, parts[-1]), parent, parts[-1], anchor=anchor, strict=True)
 
 
 def _settle_upgrade_of_root(rfd: int, root: str, tops: set[str]) -> None:
