@@ -14,9 +14,11 @@ What it shows, step by step:
    generator: each RECORD is read while the wheels before it are placed.  The
    strategy is chosen per (cache, venv) pair: hardlinks when both are on one mount,
    reflinks where the filesystem clones, else copies.
-3. **Never hardlink what the installer rewrites**: ``copy=["*.dist-info/RECORD"]``.
-   RECORD is rewritten with the installed paths (and INSTALLER added) *last*, after
-   every file is in place: a package is complete when its RECORD says so.
+3. **Never link what the installer rewrites**:
+   ``copy=["*.dist-info/RECORD", "*.dist-info/INSTALLER"]`` (a wheel may ship an
+   INSTALLER).  RECORD is rewritten with the installed paths (and INSTALLER written)
+   *last*, after every file is in place, each by a new file renamed over the name:
+   a package is complete when its RECORD says so.
 4. **Console scripts** are written to ``bin/`` with a temporary name and renamed.
 5. **Uninstall** is ``remove(files=<RECORD>, root=site, within=venv,
    last=[dist-info])``: the files RECORD lists, then the directories they leave
