@@ -787,3 +787,33 @@ def test_a_directory_keeps_the_acl_that_guards_its_files(
             except BaseException:
                 os._exit(2)
         assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.python_loop
+def test_a_network_placement_of_many_directories_needs_few_fds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, place_loop: str
+) -> None:
+    """On a network filesystem a directory's files go in chunks of 8, each a job holding
+    the directory's two fds: queued behind every sibling directory's job, every
+    sibling's pair was open at once -- 300 directories of 9 files needed 600 fds."""
+    import resource
+
+    src = tmp_path / "src"
+    for i in range(300):
+        (src / f"d{i:03d}").mkdir(parents=True)
+        for j in range(9):
+            (src / f"d{i:03d}" / f"f{j}").write_text(f"{i} {j}")
+    monkeypatch.setenv(
+        "LINKSTRATEGY_NETWORK_MOUNTS", linkstrategy.probe(tmp_path).mount.mount_point
+    )
+    _probe.clear_cache()
+    before = len(os.listdir("/proc/self/fd"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (before + 120, hard))
+    try:
+        r = linkstrategy.place(src, tmp_path / "dst", workers=1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        _probe.clear_cache()
+    assert r.files == 2700 and r.workers == 1
+    assert len(os.listdir("/proc/self/fd")) == before

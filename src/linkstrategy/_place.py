@@ -1064,11 +1064,14 @@ def _dir_job(
         files = listing.files
         chunk = run.chunk
         if len(files) > chunk:
+            # The chunks go ahead of the jobs queued now (first=True): the pair's two fds
+            # are held until its last chunk is done, and behind every sibling directory's
+            # job, every sibling's pair was held at once (2 fds a directory: EMFILE).
             pair = _Pair(run, sdir, ddir)
             for i in range(chunk, len(files), chunk):
                 pair.use()
                 try:
-                    run.submit(_chunk_job, run, pair, rel, hidden, files[i : i + chunk])
+                    run.submit(_chunk_job, run, pair, rel, hidden, files[i : i + chunk], first=True)
                 except BaseException:
                     pair.release()
                     raise

@@ -953,6 +953,14 @@ MUTATIONS: list[Mutation] = [
         (f"{PS}::test_a_directory_keeps_the_acl_that_guards_its_files",),
         "the Python path places a directory without its ACL",
     ),
+    m(
+        "place-chunks-behind-every-directory",
+        _PLACE,
+        "                        _chunk_job, run, pair, rel, hidden, files[i : i + chunk], first=True",
+        "                        _chunk_job, run, pair, rel, hidden, files[i : i + chunk], first=False",
+        (f"{PS}::test_a_network_placement_of_many_directories_needs_few_fds",),
+        "every directory's pair of fds held at once on the Python path: EMFILE on a network filesystem",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",
