@@ -956,8 +956,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-chunks-behind-every-directory",
         _PLACE,
-        "                        _chunk_job, run, pair, rel, hidden, files[i : i + chunk], first=True",
-        "                        _chunk_job, run, pair, rel, hidden, files[i : i + chunk], first=False",
+        "                    run.submit(_chunk_job, run, pair, rel, hidden, files[i : i + chunk], first=True)",
+        "                    run.submit(_chunk_job, run, pair, rel, hidden, files[i : i + chunk])",
         (f"{PS}::test_a_network_placement_of_many_directories_needs_few_fds",),
         "every directory's pair of fds held at once on the Python path: EMFILE on a network filesystem",
     ),
@@ -1095,8 +1095,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "chain-private-file-left-without-strategy",
         _CHAIN,
-        'return tuple(s for s in chain if s != "hardlink") or ("copy",)',
-        'return tuple(s for s in chain if s != "hardlink")',
+        'return tuple(s for s in chain if s not in _SHARED) or ("copy",)',
+        'return tuple(s for s in chain if s not in _SHARED)',
         (f"{CH}::test_private_files_never_hardlink",),
     ),
     m(
@@ -1275,16 +1275,16 @@ MUTATIONS: list[Mutation] = [
     m(
         "sys-exchange-error-names-one-path",
         _SYS_LINUX,
-        "    raise OSError(code, os.strerror(code), a, None, b)\n",
-        "    raise OSError(code, os.strerror(code), a)\n",
+        "    if code in EXCHANGE_UNSUPPORTED:\n        return False\n    raise OSError(code, os.strerror(code), a, None, b)\n\n\n_RENAME_NOREPLACE",
+        "    if code in EXCHANGE_UNSUPPORTED:\n        return False\n    raise OSError(code, os.strerror(code), a)\n\n\n_RENAME_NOREPLACE",
         (f"{SY}::test_exchange_of_a_missing_name_names_both",),
         "errors name both paths",
     ),
     m(
         "sys-clone-failure-leaves-the-file",
         _SYS_LINUX,
-        "        with contextlib.suppress(OSError):\n            os.unlink(name, dir_fd=dir_fd)\n        raise",
-        "        raise",
+        "        with contextlib.suppress(OSError):\n            unlink_if_same(dir_fd, name, os.fstat(fd))\n        os.close(fd)\n        raise",
+        "        os.close(fd)\n        raise",
         (f"{SY}::test_clone_file_where_it_cannot_leaves_nothing",),
         "a failed clone leaves an empty temporary behind",
     ),
