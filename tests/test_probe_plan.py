@@ -6,6 +6,7 @@ import errno
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import mountutil
@@ -374,3 +375,28 @@ def test_the_probe_removes_only_its_own_test_directory(
     (name,) = [n for n in os.listdir(tmp_path) if n.startswith(PROBE_PREFIX)]
     assert (tmp_path / name / "keep").read_text() == "mine"
     assert sorted(os.listdir(tmp_path / "moved-probe")) in (["a", "c", "l"], ["a", "l"])
+
+
+@pytest.mark.parametrize("err", [errno.EMFILE, errno.ENOSPC])
+def test_a_live_test_that_could_not_be_made_is_untested_not_no(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, err: int
+) -> None:
+    """Out of fds (or space) during the clone test says nothing of the filesystem: the
+    probe is untested and not cached -- an EMFILE once made "cannot reflink" stick for
+    the rest of the process (auto hardlinked into the cache, reflink was refused)."""
+    linkstrategy.clear_cache()
+    request.addfinalizer(linkstrategy.clear_cache)
+    real = _probe.clone_file
+
+    def short(*args: Any) -> int:
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(_probe, "clone_file", short)
+    p = linkstrategy.probe(tmp_path)
+    assert not p.tested and os.strerror(err) in (p.untested_reason or "")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(PROBE_PREFIX)]
+    monkeypatch.setattr(_probe, "clone_file", real)
+    again = linkstrategy.probe(tmp_path)
+    assert (again.tested and "reflink" not in again.errors) or again.errors[
+        "reflink"
+    ] != errno.errorcode[err]

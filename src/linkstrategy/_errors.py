@@ -156,6 +156,24 @@ def xattr_action(code: int | None) -> XattrAction:
 #: kernel (ENOSYS), the filesystem (EINVAL: NFS, most FUSE) or the volume (ENOTSUP).
 EXCHANGE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
+#: probe()'s live test could not be made, which says nothing of what the filesystem
+#: can do: the process or the filesystem was short of something at that moment (fds,
+#: memory, space, quota) or the call was cut short.  The probe is then "untested" and
+#: not cached, never "cannot reflink" for the rest of the process.
+PROBE_INCONCLUSIVE = frozenset(
+    {
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EINTR,
+        errno.EAGAIN,
+        errno.ETIMEDOUT,
+    }
+)
+
 # -- removing files (remove.py) ----------------------------------------------
 
 #: The entry may go if we wait: retry with bounded backoff inside the budget.

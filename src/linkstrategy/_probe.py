@@ -22,6 +22,7 @@ import threading
 import time
 
 from ._classify import NETWORK_ENV, Traits, classify, network_override
+from ._errors import PROBE_INCONCLUSIVE
 from ._mounts import (
     Mount,
     by_prefix,
@@ -383,12 +384,22 @@ def _live_test(directory: str) -> _Live:
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _answer(e: OSError) -> None:
+    """A test's error is an answer ("no") unless it says the test could not be made
+    (:data:`PROBE_INCONCLUSIVE`: out of fds, memory, space...): then it goes up and the
+    probe is "untested", not cached -- an EMFILE once was "this XFS cannot reflink"
+    for the rest of the process."""
+    if e.errno in PROBE_INCONCLUSIVE:
+        raise e
+
+
 def _test_clone(tfd: int, errors: dict[str, str]) -> Tri:
     """Clone the probe's file ``a`` to ``c`` (both in the directory ``tfd``)."""
     sfd = os.open("a", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tfd)
     try:
         os.close(clone_file(sfd, tfd, "c", 0o600))
     except OSError as e:
+        _answer(e)
         errors["reflink"] = _errname(e)
         return "no"
     finally:
@@ -401,6 +412,7 @@ def _test_link(tfd: int, errors: dict[str, str]) -> Tri:
     try:
         os.link("a", "l", src_dir_fd=tfd, dst_dir_fd=tfd, follow_symlinks=False)
     except OSError as e:
+        _answer(e)
         errors["hardlink"] = _errname(e)
         return "no"
     a = os.stat("a", dir_fd=tfd, follow_symlinks=False)
@@ -426,6 +438,7 @@ def _test_xattr(tfd: int, errors: dict[str, str]) -> Tri:
         finally:
             os.close(fd)
     except OSError as e:
+        _answer(e)
         errors["xattr"] = _errname(e)
         return "no"
     return "yes" if ok else "no"

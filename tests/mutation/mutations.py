@@ -961,6 +961,14 @@ MUTATIONS: list[Mutation] = [
         (f"{PS}::test_a_network_placement_of_many_directories_needs_few_fds",),
         "every directory's pair of fds held at once on the Python path: EMFILE on a network filesystem",
     ),
+    m(
+        "probe-emfile-is-cannot-reflink",
+        "src/linkstrategy/_probe.py",
+        "    if e.errno in PROBE_INCONCLUSIVE:\n        raise e",
+        "    if False:\n        raise e",
+        ("tests/test_probe_plan.py::test_a_live_test_that_could_not_be_made_is_untested_not_no",),
+        "out of fds while probing: 'cannot reflink' cached for the process, auto hardlinks into the cache",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",
@@ -1096,7 +1104,7 @@ MUTATIONS: list[Mutation] = [
         "chain-private-file-left-without-strategy",
         _CHAIN,
         'return tuple(s for s in chain if s not in _SHARED) or ("copy",)',
-        'return tuple(s for s in chain if s not in _SHARED)',
+        "return tuple(s for s in chain if s not in _SHARED)",
         (f"{CH}::test_private_files_never_hardlink",),
     ),
     m(
