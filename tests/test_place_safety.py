@@ -817,3 +817,39 @@ def test_a_network_placement_of_many_directories_needs_few_fds(
         _probe.clear_cache()
     assert r.files == 2700 and r.workers == 1
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("where", ["new-subdir", "new-root"])
+def test_out_of_fds_making_a_hidden_directory_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The fd table full just as a new directory's lock file is made: the clean-up of
+    that directory must need no fd of its own (it needed one, failed with EMFILE too,
+    and left a lock-less .lstmp- directory that gc() leaves alone for an hour)."""
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "m.py").write_text("m")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "other.py").write_text("other")
+    real = _owner.hold
+    filler: list[int] = []
+
+    def full(dir_fd: int) -> int | None:
+        try:
+            while True:
+                filler.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        return real(dir_fd)
+
+    monkeypatch.setattr(_owner, "hold", full)
+    dst = site if where == "new-subdir" else site / "new"
+    try:
+        with pytest.raises(OSError) as ei:
+            linkstrategy.place(src, dst)
+    finally:
+        for fd in filler:
+            os.close(fd)
+    assert ei.value.errno == errno.EMFILE
+    assert sorted(os.listdir(site)) == ["other.py"]

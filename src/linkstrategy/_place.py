@@ -1486,13 +1486,16 @@ def _make_hidden(
     run: _Run, pfd: int, parent_drel: str, tmp: str, mode: int = 0o777
 ) -> tuple[int, int]:
     """Make the hidden directory ``tmp`` (``mode``: see _new_dir_mode) and lock it as
-    ours (see _owner); its (dev, ino).  If the lock cannot be made (ENOSPC,
-    EDQUOT...), the directory goes again: it is not yet in the run's books, so its
-    rollback would not find it."""
+    ours (see _owner); its (dev, ino).  If it cannot be opened or locked (EMFILE,
+    ENOSPC, EDQUOT...), the directory goes again: it is not yet in the run's books,
+    so its rollback would not find it.  Out of fds is the usual cause, so that
+    clean-up needs none: the directory's own fd is closed first, and the directory,
+    still empty, goes by rmdir (checked to be the one made here where that is known)."""
     os.mkdir(tmp, mode, dir_fd=pfd)
-    fd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    fd = -1
     ident: tuple[int, int] | None = None
     try:
+        fd = os.open(tmp, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
         lk = run.holds.take(fd, st.st_dev)
@@ -1501,12 +1504,29 @@ def _make_hidden(
                 run.locks[(parent_drel, tmp)] = lk
         return ident
     except BaseException:
-        if ident is not None:
-            with contextlib.suppress(OSError):
-                rmtree_at(pfd, tmp, expect=ident)
+        if fd >= 0:
+            os.close(fd)
+            fd = -1
+        with contextlib.suppress(OSError):
+            _unmake_hidden(pfd, tmp, ident)
         raise
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
+
+
+def _unmake_hidden(pfd: int, tmp: str, ident: tuple[int, int] | None) -> None:
+    """Remove the hidden directory ``tmp`` just made (``ident``: its (dev, ino), if it
+    was opened): an rmdir where it is empty, as it is unless a lock file was begun."""
+    st = os.stat(tmp, dir_fd=pfd, follow_symlinks=False)
+    if ident is not None and (st.st_dev, st.st_ino) != ident:
+        return
+    try:
+        os.rmdir(tmp, dir_fd=pfd)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or ident is None:
+            raise
+        rmtree_at(pfd, tmp, expect=ident)
 
 
 def _unhold(run: _Run, pfd: int, parent_drel: str, tmp: str) -> None:
@@ -1946,9 +1966,12 @@ class _Placement:
             os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             _scan_existing(pfd)  # drop temporaries a killed run left beside it
-            self.hidden_root = run.tmpname()
+            tmp = run.tmpname()
             mode = (self.src_mode & 0o777) | 0o700
-            self.hidden_ident = _make_hidden(run, pfd, "..", self.hidden_root, mode)
+            # (its name is the placement's only once it exists: a failure in between is
+            # _make_hidden's to clean up, and abandon() would not know its inode)
+            self.hidden_ident = _make_hidden(run, pfd, "..", tmp, mode)
+            self.hidden_root = tmp
         try:
             self.dst_root_fd = os.open(
                 self.hidden_root or base, _DIR_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd

@@ -969,6 +969,14 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_probe_plan.py::test_a_live_test_that_could_not_be_made_is_untested_not_no",),
         "out of fds while probing: 'cannot reflink' cached for the process, auto hardlinks into the cache",
     ),
+    m(
+        "place-hidden-cleanup-needs-an-fd",
+        _PLACE,
+        "    try:\n        os.rmdir(tmp, dir_fd=pfd)\n    except OSError as e:",
+        "    try:\n        rmtree_at(pfd, tmp, expect=ident)\n    except OSError as e:",
+        (f"{PS}::test_out_of_fds_making_a_hidden_directory_leaves_nothing",),
+        "out of fds making a lock file: the clean-up needs an fd too and leaves a lock-less .lstmp-",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",
