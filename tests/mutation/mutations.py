@@ -422,7 +422,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-hidden-dir-left-when-its-lock-fails",
         _PLACE,
-        "        if ident is not None:\n            with contextlib.suppress(OSError):\n                rmtree_at(pfd, tmp, expect=ident)\n        raise",
+        "        with contextlib.suppress(OSError):\n            _unmake_hidden(pfd, tmp, ident)\n        raise",
         "        raise",
         (f"{PS}::test_a_hidden_directory_whose_lock_cannot_be_made_goes_again",),
         "a .lstmp- directory left in the destination after ENOSPC",
@@ -698,8 +698,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "place-fresh-tree-built-under-final-name",
         _PLACE,
-        "            self.hidden_root = run.tmpname()",
-        "            self.hidden_root = base",
+        "            tmp = run.tmpname()\n            mode = (self.src_mode & 0o777) | 0o700",
+        "            tmp = base\n            mode = (self.src_mode & 0o777) | 0o700",
         (f"{P}::test_fresh_destination_appears_complete_or_not_at_all",),
     ),
     m(
