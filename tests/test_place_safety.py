@@ -853,3 +853,40 @@ def test_out_of_fds_making_a_hidden_directory_leaves_nothing(
             os.close(fd)
     assert ei.value.errno == errno.EMFILE
     assert sorted(os.listdir(site)) == ["other.py"]
+
+
+def test_a_tree_deeper_than_path_max_is_placed_on_every_path(
+    tmp_path: Path, place_loop: str
+) -> None:
+    """17 levels of 250-byte names: relative paths past PATH_MAX (4096 bytes).  The C
+    walk goes directory by directory; the Python path opened each directory beneath the
+    root by its whole relative path and failed with ENAMETOOLONG."""
+    src = tmp_path / "src"
+    names = [f"{i:02d}" + "n" * 248 for i in range(17)]
+    deep = src.joinpath(*names)
+    os.makedirs(os.path.join(src, *names[:8]))  # (in two steps: mkdir takes PATH_MAX too)
+    fd = os.open(os.path.join(src, *names[:8]), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.makedirs(os.path.join(f"/proc/self/fd/{fd}", *names[8:]))
+        with open(os.path.join(f"/proc/self/fd/{fd}", *names[8:], "leaf.txt"), "w") as f:
+            f.write("deep")
+    finally:
+        os.close(fd)
+    dst = tmp_path / "dst"
+    r = linkstrategy.place(
+        src, dst, observer=(lambda p, how: None) if place_loop == "python" else None
+    )
+    assert r.files == 1
+    rel = os.path.relpath(deep, src)
+    fd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        from linkstrategy._sys import open_beneath
+
+        leaf = open_beneath(fd, rel + "/leaf.txt", os.O_RDONLY)
+        try:
+            assert os.read(leaf, 10) == b"deep"
+        finally:
+            os.close(leaf)
+    finally:
+        os.close(fd)
+    subprocess.run(["rm", "-rf", str(src), str(dst)], check=True)  # (pytest's own is recursive)

@@ -977,6 +977,14 @@ MUTATIONS: list[Mutation] = [
         (f"{PS}::test_out_of_fds_making_a_hidden_directory_leaves_nothing",),
         "out of fds making a lock file: the clean-up needs an fd too and leaves a lock-less .lstmp-",
     ),
+    m(
+        "sys-open-beneath-past-path-max",
+        _SYS_LINUX,
+        "    if len(relpath) * 4 >= _PATH_STEP and len(os.fsencode(relpath)) >= _PATH_STEP:",
+        "    if False:",
+        (f"{PS}::test_a_tree_deeper_than_path_max_is_placed_on_every_path",),
+        "the Python path cannot place a tree whose relative paths pass PATH_MAX (the C walk can)",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",

@@ -207,15 +207,49 @@ def open_beneath(root_fd: int, relpath: str, flags: int) -> int:
     if not relpath or relpath == ".":
         return os.dup(root_fd)
     fn = _load_openat2()
-    if fn:
-        how = (_ct.c_uint64 * 3)(
-            flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS
-        )
-        fd = int(fn(_SYS_OPENAT2, root_fd, os.fsencode(relpath), _ct.byref(how), _ct.sizeof(how)))
-        if fd < 0:
-            _raise_errno(relpath)
-        return fd
-    return open_per_component(root_fd, relpath, flags)
+    if not fn:
+        return open_per_component(root_fd, relpath, flags)
+    if len(relpath) * 4 >= _PATH_STEP and len(os.fsencode(relpath)) >= _PATH_STEP:
+        return _open_beneath_in_steps(root_fd, relpath, flags)  # (PATH_MAX: 4096 bytes)
+    how = (_ct.c_uint64 * 3)(
+        flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS
+    )
+    fd = int(fn(_SYS_OPENAT2, root_fd, os.fsencode(relpath), _ct.byref(how), _ct.sizeof(how)))
+    if fd < 0:
+        _raise_errno(relpath)
+    return fd
+
+
+#: Longer relative paths are opened in steps of fewer bytes than this, each beneath the
+#: directory the step before opened (so beneath ``root_fd`` still): a deep tree of long
+#: names passes PATH_MAX, where one openat2 gives ENAMETOOLONG.
+_PATH_STEP = 3072
+
+
+def _open_beneath_in_steps(root_fd: int, relpath: str, flags: int) -> int:
+    steps: list[str] = []
+    size = 0  # bytes in the last step
+    for part in relpath.split("/"):
+        n = len(os.fsencode(part))
+        if steps and size + 1 + n < _PATH_STEP:
+            steps[-1] += "/" + part
+            size += 1 + n
+        else:
+            steps.append(part)
+            size = n
+    fd = root_fd
+    try:
+        for i, step in enumerate(steps):
+            last = i == len(steps) - 1
+            nfd = open_beneath(fd, step, flags if last else os.O_RDONLY | os.O_DIRECTORY)
+            if fd != root_fd:
+                os.close(fd)
+            fd = nfd
+    except BaseException:
+        if fd != root_fd:
+            os.close(fd)
+        raise
+    return fd
 
 
 # -- statx by directory fd (mount ID and "is a mount root", never following) ----------
