@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import linkstrategy
-from linkstrategy import InvalidArgument, PlaceError, _place, _probe
+from linkstrategy import InvalidArgument, PlaceError, _owner, _place, _probe
 
 
 @pytest.fixture(autouse=True)
@@ -645,3 +645,39 @@ def test_an_interrupt_leaves_the_ended_jobs_whole(
         got = (site / f"p{i}").exists(), (site / "ns" / f"p{i}.py").exists()
         assert got == ((True, True) if i < ended else (False, False)), (i, got)
     assert _temporaries(site) == []
+
+
+def test_a_batch_lists_a_big_site_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each package into a site-packages of thousands of entries listed all of it (about
+    1 ms each); a batch lists it once (removing dead temporaries then), and each later
+    package looks up its own few names there -- a directory an earlier package made
+    is seen as there, and merged into."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(300):
+        (site / f"other{i}").mkdir()
+    dead = site / _owner.tmp_name(7).replace(_owner.owner(), "0" * 16)
+    dead.mkdir()
+    (dead / _owner.LOCK_NAME).write_text("")  # a killed run's: its lock is free
+    roots = [wheel(tmp_path / "cache", f"p{i}", nfiles=1) for i in range(6)]
+    for r in roots[3:]:  # a namespace package the first three make and the last three share
+        (r / "ns").mkdir()
+        (r / "ns" / f"{r.name}.py").write_text(r.name)
+    for r in roots[:3]:
+        (r / "ns").mkdir()
+        (r / "ns" / f"{r.name}.py").write_text(r.name)
+    listed: list[int] = []
+    real = _place._scan_existing
+
+    def scan(dfd: int) -> frozenset[str]:
+        listed.append(os.fstat(dfd).st_ino)
+        return real(dfd)
+
+    monkeypatch.setattr(_place, "_scan_existing", scan)
+    monkeypatch.setattr(_place, "_jobs_under_way", lambda: 4)  # p0 ends before p4 starts
+    linkstrategy.place_many([(r, site) for r in roots])
+    assert listed.count(site.stat().st_ino) == 1
+    assert not dead.exists()
+    assert sorted(os.listdir(site / "ns")) == sorted(f"p{i}.py" for i in range(6))
+    expected = {k: v for r in roots for k, v in contents(r).items()}
+    assert {k: v for k, v in contents(site).items() if not k.startswith("other")} == expected

@@ -348,6 +348,7 @@ class _Run:
         observer: Callable[[str, str], None] | None = None,
         umask: int | None = None,
         holds: Holds | None = None,
+        scanned: dict[tuple[int, int], object] | None = None,
     ) -> None:
         self.plan = p
         self.src_root = src_root
@@ -379,6 +380,8 @@ class _Run:
         self.hidden_tops: list[tuple[str, str, str, str, tuple[int, int]]] = []
         self.locks: dict[tuple[str, str], int] = {}  # (parent drel, tmp) -> lock fd
         self.holds = holds if holds is not None else Holds()  # (a place_many's: shared)
+        # a place_many's existing destination directories listed so far, by (dev, ino)
+        self.scanned = scanned
         # drel, mode, and the (dev, ino) of a directory that existed (None: a new one)
         self.restore_modes: list[tuple[str, int, tuple[int, int] | None]] = []
         # new directories whose source has extended attributes (an ACL): rel, drel
@@ -487,6 +490,36 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+#: A source directory of at most this many entries, placed into a destination directory
+#: this place_many listed already, has its names looked up one by one there.
+_LOOK_UP_AT_MOST = 64
+
+
+def _existing_names(run: _Run, ddir: int, st: os.stat_result, listing: _Listing) -> frozenset[str]:
+    """Which of the source directory's names the existing destination directory ``ddir``
+    (``st``: its fstat) holds.  Listed whole (removing dead temporaries on the way: see
+    :func:`_scan_existing`) the first time a place() or place_many meets it; after that,
+    in one place_many, a small source directory -- a wheel's top: its package, its
+    dist-info -- has its few names looked up instead: the second to fiftieth package
+    into a site-packages of thousands of entries listed all of it, about 1 ms each."""
+    names = [*listing.subdirs, *listing.files, *listing.links]
+    key = (st.st_dev, st.st_ino)
+    scanned = run.scanned
+    if scanned is not None and len(names) <= _LOOK_UP_AT_MOST:
+        me = object()  # (setdefault is one step: the first job to come lists it)
+        if scanned.setdefault(key, me) is not me:
+            return frozenset(n for n in names if _lexists(ddir, n))
+    return _scan_existing(ddir)
+
+
+def _lexists(dfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _scan_existing(dfd: int) -> frozenset[str]:
@@ -1028,14 +1061,15 @@ def _dir_job(
                 with run.lock:
                     ident = (dst_st.st_dev, dst_st.st_ino)
                     run.restore_modes.append((drel, stat.S_IMODE(dst_st.st_mode), ident))
-            existing = _scan_existing(ddir)
-            with run.lock:
-                run.existing[rel] = existing
         # (run.skipped is appended to from several threads: list.append is atomic)
         if listings is None:
             listing = _scan_source(sdir, rel, run.skipped)
         else:
             listing = _classify_listed(run, sdir, rel, listings[rel])
+        if not hidden:
+            existing = _existing_names(run, ddir, dst_st, listing)
+            with run.lock:
+                run.existing[rel] = existing
         with run.lock:
             run.discovered += len(listing.files) + len(listing.links)
             run.dirs += 1
@@ -1806,6 +1840,8 @@ class _Options:
     umask: int | None = None
     #: The lock files of the hidden directories of a place_many's jobs (None: a run's own)
     holds: Holds | None = None
+    #: The existing destination directories a place_many listed (None: place())
+    scanned: dict[tuple[int, int], object] | None = None
 
 
 def _policy(copy: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool] | None:
@@ -1928,6 +1964,7 @@ class _Placement:
             observer=opts.observer,
             umask=opts.umask,
             holds=opts.holds,
+            scanned=opts.scanned,
         )
         self.sname = None if is_dir else os.path.basename(real_src)
         if is_dir:
@@ -2244,6 +2281,7 @@ def place_many(
         observer,
         _current_umask(),
         Holds(),  # one lock fd for every hidden directory of every job
+        {},  # each destination directory listed once
     )
     results: list[PlaceReport | LinkStrategyError | None] = []
     under_way: dict[int, _Placement] = {}  # by index in results, oldest first

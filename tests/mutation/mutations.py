@@ -985,6 +985,14 @@ MUTATIONS: list[Mutation] = [
         (f"{PS}::test_a_tree_deeper_than_path_max_is_placed_on_every_path",),
         "the Python path cannot place a tree whose relative paths pass PATH_MAX (the C walk can)",
     ),
+    m(
+        "batch-lists-the-site-per-package",
+        _PLACE,
+        "        if scanned.setdefault(key, me) is not me:",
+        "        if False:",
+        (f"{B}::test_a_batch_lists_a_big_site_once",),
+        "each package of a batch lists the whole site-packages again (about 1 ms per 2,000 entries)",
+    ),
     # -- place(): errno decisions ----------------------------------------------------------
     m(
         "errors-exdev-not-a-link-capability",
