@@ -156,6 +156,13 @@ def xattr_action(code: int | None) -> XattrAction:
 #: kernel (ENOSYS), the filesystem (EINVAL: NFS, most FUSE) or the volume (ENOTSUP).
 EXCHANGE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
+#: A lock (fcntl, flock) cannot be taken on this filesystem at all: no lock manager
+#: (ENOLCK: NFS mounted without lockd), no lock operation (EOPNOTSUPP, ENOSYS, EINVAL:
+#: some FUSE and network filesystems).  Liveness then goes by age, never by the lock.
+LOCK_UNSUPPORTED = frozenset(
+    {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
+)
+
 # -- removing files (remove.py) ----------------------------------------------
 
 #: The entry may go if we wait: retry with bounded backoff inside the budget.

@@ -66,13 +66,11 @@ class _Gc:
         if not stat.S_ISDIR(st.st_mode):
             self.leave(path, "named like a trash directory but not a directory")
             return
-        if not may_act(dir_fd, st):
-            self.leave(
-                path, f"belongs to uid {st.st_uid}, neither the caller nor the directory's owner"
-            )
+        if not may_act(st):
+            self.leave(path, f"belongs to uid {st.st_uid}, not the caller")
             return
         try:
-            tfd = open_trash(dir_fd, name, path, uid=st.st_uid)
+            tfd = open_trash(dir_fd, name, path)
         except OSError as e:
             self.leave(path, f"cannot open: {why(e.errno or 0)}")
             return
@@ -94,9 +92,7 @@ class _Gc:
             return
         verdict = judge(dir_fd, name, st)
         if verdict == "foreign":
-            self.leave(
-                path, f"belongs to uid {st.st_uid}, neither the caller nor the directory's owner"
-            )
+            self.leave(path, f"belongs to uid {st.st_uid}, not the caller")
             return
         if verdict != "dead":
             return

@@ -504,10 +504,8 @@ def recover_journal_at(
         return False
     if not stat.S_ISDIR(st.st_mode):
         raise _leave(path, "named like a replace() journal but not a directory")
-    if not may_act(parent_fd, st):
-        raise _leave(
-            path, f"journal of uid {st.st_uid}, neither the caller nor the directory's owner"
-        )
+    if not may_act(st):
+        raise _leave(path, f"journal of uid {st.st_uid}, not the caller's")
     try:
         jfd = os.open(jname, _O_DIR, dir_fd=parent_fd)
     except OSError as e:

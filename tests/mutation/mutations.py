@@ -757,15 +757,18 @@ MUTATIONS: list[Mutation] = [
     m(
         "owner-lockless-age-ignored",
         _OWNER,
-        '        return "dead" if _old(st, GRACE_NO_LOCK) else "live"\n    try:\n        pst',
-        '        return "dead"\n    try:\n        pst',
-        (f"{GP}::test_fresh_temporaries_of_other_writers_survive",),
+        '    return "dead" if _old(lst, GRACE_NO_LOCK) and _old(st, GRACE_NO_LOCK) else "live"',
+        '    return "dead"',
+        (
+            f"{TO}::test_hold_leaves_its_lock_file_where_there_are_no_locks[no-getlk]",
+            f"{TO}::test_hold_leaves_its_lock_file_where_there_are_no_locks[getlk-says-free]",
+        ),
     ),
     m(
         "owner-held-lock-ignored",
         _OWNER,
-        '        return "live" if locked else "dead"',
-        '        return "dead"',
+        '    if locked:\n        return "live"\n    if locked is False:',
+        '    if False:\n        return "live"\n    if locked is not None:',
         (
             f"{GP}::test_fresh_temporaries_of_other_writers_survive",
             f"{TO}::test_liveness_is_the_lock_not_the_pid",
@@ -774,16 +777,16 @@ MUTATIONS: list[Mutation] = [
     m(
         "owner-released-lock-taken-for-dead",
         _OWNER,
-        "                if locked is False and os.fstat(lfd).st_nlink == 0:",
-        "                if False:",
+        "        if locked is False and os.fstat(lfd).st_nlink == 0:",
+        "        if False:",
         (f"{TO}::test_a_maker_releasing_its_lock_while_judged_is_not_dead",),
         "a judge between a maker's release() and its rename empties the finished directory",
     ),
     m(
         "owner-other-users-temporaries-judged",
         _OWNER,
-        "    if not may_act(dir_fd, st):",
-        "    if False:",
+        '    if not may_act(st):\n        return "foreign"',
+        '    if False:\n        return "foreign"',
         (f"{TO}::test_another_users_temporary_is_foreign",),
     ),
     m(
@@ -1387,14 +1390,14 @@ MUTATIONS: list[Mutation] = [
     m(
         "gc-empties-another-users-trash",
         _GC,
-        "        if not may_act(dir_fd, st):\n            self.leave(\n                path,",
-        "        if False:\n            self.leave(\n                path,",
+        "        if not may_act(st):\n            self.leave(",
+        "        if False:\n            self.leave(",
         (f"{RS}::test_gc_as_root_leaves_another_users_trash_alone",),
     ),
     m(
         "gc-recovers-another-users-journal",
         _TXN,
-        "    if not may_act(parent_fd, st):",
+        "    if not may_act(st):",
         "    if False:",
         (f"{RS}::test_foreign_journal_in_a_sticky_directory_is_left_alone",),
     ),
@@ -1434,6 +1437,39 @@ MUTATIONS: list[Mutation] = [
             f"{RS}::test_gc_retries_a_busy_trash_directory_within_its_budget",
             f"{RS}::test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount",
         ),
+    ),
+    m(
+        "owner-lock-file-of-anyone",
+        _OWNER,
+        '        if not stat.S_ISREG(lst.st_mode) or lst.st_uid != st.st_uid:\n            return "live"',
+        '        if False:\n            return "live"',
+        (
+            f"{TO}::test_a_directory_with_a_temporarys_name_and_no_lock_file_is_never_dead",
+            f"{TO}::test_a_lock_file_of_another_user_proves_nothing",
+        ),
+    ),
+    m(
+        "owner-nolock-mark-ignored",
+        _OWNER,
+        "        if locked is False and _says_no_lock(lfd):",
+        "        if False:",
+        (f"{TO}::test_hold_leaves_its_lock_file_where_there_are_no_locks[getlk-says-free]",),
+        "an unlocked lock file (no locks here) looks free: a live maker's directory is dead",
+    ),
+    m(
+        "owner-hold-leaves-no-lock-file-without-locks",
+        _OWNER,
+        "        os.rename(tmp, LOCK_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)\n    except BaseException:",
+        "        os.unlink(tmp, dir_fd=dir_fd)\n    except BaseException:",
+        (f"{TO}::test_hold_leaves_its_lock_file_where_there_are_no_locks[no-getlk]",),
+    ),
+    m(
+        "owner-dir-without-lock-file-dead-by-age",
+        _OWNER,
+        '        return "live" if verdict is None else verdict',
+        '        return ("dead" if _old(st, GRACE_NO_LOCK) else "live") if verdict is None else verdict',
+        (f"{TO}::test_a_directory_with_a_temporarys_name_and_no_lock_file_is_never_dead",),
+        "races.md 1: an hour after a rename to a temporary's name, the directory is deleted",
     ),
     # -- remove(): limits (issue #9.6) ------------------------------------------------------
     m(
