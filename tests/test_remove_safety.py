@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.trash import make_trash
 
 import linkstrategy
 import linkstrategy._remove as R
@@ -124,6 +125,7 @@ def run_child(
     uid: int | None = None,
     nofile: int | None = None,
     nproc: int | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter, as ``uid`` and under the given limits."""
     pre = ["import os, resource, sys"]
@@ -141,7 +143,7 @@ def run_child(
         capture_output=True,
         text=True,
         cwd="/",
-        timeout=120,
+        timeout=timeout,
         env=env,
     )
 
@@ -332,13 +334,15 @@ def test_gc_never_empties_a_symlink_swapped_in_for_the_trash(sandbox: Path) -> N
 
 
 @pytest.mark.python_walk
-@pytest.mark.parametrize("swap_in", ["symlink", "directory"])
+@pytest.mark.parametrize("swap_in", ["symlink", "directory", "trash"])
 def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
     sandbox: Path, monkeypatch: pytest.MonkeyPatch, swap_in: str
 ) -> None:
     """The long-running process case: a trash remembered by path, then the parent's
     owner renames it away and puts in its place a symlink to a root-only directory, or
-    another directory of the caller's that happens to stand in the parent."""
+    another directory of the caller's that happens to stand in the parent -- even one
+    that is a trash of the caller's itself (made for another directory): it is not the
+    one remembered."""
     # Only this test's trash: one an earlier test left on a filesystem since unmounted
     # is forgotten only when a later remove() meets its device number again.
     # (cleared, not monkeypatched: the monkeypatch.undo() below would undo that too)
@@ -346,6 +350,11 @@ def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
     parent = sandbox / "users-dir"
     parent.mkdir()
     secret, want = root_only(parent if swap_in == "directory" else sandbox)
+    if swap_in == "trash":  # (its entry is named like a trash entry: old enough)
+        (parent / "other").mkdir()
+        secret = make_trash(parent / "other")
+        (secret / "1000-1-abcdef-precious").mkdir()
+        want = digest(secret)
     (parent / "t" / "busy").mkdir(parents=True)
     real = R.os.rmdir
 
@@ -363,7 +372,7 @@ def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
     if swap_in == "symlink":
         os.symlink(secret, trash)
     else:
-        os.rename(secret, trash)
+        os.rename(secret, trash)  # (a rename within one filesystem: the inode, its marker)
         secret = trash
     elsewhere = sandbox / "elsewhere"  # same filesystem: remembered trash is looked at
     elsewhere.mkdir()
@@ -397,6 +406,7 @@ def make_foreign_journal(shared: Path, name: str, uid: int) -> None:
     shared, name, jname = sys.argv[1:4]
     j = os.path.join(shared, jname)
     os.makedirs(os.path.join(j, "new", "evil"))
+    open(os.path.join(j, "lock"), "w").close()  # as a real journal has, free
     st = os.lstat(os.path.join(j, "new"))
     old = os.lstat(os.path.join(shared, name))
     state = {"version": 1, "dst": name, "phase": "swapping",
@@ -435,6 +445,7 @@ def test_journal_whose_state_names_another_destination_is_left_alone(tmp_path: P
     (tmp_path / "victim").write_text("v")
     j = tmp_path / journal_name("pkg")
     (j / "new").mkdir(parents=True)
+    (j / "lock").write_text("")  # free, as a real journal's is once its maker is gone
     st = os.lstat(j / "new")
     v = os.lstat(tmp_path / "victim")
     state = {"phase": "swapping", "dst": "victim", "old": [v.st_dev, v.st_ino]}
@@ -449,9 +460,10 @@ def test_journal_whose_state_names_another_destination_is_left_alone(tmp_path: P
 
 def test_gc_looks_at_the_path_its_entries_and_its_parent_unless_recursive(tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b" / "c"
-    (deep / TRASH_NAME / "1000-1-abc-x").mkdir(parents=True)
-    (tmp_path / TRASH_NAME / "1000-1-abc-y").mkdir(parents=True)  # the parent's
-    (tmp_path / "a" / TRASH_NAME / "1000-1-abc-z").mkdir(parents=True)  # an entry's
+    deep.mkdir(parents=True)
+    (make_trash(deep) / "1000-1-abcdef-x").mkdir()
+    (make_trash(tmp_path) / "1000-1-abcdef-y").mkdir()  # the parent's
+    (make_trash(tmp_path / "a") / "1000-1-abcdef-z").mkdir()  # an entry's
     g = gc(tmp_path / "a")
     assert g.ok and g.removed == 4
     assert not (tmp_path / TRASH_NAME).exists() and not (tmp_path / "a" / TRASH_NAME).exists()
@@ -474,7 +486,7 @@ def dead_temporary(d: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind", ["lstmp", "stage"])
 def test_gc_removes_dead_temporaries_and_leaves_live_ones(tmp_path: Path, kind: str) -> None:
     dead = dead_temporary(tmp_path, kind)
-    live = tmp_path / f".lstmp-{owner()}-1"  # no lock, fresh: judged live by age
+    live = tmp_path / f".lstmp-{owner()}-1"  # no lock file: never judged dead
     live.mkdir()
     (tmp_path / "keep").write_text("k")
     before = digest(tmp_path, skip=dead)
@@ -486,7 +498,7 @@ def test_gc_removes_dead_temporaries_and_leaves_live_ones(tmp_path: Path, kind: 
 def test_gc_retries_a_busy_trash_directory_within_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / TRASH_NAME / "1000-1-abc-x").mkdir(parents=True)
+    (make_trash(tmp_path) / "1000-1-abcdef-x").mkdir()
     left = [3]
     real = R.os.rmdir
 
@@ -504,7 +516,8 @@ def test_gc_retries_a_busy_trash_directory_within_its_budget(
 
 def test_cli_gc_recursive(tmp_path: Path, capsys: Any) -> None:
     deep = tmp_path / "a" / "b"
-    (deep / TRASH_NAME / "1000-1-abc-x").mkdir(parents=True)
+    deep.mkdir(parents=True)
+    (make_trash(deep) / "1000-1-abcdef-x").mkdir()
     assert main(["gc", str(tmp_path)]) == 0
     assert (deep / TRASH_NAME).exists()
     assert main(["gc", "--recursive", str(tmp_path)]) == 0
@@ -561,9 +574,9 @@ for i in range(2000):
     nxt = os.open("d", os.O_RDONLY, dir_fd=cur)
     os.close(cur)
     cur = nxt
-if mode == "gc":
-    os.mkdir(".linkstrategy-trash", dir_fd=cur)
-    os.mkdir("1000-1-abc-x", dir_fd=os.open(".linkstrategy-trash", os.O_RDONLY, dir_fd=cur))
+if mode == "gc":  # a trash as the library makes it (with its marker)
+    from linkstrategy._trash import _make_trash
+    os.mkdir("1000-1-abcdef-x", dir_fd=_make_trash(cur, ".linkstrategy-trash", "t"))
 os.close(cur)
 os.close(fd)
 if mode == "gc":
@@ -742,7 +755,7 @@ def test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount(fusefs: Any) -> 
     d = Path(fusefs.mountpoint) / "d"
     d.mkdir()
     tname = TR.trash_name_for(os.stat(d))
-    (d / tname / "1000-1-abc-x" / "e").mkdir(parents=True)
+    (make_trash(d) / "1000-1-abcdef-x" / "e").mkdir(parents=True)
     (d / "keep").write_text("k")
     fusefs.inject("rmdir", errno.EBUSY, count=3, path=f"/d/{tname}")
     g = gc(d)
@@ -785,3 +798,161 @@ def test_open_trash_never_follows_a_symlink(tmp_path: Path) -> None:
         assert ei.value.errno in (errno.ELOOP, errno.ENOTDIR)
     finally:
         os.close(fd)
+
+
+# -- a name proves nothing: trash, journals and temporaries (audit: races.md 1, 2, 5) ------
+#
+# A user who may rename in a directory (any shared directory that is not sticky; the
+# owner of a directory root works in) may rename another user's directory there, though
+# not delete what is in it.  Renamed to a trash, journal or temporary name, the victim's
+# own next call must still leave it alone.
+
+
+@pytest.mark.python_walk
+def test_a_trash_without_its_marker_is_left_alone_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory named like the caller's trash, the caller's, mode 0700, with entries
+    in the trash-entry format -- a trash of a version before the marker, or any
+    directory of the caller's renamed -- is not a trash: never emptied, reported by
+    gc, and a deferral does not use it (an error naming it)."""
+    fake = tmp_path / TRASH_NAME
+    (fake / "1000-1-abcdef-x").mkdir(parents=True)
+    (fake / "1000-1-abcdef-x" / "f").write_text("kept")
+    os.chmod(fake, 0o700)
+    before = digest(tmp_path)
+    collect_trash(tmp_path, min_age=0)
+    g = gc(tmp_path, recursive=True)
+    assert digest(tmp_path) == before
+    assert [f for f in g.foreign if f.startswith(f"{fake}: ") and "marker" in f], g.foreign
+    (tmp_path / "t" / "busy").mkdir(parents=True)
+    real = R.os.rmdir
+
+    def busy(name: Any, *a: Any, **kw: Any) -> None:
+        if name == "busy":
+            raise OSError(errno.EBUSY, "busy", name)
+        real(name, *a, **kw)
+
+    monkeypatch.setattr(R.os, "rmdir", busy)
+    r = remove(tmp_path / "t", budget=0.02)
+    monkeypatch.undo()
+    assert not r.deferred and [e for e in r.errors if "nor move to trash" in e.reason], r
+    assert digest(tmp_path, skip=tmp_path / "t") == before
+
+
+@pytest.mark.parametrize(
+    "flaw", ["mode", "no-marker", "other-inode", "marker-symlink", "big", "marker-of-another"]
+)
+def test_open_trash_needs_mode_0700_and_a_marker_naming_it(tmp_path: Path, flaw: str) -> None:
+    """What makes a directory a trash, one flaw at a time; the real one passes."""
+    if flaw == "marker-of-another" and not ROOT:
+        pytest.skip("needs root to give the marker to another user")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    real = make_trash(tmp_path / "a")
+    fd = os.open(tmp_path / "a", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.close(TR.open_trash(fd, real.name, str(real)))
+        marker = real / TR.MARKER_NAME
+        if flaw == "mode":
+            os.chmod(real, 0o755)
+        elif flaw == "no-marker":
+            marker.unlink()
+        elif flaw == "other-inode":  # a marker copied from another trash
+            marker.unlink()
+            shutil.copy(make_trash(tmp_path / "b") / TR.MARKER_NAME, marker)
+        elif flaw == "marker-of-another":
+            os.chown(marker, NOBODY, NOBODY)
+        elif flaw == "marker-symlink":
+            os.rename(marker, tmp_path / "m")
+            os.symlink(tmp_path / "m", marker)
+        else:
+            os.chmod(marker, 0o600)
+            marker.write_text(marker.read_text() + " " * 300)
+        with pytest.raises(RemoveError) as ei:
+            TR.open_trash(fd, real.name, str(real))
+        assert ei.value.filename == str(real) and "not a linkstrategy trash" in str(ei.value)
+    finally:
+        os.close(fd)
+
+
+def test_trash_entries_not_in_the_entry_format_are_never_old() -> None:
+    now = 2_000_000_000.0
+    assert TR.trash_age("1000-1-abcdef-pkg", now) == now - 1000
+    for name in ("data", "1000", "1000-1-abc-pkg", "1000-x-abcdef-pkg", TR.MARKER_NAME):
+        assert TR.trash_age(name, now) is None, name
+        assert not TR.is_trash_entry(name)
+
+
+@pytest.mark.root
+def test_root_leaves_the_directory_owners_trash_and_temporaries_alone(sandbox: Path) -> None:
+    """In nobody's directory, nobody's own trash (really one) and nobody's dead
+    temporary (free lock) are nobody's to collect, not root's: nobody could have moved
+    into them a tree of root's it may not delete (root's files in nobody's venv)."""
+    need_root()
+    site = sandbox / "site"
+    site.mkdir()
+    os.chown(site, NOBODY, NOBODY)
+    code = """
+    from linkstrategy import _owner
+    tmp = os.path.join(sys.argv[1], _owner.tmp_name(1))
+    os.makedirs(os.path.join(tmp, "sub", "busy"))
+    open(os.path.join(tmp, _owner.LOCK_NAME), "w").close()  # free: its maker is gone
+    """
+    res = run_child(code, str(site), uid=NOBODY)
+    assert res.returncode == 0, res.stderr
+    res = run_child(  # a deferral: nobody's real trash there, with its entry
+        "os.makedirs(os.path.join(sys.argv[1], 'busy'))", str(site / "t"), uid=NOBODY
+    )
+    assert res.returncode == 0, res.stderr
+    res = run_child(DEFER_CHILD, str(site / "t"), uid=NOBODY)
+    assert res.returncode == 0 and json.loads(res.stdout)["deferred"], res.stderr
+    tmp = next(n for n in os.listdir(site) if n.startswith(".lstmp-"))
+    os.mkdir(site / tmp / "sub" / "rootpkg")  # root's tree, moved in by nobody
+    (site / tmp / "sub" / "rootpkg" / "f").write_text("root's")
+    before = digest(sandbox)
+    g = gc(site, recursive=True)
+    assert digest(sandbox) == before
+    assert len(g.foreign) == 2, g.foreign
+
+
+@pytest.mark.python_walk
+def test_a_busy_directory_is_deferred_only_as_the_inode_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """races.md 7: a journal (or staging directory) still busy is moved into the trash
+    whole -- and if another directory was renamed to its name in between, that one goes
+    back out at once, never left in the trash to be emptied with it."""
+    own = tmp_path / "own"
+    (own / "busy").mkdir(parents=True)
+    st = os.lstat(own)
+    real_rmdir = R.os.rmdir
+
+    def busy(name: Any, *a: Any, **kw: Any) -> None:
+        if name == "busy":
+            raise OSError(errno.EBUSY, "busy", name)
+        real_rmdir(name, *a, **kw)
+
+    real_open = TR.open_trash
+    victim: list[Path] = []
+
+    def swap_then_open(*a: Any, **kw: Any) -> int:
+        if not victim:  # between the inode check and the rename into the trash
+            os.rename(own, tmp_path / "own.moved")
+            (own / "sub").mkdir(parents=True)
+            (own / "sub" / "precious").write_text("victim")
+            victim.append(own)
+        return real_open(*a, **kw)
+
+    monkeypatch.setattr(R.os, "rmdir", busy)
+    monkeypatch.setattr(TR, "open_trash", swap_then_open)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        r = TR.remove_own(fd, str(tmp_path), "own", (st.st_dev, st.st_ino), budget=0.02)
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    assert not r.deferred and [e for e in r.errors if e.errno == errno.ESTALE], r
+    assert (own / "sub" / "precious").read_text() == "victim"
+    trash = tmp_path / TRASH_NAME
+    assert not trash.exists() or os.listdir(trash) == [TR.MARKER_NAME]

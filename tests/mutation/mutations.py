@@ -787,7 +787,10 @@ MUTATIONS: list[Mutation] = [
         _OWNER,
         '    if not may_act(st):\n        return "foreign"',
         '    if False:\n        return "foreign"',
-        (f"{TO}::test_another_users_temporary_is_foreign",),
+        (
+            f"{TO}::test_another_users_temporary_is_foreign",
+            f"{RS}::test_root_leaves_the_directory_owners_trash_and_temporaries_alone",
+        ),
     ),
     m(
         "owner-same-id-after-fork",
@@ -1376,8 +1379,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "trash-open-follows",
         _TRASH,
-        "    fd = os.open(name, _O_DIR, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        want",
-        "    fd = os.open(name, os.O_RDONLY, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        want",
+        "    fd = os.open(name, _O_DIR, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        if not stat.S_ISDIR",
+        "    fd = os.open(name, os.O_RDONLY, dir_fd=parent_fd)\n    try:\n        st = os.fstat(fd)\n        if not stat.S_ISDIR",
         (f"{RS}::test_open_trash_never_follows_a_symlink",),
     ),
     m(
@@ -1389,10 +1392,14 @@ MUTATIONS: list[Mutation] = [
     ),
     m(
         "gc-empties-another-users-trash",
-        _GC,
-        "        if not may_act(st):\n            self.leave(",
-        "        if False:\n            self.leave(",
-        (f"{RS}::test_gc_as_root_leaves_another_users_trash_alone",),
+        _TRASH,
+        "        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():\n            raise RemoveError(",
+        "        if not stat.S_ISDIR(st.st_mode):\n            raise RemoveError(",
+        (
+            f"{RS}::test_shared_sticky_directory_each_user_defers_to_a_trash_of_their_own",
+            f"{RS}::test_root_leaves_the_directory_owners_trash_and_temporaries_alone",
+        ),
+        "root empties the trash of the directory's owner, who may have moved root's tree into it",
     ),
     m(
         "gc-recovers-another-users-journal",
@@ -1437,6 +1444,69 @@ MUTATIONS: list[Mutation] = [
             f"{RS}::test_gc_retries_a_busy_trash_directory_within_its_budget",
             f"{RS}::test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount",
         ),
+    ),
+    m(
+        "trash-marker-not-checked",
+        _TRASH,
+        "        if _read_marker(fd, st.st_uid) != (st.st_dev, st.st_ino):",
+        "        if False:",
+        (
+            f"{RS}::test_a_trash_without_its_marker_is_left_alone_and_reported",
+            f"{RS}::test_open_trash_needs_mode_0700_and_a_marker_naming_it[no-marker]",
+        ),
+        "any 0700 directory of the caller's under the trash name (races.md 1) is emptied",
+    ),
+    m(
+        "trash-marker-names-any-inode",
+        _TRASH,
+        "        if _read_marker(fd, st.st_uid) != (st.st_dev, st.st_ino):",
+        "        if _read_marker(fd, st.st_uid) is None:",
+        (f"{RS}::test_open_trash_needs_mode_0700_and_a_marker_naming_it[other-inode]",),
+        "a marker copied (with its directory's contents) into another directory proves it",
+    ),
+    m(
+        "trash-marker-followed",
+        _TRASH,
+        "    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC\n    try:\n        fd = os.open(MARKER_NAME",
+        "    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC\n    try:\n        fd = os.open(MARKER_NAME",
+        (f"{RS}::test_open_trash_needs_mode_0700_and_a_marker_naming_it[marker-symlink]",),
+    ),
+    m(
+        "trash-marker-of-anyone",
+        _TRASH,
+        "        if not stat.S_ISREG(st.st_mode) or st.st_uid != uid or st.st_size > 256:",
+        "        if not stat.S_ISREG(st.st_mode) or st.st_size > 256:",
+        (f"{RS}::test_open_trash_needs_mode_0700_and_a_marker_naming_it[marker-of-another]",),
+        "a marker another user made (in a directory writable to it once) proves a trash",
+    ),
+    m(
+        "trash-mode-not-checked",
+        _TRASH,
+        "        if stat.S_IMODE(st.st_mode) != TRASH_MODE:",
+        "        if False:",
+        (
+            f"{RS}::test_open_trash_needs_mode_0700_and_a_marker_naming_it[mode]",
+            f"{RS}::test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone[user-forged-trash]",
+        ),
+    ),
+    m(
+        "trash-foreign-entries-old",
+        _TRASH,
+        '    return now - int(name.split("-", 1)[0]) if is_trash_entry(name) else None',
+        '    return now - int(h) if (h := name.split("-", 1)[0]).isdigit() else float("inf")',
+        (
+            f"{RS}::test_trash_entries_not_in_the_entry_format_are_never_old",
+            f"{R}::test_collect_trash_empties_old_entries_only",
+        ),
+        "a name not in the trash-entry format counts as old: emptied with the trash",
+    ),
+    m(
+        "trash-deferral-not-checked-by-inode",
+        _TRASH,
+        "            if expect is not None:\n                _check_moved(",
+        "            if False:\n                _check_moved(",
+        (f"{RS}::test_a_busy_directory_is_deferred_only_as_the_inode_it_is",),
+        "a directory renamed to a journal's name just before its deferral goes to the trash",
     ),
     m(
         "owner-lock-file-of-anyone",
