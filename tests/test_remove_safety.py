@@ -33,6 +33,7 @@ import linkstrategy
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
 import linkstrategy._tree as RT
+import linkstrategy._txn as TX
 from linkstrategy._cli import main
 from linkstrategy._errors import RemoveError
 from linkstrategy._gc import gc
@@ -807,6 +808,125 @@ def test_open_trash_never_follows_a_symlink(tmp_path: Path) -> None:
 # not delete what is in it.  Renamed to a trash, journal or temporary name, the victim's
 # own next call must still leave it alone.
 
+ATTACKER = 12345  # a third user (no passwd entry needed: root setresuid()s to it)
+
+#: Names a victim's directory is renamed to; ``{uid}`` is the victim's.
+PLANTED = {
+    "trash": f"{TRASH_NAME}-{{uid}}",
+    "lstmp": f".lstmp-{'0' * 16}-1",
+    "stage": f".x.linkstrategy-stage-{'1' * 16}-2",
+    "probe": f".linkstrategy-probe-{'2' * 16}-3",
+    "journal-tmp": ".x.linkstrategy-txn-00000000",
+    "journal": ".x.linkstrategy-txn",
+    "upgrade": ".linkstrategy-upgrade.linkstrategy-txn",
+}
+
+#: The victim's next calls in the shared directory: every one that collects trash,
+#: recovers journals or reaps temporaries there.  An hour is made to pass first (the
+#: temporaries' grace), as the audit did by shifting the clock.
+VICTIM_CALLS = """
+import json
+import linkstrategy
+from linkstrategy import _owner
+_owner.GRACE_NO_LOCK = _owner.GRACE_FILE = -1.0  # "an hour later"
+shared, src = sys.argv[1], sys.argv[2]
+foreign = []
+linkstrategy.place(src, os.path.join(shared, "newpkg"))
+linkstrategy.remove(os.path.join(shared, "unrelated"))
+for call in (lambda: linkstrategy.replace(src, os.path.join(shared, "x")),
+             lambda: linkstrategy.remove(os.path.join(shared, "x")),
+             lambda: linkstrategy.upgrade(shared, {"y": src})):
+    try:
+        call()
+    except OSError as e:  # a journal left alone is reported as an error here
+        foreign.append(str(e))
+for kw in ({}, {"recursive": True}):
+    foreign += list(linkstrategy.gc(shared, **kw).foreign)
+print(json.dumps(foreign))
+"""
+
+
+def _victims_directory(shared: Path, uid: int, mode: int) -> Path:
+    d = shared / "data"
+    code = """
+    d = sys.argv[1]
+    os.makedirs(os.path.join(d, "sub"))
+    for p in ("precious", "sub/more"):
+        with open(os.path.join(d, p), "w") as f:
+            f.write("the victim's")
+    os.chmod(d, int(sys.argv[2]))
+    """
+    res = run_child(code, str(d), str(mode), uid=uid)
+    assert res.returncode == 0, res.stderr
+    return d
+
+
+#: With ``forged``, the one who renames first writes into the victim's (0777) directory
+#: what would make it look made by the library: a lock file (free), a trash marker
+#: naming the directory, a journal state.
+FORGE = """
+import json
+d, kind = sys.argv[1], sys.argv[2]
+def put(name, text=""):
+    with open(os.path.join(d, name), "w") as f:
+        f.write(text)
+    os.chmod(os.path.join(d, name), 0o666)  # the victim may open it for writing, too
+st = os.stat(d)
+if kind == "trash":
+    put(".linkstrategy-trash-marker", f"linkstrategy-trash {st.st_dev} {st.st_ino}\\n")
+elif kind in ("lstmp", "stage", "probe"):
+    put(".linkstrategy-lock")
+else:
+    put("lock")
+    put("state", json.dumps({"version": 1, "dst": "x", "phase": "building", "old": None,
+                             "new": None, "kind": "upgrade" if kind == "upgrade" else None,
+                             "entries": []}))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", sorted(PLANTED))
+@pytest.mark.parametrize("victim", ["user", "root", "user-forged"])
+def test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone(
+    sandbox: Path, kind: str, victim: str
+) -> None:
+    """races.md 1, 2a, 5: "user": nobody's directory in a shared 0777 directory (not
+    sticky), renamed by a third user; "root": root's directory in nobody's directory,
+    renamed by nobody (root working in a user's directory); "user-forged": nobody's
+    directory is itself 0777, and the third user first writes into it a lock file, a
+    trash marker or a journal state of its own.  The victim's place(), remove(),
+    replace(), upgrade() and gc() there, an hour later, leave it whole."""
+    need_root()
+    uid = 0 if victim == "root" else NOBODY
+    shared = sandbox / "shared"
+    shared.mkdir()
+    if victim != "root":
+        os.chmod(shared, 0o777)
+        renamer = ATTACKER
+    else:
+        os.chown(shared, NOBODY, NOBODY)
+        renamer = NOBODY
+    src = sandbox / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "m.py").write_text("m")
+    subprocess.run(["chmod", "-R", "a+rX", str(src)], check=True)
+    data = _victims_directory(shared, uid, 0o777 if victim == "user-forged" else 0o755)
+    (shared / "unrelated").write_text("u")
+    os.chown(shared / "unrelated", uid, uid)
+    if victim == "user-forged":
+        res = run_child(FORGE, str(data), kind, uid=renamer)
+        assert res.returncode == 0, res.stderr
+    want = digest(data)
+    planted = shared / PLANTED[kind].format(uid=uid)
+    res = run_child("os.rename(sys.argv[1], sys.argv[2])", str(data), str(planted), uid=renamer)
+    assert res.returncode == 0, res.stderr
+    res = run_child(VICTIM_CALLS, str(shared), str(src), uid=uid if uid else None)
+    assert res.returncode == 0, res.stderr
+    assert planted.is_dir() and digest(planted) == want, f"{kind}: the victim's tree was touched"
+    foreign = json.loads(res.stdout)
+    if kind in ("trash", "journal", "upgrade") and victim != "user-forged":  # reported
+        assert [f for f in foreign if str(planted) in f], foreign
+
 
 @pytest.mark.python_walk
 def test_a_trash_without_its_marker_is_left_alone_and_reported(
@@ -914,6 +1034,167 @@ def test_root_leaves_the_directory_owners_trash_and_temporaries_alone(sandbox: P
     g = gc(site, recursive=True)
     assert digest(sandbox) == before
     assert len(g.foreign) == 2, g.foreign
+
+
+FIFO_STATE = """
+import os, stat
+j = os.path.join(sys.argv[1], ".linkstrategy-upgrade.linkstrategy-txn")
+os.mkdir(j)
+os.mkfifo(os.path.join(j, "state"))
+"""
+
+
+@pytest.mark.parametrize("planter", ["self", "other"])
+def test_a_fifo_as_upgrade_state_does_not_block_remove(sandbox: Path, planter: str) -> None:
+    """races.md, outside the class: remove() reads an upgrade journal's state before it
+    removes an entry of that directory.  A FIFO there (planted by anyone in a sticky
+    /tmp, or left in the caller's own journal) must not block it: opened O_NONBLOCK,
+    checked to be a regular file of the caller's before a byte is read."""
+    shared = sandbox / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    if planter == "other":
+        need_root()
+        res = run_child(FIFO_STATE, str(shared), uid=NOBODY)
+    else:
+        res = run_child(FIFO_STATE, str(shared))
+    assert res.returncode == 0, res.stderr
+    (shared / "f").write_text("f")
+    code = """
+    import linkstrategy
+    print(linkstrategy.remove(os.path.join(sys.argv[1], "f")).ok)
+    print(linkstrategy.remove(files=["f2"], root=sys.argv[1]).ok)
+    """
+    (shared / "f2").write_text("f")
+    try:
+        res = run_child(code, str(shared), timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("remove() blocked on the FIFO")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "True"]
+    assert stat.S_ISFIFO(
+        os.lstat(shared / ".linkstrategy-upgrade.linkstrategy-txn" / "state").st_mode
+    )
+
+
+STATE_TMP_LINK = """
+import json
+site = sys.argv[1]
+j = os.path.join(site, ".tool.linkstrategy-txn")
+os.mkdir(j)
+os.rename(os.path.join(site, "tool"), os.path.join(j, "state.tmp"))  # root's cache file
+os.mkdir(os.path.join(j, "new"))
+open(os.path.join(j, "lock"), "w").close()
+st = os.lstat(os.path.join(j, "new"))
+with open(os.path.join(j, "state"), "w") as f:
+    json.dump({"version": 1, "dst": "tool", "phase": "swapping", "old": None,
+               "new": [st.st_dev, st.st_ino]}, f)
+"""
+
+
+@pytest.mark.root
+def test_root_never_writes_a_journal_state_into_a_planted_hardlink(sandbox: Path) -> None:
+    """races.md 5a: root installs a file by hardlink from its read-only cache into
+    nobody's directory; nobody moves that link into a journal it forges, as its
+    state.tmp.  Root's gc() or remove() there must not write into the cache file."""
+    need_root()
+    cache = sandbox / "cache"
+    cache.mkdir()
+    (cache / "tool").write_text('print("genuine tool")\n')
+    os.chmod(cache / "tool", 0o444)
+    site = sandbox / "site"
+    site.mkdir()
+    os.chown(site, NOBODY, NOBODY)
+    linkstrategy.place(cache / "tool", site / "tool", strategy="hardlink")
+    res = run_child(STATE_TMP_LINK, str(site), uid=NOBODY)
+    assert res.returncode == 0, res.stderr
+    before = digest(sandbox)
+    g = gc(site)
+    remove(site / "tool")
+    assert (cache / "tool").read_text() == 'print("genuine tool")\n'
+    assert digest(sandbox) == before
+    assert [f for f in g.foreign if ".tool.linkstrategy-txn" in f], g.foreign
+
+
+def test_journal_state_is_never_written_into_an_existing_state_tmp(tmp_path: Path) -> None:
+    """The same, in a journal of the caller's own: a state.tmp already there (a link to
+    another file) is unlinked, never opened for writing."""
+    other = tmp_path / "other"
+    other.write_text("another file's content")
+    j = tmp_path / "j"
+    j.mkdir()
+    os.link(other, j / "state.tmp")
+    jfd = os.open(j, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        TX._write_state(jfd, {"version": 1, "phase": "building"})
+    finally:
+        os.close(jfd)
+    assert other.read_text() == "another file's content" and other.stat().st_nlink == 1
+    assert json.loads((j / "state").read_text())["phase"] == "building"
+
+
+FORGED_ROLLBACK = """
+import json
+site = sys.argv[1]
+j = os.path.join(site, ".x.linkstrategy-txn")
+os.makedirs(os.path.join(j, "old"))
+open(os.path.join(j, "lock"), "w").close()
+st = os.lstat(os.path.join(j, "old"))
+with open(os.path.join(j, "state"), "w") as f:
+    json.dump({"version": 1, "dst": "x", "phase": "building", "old": [st.st_dev, st.st_ino],
+               "new": None}, f)
+"""
+
+
+@pytest.mark.root
+def test_root_does_not_carry_out_a_journal_forged_by_the_directorys_owner(sandbox: Path) -> None:
+    """races.md 5b: nobody (owner of site) forges a "building" journal for root's site/x
+    whose "old" is a directory in the journal: carried out, root's x would be parked in
+    nobody's journal and deleted with it."""
+    need_root()
+    site = sandbox / "site"
+    site.mkdir()
+    os.chown(site, NOBODY, NOBODY)
+    (site / "x").mkdir()
+    (site / "x" / "data").write_text("root's data")
+    res = run_child(FORGED_ROLLBACK, str(site), uid=NOBODY)
+    assert res.returncode == 0, res.stderr
+    src = sandbox / "src"
+    src.mkdir()
+    before = digest(sandbox)
+    g = gc(site)
+    assert digest(sandbox) == before and (site / "x" / "data").read_text() == "root's data"
+    assert [f for f in g.foreign if "not the caller's" in f], g.foreign
+    with pytest.raises(RemoveError):  # replace() of x recovers x's journal first
+        replace(src, site / "x")
+    assert digest(sandbox) == before
+
+
+@pytest.mark.parametrize("name", [".x.linkstrategy-txn", ".x.linkstrategy-txn-0badcafe"])
+def test_a_journal_without_its_lock_file_is_left_alone(tmp_path: Path, name: str) -> None:
+    """races.md 2a: a directory of the caller's under a journal's name, with no lock
+    file, is no journal (or one being made): gc, remove() and replace() leave it."""
+    d = tmp_path / name
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "f").write_text("mine")
+    (d / "state").write_text("{}")
+    before = digest(tmp_path)
+    g = gc(tmp_path)
+    gc(tmp_path / "x")
+    assert digest(tmp_path) == before
+    if name.endswith(".linkstrategy-txn"):
+        assert [f for f in g.foreign if "no lock file" in f], g.foreign
+        assert remove(tmp_path / "x").ok  # (nothing there; the journal stays)
+    assert digest(tmp_path) == before
+
+
+def test_an_empty_journal_without_its_lock_file_goes(tmp_path: Path) -> None:
+    """A journal whose deletion was cut short between its lock file and its rmdir:
+    empty, it blocks no replace() of that name (rmdir takes nothing else)."""
+    (tmp_path / ".x.linkstrategy-txn").mkdir()
+    (tmp_path / "src").mkdir()
+    replace(tmp_path / "src", tmp_path / "x")
+    assert sorted(os.listdir(tmp_path)) == ["src", "x"]
 
 
 @pytest.mark.python_walk

@@ -1404,9 +1404,14 @@ MUTATIONS: list[Mutation] = [
     m(
         "gc-recovers-another-users-journal",
         _TXN,
-        "    if not may_act(st):",
-        "    if False:",
-        (f"{RS}::test_foreign_journal_in_a_sticky_directory_is_left_alone",),
+        '    if not may_act(st):\n        raise _leave(path, f"journal of uid',
+        '    if False:\n        raise _leave(path, f"journal of uid',
+        (
+            f"{RS}::test_foreign_journal_in_a_sticky_directory_is_left_alone",
+            f"{RS}::test_root_does_not_carry_out_a_journal_forged_by_the_directorys_owner",
+            f"{RS}::test_root_never_writes_a_journal_state_into_a_planted_hardlink",
+        ),
+        "root carries out a journal planted by the owner of the directory it works in",
     ),
     m(
         "gc-journal-for-another-name",
@@ -1509,6 +1514,29 @@ MUTATIONS: list[Mutation] = [
         "a directory renamed to a journal's name just before its deferral goes to the trash",
     ),
     m(
+        "trash-remove-own-any-inode",
+        _TRASH,
+        "        if (st.st_dev, st.st_ino) != ident:\n            log.warning(",
+        "        if False:\n            log.warning(",
+        (
+            f"{T}::test_staging_dir_exit_removes_only_the_directory_it_made",
+            f"{T}::test_a_failed_begin_removes_only_the_journal_it_made",
+        ),
+        "races.md 7: a staging directory or journal swapped for another is removed by name",
+    ),
+    m(
+        "owner-dir-without-lock-file-dead-by-age",
+        _OWNER,
+        '        return "live" if verdict is None else verdict',
+        '        return ("dead" if _old(st, GRACE_NO_LOCK) else "live") if verdict is None else verdict',
+        (
+            f"{TO}::test_a_directory_with_a_temporarys_name_and_no_lock_file_is_never_dead",
+            f"{RS}::test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone[user-lstmp]",
+            f"{RS}::test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone[root-stage]",
+        ),
+        "races.md 1: an hour after a rename to a temporary's name, the directory is deleted",
+    ),
+    m(
         "owner-lock-file-of-anyone",
         _OWNER,
         '        if not stat.S_ISREG(lst.st_mode) or lst.st_uid != st.st_uid:\n            return "live"',
@@ -1516,6 +1544,7 @@ MUTATIONS: list[Mutation] = [
         (
             f"{TO}::test_a_directory_with_a_temporarys_name_and_no_lock_file_is_never_dead",
             f"{TO}::test_a_lock_file_of_another_user_proves_nothing",
+            f"{RS}::test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone[user-forged-lstmp]",
         ),
     ),
     m(
@@ -1532,14 +1561,6 @@ MUTATIONS: list[Mutation] = [
         "        os.rename(tmp, LOCK_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)\n    except BaseException:",
         "        os.unlink(tmp, dir_fd=dir_fd)\n    except BaseException:",
         (f"{TO}::test_hold_leaves_its_lock_file_where_there_are_no_locks[no-getlk]",),
-    ),
-    m(
-        "owner-dir-without-lock-file-dead-by-age",
-        _OWNER,
-        '        return "live" if verdict is None else verdict',
-        '        return ("dead" if _old(st, GRACE_NO_LOCK) else "live") if verdict is None else verdict',
-        (f"{TO}::test_a_directory_with_a_temporarys_name_and_no_lock_file_is_never_dead",),
-        "races.md 1: an hour after a rename to a temporary's name, the directory is deleted",
     ),
     # -- remove(): limits (issue #9.6) ------------------------------------------------------
     m(
@@ -1657,8 +1678,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "txn-lock-not-taken",
         _TXN,
-        "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
-        "        pass\n",
+        "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n        except BlockingIOError:\n            raise busy",
+        "            pass\n        except BlockingIOError:\n            raise busy",
         (
             f"{T}::test_live_transaction_is_not_recovered_under_its_feet",
             f"{U}::test_second_upgrade_of_a_parent_is_busy_while_one_runs",
@@ -1667,8 +1688,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "txn-rename-budget-ignored",
         _TXN,
-        "    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)\n    while True:\n        try:\n            os.rename(",
-        "    backoff = Backoff()  # no deadline\n    while True:\n        try:\n            os.rename(",
+        "    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)\n    while True:\n        try:\n            if new:",
+        "    backoff = Backoff()  # no deadline\n    while True:\n        try:\n            if new:",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
     ),
@@ -1679,6 +1700,86 @@ MUTATIONS: list[Mutation] = [
         "    backoff = Backoff()  # no deadline\n    while True:\n        try:\n            return exchange(",
         (f"{GT}::test_rename_busy_forever_is_an_error_within_the_budget",),
         "retries for ever: a named timeout failure",
+    ),
+    m(
+        "txn-missing-lock-counts-as-free",
+        _TXN,
+        "    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC\n    try:\n        fd = os.open(name, flags, dir_fd=jfd)",
+        "    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_CREAT\n    try:\n        fd = os.open(name, flags, 0o600, dir_fd=jfd)",
+        (
+            f"{RS}::test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone[user-journal-tmp]",
+            f"{RS}::test_a_journal_without_its_lock_file_is_left_alone",
+            f"{T}::test_gc_during_replaces_begin_leaves_the_journal_being_made[after-mkdir]",
+        ),
+        "races.md 2: any directory renamed to a journal's name, or one being made, is removed",
+    ),
+    m(
+        "txn-lock-file-of-anyone",
+        _TXN,
+        "        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.fstat(jfd).st_uid:\n            raise _leave(",
+        "        if False:\n            raise _leave(",
+        (
+            f"{RS}::test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone[user-forged-journal-tmp]",
+        ),
+        "a lock file another user wrote into the victim's 0777 directory makes it a journal",
+    ),
+    m(
+        "txn-lockless-recovered-at-once",
+        _TXN,
+        "            if not _older(st, GRACE_NO_LOCK):  # no locks here: only its age tells\n                raise busy",
+        "            if False:\n                raise busy",
+        (f"{T}::test_without_locks_a_journal_is_recovered_only_after_the_grace",),
+        "without locks, a gc recovers a live replace() at once",
+    ),
+    m(
+        "txn-pending-lock-no-grace",
+        _TXN,
+        "        if grace and not _older(st, grace):\n            raise busy",
+        "        if False:\n            raise busy",
+        (f"{T}::test_a_journal_killed_while_locking_goes_after_a_short_grace",),
+    ),
+    m(
+        "txn-lock-visible-before-locked",
+        _TXN,
+        "    fd = os.open(_LOCK_PENDING, flags, 0o600, dir_fd=jfd)",
+        "    fd = os.open(_LOCK, flags, 0o600, dir_fd=jfd)\n    os.link(_LOCK, _LOCK_PENDING, src_dir_fd=jfd, dst_dir_fd=jfd)",
+        (f"{T}::test_gc_during_replaces_begin_leaves_the_journal_being_made[before-flock]",),
+        "races.md 2b: the lock file is there, free, before its maker locks it",
+    ),
+    m(
+        "txn-state-written-into-existing-file",
+        _TXN,
+        '    with contextlib.suppress(FileNotFoundError):\n        os.unlink("state.tmp", dir_fd=jfd)  # a leftover of a kill, in our own journal\n    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL',
+        "    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC",
+        (f"{RS}::test_journal_state_is_never_written_into_an_existing_state_tmp",),
+        "races.md 5a: a link planted as state.tmp is written through",
+    ),
+    m(
+        "txn-state-open-blocks",
+        _TXN,
+        '    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC\n    try:\n        fd = os.open("state"',
+        '    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC\n    try:\n        fd = os.open("state"',
+        (f"{RS}::test_a_fifo_as_upgrade_state_does_not_block_remove[self]",),
+        "a FIFO as an upgrade journal's state blocks every remove() in that directory",
+    ),
+    m(
+        "txn-recovery-parks-anything-at-dst",
+        _TXN,
+        "        if ours is None or here != ours:\n            raise _leave(",
+        "        if False:\n            raise _leave(",
+        (
+            f"{T}::test_recovery_never_moves_a_tree_that_is_not_the_journals[building]",
+            f"{T}::test_recovery_never_moves_a_tree_that_is_not_the_journals[swapping]",
+        ),
+        "races.md 5b: a rollback parks whatever is at dst into the journal and deletes it",
+    ),
+    m(
+        "sys-rename-new-replaces-without-noreplace",
+        "src/linkstrategy/_sys/__init__.py",
+        "    else:\n        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), a, None, b)\n    try:",
+        "    else:\n        pass\n    try:",
+        (f"{SY}::test_rename_new_never_replaces_anything[look-then-rename]",),
+        "where there is no RENAME_NOREPLACE, the new tree replaces a file or empty directory",
     ),
     # -- remove(files=, root=): uninstall by RECORD ---------------------------------------
     m(
@@ -1981,8 +2082,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "txn-recovers-a-journal-of-another-kind-as-replace",
         _TXN,
-        "        if other is None:\n            if lock_fd is not None:",
-        "        if False:\n            if lock_fd is not None:",
+        "        if other is None:\n            os.close(lock_fd)",
+        "        if False:\n            os.close(lock_fd)",
         (f"{U}::test_replace_recovery_leaves_an_upgrade_journal_to_upgrade",),
         "replace()'s recovery must not act on a journal it does not understand",
     ),
