@@ -9,6 +9,7 @@ import pickle
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from support import killshim, mountutil
 
 import linkstrategy._txn as T
-from linkstrategy._errors import LinkStrategyError, RemoveError, TransactionBusy
+from linkstrategy._errors import LinkStrategyError, PlaceError, RemoveError, TransactionBusy
 from linkstrategy._gc import gc
 from linkstrategy._mounts import mount_id_of
 from linkstrategy._remove import remove
@@ -138,6 +139,14 @@ def test_failure_during_swap_rolls_back(
             real(a, b, *args, **kw)
 
         monkeypatch.setattr(T.os, "rename", second_rename_fails)
+        real_new = T.rename_new  # (the new tree goes in without replacing anything)
+
+        def second_rename_new_fails(afd: int, a: str, bfd: int, b: str) -> None:
+            if b == dst.name and a == "new":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), a, None, b)
+            real_new(afd, a, bfd, b)
+
+        monkeypatch.setattr(T, "rename_new", second_rename_new_fails)
     with pytest.raises(OSError) as ei:
         replace(new, dst)
     assert ei.value.errno == errno.ENOSPC
@@ -351,6 +360,87 @@ def test_gc_removes_staging_dirs_of_dead_processes(tmp_path: Path) -> None:
 def _other_tree(p: Path, tag: str = "theirs") -> None:
     p.mkdir()
     (p / "work").write_text(f"{tag}'s file\n")
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+@pytest.mark.parametrize("when", ["placed", "swapping"])
+@pytest.mark.parametrize("had", ["absent", "old"])
+def test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool, when: str, had: str
+) -> None:
+    """races.md 6: while replace() builds (or between its check and its swap), another
+    process creates dst, or puts another tree there.  That tree is not the one the
+    journal recorded: PlaceError (EEXIST or EBUSY) naming dst, and it stays as it is --
+    never exchanged out and deleted with the journal."""
+    new, dst = tmp_path / "new", tmp_path / "site" / "pkg"
+    build(new, "new")
+    dst.parent.mkdir()
+    if had == "old":
+        build(dst, "old", n=5)
+    if not exchange:
+        monkeypatch.setattr(T, "_exchange", lambda afd, a, bfd, b: False)
+        import linkstrategy._sys._linux as L
+
+        monkeypatch.setattr(L, "_renameat2", False)  # no RENAME_NOREPLACE either (NFS)
+
+    def hook(step: str) -> None:
+        if step == when:
+            if dst.exists():
+                os.rename(dst, tmp_path / "moved-away")
+            _other_tree(dst)
+
+    monkeypatch.setattr(T, "step_hook", hook)
+    with pytest.raises(PlaceError) as ei:
+        replace(new, dst)
+    assert ei.value.errno == (errno.EEXIST if had == "absent" else errno.EBUSY)
+    assert ei.value.filename2 == str(dst)
+    assert (dst / "work").read_text() == "theirs's file\n" and os.listdir(dst) == ["work"]
+    assert leftovers(dst.parent) == []
+    if had == "old":
+        assert (tmp_path / "moved-away" / "METADATA").read_text() == "version old\n"
+
+
+@pytest.mark.root
+def test_replace_leaves_a_tree_another_user_made_at_dst_meanwhile(tmp_path: Path) -> None:
+    """races.md 6 as the audit ran it: root replaces D/x (absent) in a sticky 1777
+    directory; nobody creates D/x while the new tree is built."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a second user (nobody) creates dst")
+    base = Path(tempfile.mkdtemp(prefix="ls-txn-", dir="/tmp"))  # (tmp_path: root's 0700)
+    os.chmod(base, 0o755)
+    d = base / "D"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    new = tmp_path / "new"
+    build(new, "new")
+
+    def as_nobody(step: str) -> None:
+        if step != "placed":
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                _other_tree(d / "x", "nobody")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+    T.step_hook = as_nobody
+    try:
+        with pytest.raises(PlaceError) as ei:
+            replace(new, d / "x")
+    finally:
+        T.step_hook = None
+    try:
+        assert ei.value.errno == errno.EEXIST
+        assert os.lstat(d / "x").st_uid == 65534
+        assert (d / "x" / "work").read_text() == "nobody's file\n"
+        assert leftovers(d) == []
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=True)
 
 
 @pytest.mark.parametrize("when", ["after-mkdir", "before-flock"])

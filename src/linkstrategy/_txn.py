@@ -34,11 +34,18 @@ journal is never seen half made.  The steps:
 
 1. phase ``building``: ``place(src, txn/new)``.  ``dst`` is untouched.  Any failure
    (ENOSPC, EIO, a kill) is rolled back by deleting the journal.
-2. phase ``swapping`` (records the inode of the new tree): ``renameat2(txn/new,
-   dst, RENAME_EXCHANGE)`` where the filesystem has it (ext4, XFS, btrfs, tmpfs):
-   one atomic step, ``dst`` is never missing.  Elsewhere (NFS, many FUSE
-   filesystems): ``rename(dst, txn/old)`` then ``rename(txn/new, dst)``; a kill
-   between the two leaves ``dst`` missing until the next call rolls forward.
+2. phase ``swapping`` (records the inode of the new tree): ``dst`` must still be
+   the tree recorded as ``old`` when the transaction began (or still be absent);
+   anything else there was put there by someone else meanwhile, and the call fails
+   (:class:`~linkstrategy.PlaceError`, EBUSY or EEXIST, naming ``dst``) and rolls
+   back without touching it, as :func:`~linkstrategy.upgrade` does.  Then
+   ``renameat2(txn/new, dst, RENAME_EXCHANGE)`` where the filesystem has it (ext4,
+   XFS, btrfs, tmpfs): one atomic step, ``dst`` is never missing (checked again
+   after it: a tree swapped in between goes straight back).  Elsewhere (NFS, many
+   FUSE filesystems): ``rename(dst, txn/old)`` then ``rename(txn/new, dst)``; a
+   kill between the two leaves ``dst`` missing until the next call rolls forward.
+   The new tree never goes over anything: ``RENAME_NOREPLACE`` where there is one
+   (:func:`._sys.rename_new`).
 3. phase ``committing``: the old tree is removed with :func:`remove` (busy files
    deferred to the trash), then the journal.
 
@@ -901,7 +908,9 @@ def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) 
     new = _ident_at(txn.jfd, "new")
     if new is None:
         raise LinkStrategyError(errno.ENOENT, "placed tree vanished", txn.new)
-    old = _ident_at(pfd, name)
+    old = _as_ident(txn.state.get("old"))
+    if _ident_at(pfd, name) != old:
+        raise _changed(txn, old)
     try:
         new_mode = _writable_top(txn.jfd, "new")
         old_mode = _writable_top(pfd, name) if old is not None else None
@@ -916,13 +925,9 @@ def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) 
     txn.write(phase="swapping", new=new, new_mode=new_mode, old_mode=old_mode)
     _step("swapping")
     try:
-        if old is not None and _exchange(txn.jfd, "new", pfd, name):
-            pass
-        else:
-            if old is not None:
-                _rename(pfd, name, txn.jfd, "old")
-                _step("moved-old")
-            _rename(txn.jfd, "new", pfd, name)
+        _swap(txn, old)
+    except FileExistsError:
+        raise _changed(txn, old) from None
     except OSError as e:
         if e.errno in REMOVE_PERMISSION:
             raise PlaceError(
@@ -935,6 +940,36 @@ def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) 
     txn.write(phase="committing")
     _step("committing")
     return report
+
+
+def _swap(txn: _Txn, old: tuple[int, int] | None) -> None:
+    """Put the new tree at ``dst`` in place of ``old``, the tree the journal recorded
+    there (None: nothing): whatever else is there by then is someone else's, given
+    back untouched (:func:`_changed`).  One exchange, or two renames where the
+    filesystem cannot exchange; never a rename over anything."""
+    pfd, name = txn.parent_fd, txn.name
+    if old is None:
+        _rename(txn.jfd, "new", pfd, name, new=True)  # FileExistsError: one appeared
+    elif _exchange(txn.jfd, "new", pfd, name):
+        if _ident_at(txn.jfd, "new") != old:  # replaced between the check and the swap
+            _exchange(txn.jfd, "new", pfd, name)
+            raise _changed(txn, old)
+    else:
+        _rename(pfd, name, txn.jfd, "old", new=True)
+        _step("moved-old")
+        if _ident_at(txn.jfd, "old") != old:
+            _rename(txn.jfd, "old", pfd, name, new=True)
+            raise _changed(txn, old)
+        _rename(txn.jfd, "new", pfd, name, new=True)
+
+
+def _changed(txn: _Txn, old: tuple[int, int] | None) -> PlaceError:
+    """dst is no longer what it was when replace() began: another process's."""
+    if old is None:
+        code, what = errno.EEXIST, "created by someone else while replace() was building"
+    else:
+        code, what = errno.EBUSY, "changed by someone else while replace() was building"
+    return PlaceError(code, what, txn.new, None, txn.dst)
 
 
 # -- staging ----------------------------------------------------------------------

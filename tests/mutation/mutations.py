@@ -1773,6 +1773,48 @@ MUTATIONS: list[Mutation] = [
         ),
         "races.md 5b: a rollback parks whatever is at dst into the journal and deletes it",
     ),
+    Mutation(
+        "txn-swap-takes-whatever-is-at-dst",
+        _TXN,
+        (
+            ("    if _ident_at(pfd, name) != old:\n        raise _changed(txn, old)", "    pass"),
+            ('        if _ident_at(txn.jfd, "new") != old:  # replaced', "        if False:  #"),
+            ('        if _ident_at(txn.jfd, "old") != old:', "        if False:"),
+        ),
+        (
+            f"{T}::test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one[old-placed-exchange]",
+            f"{T}::test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one[old-placed-two-renames]",
+        ),
+        "races.md 6: the tree another process put at dst is exchanged out and deleted",
+    ),
+    m(
+        "txn-exchanged-tree-not-checked",
+        _TXN,
+        '        if _ident_at(txn.jfd, "new") != old:  # replaced between the check and the swap',
+        "        if False:",
+        (
+            f"{T}::test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one[old-swapping-exchange]",
+        ),
+    ),
+    m(
+        "txn-renamed-tree-not-checked",
+        _TXN,
+        '        if _ident_at(txn.jfd, "old") != old:',
+        "        if False:",
+        (
+            f"{T}::test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one[old-swapping-two-renames]",
+        ),
+    ),
+    m(
+        "txn-new-tree-renamed-over-dst",
+        _TXN,
+        '        _rename(txn.jfd, "new", pfd, name, new=True)  # FileExistsError: one appeared',
+        '        _rename(txn.jfd, "new", pfd, name)',
+        (
+            f"{T}::test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one[absent-swapping-exchange]",
+            f"{T}::test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one[absent-swapping-two-renames]",
+        ),
+    ),
     m(
         "sys-rename-new-replaces-without-noreplace",
         "src/linkstrategy/_sys/__init__.py",
