@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from support import mountutil
 from support.schema import validate
+from support.trash import make_trash
 
 import linkstrategy._remove as R
 from linkstrategy._cli import main as run
@@ -127,8 +128,9 @@ def test_gc_reports_what_it_left_alone_and_walks_only_when_recursive(
     target.mkdir()
     (target / "1000-1-abc-x").write_text("not trash")
     os.symlink(target, tmp_path / TRASH_NAME)  # a symlink where a trash should be
-    deep = tmp_path / "a" / "b" / TRASH_NAME / "1000-1-abc-y"
-    deep.mkdir(parents=True)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    deep = make_trash(tmp_path / "a" / "b") / "1000-1-abcdef-y"
+    deep.mkdir()
     assert run(["gc", "--json", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     data = json.loads(out)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from support import mountutil
 from support.registry import skip_or_fail
+from support.trash import make_trash
 
 from linkstrategy import RemoveError, remove
 from linkstrategy import _remove as R
@@ -173,10 +174,12 @@ def test_gc_does_not_cross_a_bind_mount(tmp_path: Path) -> None:
     """Trash beyond a bind mount (same filesystem, same st_dev) belongs to another tree."""
     need_mounts()
     elsewhere = tmp_path / "elsewhere"
-    old_entry = elsewhere / TRASH_NAME / "1000-1-abcdef-pkg"
+    elsewhere.mkdir()
+    old_entry = make_trash(elsewhere) / "1000-1-abcdef-pkg"
     tree(old_entry, {"f": "theirs"})
     base = tmp_path / "base"
-    tree(base / "mine" / TRASH_NAME / "1000-1-abcdef-x", {"f": "mine"})
+    (base / "mine").mkdir(parents=True)
+    tree(make_trash(base / "mine") / "1000-1-abcdef-x", {"f": "mine"})
     (base / "d").mkdir()
     with mounted(mountutil.bind_mount(elsewhere, base / "d", name="bm"), tmp_path) as mp:
         r = gc(base, recursive=True)  # (not recursive, gc looks at base's entries only)

@@ -595,11 +595,11 @@ def test_place_onto_the_benchmark_latency_fs_keeps_everything(
 
 
 def test_place_empties_trash_an_earlier_remove_deferred(tmp_path: Path) -> None:
-    from linkstrategy._trash import TRASH_NAME
+    from support.trash import entry, make_trash
 
     make_tree(tmp_path / "src")
-    stale = tmp_path / TRASH_NAME / f"{int(time.time()) - 3600}-999999999-abcd-old"
-    stale.mkdir(parents=True)
+    stale = entry(make_trash(tmp_path), "old")
+    stale.mkdir()
     (stale / "f").write_text("x")
     linkstrategy.place(tmp_path / "src", tmp_path / "dst")
     assert not stale.exists()

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from support import killshim, mountutil
+from support.trash import make_trash
 
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
@@ -665,13 +666,18 @@ def test_collect_trash_costs_one_lstat_when_there_is_none(
 
 
 def test_collect_trash_empties_old_entries_only(tmp_path: Path) -> None:
-    trash = tmp_path / TRASH_NAME
-    old = trash / f"{int(time.time()) - 100}-1-abc-old"
-    new = trash / f"{int(time.time())}-1-abc-new"
+    trash = make_trash(tmp_path)
+    old = trash / f"{int(time.time()) - 100}-1-abcdef-old"
+    new = trash / f"{int(time.time())}-1-abcdef-new"
     (old / "x").mkdir(parents=True)
     new.mkdir()
+    foreign = trash / "not-an-entry"  # no trash-entry name: never called old
+    foreign.mkdir()
     collect_trash(tmp_path, min_age=50)
     assert not old.exists() and new.exists()
+    collect_trash(tmp_path, min_age=0)
+    assert not new.exists() and foreign.is_dir()
+    foreign.rmdir()
     collect_trash(tmp_path, min_age=0)
     assert not trash.exists()
 
@@ -687,7 +693,7 @@ def test_next_remove_in_same_directory_empties_stale_trash(
     monkeypatch.undo()
     trash_entry = Path(r.deferred[0].trash)
     # Make it look old, then any later remove() next to it collects it.
-    os.rename(trash_entry, trash_entry.with_name("1000-1-abc-a"))
+    os.rename(trash_entry, trash_entry.with_name("1000-1-abcdef-a"))
     b = tmp_path / "b"
     b.write_text("b")
     assert remove(b).ok

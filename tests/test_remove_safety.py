@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.trash import make_trash
 
 import linkstrategy
 import linkstrategy._remove as R
 import linkstrategy._trash as TR
 import linkstrategy._tree as RT
+import linkstrategy._txn as TX
 from linkstrategy._cli import main
 from linkstrategy._errors import RemoveError
 from linkstrategy._gc import gc
@@ -124,6 +126,7 @@ def run_child(
     uid: int | None = None,
     nofile: int | None = None,
     nproc: int | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter, as ``uid`` and under the given limits."""
     pre = ["import os, resource, sys"]
@@ -141,7 +144,7 @@ def run_child(
         capture_output=True,
         text=True,
         cwd="/",
-        timeout=120,
+        timeout=timeout,
         env=env,
     )
 
@@ -332,13 +335,15 @@ def test_gc_never_empties_a_symlink_swapped_in_for_the_trash(sandbox: Path) -> N
 
 
 @pytest.mark.python_walk
-@pytest.mark.parametrize("swap_in", ["symlink", "directory"])
+@pytest.mark.parametrize("swap_in", ["symlink", "directory", "trash"])
 def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
     sandbox: Path, monkeypatch: pytest.MonkeyPatch, swap_in: str
 ) -> None:
     """The long-running process case: a trash remembered by path, then the parent's
     owner renames it away and puts in its place a symlink to a root-only directory, or
-    another directory of the caller's that happens to stand in the parent."""
+    another directory of the caller's that happens to stand in the parent -- even one
+    that is a trash of the caller's itself (made for another directory): it is not the
+    one remembered."""
     # Only this test's trash: one an earlier test left on a filesystem since unmounted
     # is forgotten only when a later remove() meets its device number again.
     # (cleared, not monkeypatched: the monkeypatch.undo() below would undo that too)
@@ -346,6 +351,11 @@ def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
     parent = sandbox / "users-dir"
     parent.mkdir()
     secret, want = root_only(parent if swap_in == "directory" else sandbox)
+    if swap_in == "trash":  # (its entry is named like a trash entry: old enough)
+        (parent / "other").mkdir()
+        secret = make_trash(parent / "other")
+        (secret / "1000-1-abcdef-precious").mkdir()
+        want = digest(secret)
     (parent / "t" / "busy").mkdir(parents=True)
     real = R.os.rmdir
 
@@ -363,7 +373,7 @@ def test_a_remembered_trash_swapped_for_a_symlink_is_not_followed(
     if swap_in == "symlink":
         os.symlink(secret, trash)
     else:
-        os.rename(secret, trash)
+        os.rename(secret, trash)  # (a rename within one filesystem: the inode, its marker)
         secret = trash
     elsewhere = sandbox / "elsewhere"  # same filesystem: remembered trash is looked at
     elsewhere.mkdir()
@@ -397,6 +407,7 @@ def make_foreign_journal(shared: Path, name: str, uid: int) -> None:
     shared, name, jname = sys.argv[1:4]
     j = os.path.join(shared, jname)
     os.makedirs(os.path.join(j, "new", "evil"))
+    open(os.path.join(j, "lock"), "w").close()  # as a real journal has, free
     st = os.lstat(os.path.join(j, "new"))
     old = os.lstat(os.path.join(shared, name))
     state = {"version": 1, "dst": name, "phase": "swapping",
@@ -435,6 +446,7 @@ def test_journal_whose_state_names_another_destination_is_left_alone(tmp_path: P
     (tmp_path / "victim").write_text("v")
     j = tmp_path / journal_name("pkg")
     (j / "new").mkdir(parents=True)
+    (j / "lock").write_text("")  # free, as a real journal's is once its maker is gone
     st = os.lstat(j / "new")
     v = os.lstat(tmp_path / "victim")
     state = {"phase": "swapping", "dst": "victim", "old": [v.st_dev, v.st_ino]}
@@ -449,9 +461,10 @@ def test_journal_whose_state_names_another_destination_is_left_alone(tmp_path: P
 
 def test_gc_looks_at_the_path_its_entries_and_its_parent_unless_recursive(tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b" / "c"
-    (deep / TRASH_NAME / "1000-1-abc-x").mkdir(parents=True)
-    (tmp_path / TRASH_NAME / "1000-1-abc-y").mkdir(parents=True)  # the parent's
-    (tmp_path / "a" / TRASH_NAME / "1000-1-abc-z").mkdir(parents=True)  # an entry's
+    deep.mkdir(parents=True)
+    (make_trash(deep) / "1000-1-abcdef-x").mkdir()
+    (make_trash(tmp_path) / "1000-1-abcdef-y").mkdir()  # the parent's
+    (make_trash(tmp_path / "a") / "1000-1-abcdef-z").mkdir()  # an entry's
     g = gc(tmp_path / "a")
     assert g.ok and g.removed == 4
     assert not (tmp_path / TRASH_NAME).exists() and not (tmp_path / "a" / TRASH_NAME).exists()
@@ -474,7 +487,7 @@ def dead_temporary(d: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind", ["lstmp", "stage"])
 def test_gc_removes_dead_temporaries_and_leaves_live_ones(tmp_path: Path, kind: str) -> None:
     dead = dead_temporary(tmp_path, kind)
-    live = tmp_path / f".lstmp-{owner()}-1"  # no lock, fresh: judged live by age
+    live = tmp_path / f".lstmp-{owner()}-1"  # no lock file: never judged dead
     live.mkdir()
     (tmp_path / "keep").write_text("k")
     before = digest(tmp_path, skip=dead)
@@ -486,7 +499,7 @@ def test_gc_removes_dead_temporaries_and_leaves_live_ones(tmp_path: Path, kind: 
 def test_gc_retries_a_busy_trash_directory_within_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / TRASH_NAME / "1000-1-abc-x").mkdir(parents=True)
+    (make_trash(tmp_path) / "1000-1-abcdef-x").mkdir()
     left = [3]
     real = R.os.rmdir
 
@@ -504,7 +517,8 @@ def test_gc_retries_a_busy_trash_directory_within_its_budget(
 
 def test_cli_gc_recursive(tmp_path: Path, capsys: Any) -> None:
     deep = tmp_path / "a" / "b"
-    (deep / TRASH_NAME / "1000-1-abc-x").mkdir(parents=True)
+    deep.mkdir(parents=True)
+    (make_trash(deep) / "1000-1-abcdef-x").mkdir()
     assert main(["gc", str(tmp_path)]) == 0
     assert (deep / TRASH_NAME).exists()
     assert main(["gc", "--recursive", str(tmp_path)]) == 0
@@ -561,9 +575,9 @@ for i in range(2000):
     nxt = os.open("d", os.O_RDONLY, dir_fd=cur)
     os.close(cur)
     cur = nxt
-if mode == "gc":
-    os.mkdir(".linkstrategy-trash", dir_fd=cur)
-    os.mkdir("1000-1-abc-x", dir_fd=os.open(".linkstrategy-trash", os.O_RDONLY, dir_fd=cur))
+if mode == "gc":  # a trash as the library makes it (with its marker)
+    from linkstrategy._trash import _make_trash
+    os.mkdir("1000-1-abcdef-x", dir_fd=_make_trash(cur, ".linkstrategy-trash", "t"))
 os.close(cur)
 os.close(fd)
 if mode == "gc":
@@ -742,7 +756,7 @@ def test_gc_retries_a_busy_trash_directory_on_a_real_fuse_mount(fusefs: Any) -> 
     d = Path(fusefs.mountpoint) / "d"
     d.mkdir()
     tname = TR.trash_name_for(os.stat(d))
-    (d / tname / "1000-1-abc-x" / "e").mkdir(parents=True)
+    (make_trash(d) / "1000-1-abcdef-x" / "e").mkdir(parents=True)
     (d / "keep").write_text("k")
     fusefs.inject("rmdir", errno.EBUSY, count=3, path=f"/d/{tname}")
     g = gc(d)
@@ -785,3 +799,441 @@ def test_open_trash_never_follows_a_symlink(tmp_path: Path) -> None:
         assert ei.value.errno in (errno.ELOOP, errno.ENOTDIR)
     finally:
         os.close(fd)
+
+
+# -- a name proves nothing: trash, journals and temporaries (audit: races.md 1, 2, 5) ------
+#
+# A user who may rename in a directory (any shared directory that is not sticky; the
+# owner of a directory root works in) may rename another user's directory there, though
+# not delete what is in it.  Renamed to a trash, journal or temporary name, the victim's
+# own next call must still leave it alone.
+
+ATTACKER = 12345  # a third user (no passwd entry needed: root setresuid()s to it)
+
+#: Names a victim's directory is renamed to; ``{uid}`` is the victim's.
+PLANTED = {
+    "trash": f"{TRASH_NAME}-{{uid}}",
+    "lstmp": f".lstmp-{'0' * 16}-1",
+    "stage": f".x.linkstrategy-stage-{'1' * 16}-2",
+    "probe": f".linkstrategy-probe-{'2' * 16}-3",
+    "journal-tmp": ".x.linkstrategy-txn-00000000",
+    "journal": ".x.linkstrategy-txn",
+    "upgrade": ".linkstrategy-upgrade.linkstrategy-txn",
+}
+
+#: The victim's next calls in the shared directory: every one that collects trash,
+#: recovers journals or reaps temporaries there.  An hour is made to pass first (the
+#: temporaries' grace), as the audit did by shifting the clock.
+VICTIM_CALLS = """
+import json
+import linkstrategy
+from linkstrategy import _owner
+_owner.GRACE_NO_LOCK = _owner.GRACE_FILE = -1.0  # "an hour later"
+shared, src = sys.argv[1], sys.argv[2]
+foreign = []
+linkstrategy.place(src, os.path.join(shared, "newpkg"))
+linkstrategy.remove(os.path.join(shared, "unrelated"))
+for call in (lambda: linkstrategy.replace(src, os.path.join(shared, "x")),
+             lambda: linkstrategy.remove(os.path.join(shared, "x")),
+             lambda: linkstrategy.upgrade(shared, {"y": src})):
+    try:
+        call()
+    except OSError as e:  # a journal left alone is reported as an error here
+        foreign.append(str(e))
+for kw in ({}, {"recursive": True}):
+    foreign += list(linkstrategy.gc(shared, **kw).foreign)
+print(json.dumps(foreign))
+"""
+
+
+def _victims_directory(shared: Path, uid: int, mode: int) -> Path:
+    d = shared / "data"
+    code = """
+    d = sys.argv[1]
+    os.makedirs(os.path.join(d, "sub"))
+    for p in ("precious", "sub/more"):
+        with open(os.path.join(d, p), "w") as f:
+            f.write("the victim's")
+    os.chmod(d, int(sys.argv[2]))
+    """
+    res = run_child(code, str(d), str(mode), uid=uid)
+    assert res.returncode == 0, res.stderr
+    return d
+
+
+#: With ``forged``, the one who renames first writes into the victim's (0777) directory
+#: what would make it look made by the library: a lock file (free), a trash marker
+#: naming the directory, a journal state.
+FORGE = """
+import json
+d, kind = sys.argv[1], sys.argv[2]
+def put(name, text=""):
+    with open(os.path.join(d, name), "w") as f:
+        f.write(text)
+    os.chmod(os.path.join(d, name), 0o666)  # the victim may open it for writing, too
+st = os.stat(d)
+if kind == "trash":
+    put(".linkstrategy-trash-marker", f"linkstrategy-trash {st.st_dev} {st.st_ino}\\n")
+elif kind in ("lstmp", "stage", "probe"):
+    put(".linkstrategy-lock")
+else:
+    put("lock")
+    put("state", json.dumps({"version": 1, "dst": "x", "phase": "building", "old": None,
+                             "new": None, "kind": "upgrade" if kind == "upgrade" else None,
+                             "entries": []}))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", sorted(PLANTED))
+@pytest.mark.parametrize("victim", ["user", "root", "user-forged"])
+def test_a_victims_directory_renamed_to_a_linkstrategy_name_is_left_alone(
+    sandbox: Path, kind: str, victim: str
+) -> None:
+    """races.md 1, 2a, 5: "user": nobody's directory in a shared 0777 directory (not
+    sticky), renamed by a third user; "root": root's directory in nobody's directory,
+    renamed by nobody (root working in a user's directory); "user-forged": nobody's
+    directory is itself 0777, and the third user first writes into it a lock file, a
+    trash marker or a journal state of its own.  The victim's place(), remove(),
+    replace(), upgrade() and gc() there, an hour later, leave it whole."""
+    need_root()
+    uid = 0 if victim == "root" else NOBODY
+    shared = sandbox / "shared"
+    shared.mkdir()
+    if victim != "root":
+        os.chmod(shared, 0o777)
+        renamer = ATTACKER
+    else:
+        os.chown(shared, NOBODY, NOBODY)
+        renamer = NOBODY
+    src = sandbox / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "m.py").write_text("m")
+    subprocess.run(["chmod", "-R", "a+rX", str(src)], check=True)
+    data = _victims_directory(shared, uid, 0o777 if victim == "user-forged" else 0o755)
+    (shared / "unrelated").write_text("u")
+    os.chown(shared / "unrelated", uid, uid)
+    if victim == "user-forged":
+        res = run_child(FORGE, str(data), kind, uid=renamer)
+        assert res.returncode == 0, res.stderr
+    want = digest(data)
+    planted = shared / PLANTED[kind].format(uid=uid)
+    res = run_child("os.rename(sys.argv[1], sys.argv[2])", str(data), str(planted), uid=renamer)
+    assert res.returncode == 0, res.stderr
+    res = run_child(VICTIM_CALLS, str(shared), str(src), uid=uid if uid else None)
+    assert res.returncode == 0, res.stderr
+    assert planted.is_dir() and digest(planted) == want, f"{kind}: the victim's tree was touched"
+    foreign = json.loads(res.stdout)
+    if kind in ("trash", "journal", "upgrade") and victim != "user-forged":  # reported
+        assert [f for f in foreign if str(planted) in f], foreign
+
+
+@pytest.mark.python_walk
+def test_a_trash_without_its_marker_is_left_alone_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory named like the caller's trash, the caller's, mode 0700, with entries
+    in the trash-entry format -- a trash of a version before the marker, or any
+    directory of the caller's renamed -- is not a trash: never emptied, reported by
+    gc, and a deferral does not use it (an error naming it)."""
+    fake = tmp_path / TRASH_NAME
+    (fake / "1000-1-abcdef-x").mkdir(parents=True)
+    (fake / "1000-1-abcdef-x" / "f").write_text("kept")
+    os.chmod(fake, 0o700)
+    before = digest(tmp_path)
+    collect_trash(tmp_path, min_age=0)
+    g = gc(tmp_path, recursive=True)
+    assert digest(tmp_path) == before
+    assert [f for f in g.foreign if f.startswith(f"{fake}: ") and "marker" in f], g.foreign
+    (tmp_path / "t" / "busy").mkdir(parents=True)
+    real = R.os.rmdir
+
+    def busy(name: Any, *a: Any, **kw: Any) -> None:
+        if name == "busy":
+            raise OSError(errno.EBUSY, "busy", name)
+        real(name, *a, **kw)
+
+    monkeypatch.setattr(R.os, "rmdir", busy)
+    r = remove(tmp_path / "t", budget=0.02)
+    monkeypatch.undo()
+    assert not r.deferred and [e for e in r.errors if "nor move to trash" in e.reason], r
+    assert digest(tmp_path, skip=tmp_path / "t") == before
+
+
+@pytest.mark.parametrize(
+    "flaw", ["mode", "no-marker", "other-inode", "marker-symlink", "big", "marker-of-another"]
+)
+def test_open_trash_needs_mode_0700_and_a_marker_naming_it(tmp_path: Path, flaw: str) -> None:
+    """What makes a directory a trash, one flaw at a time; the real one passes."""
+    if flaw == "marker-of-another" and not ROOT:
+        pytest.skip("needs root to give the marker to another user")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    real = make_trash(tmp_path / "a")
+    fd = os.open(tmp_path / "a", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.close(TR.open_trash(fd, real.name, str(real)))
+        marker = real / TR.MARKER_NAME
+        if flaw == "mode":
+            os.chmod(real, 0o755)
+        elif flaw == "no-marker":
+            marker.unlink()
+        elif flaw == "other-inode":  # a marker copied from another trash
+            marker.unlink()
+            shutil.copy(make_trash(tmp_path / "b") / TR.MARKER_NAME, marker)
+        elif flaw == "marker-of-another":
+            os.chown(marker, NOBODY, NOBODY)
+        elif flaw == "marker-symlink":
+            os.rename(marker, tmp_path / "m")
+            os.symlink(tmp_path / "m", marker)
+        else:
+            os.chmod(marker, 0o600)
+            marker.write_text(marker.read_text() + " " * 300)
+        with pytest.raises(RemoveError) as ei:
+            TR.open_trash(fd, real.name, str(real))
+        assert ei.value.filename == str(real) and "not a linkstrategy trash" in str(ei.value)
+    finally:
+        os.close(fd)
+
+
+def test_trash_entries_not_in_the_entry_format_are_never_old() -> None:
+    now = 2_000_000_000.0
+    assert TR.trash_age("1000-1-abcdef-pkg", now) == now - 1000
+    for name in ("data", "1000", "1000-1-abc-pkg", "1000-x-abcdef-pkg", TR.MARKER_NAME):
+        assert TR.trash_age(name, now) is None, name
+        assert not TR.is_trash_entry(name)
+
+
+@pytest.mark.root
+def test_root_leaves_the_directory_owners_trash_and_temporaries_alone(sandbox: Path) -> None:
+    """In nobody's directory, nobody's own trash (really one) and nobody's dead
+    temporary (free lock) are nobody's to collect, not root's: nobody could have moved
+    into them a tree of root's it may not delete (root's files in nobody's venv)."""
+    need_root()
+    site = sandbox / "site"
+    site.mkdir()
+    os.chown(site, NOBODY, NOBODY)
+    code = """
+    from linkstrategy import _owner
+    tmp = os.path.join(sys.argv[1], _owner.tmp_name(1))
+    os.makedirs(os.path.join(tmp, "sub", "busy"))
+    open(os.path.join(tmp, _owner.LOCK_NAME), "w").close()  # free: its maker is gone
+    """
+    res = run_child(code, str(site), uid=NOBODY)
+    assert res.returncode == 0, res.stderr
+    res = run_child(  # a deferral: nobody's real trash there, with its entry
+        "os.makedirs(os.path.join(sys.argv[1], 'busy'))", str(site / "t"), uid=NOBODY
+    )
+    assert res.returncode == 0, res.stderr
+    res = run_child(DEFER_CHILD, str(site / "t"), uid=NOBODY)
+    assert res.returncode == 0 and json.loads(res.stdout)["deferred"], res.stderr
+    tmp = next(n for n in os.listdir(site) if n.startswith(".lstmp-"))
+    os.mkdir(site / tmp / "sub" / "rootpkg")  # root's tree, moved in by nobody
+    (site / tmp / "sub" / "rootpkg" / "f").write_text("root's")
+    before = digest(sandbox)
+    g = gc(site, recursive=True)
+    assert digest(sandbox) == before
+    assert len(g.foreign) == 2, g.foreign
+
+
+FIFO_STATE = """
+import os, stat
+j = os.path.join(sys.argv[1], ".linkstrategy-upgrade.linkstrategy-txn")
+os.mkdir(j)
+os.mkfifo(os.path.join(j, "state"))
+"""
+
+
+@pytest.mark.parametrize("planter", ["self", "other"])
+def test_a_fifo_as_upgrade_state_does_not_block_remove(sandbox: Path, planter: str) -> None:
+    """races.md, outside the class: remove() reads an upgrade journal's state before it
+    removes an entry of that directory.  A FIFO there (planted by anyone in a sticky
+    /tmp, or left in the caller's own journal) must not block it: opened O_NONBLOCK,
+    checked to be a regular file of the caller's before a byte is read."""
+    shared = sandbox / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    if planter == "other":
+        need_root()
+        res = run_child(FIFO_STATE, str(shared), uid=NOBODY)
+    else:
+        res = run_child(FIFO_STATE, str(shared))
+    assert res.returncode == 0, res.stderr
+    (shared / "f").write_text("f")
+    code = """
+    import linkstrategy
+    print(linkstrategy.remove(os.path.join(sys.argv[1], "f")).ok)
+    print(linkstrategy.remove(files=["f2"], root=sys.argv[1]).ok)
+    """
+    (shared / "f2").write_text("f")
+    try:
+        res = run_child(code, str(shared), timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("remove() blocked on the FIFO")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "True"]
+    assert stat.S_ISFIFO(
+        os.lstat(shared / ".linkstrategy-upgrade.linkstrategy-txn" / "state").st_mode
+    )
+
+
+STATE_TMP_LINK = """
+import json
+site = sys.argv[1]
+j = os.path.join(site, ".tool.linkstrategy-txn")
+os.mkdir(j)
+os.rename(os.path.join(site, "tool"), os.path.join(j, "state.tmp"))  # root's cache file
+os.mkdir(os.path.join(j, "new"))
+open(os.path.join(j, "lock"), "w").close()
+st = os.lstat(os.path.join(j, "new"))
+with open(os.path.join(j, "state"), "w") as f:
+    json.dump({"version": 1, "dst": "tool", "phase": "swapping", "old": None,
+               "new": [st.st_dev, st.st_ino]}, f)
+"""
+
+
+@pytest.mark.root
+def test_root_never_writes_a_journal_state_into_a_planted_hardlink(sandbox: Path) -> None:
+    """races.md 5a: root installs a file by hardlink from its read-only cache into
+    nobody's directory; nobody moves that link into a journal it forges, as its
+    state.tmp.  Root's gc() or remove() there must not write into the cache file."""
+    need_root()
+    cache = sandbox / "cache"
+    cache.mkdir()
+    (cache / "tool").write_text('print("genuine tool")\n')
+    os.chmod(cache / "tool", 0o444)
+    site = sandbox / "site"
+    site.mkdir()
+    os.chown(site, NOBODY, NOBODY)
+    linkstrategy.place(cache / "tool", site / "tool", strategy="hardlink")
+    res = run_child(STATE_TMP_LINK, str(site), uid=NOBODY)
+    assert res.returncode == 0, res.stderr
+    before = digest(sandbox)
+    g = gc(site)
+    remove(site / "tool")
+    assert (cache / "tool").read_text() == 'print("genuine tool")\n'
+    assert digest(sandbox) == before
+    assert [f for f in g.foreign if ".tool.linkstrategy-txn" in f], g.foreign
+
+
+def test_journal_state_is_never_written_into_an_existing_state_tmp(tmp_path: Path) -> None:
+    """The same, in a journal of the caller's own: a state.tmp already there (a link to
+    another file) is unlinked, never opened for writing."""
+    other = tmp_path / "other"
+    other.write_text("another file's content")
+    j = tmp_path / "j"
+    j.mkdir()
+    os.link(other, j / "state.tmp")
+    jfd = os.open(j, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        TX._write_state(jfd, {"version": 1, "phase": "building"})
+    finally:
+        os.close(jfd)
+    assert other.read_text() == "another file's content" and other.stat().st_nlink == 1
+    assert json.loads((j / "state").read_text())["phase"] == "building"
+
+
+FORGED_ROLLBACK = """
+import json
+site = sys.argv[1]
+j = os.path.join(site, ".x.linkstrategy-txn")
+os.makedirs(os.path.join(j, "old"))
+open(os.path.join(j, "lock"), "w").close()
+st = os.lstat(os.path.join(j, "old"))
+with open(os.path.join(j, "state"), "w") as f:
+    json.dump({"version": 1, "dst": "x", "phase": "building", "old": [st.st_dev, st.st_ino],
+               "new": None}, f)
+"""
+
+
+@pytest.mark.root
+def test_root_does_not_carry_out_a_journal_forged_by_the_directorys_owner(sandbox: Path) -> None:
+    """races.md 5b: nobody (owner of site) forges a "building" journal for root's site/x
+    whose "old" is a directory in the journal: carried out, root's x would be parked in
+    nobody's journal and deleted with it."""
+    need_root()
+    site = sandbox / "site"
+    site.mkdir()
+    os.chown(site, NOBODY, NOBODY)
+    (site / "x").mkdir()
+    (site / "x" / "data").write_text("root's data")
+    res = run_child(FORGED_ROLLBACK, str(site), uid=NOBODY)
+    assert res.returncode == 0, res.stderr
+    src = sandbox / "src"
+    src.mkdir()
+    before = digest(sandbox)
+    g = gc(site)
+    assert digest(sandbox) == before and (site / "x" / "data").read_text() == "root's data"
+    assert [f for f in g.foreign if "not the caller's" in f], g.foreign
+    with pytest.raises(RemoveError):  # replace() of x recovers x's journal first
+        replace(src, site / "x")
+    assert digest(sandbox) == before
+
+
+@pytest.mark.parametrize("name", [".x.linkstrategy-txn", ".x.linkstrategy-txn-0badcafe"])
+def test_a_journal_without_its_lock_file_is_left_alone(tmp_path: Path, name: str) -> None:
+    """races.md 2a: a directory of the caller's under a journal's name, with no lock
+    file, is no journal (or one being made): gc, remove() and replace() leave it."""
+    d = tmp_path / name
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "f").write_text("mine")
+    (d / "state").write_text("{}")
+    before = digest(tmp_path)
+    g = gc(tmp_path)
+    gc(tmp_path / "x")
+    assert digest(tmp_path) == before
+    if name.endswith(".linkstrategy-txn"):
+        assert [f for f in g.foreign if "no lock file" in f], g.foreign
+        assert remove(tmp_path / "x").ok  # (nothing there; the journal stays)
+    assert digest(tmp_path) == before
+
+
+def test_an_empty_journal_without_its_lock_file_goes(tmp_path: Path) -> None:
+    """A journal whose deletion was cut short between its lock file and its rmdir:
+    empty, it blocks no replace() of that name (rmdir takes nothing else)."""
+    (tmp_path / ".x.linkstrategy-txn").mkdir()
+    (tmp_path / "src").mkdir()
+    replace(tmp_path / "src", tmp_path / "x")
+    assert sorted(os.listdir(tmp_path)) == ["src", "x"]
+
+
+@pytest.mark.python_walk
+def test_a_busy_directory_is_deferred_only_as_the_inode_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """races.md 7: a journal (or staging directory) still busy is moved into the trash
+    whole -- and if another directory was renamed to its name in between, that one goes
+    back out at once, never left in the trash to be emptied with it."""
+    own = tmp_path / "own"
+    (own / "busy").mkdir(parents=True)
+    st = os.lstat(own)
+    real_rmdir = R.os.rmdir
+
+    def busy(name: Any, *a: Any, **kw: Any) -> None:
+        if name == "busy":
+            raise OSError(errno.EBUSY, "busy", name)
+        real_rmdir(name, *a, **kw)
+
+    real_open = TR.open_trash
+    victim: list[Path] = []
+
+    def swap_then_open(*a: Any, **kw: Any) -> int:
+        if not victim:  # between the inode check and the rename into the trash
+            os.rename(own, tmp_path / "own.moved")
+            (own / "sub").mkdir(parents=True)
+            (own / "sub" / "precious").write_text("victim")
+            victim.append(own)
+        return real_open(*a, **kw)
+
+    monkeypatch.setattr(R.os, "rmdir", busy)
+    monkeypatch.setattr(TR, "open_trash", swap_then_open)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        r = TR.remove_own(fd, str(tmp_path), "own", (st.st_dev, st.st_ino), budget=0.02)
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    assert not r.deferred and [e for e in r.errors if e.errno == errno.ESTALE], r
+    assert (own / "sub" / "precious").read_text() == "victim"
+    trash = tmp_path / TRASH_NAME
+    assert not trash.exists() or os.listdir(trash) == [TR.MARKER_NAME]

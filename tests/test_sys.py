@@ -285,6 +285,35 @@ def test_exchange_of_a_missing_name_names_both(dfd: int, tmp_path: Path) -> None
     assert (tmp_path / "b").read_text() == "b"
 
 
+@pytest.mark.parametrize("noreplace", [True, False], ids=["renameat2", "look-then-rename"])
+def test_rename_new_never_replaces_anything(
+    dfd: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noreplace: bool
+) -> None:
+    """rename_new: a file, an empty directory or a full one at the target stays, and
+    FileExistsError (EEXIST) names both; a free name is renamed to.  Without
+    RENAME_NOREPLACE (NFS, most FUSE: the libc call missing here) the same."""
+    if not noreplace:
+        import linkstrategy._sys._linux as L
+
+        monkeypatch.setattr(L, "_renameat2", False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("a")
+    (tmp_path / "file").write_text("f")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "g").write_text("g")
+    a = _ident(tmp_path / "a")
+    for there in ("file", "empty", "full"):
+        keep = _ident(tmp_path / there)
+        with pytest.raises(FileExistsError) as ei:
+            _sys.rename_new(dfd, "a", dfd, there)
+        assert ei.value.errno == errno.EEXIST
+        assert (ei.value.filename, ei.value.filename2) == ("a", there)
+        assert _ident(tmp_path / there) == keep and _ident(tmp_path / "a") == a
+    _sys.rename_new(dfd, "a", dfd, "b")
+    assert _ident(tmp_path / "b") == a and not (tmp_path / "a").exists()
+
+
 @pytest.mark.parametrize("code", [errno.EINVAL, errno.EOPNOTSUPP])
 def test_exchange_where_the_filesystem_cannot_is_false(fusefs: Any, code: int) -> None:
     """A FUSE daemon (or NFS) without RENAME_EXCHANGE: False, both names untouched; the

@@ -594,3 +594,105 @@ def test_import_graph_has_no_cycles_and_goes_one_way() -> None:
     for mod in ("_tree", "_trash", "_gc", "_remove", "_pool", "_errors"):
         lazy = sorted(n for n, top in graph[mod].items() if not top)
         assert not lazy, f"{mod} imports {lazy} inside a function"
+
+
+# -- a temporary directory is dead only by its lock file (audit: races.md 1) ---------------
+
+
+def _judged(where: Path, name: str) -> str:
+    pfd = os.open(where, os.O_RDONLY)
+    try:
+        return _owner.judge(pfd, name, os.stat(name, dir_fd=pfd, follow_symlinks=False))
+    finally:
+        os.close(pfd)
+
+
+def test_a_directory_with_a_temporarys_name_and_no_lock_file_is_never_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory of the caller's renamed to a temporary's name by someone who may
+    rename there (races.md 1): however old, no lock file means no proof its maker died.
+    (Nor does a lock file that is not a regular file of the directory's owner.)"""
+    monkeypatch.setattr(_owner, "GRACE_NO_LOCK", -1.0)  # "an hour later"
+    monkeypatch.setattr(_owner, "GRACE_FILE", -1.0)
+    names = []
+    for i, lock in enumerate(["none", "dir", "symlink", "fifo"]):
+        name = f"{_owner.TMP_PREFIX}{'c' * 16}-{i}"
+        d = tmp_path / name
+        (d / "sub").mkdir(parents=True)
+        (d / "sub" / "precious").write_text("mine")
+        if lock == "dir":
+            (d / _owner.LOCK_NAME).mkdir()
+        elif lock == "symlink":
+            (tmp_path / "elsewhere").touch()
+            os.symlink(tmp_path / "elsewhere", d / _owner.LOCK_NAME)
+        elif lock == "fifo":
+            os.mkfifo(d / _owner.LOCK_NAME)
+        names.append(name)
+        assert _judged(tmp_path, name) == "live", lock
+    pfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert _removal.reap_stale(pfd) == ([], [])
+    finally:
+        os.close(pfd)
+    for name in names:
+        assert (tmp_path / name / "sub" / "precious").read_text() == "mine"
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a lock file of another user")
+def test_a_lock_file_of_another_user_proves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory is the caller's, its free lock file another user's (one who could
+    write into it, or hard-link a file of theirs there): not a dead temporary."""
+    name = f"{_owner.TMP_PREFIX}{'d' * 16}-1"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / _owner.LOCK_NAME).write_text("")
+    os.chown(tmp_path / name / _owner.LOCK_NAME, 65534, 65534)
+    assert _judged(tmp_path, name) == "live"
+    os.chown(tmp_path / name / _owner.LOCK_NAME, 0, 0)
+    assert _judged(tmp_path, name) == "dead"  # (the same, the caller's: dead)
+
+
+def _no_locks(monkeypatch: pytest.MonkeyPatch, *, testable: bool) -> None:
+    """A filesystem without locks: F_OFD_SETLK gives ENOLCK; ``testable``: F_OFD_GETLK
+    still answers (and says "free"), else it fails too."""
+    import fcntl
+
+    real = fcntl.fcntl
+
+    def fake(fd: int, cmd: int, arg: Any = 0) -> Any:
+        if cmd == fcntl.F_OFD_SETLK or (cmd == fcntl.F_OFD_GETLK and not testable):
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        return real(fd, cmd, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", fake)
+
+
+@pytest.mark.parametrize("testable", [False, True], ids=["no-getlk", "getlk-says-free"])
+def test_hold_leaves_its_lock_file_where_there_are_no_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, testable: bool
+) -> None:
+    """Where the filesystem has no locks, hold() still leaves its lock file (unlocked,
+    saying so): a directory with it is live until GRACE_NO_LOCK has passed, then dead;
+    Holds links it into the next directories; release() takes it away."""
+    _no_locks(monkeypatch, testable=testable)
+    fds = _dirs(tmp_path, 2)
+    holds = _owner.Holds()
+    try:
+        dev = os.fstat(fds[0]).st_dev
+        lks = [holds.take(fd, dev) for fd in fds]
+        assert all(isinstance(lk, int) for lk in lks)
+        for i in range(2):
+            lock = tmp_path / f"d{i}" / _owner.LOCK_NAME
+            assert lock.read_bytes().endswith(b" nolock\n")
+            assert _judged(tmp_path, f"d{i}") == "live"
+        monkeypatch.setattr(_owner, "GRACE_NO_LOCK", -1.0)
+        assert _judged(tmp_path, "d0") == "dead"
+        for fd, lk in zip(fds, lks, strict=True):
+            holds.give_back(fd, lk)
+        assert os.listdir(tmp_path / "d0") == [] and os.listdir(tmp_path / "d1") == []
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -9,6 +9,7 @@ import pickle
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from support import killshim, mountutil
 
 import linkstrategy._txn as T
-from linkstrategy._errors import LinkStrategyError, TransactionBusy
+from linkstrategy._errors import LinkStrategyError, PlaceError, RemoveError, TransactionBusy
 from linkstrategy._gc import gc
 from linkstrategy._mounts import mount_id_of
 from linkstrategy._remove import remove
@@ -138,6 +139,14 @@ def test_failure_during_swap_rolls_back(
             real(a, b, *args, **kw)
 
         monkeypatch.setattr(T.os, "rename", second_rename_fails)
+        real_new = T.rename_new  # (the new tree goes in without replacing anything)
+
+        def second_rename_new_fails(afd: int, a: str, bfd: int, b: str) -> None:
+            if b == dst.name and a == "new":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), a, None, b)
+            real_new(afd, a, bfd, b)
+
+        monkeypatch.setattr(T, "rename_new", second_rename_new_fails)
     with pytest.raises(OSError) as ei:
         replace(new, dst)
     assert ei.value.errno == errno.ENOSPC
@@ -343,3 +352,269 @@ def test_gc_removes_staging_dirs_of_dead_processes(tmp_path: Path) -> None:
         assert gc(tmp_path).ok
         assert not stale.exists() and live.exists()
     assert leftovers(tmp_path) == []
+
+
+# -- what is not the transaction's is never touched (audit: races.md 2b, 6, 7) ------------
+
+
+def _other_tree(p: Path, tag: str = "theirs") -> None:
+    p.mkdir()
+    (p / "work").write_text(f"{tag}'s file\n")
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+@pytest.mark.parametrize("when", ["placed", "swapping"])
+@pytest.mark.parametrize("had", ["absent", "old"])
+def test_replace_fails_when_dst_changed_meanwhile_and_leaves_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool, when: str, had: str
+) -> None:
+    """races.md 6: while replace() builds (or between its check and its swap), another
+    process creates dst, or puts another tree there.  That tree is not the one the
+    journal recorded: PlaceError (EEXIST or EBUSY) naming dst, and it stays as it is --
+    never exchanged out and deleted with the journal."""
+    new, dst = tmp_path / "new", tmp_path / "site" / "pkg"
+    build(new, "new")
+    dst.parent.mkdir()
+    if had == "old":
+        build(dst, "old", n=5)
+    if not exchange:
+        monkeypatch.setattr(T, "_exchange", lambda afd, a, bfd, b: False)
+        import linkstrategy._sys._linux as L
+
+        monkeypatch.setattr(L, "_renameat2", False)  # no RENAME_NOREPLACE either (NFS)
+
+    def hook(step: str) -> None:
+        if step == when:
+            if dst.exists():
+                os.rename(dst, tmp_path / "moved-away")
+            _other_tree(dst)
+
+    monkeypatch.setattr(T, "step_hook", hook)
+    with pytest.raises(PlaceError) as ei:
+        replace(new, dst)
+    assert ei.value.errno == (errno.EEXIST if had == "absent" else errno.EBUSY)
+    assert ei.value.filename2 == str(dst)
+    assert (dst / "work").read_text() == "theirs's file\n" and os.listdir(dst) == ["work"]
+    assert leftovers(dst.parent) == []
+    if had == "old":
+        assert (tmp_path / "moved-away" / "METADATA").read_text() == "version old\n"
+
+
+@pytest.mark.root
+def test_replace_leaves_a_tree_another_user_made_at_dst_meanwhile(tmp_path: Path) -> None:
+    """races.md 6 as the audit ran it: root replaces D/x (absent) in a sticky 1777
+    directory; nobody creates D/x while the new tree is built."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a second user (nobody) creates dst")
+    base = Path(tempfile.mkdtemp(prefix="ls-txn-", dir="/tmp"))  # (tmp_path: root's 0700)
+    os.chmod(base, 0o755)
+    d = base / "D"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    new = tmp_path / "new"
+    build(new, "new")
+
+    def as_nobody(step: str) -> None:
+        if step != "placed":
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                _other_tree(d / "x", "nobody")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+    T.step_hook = as_nobody
+    try:
+        with pytest.raises(PlaceError) as ei:
+            replace(new, d / "x")
+    finally:
+        T.step_hook = None
+    try:
+        assert ei.value.errno == errno.EEXIST
+        assert os.lstat(d / "x").st_uid == 65534
+        assert (d / "x" / "work").read_text() == "nobody's file\n"
+        assert leftovers(d) == []
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=True)
+
+
+@pytest.mark.parametrize("when", ["after-mkdir", "before-flock"])
+def test_gc_during_replaces_begin_leaves_the_journal_being_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """races.md 2b: a gc of dst's directory while replace() makes its journal -- right
+    after its mkdir, or between creating its lock file and locking it (the moments the
+    audit's concurrent gc loops hit) -- must leave it: no lock file yet, or only the
+    pending one, held or new, means "being made", never "dead"."""
+    import fcntl
+
+    new, dst = tmp_path / "new", tmp_path / "pkg"
+    build(new, "new")
+    build(dst, "old", n=5)
+    reports = []
+    if when == "after-mkdir":
+        real_open = T._open_own_dir
+
+        def then_gc(*a: Any) -> int:
+            fd = real_open(*a)
+            reports.append(gc(tmp_path))
+            return fd
+
+        monkeypatch.setattr(T, "_open_own_dir", then_gc)
+    else:
+        real_flock = fcntl.flock
+        first = [True]
+
+        def gc_first(fd: int, op: int) -> None:
+            if first[0]:  # the maker's first flock: its lock file is made, not locked
+                first[0] = False
+                reports.append(gc(tmp_path))  # (whose own flocks go straight through)
+            real_flock(fd, op)
+
+        monkeypatch.setattr(fcntl, "flock", gc_first)
+    replace(new, dst)
+    assert snapshot(dst) == snapshot(new) and leftovers(tmp_path) == []
+    assert len(reports) == 1 and reports[0].ok and reports[0].removed == 0
+    assert reports[0].foreign == ()  # (being made: not even reported)
+
+
+def _swap_for_a_victim(where: Path, name: str) -> Path:
+    """Rename ``where/name`` away and put a victim's directory in its place."""
+    os.rename(where / name, where / f"{name}.moved")
+    victim = where / name
+    (victim / "sub").mkdir(parents=True)
+    for n in ("state", "lock", "sub/precious"):
+        (victim / n).write_text("victim")
+    return victim
+
+
+def test_journal_deletion_removes_only_the_journal_inode(
+    trees: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """races.md 7: the journal is swapped for another directory just as its deletion
+    starts (the first removal pass): that directory is left whole."""
+    import linkstrategy._removal as RM
+    import linkstrategy._trash as TR
+
+    new, dst, want, _old = trees
+    jname = T.journal_name(dst.name)
+    victim: list[Path] = []
+    real = RM.passes
+
+    def swap_first(*a: Any, **kw: Any) -> None:
+        if not victim and (dst.parent / jname).exists():
+            victim.append(_swap_for_a_victim(dst.parent, jname))
+        real(*a, **kw)
+
+    monkeypatch.setattr(RM, "passes", swap_first)
+    monkeypatch.setattr(TR, "passes", swap_first)
+    replace(new, dst)
+    monkeypatch.undo()
+    assert snapshot(dst) == want and victim
+    assert sorted(os.listdir(victim[0])) == ["lock", "state", "sub"]
+    assert (victim[0] / "sub" / "precious").read_text() == "victim"
+
+
+def test_staging_dir_exit_removes_only_the_directory_it_made(tmp_path: Path) -> None:
+    """races.md 7: the staging directory swapped for another directory while in use:
+    its exit leaves that one whole (and, by its name, nothing of the caller's)."""
+    dst = tmp_path / "pkg"
+    with staging_dir(dst) as tree:
+        stage = tree.parent
+        victim = _swap_for_a_victim(tmp_path, stage.name)
+    assert (victim / "sub" / "precious").read_text() == "victim"
+    assert sorted(os.listdir(victim)) == ["lock", "state", "sub"]
+
+
+def test_a_failed_begin_removes_only_the_journal_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """races.md 7: begin() fails (ENOSPC writing the first state) after its journal was
+    swapped for another directory: its clean-up leaves that one whole."""
+    new, dst = tmp_path / "new", tmp_path / "pkg"
+    build(new, "new")
+    victim: list[Path] = []
+
+    def swap_then_fail(jfd: int, state: Any) -> None:
+        name = next(n for n in os.listdir(tmp_path) if n.startswith(".pkg.linkstrategy-txn-"))
+        victim.append(_swap_for_a_victim(tmp_path, name))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(T, "_write_state", swap_then_fail)
+    with pytest.raises(OSError) as ei:
+        replace(new, dst)
+    assert ei.value.errno == errno.ENOSPC
+    assert (victim[0] / "sub" / "precious").read_text() == "victim"
+
+
+@pytest.mark.parametrize("phase", ["building", "swapping"])
+def test_recovery_never_moves_a_tree_that_is_not_the_journals(tmp_path: Path, phase: str) -> None:
+    """A replace() killed with its old tree moved into the journal (two renames, no
+    exchange); since then another process put its own tree at dst.  Recovery, either
+    way, moves only the journal's own trees: that one stays, the journal is kept (its
+    trees with it) and the recovery reports it."""
+    dst = tmp_path / "pkg"
+    build(dst, "old", n=5)
+    old = snapshot(dst)
+    txn, fd = begin_txn(dst)
+    os.rename(dst, tmp_path / txn.jname / "old")  # the swap's first rename
+    if phase == "swapping":
+        build(tmp_path / txn.jname / "new", "new", n=3)
+        st = os.lstat(tmp_path / txn.jname / "new")
+        txn.write(phase="swapping", new=[st.st_dev, st.st_ino])
+    txn.close()  # killed
+    os.close(fd)
+    _other_tree(dst)
+    with pytest.raises(RemoveError) as ei:
+        recover_for(dst)
+    assert ei.value.errno == errno.EPERM and ei.value.filename == str(dst)
+    assert os.listdir(dst) == ["work"]
+    assert snapshot(tmp_path / T.journal_name("pkg") / "old") == old
+    assert gc(tmp_path).foreign  # reported, left as it is
+
+
+def test_without_locks_a_journal_is_recovered_only_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where flock gives ENOLCK (NFS without lockd), a journal cannot be told live by
+    its lock: it is recovered only once its lock file is older than GRACE_NO_LOCK
+    (not "go on unlocked" at once, which a gc would do to a live replace())."""
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    dst = tmp_path / "pkg"
+    build(dst, "old", n=5)
+    txn, fd = begin_txn(dst)  # a replace() at work (unlocked: it cannot lock here)
+    try:
+        with pytest.raises(TransactionBusy):
+            recover_for(dst)
+        assert gc(tmp_path).ok and leftovers(tmp_path) == [txn.jname]
+        monkeypatch.setattr(T, "GRACE_NO_LOCK", -1.0)  # an hour on: its maker is gone
+        assert recover_for(dst)
+        assert leftovers(tmp_path) == [] and snapshot(dst)
+    finally:
+        txn.close()
+        os.close(fd)
+
+
+def test_a_journal_killed_while_locking_goes_after_a_short_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal being made whose maker was killed between creating its pending lock
+    file and renaming it to ``lock``: its pending lock, free, says so -- after
+    GRACE_FILE (the create-to-lock gap), not at once (a maker may be in that gap)."""
+    j = tmp_path / ".pkg.linkstrategy-txn-0badcafe"
+    j.mkdir(mode=0o700)
+    (j / "lock.new").write_text("")
+    assert gc(tmp_path).ok and leftovers(tmp_path) == [j.name]
+    monkeypatch.setattr(T, "GRACE_FILE", -1.0)
+    g = gc(tmp_path)
+    assert g.ok and g.removed == 1 and leftovers(tmp_path) == []

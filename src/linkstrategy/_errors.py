@@ -174,6 +174,13 @@ PROBE_INCONCLUSIVE = frozenset(
     }
 )
 
+#: A lock (fcntl, flock) cannot be taken on this filesystem at all: no lock manager
+#: (ENOLCK: NFS mounted without lockd), no lock operation (EOPNOTSUPP, ENOSYS, EINVAL:
+#: some FUSE and network filesystems).  Liveness then goes by age, never by the lock.
+LOCK_UNSUPPORTED = frozenset(
+    {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
+)
+
 # -- removing files (remove.py) ----------------------------------------------
 
 #: The entry may go if we wait: retry with bounded backoff inside the budget.

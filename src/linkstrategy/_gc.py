@@ -14,7 +14,7 @@ import stat
 
 from ._errors import RemoveError, TransactionBusy, remove_action
 from ._log import log
-from ._owner import is_tmp_name, judge, may_act
+from ._owner import is_tmp_name, judge
 from ._probe import PROBE_PREFIX
 from ._record import replace as record_replace
 from ._removal import entry_root, passes
@@ -66,13 +66,11 @@ class _Gc:
         if not stat.S_ISDIR(st.st_mode):
             self.leave(path, "named like a trash directory but not a directory")
             return
-        if not may_act(dir_fd, st):
-            self.leave(
-                path, f"belongs to uid {st.st_uid}, neither the caller nor the directory's owner"
-            )
+        try:  # (the caller's, mode 0700, with its marker: else not a trash of ours)
+            tfd = open_trash(dir_fd, name, path)
+        except RemoveError as e:  # not (provably) a trash directory: a name proves nothing
+            self.leave(path, str(e.strerror))
             return
-        try:
-            tfd = open_trash(dir_fd, name, path, uid=st.st_uid)
         except OSError as e:
             self.leave(path, f"cannot open: {why(e.errno or 0)}")
             return
@@ -94,9 +92,7 @@ class _Gc:
             return
         verdict = judge(dir_fd, name, st)
         if verdict == "foreign":
-            self.leave(
-                path, f"belongs to uid {st.st_uid}, neither the caller nor the directory's owner"
-            )
+            self.leave(path, f"belongs to uid {st.st_uid}, not the caller")
             return
         if verdict != "dead":
             return
@@ -214,9 +210,10 @@ def gc(
     below ``path`` too (same mount only, no symlinks followed).  Also empties the
     trash directories this process made on the same filesystem.
 
-    Acts only on what belongs to the caller or to the owner of the directory it
-    stands in (anything else is listed in :attr:`RemoveReport.foreign` and left
-    alone), and on temporaries only when their maker is gone (:func:`._owner.judge`).
+    Acts only on what belongs to the caller and provably is what its name says (a
+    trash directory with its marker, a journal or temporary with its lock file, free:
+    :mod:`._trash`, :mod:`._txn`, :func:`._owner.judge`); anything else is listed in
+    :attr:`RemoveReport.foreign` and left alone.
     Trash entries younger than ``min_age`` seconds are kept; entries still busy
     after ``budget`` seconds of retries are listed as deferred (their trash path
     twice) and kept for the next gc.

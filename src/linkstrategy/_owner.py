@@ -16,15 +16,22 @@ hosts, never a PID:
   directories of one run share one, hard-linked into each (:class:`Holds`).
 
 :func:`judge` tests that lock: held means live; a lock file that is present but
-free means its maker is gone.  Where there is no lock to test (the moment
-between a ``mkdir`` and its lock, a filesystem without locks, a hardlink
-temporary) the entry is judged by its ctime, the last resort, with a grace long
-enough for any such moment.  Open-file-description locks (``F_OFD_*``) are used
-because classic POSIX locks do not conflict within one process: another thread
-of the maker would see its own live temporary as free.
+free means its maker is gone.  A temporary *directory* is judged dead only by its
+lock file (or the pending one of a maker killed while making it): present, a
+regular file of the directory's owner, and free -- or, where the filesystem has no
+locks (the maker then leaves its lock file unlocked and says so in it), present
+and older than :data:`GRACE_NO_LOCK`.  Without a lock file it is never dead,
+whatever its age: a name alone proves nothing (another user who may rename in the
+directory can give any directory of the caller's a temporary's name), and a run
+killed in the microseconds between its ``mkdir`` and its lock leaves a directory
+for a human to remove, which is the better failure.  A temporary *file* (one name,
+no tree) with no lock to test goes by its ctime, with a grace.  Open-file-description
+locks (``F_OFD_*``) are used because classic POSIX locks do not conflict within
+one process: another thread of the maker would see its own live temporary as free.
 
-A temporary is acted on only if it belongs to the caller or to the owner of
-the directory it stands in (:func:`may_act`); anything else is "foreign".
+A temporary is acted on only if it belongs to the caller (:func:`may_act`); anything
+else is "foreign", also in a directory the caller does not own: its owner could
+have moved into a temporary of its own a tree that only the caller may delete.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ import os
 import stat
 import struct
 import time
+
+from ._errors import LOCK_UNSUPPORTED
 
 TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
 if TYPE_CHECKING:
@@ -68,9 +77,13 @@ LOCK_NAME = ".linkstrategy-lock"
 #: ... while it is being made (created, locked, then renamed to LOCK_NAME).
 _PENDING = LOCK_NAME + ".new"
 
-#: An entry with no lock to test is left alone for this long after its last change
-#: (ctime): longer than any gap between creating a temporary and locking it.
+#: A lock file that cannot be tested (a filesystem without locks) means a live maker
+#: for this long after its last change (ctime), and a temporary file without a lock
+#: to test likewise.
 GRACE_NO_LOCK = 3600.0
+#: What a maker writes at the end of its lock file's line when the filesystem would
+#: not lock it: a judge then goes by age, not by the (always free) lock.
+_NO_LOCK_MARK = b" nolock"
 #: A temporary *file* without a lock (a hardlink being renamed into place, or the
 #: microseconds between create and lock) is left alone for this long.
 GRACE_FILE = 120.0
@@ -139,7 +152,7 @@ def lock_file(fd: int) -> bool:
         else:  # pragma: no cover - macOS: flock is per open file description too
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        if e.errno in LOCK_UNSUPPORTED:
             return False
         raise
     return True
@@ -162,27 +175,25 @@ def _is_locked(fd: int) -> bool | None:
         return None
 
 
-def hold(dir_fd: int) -> int | None:
+def hold(dir_fd: int) -> int:
     """Lock the directory open at ``dir_fd`` as ours: a lock file :data:`LOCK_NAME`
     inside it, locked before it gets that name (so a judge never sees it free while
     we live).  Returns the lock fd, to keep open for as long as the directory is
-    worked on; None where the filesystem has no locks (then no lock file is left,
-    and :func:`judge` goes by age)."""
+    worked on.  Where the filesystem has no locks the file is left all the same,
+    unlocked and saying so (:data:`_NO_LOCK_MARK`): without a lock file a directory
+    is never judged dead, and with this one it is after :data:`GRACE_NO_LOCK`."""
     tmp = _PENDING
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
     try:
-        if lock_file(fd):
-            os.write(fd, f"{os.uname().nodename} {_boot_id()} {os.getpid()} {_OWNER}\n".encode())
-            os.rename(tmp, LOCK_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            return fd
+        line = f"{os.uname().nodename} {_boot_id()} {os.getpid()} {_OWNER}".encode()
+        os.write(fd, line + (b"" if lock_file(fd) else _NO_LOCK_MARK) + b"\n")
+        os.rename(tmp, LOCK_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         os.close(fd)
         _unlink_if(dir_fd, tmp, None)
         raise
-    os.close(fd)
-    _unlink_if(dir_fd, tmp, None)
-    return None
+    return fd
 
 
 def release(dir_fd: int, lock_fd: int | None) -> None:
@@ -223,10 +234,11 @@ class Holds:
         self._names: dict[int, int] = {}  # lock fd -> directories holding it, or linking
         self._unlinkable: set[int] = set()  # st_dev where a link failed but for EMLINK
 
-    def take(self, dir_fd: int, dev: int) -> int | None:
+    def take(self, dir_fd: int, dev: int) -> int:
         """Lock the directory open at ``dir_fd``, on the device ``dev``, as ours: its
-        lock file, linked to the one shared there or made.  Returns the lock fd, for
-        :meth:`give_back`; None where the filesystem has no locks."""
+        lock file, linked to the one shared there or made (unlocked where the
+        filesystem has no locks, see :func:`hold`).  Returns the lock fd, for
+        :meth:`give_back`."""
         with self._mu:
             fd = self._shared.get(dev)
             if fd is not None:
@@ -243,8 +255,6 @@ class Holds:
                         self._unlinkable.add(dev)
                 self._drop(fd)
         fd = hold(dir_fd)
-        if fd is None:
-            return None
         with self._mu:
             self._names[fd] = 1
             if dev not in self._unlinkable:
@@ -310,81 +320,86 @@ def _boot_id() -> str:
 # -- judging ------------------------------------------------------------------------------
 
 
-def may_act(dir_fd: int, st: os.stat_result) -> bool:
-    """Whether an entry with stat ``st`` in the directory open at ``dir_fd`` may be
-    acted on: it belongs to the caller or to the directory's owner."""
-    if st.st_uid == os.geteuid():
-        return True
-    try:
-        return st.st_uid == os.fstat(dir_fd).st_uid
-    except OSError:
-        return False
+def may_act(st: os.stat_result) -> bool:
+    """Whether a temporary, trash directory or journal with stat ``st`` may be acted on:
+    it belongs to the caller.  Not "or to the owner of the directory it stands in":
+    that user may rename the caller's own trees into such a name."""
+    return st.st_uid == os.geteuid()
 
 
 def _old(st: os.stat_result, grace: float) -> bool:
     return time.time() - max(st.st_ctime, st.st_mtime) > grace
 
 
-def _judge_pending(dfd: int, st: os.stat_result) -> Verdict:
-    """A temporary directory without its lock file: one being made (or whose maker was
-    killed while making it) has the pending one; else only its age can tell."""
-    nb = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_NB = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _lock_verdict(dfd: int, name: str, st: os.stat_result, grace: float | None) -> Verdict | None:
+    """The verdict the lock file ``name`` in the temporary directory open at ``dfd``
+    (``st``: the directory's stat) gives; None when there is no such file.  Only a
+    regular file of the directory's owner counts; anything else there is no proof
+    of death ("live").  A free lock means death at once (``grace`` None) or once the
+    file is ``grace`` seconds old (the pending file: the create-to-lock gap)."""
     try:
-        pfd = os.open(_PENDING, nb, dir_fd=dfd)
+        lfd = os.open(name, _NB, dir_fd=dfd)
+    except FileNotFoundError:
+        return None
     except OSError:
-        return "dead" if _old(st, GRACE_NO_LOCK) else "live"
+        return "live"
     try:
-        pst = os.fstat(pfd)
-        locked = _is_locked(pfd) if stat.S_ISREG(pst.st_mode) else None
+        lst = os.fstat(lfd)
+        if not stat.S_ISREG(lst.st_mode) or lst.st_uid != st.st_uid:
+            return "live"
+        locked = _is_locked(lfd)
+        if locked is False and os.fstat(lfd).st_nlink == 0:
+            # release() unlinks the lock file before it lets go of the lock: a
+            # free lock on an unlinked file is a maker that just finished (its
+            # directory is being renamed into place), not a dead one.
+            locked = True
+        if locked is False and _says_no_lock(lfd):
+            locked = None  # its maker could not lock it: only its age tells
     finally:
-        os.close(pfd)
+        os.close(lfd)
     if locked:
         return "live"
-    return "dead" if _old(pst, GRACE_FILE if locked is False else GRACE_NO_LOCK) else "live"
+    if locked is False:
+        return "dead" if grace is None or _old(lst, grace) else "live"
+    return "dead" if _old(lst, GRACE_NO_LOCK) and _old(st, GRACE_NO_LOCK) else "live"
+
+
+def _says_no_lock(fd: int) -> bool:
+    try:
+        return os.pread(fd, 512, 0).rstrip(b"\n").endswith(_NO_LOCK_MARK)
+    except OSError:
+        return False
 
 
 def judge(dir_fd: int, name: str, st: os.stat_result) -> Verdict:
     """Whether the temporary ``name`` (``st``: its ``lstat``) in the directory open at
     ``dir_fd`` is still being worked on ("live"), was left by a maker that is gone
-    ("dead"), or is not ours to judge ("foreign")."""
-    if not may_act(dir_fd, st):
+    ("dead"), or is not ours to judge ("foreign").  A directory is dead only by its
+    lock file, never by its name and age alone (module docstring)."""
+    if not may_act(st):
         return "foreign"
-    nb = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     if stat.S_ISDIR(st.st_mode):
         try:
-            dfd = os.open(name, nb | os.O_DIRECTORY, dir_fd=dir_fd)
+            dfd = os.open(name, _NB | os.O_DIRECTORY, dir_fd=dir_fd)
         except OSError:
             return "live"  # gone or swapped meanwhile: nothing to do now
         try:
             dst = os.fstat(dfd)
             if (dst.st_dev, dst.st_ino) != (st.st_dev, st.st_ino):
                 return "live"
-            try:
-                lfd = os.open(LOCK_NAME, nb, dir_fd=dfd)
-            except FileNotFoundError:
-                return _judge_pending(dfd, st)
-            except OSError:
-                return "live"
-            try:
-                lst = os.fstat(lfd)
-                if not stat.S_ISREG(lst.st_mode):
-                    return "dead" if _old(st, GRACE_NO_LOCK) else "live"
-                locked = _is_locked(lfd)
-                if locked is False and os.fstat(lfd).st_nlink == 0:
-                    # release() unlinks the lock file before it lets go of the lock: a
-                    # free lock on an unlinked file is a maker that just finished (its
-                    # directory is being renamed into place), not a dead one.
-                    locked = True
-            finally:
-                os.close(lfd)
+            verdict = _lock_verdict(dfd, LOCK_NAME, st, None)
+            if verdict is None:
+                # A maker killed while making its lock file leaves the pending one.
+                verdict = _lock_verdict(dfd, _PENDING, st, GRACE_FILE)
         finally:
             os.close(dfd)
-        if locked is None:
-            return "dead" if _old(st, GRACE_NO_LOCK) else "live"
-        return "live" if locked else "dead"
+        return "live" if verdict is None else verdict
     if stat.S_ISREG(st.st_mode):
         try:
-            fd = os.open(name, nb, dir_fd=dir_fd)
+            fd = os.open(name, _NB, dir_fd=dir_fd)
         except OSError:
             return "live"
         try:

@@ -62,7 +62,7 @@ from ._sys import (
     get_xattr,
     list_xattrs,
     open_beneath,
-    rename_noreplace,
+    rename_new,
     set_xattr,
     statx,
 )
@@ -1595,7 +1595,7 @@ def _reveal_one(pfd: int, tmp: str, name: str, ident: tuple[int, int]) -> None:
     """The hidden directory ``tmp`` of ``pfd`` gets its final ``name`` -- or, where
     something is there by now, what it holds is merged into that."""
     try:
-        _rename_new(pfd, tmp, pfd, name)
+        rename_new(pfd, tmp, pfd, name)  # (a plain rename replaces an empty directory)
     except OSError as e:
         if e.errno not in _IN_THE_WAY:
             raise
@@ -1604,21 +1604,6 @@ def _reveal_one(pfd: int, tmp: str, name: str, ident: tuple[int, int]) -> None:
 
 #: A rename that found its new name taken (ENOTEMPTY: a directory there, not empty).
 _IN_THE_WAY = (errno.EEXIST, errno.ENOTEMPTY)
-
-
-def _rename_new(a_fd: int, a: str, b_fd: int, b: str) -> None:
-    """Rename ``a`` to ``b`` only where ``b`` is free (FileExistsError otherwise): a plain
-    rename(2) silently replaces an empty directory another process just made there,
-    and whatever it meant to put in it would land in ours.  Without renameat2 here,
-    a look first and then the rename (with that gap)."""
-    if rename_noreplace(a_fd, a, b_fd, b):
-        return
-    try:
-        os.stat(b, dir_fd=b_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        os.rename(a, b, src_dir_fd=a_fd, dst_dir_fd=b_fd)
-        return
-    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), b)
 
 
 def _merge_instead(pfd: int, tmp: str, name: str, ident: tuple[int, int]) -> None:
@@ -1669,7 +1654,7 @@ def _merge_dirs(hfd_top: int, tfd_top: int, moved: list[tuple[str, str, tuple[in
                     st = entry.stat(follow_symlinks=False)
                     if stat.S_ISDIR(st.st_mode):
                         try:
-                            _rename_new(hfd, n, tfd, n)
+                            rename_new(hfd, n, tfd, n)
                         except OSError as e:
                             if e.errno not in _IN_THE_WAY:
                                 raise

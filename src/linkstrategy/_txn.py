@@ -5,15 +5,20 @@ old tree or the complete new one, also across ``kill -9``.  The journal is a
 hidden directory next to ``dst``, ``<parent>/.<name>.linkstrategy-txn/``:
 
 ``lock``
-    A file the running transaction holds ``flock(LOCK_EX)`` on.  The kernel drops
-    the lock when the process dies, so a lock that can be taken means nobody is
-    working on this transaction any more and it may be recovered.  (The Linux NFS
+    A file the running transaction holds ``flock(LOCK_EX)`` on, from before the
+    journal has a state (made as ``lock.new``, locked, then renamed).  The kernel
+    drops the lock when the process dies, so a lock that can be taken means nobody
+    is working on this transaction any more and it may be recovered.  (The Linux NFS
     client turns flock into a POSIX lock on the server, so this holds across
-    clients too.)
+    clients too.)  Where the filesystem has no locks (ENOLCK, EOPNOTSUPP), a journal
+    is recovered only once its lock file is older than an hour
+    (:data:`._owner.GRACE_NO_LOCK`).
 ``state``
-    JSON, replaced atomically (write ``state.tmp``, fsync, rename, fsync the
-    directory): ``{"version": 1, "dst": name, "phase": ..., "old": [dev, ino] |
-    null, "new": [dev, ino] | null, "owner": <owner id>, "time": ...}``, plus
+    JSON, replaced atomically (a new ``state.tmp``, made ``O_EXCL`` after any
+    leftover of that name is unlinked -- never written into an inode that was
+    there -- fsync, rename, fsync the directory): ``{"version": 1, "dst": name,
+    "phase": ..., "old": [dev, ino] | null, "new": [dev, ino] | null, "owner":
+    <owner id>, "time": ...}``, plus
     ``new_mode``/``old_mode`` when a read-only top directory was made writable for
     the swap.  Removed last when the journal is deleted, so a journal cut short
     while being deleted still says what it is.
@@ -29,11 +34,18 @@ journal is never seen half made.  The steps:
 
 1. phase ``building``: ``place(src, txn/new)``.  ``dst`` is untouched.  Any failure
    (ENOSPC, EIO, a kill) is rolled back by deleting the journal.
-2. phase ``swapping`` (records the inode of the new tree): ``renameat2(txn/new,
-   dst, RENAME_EXCHANGE)`` where the filesystem has it (ext4, XFS, btrfs, tmpfs):
-   one atomic step, ``dst`` is never missing.  Elsewhere (NFS, many FUSE
-   filesystems): ``rename(dst, txn/old)`` then ``rename(txn/new, dst)``; a kill
-   between the two leaves ``dst`` missing until the next call rolls forward.
+2. phase ``swapping`` (records the inode of the new tree): ``dst`` must still be
+   the tree recorded as ``old`` when the transaction began (or still be absent);
+   anything else there was put there by someone else meanwhile, and the call fails
+   (:class:`~linkstrategy.PlaceError`, EBUSY or EEXIST, naming ``dst``) and rolls
+   back without touching it, as :func:`~linkstrategy.upgrade` does.  Then
+   ``renameat2(txn/new, dst, RENAME_EXCHANGE)`` where the filesystem has it (ext4,
+   XFS, btrfs, tmpfs): one atomic step, ``dst`` is never missing (checked again
+   after it: a tree swapped in between goes straight back).  Elsewhere (NFS, many
+   FUSE filesystems): ``rename(dst, txn/old)`` then ``rename(txn/new, dst)``; a
+   kill between the two leaves ``dst`` missing until the next call rolls forward.
+   The new tree never goes over anything: ``RENAME_NOREPLACE`` where there is one
+   (:func:`._sys.rename_new`).
 3. phase ``committing``: the old tree is removed with :func:`remove` (busy files
    deferred to the trash), then the journal.
 
@@ -43,7 +55,10 @@ the trees are found by the inodes recorded in ``state`` (whatever names they hav
 after an exchange or half a pair of renames).  ``building``: roll back (the old
 tree is put back at ``dst`` if needed, the journal deleted).  ``swapping``: roll
 forward when the new tree is intact (it was complete before this phase was
-written), else back.  ``committing``: finish the removal.
+written), else back.  ``committing``: finish the removal.  Either way only the
+journal's own trees are moved: something else at ``dst`` stops the recovery
+(:class:`~linkstrategy.RemoveError`, EPERM, the journal kept).  The journal itself
+is removed as the inode it is (:func:`._trash.remove_own`), never by its name.
 
 This order (build aside, then swap) deliberately differs from "move the old tree
 aside, then place": readers of ``dst`` never see it missing while a tree is
@@ -53,11 +68,15 @@ being placed, and a failed placement has nothing to undo at ``dst``.
 resolves it (``a/link/..`` is the parent of ``link``'s target, never ``a``), and
 its last component (never empty, ``.`` or ``..``); from then on every step works
 relative to that fd and to an fd of the journal opened with ``O_NOFOLLOW``.  A
-journal is recovered only when it is a real directory belonging to the caller or
-to the owner of the directory it stands in, and its ``state`` names the very
-destination its name is made from; anything else is left alone and reported
-(:class:`~linkstrategy.RemoveError`, EPERM): in a shared sticky directory one user
-cannot make another's ``gc`` swap out or delete a third party's tree.
+name proves nothing: a user who may rename in the directory can give any
+directory of the caller's a journal's name.  So a journal is recovered only when it
+is a real directory of the caller's (not "of the directory's owner": root must not
+carry out a journal a user planted in the user's own directory), holds its
+``lock``, a regular file of the caller's, free, and its ``state`` (a regular file of
+the caller's, read ``O_NONBLOCK`` and bounded) names the very destination its name
+is made from; anything else is left alone and reported
+(:class:`~linkstrategy.RemoveError`, EPERM).  A journal without a lock file is left
+alone (it is being made, or is no journal), unless it is an empty directory.
 
 **Read-only trees.**  Moving a directory to another parent rewrites its ``..``
 entry, which needs write permission on the directory itself (rename(2),
@@ -89,6 +108,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ._errors import (
+    LOCK_UNSUPPORTED,
     REMOVE_GONE,
     REMOVE_PERMISSION,
     REMOVE_RETRY,
@@ -99,13 +119,13 @@ from ._errors import (
 )
 from ._log import log
 from ._mounts import mount_id_of
-from ._owner import hold, is_tmp_name, may_act, owner, release
+from ._owner import GRACE_FILE, GRACE_NO_LOCK, LOCK_NAME, hold, is_tmp_name, may_act, owner
 from ._pool import Backoff
 from ._record import replace as record_replace
 from ._removal import split as _split
-from ._sys import exchange, fd_path
+from ._sys import exchange, fd_path, rename_new
 from ._trash import collect_trash_at as _collect_trash_at
-from ._trash import remove_at
+from ._trash import remove_own
 from ._tree import RemoveReport, StrPath
 
 TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
@@ -190,12 +210,16 @@ def _exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
                 raise
 
 
-def _rename(a_fd: int, a: str, b_fd: int, b: str) -> None:
-    """renameat(2), retrying busy errors (NFS, Windows-style sharing) with backoff."""
+def _rename(a_fd: int, a: str, b_fd: int, b: str, *, new: bool = False) -> None:
+    """renameat(2), retrying busy errors (NFS, Windows-style sharing) with backoff.
+    ``new``: never over anything at ``b`` (:func:`._sys.rename_new`: FileExistsError)."""
     backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)
     while True:
         try:
-            os.rename(a, b, src_dir_fd=a_fd, dst_dir_fd=b_fd)
+            if new:
+                rename_new(a_fd, a, b_fd, b)
+            else:
+                os.rename(a, b, src_dir_fd=a_fd, dst_dir_fd=b_fd)
             return
         except OSError as e:
             if e.errno not in REMOVE_RETRY or not backoff.wait():
@@ -222,10 +246,15 @@ def _lexists_at(dir_fd: int, name: str) -> bool:
 
 
 def _write_state(jfd: int, state: dict[str, Any]) -> None:
+    """Replace the journal's ``state``: a new ``state.tmp`` (``O_EXCL``: never written
+    into an inode that was there, such as a link to a file of someone else's), fsync,
+    rename, fsync the directory."""
     import json  # journals are rare: not at import
 
     data = json.dumps(state).encode()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink("state.tmp", dir_fd=jfd)  # a leftover of a kill, in our own journal
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open("state.tmp", flags, 0o600, dir_fd=jfd)
     try:
         os.write(fd, data)
@@ -237,54 +266,131 @@ def _write_state(jfd: int, state: dict[str, Any]) -> None:
         os.fsync(jfd)
 
 
+#: The most of a ``state`` file read: a journal's is a few hundred bytes (an upgrade's
+#: a few per entry).
+_STATE_MAX = 1 << 20
+
+
 def _read_state(jfd: int) -> dict[str, Any]:
+    """The journal's ``state``; ``{}`` when it is missing, unreadable, not JSON, or not
+    a regular file of the journal's owner (a FIFO there must not block the reader:
+    opened ``O_NONBLOCK``, checked before a byte is read, and read only up to a
+    bound)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open("state", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=jfd)
+        fd = os.open("state", flags, dir_fd=jfd)
     except OSError:
         return {}
     try:
-        with os.fdopen(fd, "rb") as f:
-            import json
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.fstat(jfd).st_uid:
+            return {}
+        if st.st_size > _STATE_MAX:
+            return {}
+        chunks: list[bytes] = []
+        size = 0
+        while size <= _STATE_MAX and (chunk := os.read(fd, _STATE_MAX + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        import json
 
-            data = json.loads(f.read(1 << 16))
+        data = json.loads(b"".join(chunks)) if size <= _STATE_MAX else None
     except (OSError, ValueError):
         return {}
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else {}
 
 
-def _lock(jfd: int, path: str, *, create: bool) -> int | None:
-    """Take the journal's lock; its fd, None if there is no lock file.
+_LOCK = "lock"
+#: The lock file while it is being made: created, locked, then renamed to ``lock``, so
+#: a ``lock`` is never seen free while its maker lives.
+_LOCK_PENDING = "lock.new"
 
-    Raises :class:`TransactionBusy` when a live process holds it.
-    """
+
+def _new_lock(jfd: int, path: str) -> int:
+    """Make the journal's lock file, locked before it gets its name; its fd."""
     import fcntl
 
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(_LOCK_PENDING, flags, 0o600, dir_fd=jfd)
+    backoff = Backoff(deadline=time.monotonic() + _RENAME_BUDGET)
     try:
-        fd = os.open("lock", flags, 0o600, dir_fd=jfd)
-    except FileNotFoundError:
-        if create:
-            raise
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # a gc testing it this very moment: it lets go
+                if not backoff.wait():
+                    raise
+            except OSError as e:
+                if e.errno not in LOCK_UNSUPPORTED:
+                    raise
+                log.debug("no lock for %s: %s", path, e)  # a recovery goes by its age
+                break
+        os.rename(_LOCK_PENDING, _LOCK, src_dir_fd=jfd, dst_dir_fd=jfd)
+    except BaseException:
         os.close(fd)
-        raise TransactionBusy(errno.EBUSY, "another process is replacing this path", path) from None
+        raise
+    return fd
+
+
+def _older(st: os.stat_result, grace: float) -> bool:
+    return time.time() - max(st.st_ctime, st.st_mtime) > grace
+
+
+def _take_lock(jfd: int, path: str, name: str = _LOCK, *, grace: float = 0.0) -> int | None:
+    """Lock the journal's lock file ``name`` for a recovery; its fd, or None when there
+    is no such file.  Only a regular file of the journal's owner counts (else
+    :class:`~linkstrategy.RemoveError` EPERM, left alone).  Raises
+    :class:`TransactionBusy` while a live process holds it -- or, where this
+    filesystem has no locks, while the file is younger than :data:`GRACE_NO_LOCK` --
+    and while it is younger than ``grace`` (the pending one: the create-to-lock gap)."""
+    import fcntl
+
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=jfd)
+    except FileNotFoundError:
+        return None
     except OSError as e:
-        # ENOLCK/EOPNOTSUPP: a filesystem without locks; go on unlocked.
-        log.debug("no lock for %s: %s", path, e)
+        raise _leave(path, f"its lock file cannot be opened ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.fstat(jfd).st_uid:
+            raise _leave(path, "its lock file is not a regular file of the journal's owner")
+        busy = TransactionBusy(errno.EBUSY, "another process is replacing this path", path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        except OSError as e:
+            if e.errno not in LOCK_UNSUPPORTED:
+                raise
+            if not _older(st, GRACE_NO_LOCK):  # no locks here: only its age tells
+                raise busy from None
+        if grace and not _older(st, grace):
+            raise busy
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
 def _open_own_dir(dir_fd: int, name: str, path: str) -> int:
-    """Open a directory we just made (``O_NOFOLLOW``) and check it still is ours."""
+    """Open a directory we just made (``O_NOFOLLOW``) and check it still is ours: the
+    caller's and empty (not a directory of the caller's renamed to its name since)."""
     fd = os.open(name, _O_DIR, dir_fd=dir_fd)
     st = os.fstat(fd)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or os.listdir(fd):
         os.close(fd)
-        raise LinkStrategyError(errno.EPERM, "replaced by another user's directory", path)
+        raise LinkStrategyError(errno.EPERM, "replaced by another directory meanwhile", path)
     return fd
+
+
+def _fd_ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
 
 
 def _fsync(fd: int) -> None:
@@ -339,6 +445,7 @@ class _Journal:
         self.jname = jname
         self.path = os.path.join(parent, jname)
         self.jfd = -1
+        self.ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the journal
         self.lock_fd: int | None = None
         self.state: dict[str, Any] = {}
 
@@ -350,18 +457,21 @@ class _Journal:
         tmp = f"{self.jname}-{os.urandom(4).hex()}"
         os.mkdir(tmp, 0o700, dir_fd=self.parent_fd)
         jfd = _open_own_dir(self.parent_fd, tmp, os.path.join(self.parent, tmp))
+        ident = _fd_ident(jfd)
         try:
-            self.lock_fd = _lock(jfd, self.path, create=True)
+            self.lock_fd = _new_lock(jfd, self.path)
             self.stamp(**first)
             _write_state(jfd, self.state)
-            # Fails (ENOTEMPTY/EEXIST) if a journal exists.
-            os.rename(tmp, self.jname, src_dir_fd=self.parent_fd, dst_dir_fd=self.parent_fd)
+            # Fails (EEXIST) if a journal exists; never replaces anything.
+            rename_new(self.parent_fd, tmp, self.parent_fd, self.jname)
         except BaseException:
-            self.unlock()
             os.close(jfd)
-            remove_at(self.parent_fd, self.parent, tmp, budget=0.5)
+            try:
+                remove_own(self.parent_fd, self.parent, tmp, ident, budget=0.5)
+            finally:
+                self.unlock()
             raise
-        self.jfd = jfd
+        self.jfd, self.ident = jfd, ident
         _fsync(self.parent_fd)
 
     def write(self, **kw: Any) -> None:
@@ -380,19 +490,26 @@ class _Journal:
             self.jfd = -1
 
     def delete(self) -> RemoveReport:
-        """Close and delete the journal (old trees, bookkeeping; ``state`` last, so a
-        journal killed while being deleted still says what it is); defers busy files.
-        A journal replaced by another since is left alone (an empty report)."""
-        ident = None
+        """Close and delete the journal, only the inode it is (old trees, bookkeeping;
+        ``state`` and then ``lock`` last, so a journal killed while being deleted still
+        says what it is and can be recovered); defers busy files.  A journal replaced by
+        another since is left alone (an empty report)."""
+        ident = self.ident if self.jfd < 0 else _fd_ident(self.jfd)
         if self.jfd >= 0:
-            st = os.fstat(self.jfd)
-            ident = (st.st_dev, st.st_ino)
-        self.close()
-        if ident is not None and _ident_at(self.parent_fd, self.jname) != ident:
-            log.warning("journal %s was replaced; not removed", self.path)
+            os.close(self.jfd)
+            self.jfd = -1
+        if ident is None:
+            self.close()
             return RemoveReport()
-        report = remove_at(
-            self.parent_fd, self.parent, self.jname, budget=_COMMIT_BUDGET, last=("state",)
+        # Locked until everything but the lock file is gone: a gc meanwhile finds it busy.
+        report = remove_own(
+            self.parent_fd,
+            self.parent,
+            self.jname,
+            ident,
+            budget=_COMMIT_BUDGET,
+            last=("state", _LOCK),
+            release=self.close,
         )
         for d in report.deferred:
             log.info("old tree in %s is busy, deferred to %s", self.parent, d.trash)
@@ -422,29 +539,30 @@ class _Txn(_Journal):
         return self.delete()
 
     def rollback(self) -> None:
-        """Put the old tree back at ``dst`` (if it moved) and delete the journal."""
+        """Put the old tree back at ``dst`` (if it moved) and delete the journal.  What
+        is at ``dst`` is moved aside only if it is the journal's new tree: anything
+        else there is someone else's, left alone (RemoveError EPERM, the journal kept)."""
         old = _as_ident(self.state.get("old"))
         if old is not None and _ident_at(self.parent_fd, self.name) != old:
             where = self._find(old)
             if where is not None and where[1] != self.name:
-                if _lexists_at(self.parent_fd, self.name):
-                    self._park(self.parent_fd, self.name)
-                _rename(where[0], where[1], self.parent_fd, self.name)
+                self._clear_dst(_as_ident(self.state.get("new")))
+                _rename(where[0], where[1], self.parent_fd, self.name, new=True)
         if old is not None:
             _restore_mode(self.parent_fd, self.name, old, self.state.get("old_mode"))
         self.finish()
 
     def roll_forward(self) -> None:
-        """Bring the new tree to ``dst`` if it is not there yet, then commit."""
+        """Bring the new tree to ``dst`` if it is not there yet, then commit.  What is
+        at ``dst`` is moved aside only if it is the journal's old tree (as rollback)."""
         new = _as_ident(self.state.get("new"))
         where = self._find(new) if new is not None else None
         if where is None:
             self.rollback()
             return
         if where[1] != self.name or where[0] != self.parent_fd:
-            if _lexists_at(self.parent_fd, self.name):
-                self._park(self.parent_fd, self.name)
-            _rename(where[0], where[1], self.parent_fd, self.name)
+            self._clear_dst(_as_ident(self.state.get("old")))
+            _rename(where[0], where[1], self.parent_fd, self.name, new=True)
             _fsync(self.parent_fd)
         _restore_mode(self.parent_fd, self.name, new, self.state.get("new_mode"))
         self.write(phase="committing")
@@ -464,9 +582,24 @@ class _Txn(_Journal):
         except OSError:
             return []
 
-    def _park(self, dir_fd: int, name: str) -> None:
+    def _clear_dst(self, ours: tuple[int, int] | None) -> None:
+        """Move what is at ``dst`` into the journal, when it is ``ours`` (one of this
+        journal's trees); nothing there: nothing to do; anything else: left alone."""
+        here = _ident_at(self.parent_fd, self.name)
+        if here is None:
+            return
+        if ours is None or here != ours:
+            raise _leave(self.dst, "holds neither tree of its replace() journal: someone else's")
+        self._park(self.parent_fd, self.name, here)
+
+    def _park(self, dir_fd: int, name: str, ident: tuple[int, int]) -> None:
+        """Move ``name``, the inode ``ident``, into the journal (anything renamed there
+        in between goes back)."""
         target = "old" if not _lexists_at(self.jfd, "old") else f"old-{os.urandom(4).hex()}"
-        _rename(dir_fd, name, self.jfd, target)
+        _rename(dir_fd, name, self.jfd, target, new=True)
+        if _ident_at(self.jfd, target) != ident:
+            _rename(self.jfd, target, dir_fd, name, new=True)
+            raise _leave(self.dst, "replaced by someone else meanwhile")
 
 
 def _as_ident(v: Any) -> tuple[int, int] | None:
@@ -494,9 +627,11 @@ def recover_journal_at(
     recoverer in ``kinds`` (:func:`._upgrade.recover_journal_at` passes upgrade()'s);
     without one it is left alone.
 
+    Acts only on a journal that is a directory of the caller's holding its ``lock``, a
+    regular file of the caller's, free (module docstring): a name proves nothing.
     Raises :class:`TransactionBusy` if a live process still holds it, and
     :class:`~linkstrategy.RemoveError` (EPERM, nothing touched) for a journal that
-    is not ours to act on (module docstring).
+    is not ours to act on.
     """
     path = os.path.join(parent, jname)
     st = _stat_at(parent_fd, jname)
@@ -504,46 +639,54 @@ def recover_journal_at(
         return False
     if not stat.S_ISDIR(st.st_mode):
         raise _leave(path, "named like a replace() journal but not a directory")
-    if not may_act(parent_fd, st):
-        raise _leave(
-            path, f"journal of uid {st.st_uid}, neither the caller nor the directory's owner"
-        )
+    if not may_act(st):
+        raise _leave(path, f"journal of uid {st.st_uid}, not the caller's")
     try:
         jfd = os.open(jname, _O_DIR, dir_fd=parent_fd)
     except OSError as e:
         if e.errno in REMOVE_GONE:
             return False
         raise
+    made = not jname.endswith(TXN_SUFFIX)  # never renamed into place: dst untouched
     try:
-        fst = os.fstat(jfd)
-        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+        if _fd_ident(jfd) != (st.st_dev, st.st_ino):
             raise _leave(path, "replaced while opening")
-        lock_fd = _lock(jfd, path, create=False)
+        lock_name = _LOCK
+        lock_fd = _take_lock(jfd, path)
+        if lock_fd is None and made:  # killed between its mkdir and its lock's rename?
+            lock_name = _LOCK_PENDING
+            lock_fd = _take_lock(jfd, path, lock_name, grace=GRACE_FILE)
     except BaseException:
         os.close(jfd)
         raise
-    if not jname.endswith(TXN_SUFFIX):
-        # A journal that was never renamed into place: nothing happened to dst.
-        if lock_fd is not None:
-            os.close(lock_fd)
-        os.close(jfd)
-        remove_at(parent_fd, parent, jname, budget=0.5)
+    if lock_fd is None or os.fstat(lock_fd).st_nlink == 0:
+        # No lock file: not a journal, or one being made (its maker creates the lock
+        # before anything else) -- left alone, but for an empty directory under the
+        # final name (a journal whose deletion was cut short after its lock file:
+        # rmdir takes nothing else).  An unlinked one: its maker just deleted it.
+        empty = lock_fd is None and not made and not os.listdir(jfd)
+        for fd in (jfd, lock_fd):
+            if fd is not None:
+                os.close(fd)
+        if empty:
+            return _rmdir_own(parent_fd, jname, (st.st_dev, st.st_ino))
+        if lock_fd is None and not made:
+            raise _leave(path, "no lock file: not a journal, or one being made")
+        return False
+    if made:
+        _remove_journal(parent_fd, parent, jname, jfd, lock_fd, lock_name)
         return True
     state = _read_state(jfd)
     if not state and _leftover_only(jfd):
         # Killed while removing a committed journal: `state` goes last, so this is
         # its empty end; nothing is left to recover.
-        if lock_fd is not None:
-            os.close(lock_fd)
-        os.close(jfd)
-        remove_at(parent_fd, parent, jname, budget=0.5)
+        _remove_journal(parent_fd, parent, jname, jfd, lock_fd, lock_name)
         return True
     kind = state.get("kind")
     if kind is not None:
         other = (kinds or {}).get(kind) if isinstance(kind, str) else None
         if other is None:
-            if lock_fd is not None:
-                os.close(lock_fd)
+            os.close(lock_fd)
             os.close(jfd)
             raise _leave(path, f"a journal of kind {kind!r}, not replace()'s")
         other(parent_fd, parent, jname, jfd, lock_fd, state)  # takes both fds
@@ -555,8 +698,7 @@ def recover_journal_at(
         or name in ("", ".", "..")
         or (journal_name(name) != jname)
     ):
-        if lock_fd is not None:
-            os.close(lock_fd)
+        os.close(lock_fd)
         os.close(jfd)
         raise _leave(path, "its state does not name the destination its name is made from")
     txn = _Txn(parent_fd, parent, name)
@@ -573,6 +715,40 @@ def recover_journal_at(
     finally:
         txn.close()
     return True
+
+
+def _rmdir_own(parent_fd: int, name: str, ident: tuple[int, int]) -> bool:
+    """rmdir the empty directory ``name`` if it still is ``ident``; whether it went."""
+    if _ident_at(parent_fd, name) != ident:
+        return False
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_journal(
+    parent_fd: int, parent: str, jname: str, jfd: int, lock_fd: int, lock_name: str
+) -> None:
+    """Remove a journal with nothing to recover in it, that inode only, locked until
+    its lock file ``lock_name`` goes (last)."""
+    ident = _fd_ident(jfd)
+    os.close(jfd)
+    remove_own(
+        parent_fd, parent, jname, ident, budget=0.5, last=(lock_name,), release=_closer(lock_fd)
+    )
+
+
+def _closer(fd: int) -> Callable[[], None]:
+    """A function that closes ``fd`` the first time it is called."""
+    fds = [fd]
+
+    def close() -> None:
+        while fds:
+            os.close(fds.pop())
+
+    return close
 
 
 def _leftover_only(jfd: int) -> bool:
@@ -701,10 +877,13 @@ def replace(
                 log.warning(
                     "rollback of replace(%s) failed; the next call recovers", txn.dst, exc_info=True
                 )
+            finally:
+                txn.close()
             raise
+        try:
+            txn.finish()  # still locked: a gc meanwhile leaves it to us
         finally:
             txn.close()
-        txn.finish()
     finally:
         os.close(pfd)
     return record_replace(report, dst=os.fspath(dst))
@@ -729,7 +908,9 @@ def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) 
     new = _ident_at(txn.jfd, "new")
     if new is None:
         raise LinkStrategyError(errno.ENOENT, "placed tree vanished", txn.new)
-    old = _ident_at(pfd, name)
+    old = _as_ident(txn.state.get("old"))
+    if _ident_at(pfd, name) != old:
+        raise _changed(txn, old)
     try:
         new_mode = _writable_top(txn.jfd, "new")
         old_mode = _writable_top(pfd, name) if old is not None else None
@@ -744,13 +925,9 @@ def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) 
     txn.write(phase="swapping", new=new, new_mode=new_mode, old_mode=old_mode)
     _step("swapping")
     try:
-        if old is not None and _exchange(txn.jfd, "new", pfd, name):
-            pass
-        else:
-            if old is not None:
-                _rename(pfd, name, txn.jfd, "old")
-                _step("moved-old")
-            _rename(txn.jfd, "new", pfd, name)
+        _swap(txn, old)
+    except FileExistsError:
+        raise _changed(txn, old) from None
     except OSError as e:
         if e.errno in REMOVE_PERMISSION:
             raise PlaceError(
@@ -763,6 +940,36 @@ def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) 
     txn.write(phase="committing")
     _step("committing")
     return report
+
+
+def _swap(txn: _Txn, old: tuple[int, int] | None) -> None:
+    """Put the new tree at ``dst`` in place of ``old``, the tree the journal recorded
+    there (None: nothing): whatever else is there by then is someone else's, given
+    back untouched (:func:`_changed`).  One exchange, or two renames where the
+    filesystem cannot exchange; never a rename over anything."""
+    pfd, name = txn.parent_fd, txn.name
+    if old is None:
+        _rename(txn.jfd, "new", pfd, name, new=True)  # FileExistsError: one appeared
+    elif _exchange(txn.jfd, "new", pfd, name):
+        if _ident_at(txn.jfd, "new") != old:  # replaced between the check and the swap
+            _exchange(txn.jfd, "new", pfd, name)
+            raise _changed(txn, old)
+    else:
+        _rename(pfd, name, txn.jfd, "old", new=True)
+        _step("moved-old")
+        if _ident_at(txn.jfd, "old") != old:
+            _rename(txn.jfd, "old", pfd, name, new=True)
+            raise _changed(txn, old)
+        _rename(txn.jfd, "new", pfd, name, new=True)
+
+
+def _changed(txn: _Txn, old: tuple[int, int] | None) -> PlaceError:
+    """dst is no longer what it was when replace() began: another process's."""
+    if old is None:
+        code, what = errno.EEXIST, "created by someone else while replace() was building"
+    else:
+        code, what = errno.EBUSY, "changed by someone else while replace() was building"
+    return PlaceError(code, what, txn.new, None, txn.dst)
 
 
 # -- staging ----------------------------------------------------------------------
@@ -813,6 +1020,7 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
             except FileExistsError:
                 continue
         sfd = _open_own_dir(pfd, sname, os.path.join(parent, sname))
+        sident = _fd_ident(sfd)
         lock_fd: int | None = None
         try:
             lock_fd = hold(sfd)
@@ -821,11 +1029,9 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
 
             yield Path(parent, sname, "tree")
         finally:
-            try:
-                remove_at(sfd, os.path.join(parent, sname), "tree", budget=1.0)
-                release(sfd, lock_fd)
-            finally:
-                os.close(sfd)
-            remove_at(pfd, parent, sname, budget=1.0)
+            os.close(sfd)
+            # That inode only; its lock file last, held until then.
+            release = _closer(lock_fd) if lock_fd is not None else None
+            remove_own(pfd, parent, sname, sident, budget=1.0, last=(LOCK_NAME,), release=release)
     finally:
         os.close(pfd)

@@ -68,7 +68,7 @@ from collections.abc import Callable, Mapping
 from . import _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, RemoveError
 from ._log import log
-from ._owner import owner
+from ._owner import may_act, owner
 from ._sys import fd_path
 from ._trash import collect_trash_at as _collect_trash_at
 from ._tree import StrPath
@@ -339,15 +339,20 @@ def pending_names(parent_fd: int) -> tuple[str, frozenset[str]] | None:
     """``(phase, the entry names it changes)`` of the upgrade journal in the directory
     open at ``parent_fd``; None if there is none.  Read without its lock (``state`` is
     replaced by rename, so it is whole): for :func:`~linkstrategy.remove`, which must
-    not remove an entry that a later recovery would bring back."""
+    not remove an entry that a later recovery would bring back.  Another user's
+    journal, or a ``state`` that is not a regular file of the caller's (a FIFO in a
+    sticky ``/tmp`` must not block every remove() there), is no journal: None."""
     st = _txn._stat_at(parent_fd, UPGRADE_JOURNAL)
-    if st is None or not stat.S_ISDIR(st.st_mode):
+    if st is None or not stat.S_ISDIR(st.st_mode) or not may_act(st):
         return None
     try:
         jfd = os.open(UPGRADE_JOURNAL, _txn._O_DIR, dir_fd=parent_fd)
     except OSError:
         return None
     try:
+        fst = os.fstat(jfd)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            return None
         state = _txn._read_state(jfd)
     finally:
         os.close(jfd)

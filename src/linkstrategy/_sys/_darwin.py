@@ -147,13 +147,13 @@ def statx(dir_fd: int, name: str) -> StatxResult:
 
 
 _RENAME_SWAP = 0x00000002  # <stdio.h>
+_RENAME_EXCL = 0x00000004  # <stdio.h>
 _renameatx_np: Any = None  # None: not looked up; False: unavailable (macOS < 10.12, BSD)
 
 
-def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
-    """Swap the names ``a`` (in ``a_fd``) and ``b`` (in ``b_fd``) atomically:
-    renameatx_np(RENAME_SWAP).  False where the call or the volume cannot
-    (:data:`EXCHANGE_UNSUPPORTED`: ENOTSUP without VOL_CAP_INT_RENAME_SWAP)."""
+def _renamex(a_fd: int, a: str, b_fd: int, b: str, flags: int) -> bool:
+    """renameatx_np(2) with ``flags``: True when done, False where the call or the
+    volume cannot (:data:`EXCHANGE_UNSUPPORTED`).  Any other error: OSError."""
     global _renameatx_np
     if _renameatx_np is None:
         # int renameatx_np(int fromfd, const char *from, int tofd, const char *to,
@@ -162,7 +162,7 @@ def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
         _renameatx_np = False if fn is None else fn
     if _renameatx_np is False:
         return False
-    if _renameatx_np(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_SWAP) == 0:
+    if _renameatx_np(a_fd, os.fsencode(a), b_fd, os.fsencode(b), flags) == 0:
         return True
     code = _ct.get_errno()
     if code in EXCHANGE_UNSUPPORTED:
@@ -170,24 +170,17 @@ def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
     raise OSError(code, os.strerror(code), a, None, b)
 
 
-_RENAME_EXCL = 0x00000004  # <stdio.h>
+def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
+    """Swap the names ``a`` (in ``a_fd``) and ``b`` (in ``b_fd``) atomically:
+    renameatx_np(RENAME_SWAP).  False where the call or the volume cannot
+    (:data:`EXCHANGE_UNSUPPORTED`: ENOTSUP without VOL_CAP_INT_RENAME_SWAP)."""
+    return _renamex(a_fd, a, b_fd, b, _RENAME_SWAP)
 
 
 def rename_noreplace(a_fd: int, a: str, b_fd: int, b: str) -> bool:
-    """Rename ``a`` to ``b`` only if ``b`` does not exist: renameatx_np(RENAME_EXCL).
-    FileExistsError where it does; False where the call or the volume cannot."""
-    global _renameatx_np
-    if _renameatx_np is None:
-        fn = _bind("renameatx_np", "c_int", "c_int", "c_char_p", "c_int", "c_char_p", "c_uint")
-        _renameatx_np = False if fn is None else fn
-    if _renameatx_np is False:
-        return False
-    if _renameatx_np(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_EXCL) == 0:
-        return True
-    code = _ct.get_errno()
-    if code in EXCHANGE_UNSUPPORTED:
-        return False
-    raise OSError(code, os.strerror(code), a, None, b)
+    """Rename ``a`` to ``b`` only if ``b`` does not exist: renameatx_np(RENAME_EXCL),
+    FileExistsError if it does.  False where the call or the volume cannot."""
+    return _renamex(a_fd, a, b_fd, b, _RENAME_EXCL)
 
 
 def fs_magic(fd: int) -> int | None:

@@ -296,17 +296,17 @@ def statx(dir_fd: int, name: str) -> StatxResult:
     return StatxResult(mode, dev, ino, mnt_id, mount_root)
 
 
-# -- exchange ---------------------------------------------------------------------------
+# -- exchange, and rename without replacing ------------------------------------------------
 
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _renameat2: Any = None  # None: not looked up; False: no renameat2 in this libc
 
 
-def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
-    """Swap the names ``a`` (in the directory ``a_fd``) and ``b`` (in ``b_fd``)
-    atomically: renameat2(RENAME_EXCHANGE).  False where this kernel, libc or
-    filesystem cannot (:data:`EXCHANGE_UNSUPPORTED`; glibc < 2.28): the caller
-    renames twice instead.  Any other error: OSError naming ``a`` and ``b``."""
+def _rename2(a_fd: int, a: str, b_fd: int, b: str, flags: int) -> bool:
+    """renameat2(2) with ``flags``: True when done, False where this kernel, libc or
+    filesystem cannot (:data:`EXCHANGE_UNSUPPORTED`; glibc < 2.28).  Any other error:
+    OSError naming ``a`` and ``b``."""
     global _renameat2
     if _renameat2 is None:
         # int renameat2(int olddirfd, const char *old, int newdirfd, const char *new,
@@ -315,7 +315,7 @@ def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
         _renameat2 = False if fn is None else fn
     if _renameat2 is False:
         return False
-    if _renameat2(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    if _renameat2(a_fd, os.fsencode(a), b_fd, os.fsencode(b), flags) == 0:
         return True
     code = _ct.get_errno()
     if code in EXCHANGE_UNSUPPORTED:
@@ -323,27 +323,21 @@ def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
     raise OSError(code, os.strerror(code), a, None, b)
 
 
-_RENAME_NOREPLACE = 1
+def exchange(a_fd: int, a: str, b_fd: int, b: str) -> bool:
+    """Swap the names ``a`` (in the directory ``a_fd``) and ``b`` (in ``b_fd``)
+    atomically: renameat2(RENAME_EXCHANGE).  False where this kernel, libc or
+    filesystem cannot (:data:`EXCHANGE_UNSUPPORTED`; glibc < 2.28): the caller
+    renames twice instead.  Any other error: OSError naming ``a`` and ``b``."""
+    return _rename2(a_fd, a, b_fd, b, _RENAME_EXCHANGE)
 
 
 def rename_noreplace(a_fd: int, a: str, b_fd: int, b: str) -> bool:
     """Rename ``a`` (in ``a_fd``) to ``b`` (in ``b_fd``) only if ``b`` does not exist:
-    renameat2(RENAME_NOREPLACE) -- a plain rename(2) silently replaces an empty
-    directory someone else just made there.  FileExistsError (EEXIST) where ``b``
-    exists; False where this kernel, libc or filesystem cannot (the caller checks
-    and renames, with that gap); any other error: OSError naming ``a`` and ``b``."""
-    global _renameat2
-    if _renameat2 is None:
-        fn = _bind("renameat2", "c_int", "c_int", "c_char_p", "c_int", "c_char_p", "c_uint")
-        _renameat2 = False if fn is None else fn
-    if _renameat2 is False:
-        return False
-    if _renameat2(a_fd, os.fsencode(a), b_fd, os.fsencode(b), _RENAME_NOREPLACE) == 0:
-        return True
-    code = _ct.get_errno()
-    if code in EXCHANGE_UNSUPPORTED:
-        return False
-    raise OSError(code, os.strerror(code), a, None, b)
+    renameat2(RENAME_NOREPLACE), FileExistsError (EEXIST) if it does -- a plain
+    rename(2) would silently replace a file or an empty directory there.  False where
+    this kernel, libc or filesystem cannot (NFS, many FUSE filesystems): the caller
+    decides what to do instead."""
+    return _rename2(a_fd, a, b_fd, b, _RENAME_NOREPLACE)
 
 
 # -- the filesystem under an fd ---------------------------------------------------------
