@@ -370,12 +370,16 @@ class Run:
     # single operations -----------------------------------------------------
 
     def _make_writable(self, fd: int) -> bool:
+        """Give the directory open at ``fd`` u+rwx after an EACCES/EPERM in it; True
+        when another try may succeed.  That is also when it is ours and already u+rwx:
+        another thread of the walk (a sibling's rmdir, the unlinks of its files) met
+        the same error at the same moment and made it writable first."""
         try:
-            mode = os.fstat(fd).st_mode
-            want = stat.S_IMODE(mode) | stat.S_IRWXU
-            if want == stat.S_IMODE(mode):
-                return False
-            os.chmod(fd, want)
+            st = os.fstat(fd)
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & stat.S_IRWXU == stat.S_IRWXU:
+                return st.st_uid == os.geteuid()
+            os.chmod(fd, mode | stat.S_IRWXU)
         except OSError:
             return False
         return True

@@ -1548,6 +1548,17 @@ MUTATIONS: list[Mutation] = [
         "                    # Became a symlink",
         (f"{R}::test_out_of_fds_is_an_error_with_its_name_not_busy",),
     ),
+    m(
+        "remove-made-writable-by-the-other-thread-is-fatal",
+        _TREE,
+        "                return st.st_uid == os.geteuid()\n",
+        "                return False\n",
+        (
+            f"{RW}::test_read_only_directories_go_with_threads_on_siblings[c]",
+            f"{RW}::test_read_only_directories_go_with_threads_on_siblings[python]",
+        ),
+        "two threads meet EACCES in one read-only directory: the second finds it writable",
+    ),
     # -- replace() (issue #9.5) --------------------------------------------------------------
     m(
         "replace-read-only-top-not-made-writable",
