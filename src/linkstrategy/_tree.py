@@ -43,7 +43,7 @@ from ._log import log
 from ._mounts import find_mount
 from ._pool import Group, Tasks, shared
 from ._record import field, record
-from ._sys import StatxResult, fs_magic, statx
+from ._sys import StatxResult, fd_path, fs_magic, open_beneath, statx
 
 TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
 if TYPE_CHECKING:
@@ -55,6 +55,9 @@ __all__ = [
     "O_DIR",
     "Deferred",
     "Outcome",
+    "Parent",
+    "ParentChanged",
+    "ParentFds",
     "Protect",
     "RemoveFailure",
     "RemoveReport",
@@ -103,6 +106,10 @@ _C_THREADS_BELOW = 16
 _MEMORY_MAGIC = frozenset({0x01021994, 0x858458F6})  # tmpfs, ramfs
 _PARALLEL_DEPTH = 8
 _DEEP_FDS = 8
+# Directories holding a run's roots (remove() of a list of paths, a RECORD's files)
+# open at once: each is open while its roots are worked on and closed, least recently
+# used first, when others need the fds; a RECORD may span thousands of directories.
+_PARENT_FDS = 16
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -282,6 +289,111 @@ class Outcome:
         self.last_retry_errno = code
 
 
+class Parent:
+    """A directory holding roots of a run, shared by them: opened when they are
+    checked, closed when other parents need the fds (:class:`ParentFds`), and
+    reopened the same way -- by its path as given, or beneath ``base``'s fd without
+    following a symlink (``rel``) -- where it must be the directory it was when first
+    opened (``st``, by ``(st_dev, st_ino)``).  ``preset``: an fd the caller owns."""
+
+    __slots__ = ("base", "fd", "given", "path", "pins", "preset", "rel", "st")
+
+    def __init__(
+        self,
+        given: str,
+        base: Parent | None = None,
+        rel: str = "",
+        *,
+        fd: int = -1,
+        st: StatxResult | None = None,
+    ) -> None:
+        self.given = given  # as given: what is opened again (no base), and reported until open
+        self.base = base
+        self.rel = rel
+        self.path = given  # the real path once opened (fd_path), for reports
+        self.st = st
+        self.fd = fd
+        self.preset = fd >= 0
+        self.pins = 0
+
+    def __repr__(self) -> str:
+        return f"Parent({self.path!r}, fd={self.fd})"
+
+
+class ParentChanged(OSError):
+    """A parent closed after its check is not the directory it was when reopened."""
+
+
+class ParentFds:
+    """The open :class:`Parent` directories of one run: at most ``cap`` at once (besides
+    preset ones), the least recently used one that is not pinned closed first.  An fd is
+    used only while pinned (:meth:`pin`/:meth:`unpin`): never after it may have been
+    closed and its number reused."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: dict[Parent, None] = {}  # least recently used first
+
+    def pin(self, p: Parent) -> int:
+        """``p``'s fd, opened (or reopened and checked) if need be; raises OSError
+        (:class:`ParentChanged`: ESTALE, not the directory it was)."""
+        if p.preset:
+            return p.fd
+        if p.fd >= 0:
+            del self._open[p]
+        else:
+            p.fd = self._reopen(p)
+        self._open[p] = None
+        p.pins += 1
+        return p.fd
+
+    def unpin(self, p: Parent) -> None:
+        if not p.preset:
+            p.pins -= 1
+
+    def _reopen(self, p: Parent) -> int:
+        base = p.base
+        if base is not None:
+            bfd = self.pin(base)
+        try:
+            self._make_room()
+            if base is None:
+                fd = os.open(p.given, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                fd = open_beneath(bfd, p.rel, os.O_RDONLY | os.O_DIRECTORY)
+        finally:
+            if base is not None:
+                self.unpin(base)
+        try:
+            st = statx(fd, "")
+            if p.st is None:
+                p.st = st
+                p.path = fd_path(fd, p.given)
+            elif (st.dev, st.ino) != (p.st.dev, p.st.ino):
+                raise ParentChanged(
+                    errno.ESTALE, "no longer the directory it was when checked", p.path
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _make_room(self) -> None:
+        while len(self._open) >= self.cap:
+            old = next((q for q in self._open if not q.pins), None)
+            if old is None:
+                return  # every one in use (nested: an anchor and its child)
+            del self._open[old]
+            fd, old.fd = old.fd, -1
+            os.close(fd)
+
+    def close(self) -> None:
+        opened, self._open = self._open, {}
+        for p in opened:
+            fd, p.fd = p.fd, -1
+            os.close(fd)
+
+
 #: Moves a root that cannot go in time out of the way: ``(parent fd, parent path,
 #: name) -> where it is now`` (:func:`._trash.move_to_trash`).
 Defer = Callable[[int, str, str], str]
@@ -317,17 +429,15 @@ class Run:
         self._lock = threading.RLock()
         self.opened: list[Root] = []
         self._workers_by_dev: dict[int, int] = {}
-        # Parent directories, shared by roots in one directory: (fd, statx, real path).
-        self.parent_fds: dict[str, tuple[int, StatxResult, str]] = {}
+        # The directories holding the roots, by how they are reached (a path as given,
+        # or a base and a path beneath it): a bounded number of them open at once.
+        self.parents: dict[object, Parent] = {}
+        self.parent_fds = ParentFds(_PARENT_FDS)
 
     # bookkeeping ---------------------------------------------------------
 
     def close(self) -> None:
-        for fd, _st, _real in self.parent_fds.values():
-            os.close(fd)
-        self.parent_fds.clear()
-        for r in self.opened:
-            r.parent_fd = -1
+        self.parent_fds.close()
 
     def report(self) -> RemoveReport:
         return RemoveReport(
@@ -344,6 +454,11 @@ class Run:
         code = exc.errno or 0
         with self._lock:
             self.errors.append(RemoveFailure(path, code, f"{what}: {why(code)}"))
+
+    def count_unlinked(self, name: str) -> None:
+        """Count one entry unlinked (not a silly-renamed name: the client's, not ours)."""
+        if not _is_silly(name):
+            self._count()
 
     def _count(self, n: int = 1) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ TW = "tests/test_tree_walk.py"
 RW = "tests/test_remove_walk.py"
 FL = "tests/test_filelist.py"
 SH = "tests/test_tree_share.py"
+RL = "tests/test_remove_limits.py"
 
 
 @dataclass(frozen=True)
@@ -457,8 +458,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "remove-absent-entry-not-settled",
         _REMOVE,
-        "        if not r.done or r.st is None:  # absent now: a recovery may bring it back",
-        "        if not r.done:  # absent now: a recovery may bring it back",
+        "    groups = by_parent(r for r in roots if not r.done or r.st is None)  # absent: may come back",
+        "    groups = by_parent(r for r in roots if not r.done)  # absent: may come back",
         (f"{U}::test_kill_9_at_every_step_then_recovery",),
         "killed between moving the old tree out and the new one in: the name is absent",
     ),
@@ -1405,8 +1406,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "remove-busy-root-with-mount-deferred",
         _REMOVAL,
-        "if r.done or o.error or o.mount or o.protected or run.defer is None:",
-        "if r.done or o.error or o.protected or run.defer is None:",
+        "    return not (o.error or o.mount or o.protected) and bool(o.retry or o.silly)",
+        "    return not (o.error or o.protected) and bool(o.retry or o.silly)",
         (f"{GR}::test_busy_root_holding_a_mount_is_not_deferred",),
     ),
     m(
@@ -1558,6 +1559,33 @@ MUTATIONS: list[Mutation] = [
             f"{RW}::test_read_only_directories_go_with_threads_on_siblings[python]",
         ),
         "two threads meet EACCES in one read-only directory: the second finds it writable",
+    ),
+    m(
+        "remove-parents-all-open-for-the-call",
+        _TREE,
+        "_PARENT_FDS = 16\n",
+        "_PARENT_FDS = 10**6\n",
+        (
+            f"{RL}::test_an_uninstall_spanning_more_directories_than_fds_left",
+            f"{RL}::test_a_list_of_paths_in_more_directories_than_fds_left",
+        ),
+        "a RECORD over more directories than fds left fails with EMFILE (one fd a directory)",
+    ),
+    m(
+        "remove-reopened-parent-not-checked",
+        _TREE,
+        "            elif (st.dev, st.ino) != (p.st.dev, p.st.ino):\n",
+        "            elif False:\n",
+        (f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone",),
+        "a parent closed after its check, replaced meanwhile: another directory's files go",
+    ),
+    m(
+        "remove-lost-parent-not-reported",
+        _REMOVAL,
+        "    run.errors.append(RemoveFailure(r.path, code, reason))\n",
+        "",
+        (f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone",),
+        "entries left alone in a replaced parent without a word: the call says it removed them",
     ),
     # -- replace() (issue #9.5) --------------------------------------------------------------
     m(
@@ -1712,29 +1740,29 @@ MUTATIONS: list[Mutation] = [
     m(
         "uninstall-listed-file-walked-when-swapped-for-a-directory",
         _REMOVAL,
-        "    if r.leaf:\n        leaf_is_a_directory(run, r)\n        return\n",
+        "    if r.leaf:\n        unlink_leaf(run, r, pfd)\n        return\n",
         "",
         (
             f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[c-after-the-check]",
             f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[python-after-the-check]",
-            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[c-between-stat-and-unlink]",
-            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[python-between-stat-and-unlink]",
+            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[c-just-before-the-unlink]",
+            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[python-just-before-the-unlink]",
         ),
         "a RECORD file swapped for another user's directory after its check: the uninstall deletes the tree",
     ),
     m(
         "uninstall-busy-entry-renamed-into-the-trash",
         _REMOVAL,
-        "            if r.leaf or r.strict:\n",
-        "            if False:\n",
+        "    if r.leaf or r.strict:\n",
+        "    if False:\n",
         (f"{UN}::test_a_busy_listed_file_swapped_for_a_directory_is_not_deferred",),
         "a busy listed file deferred by name: whatever has the name by then goes into the trash, emptied later",
     ),
     m(
         "uninstall-last-entry-not-pinned",
         _REMOVE,
-        "    return Root(os.path.join(parent, parts[-1]), parent, parts[-1], anchor=anchor, strict=True)",
-        "    return Root(os.path.join(parent, parts[-1]), parent, parts[-1], anchor=anchor, strict=False)",
+        "            Root(_entry_parent(run, top, parts), parts[-1], strict=True) for parts in last_parts",
+        "            Root(_entry_parent(run, top, parts), parts[-1], strict=False) for parts in last_parts",
         (
             f"{UN}::test_a_last_entry_swapped_for_another_users_directory_is_left_alone[c]",
             f"{UN}::test_a_last_entry_swapped_for_another_users_directory_is_left_alone[python]",
@@ -1779,8 +1807,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "uninstall-symlinked-entry-dir-taken-for-missing",
         _REMOVAL,
-        "                if link is not None:",
-        "                if False:",
+        "            if link is not None:",
+        "            if False:",
         (
             f"{UN}::test_a_symlink_as_an_entrys_directory_refuses_the_call[lnk/x.py-openat2]",
             f"{UN}::test_a_symlink_as_an_entrys_directory_refuses_the_call[pkg/lnk/x.py-per-component]",
