@@ -146,3 +146,106 @@ def test_a_parent_replaced_after_its_check_is_left_alone(
     assert {p.read_text() for p in first.iterdir()} == {"someone else's"}
     assert sorted(os.listdir(site / "moved")) == ["a.py", "b.py"]
     assert len(list((site / "pkg").rglob("*.py"))) == 2
+
+
+# -- the parallel walk under a low fd limit (finding I) ----------------------------------
+
+
+def packages(root: Path, n: int = 120, files: int = 30, depth: int = 12) -> int:
+    """``n`` packages, each ``files`` files and a chain ``depth`` directories deep; how
+    many entries remove() counts (with ``root``)."""
+    for i in range(n):
+        d = root / f"d{i:03d}"
+        (d / "/".join("abcdefghijklmnopqrstuvwxyz"[:depth])).mkdir(parents=True)
+        for j in range(files):
+            (d / f"f{j}").write_text("")
+    return n * (1 + files + depth) + 1
+
+
+@pytest.mark.parametrize("mode", ["network", "workers=64"])
+def test_the_parallel_walk_fits_a_low_fd_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """With 100 fds to spare (a ``ulimit -n`` of about 110), the parallel walk -- 32
+    threads on a network mount, or ``workers=64`` -- takes no more fds than there are:
+    its threads and the directories it holds open are fitted to the limit (it held
+    about 7 fds a thread whatever the limit, and left thousands of entries with
+    EMFILE errors)."""
+    root = tmp_path / "tree"
+    n = packages(root)
+    workers = None
+    if mode == "network":
+        from linkstrategy._mounts import find_mount
+
+        monkeypatch.setenv("LINKSTRATEGY_NETWORK_MOUNTS", find_mount(str(tmp_path)).mount_point)
+    else:
+        workers = 64
+    before = open_fds()
+    with fd_room(100):
+        r = linkstrategy.remove(root, workers=workers)
+    assert r.errors == () and r.deferred == (), r.errors[:3]
+    assert r.removed == n and not root.exists()
+    assert open_fds() == before
+
+
+def test_the_parallel_walk_holds_at_most_its_share_of_directories_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directories a parallel walk keeps open between its jobs are counted against
+    what its fds allow (here 3, with 4 threads): past that a job empties its
+    subdirectory serially, so the walk's fds stay within frames + jobs x their share."""
+    from linkstrategy import _tree
+
+    root = tmp_path / "tree"
+
+    def grow(d: Path, depth: int) -> int:
+        d.mkdir(parents=True)
+        (d / "f").write_text("")
+        return 2 + (sum(grow(d / f"s{k}", depth - 1) for k in range(3)) if depth else 0)
+
+    n = sum(grow(root / f"d{i:02d}", 4) for i in range(12)) + 1
+    monkeypatch.setattr(_tree, "fit_threads", lambda workers: (4, 3))
+    held: list[int] = []
+    fds: list[int] = []
+    real = _tree._ParallelWalk.take_frame
+
+    def take_frame(self: Any) -> bool:
+        ok: bool = real(self)
+        held.append(self.frames)
+        fds.append(open_fds())
+        return ok
+
+    monkeypatch.setattr(_tree._ParallelWalk, "take_frame", take_frame)
+    before = open_fds()
+    r = linkstrategy.remove(root, workers=4)
+    assert r.errors == () and r.removed == n and not root.exists()
+    assert held and max(held) <= 3
+    assert max(fds) - before <= 3 + 5 * _tree._JOB_FDS
+
+
+def test_a_deep_tree_keeps_few_directories_open_in_the_parallel_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs go _PARALLEL_DEPTH levels deep, then empty their subtree serially: a 300-deep
+    chain (with a file a level) holds a few directories open a thread, not one a level
+    up to what the fds allow."""
+    from linkstrategy import _tree
+
+    root = tmp_path / "tree"
+    d = root
+    for i in range(300):
+        d = d / "d"
+        d.mkdir(parents=True)
+        (d / "f").write_text(str(i))
+    held: list[int] = []
+    real = _tree._ParallelWalk.take_frame
+
+    def take_frame(self: Any) -> bool:
+        ok: bool = real(self)
+        held.append(self.frames)
+        return ok
+
+    monkeypatch.setattr(_tree._ParallelWalk, "take_frame", take_frame)
+    r = linkstrategy.remove(root, workers=4)
+    assert r.errors == () and r.removed == 601 and not root.exists()
+    assert held and max(held) <= 8  # _PARALLEL_DEPTH (not read from it: a mutant changes it)

@@ -106,6 +106,14 @@ _C_THREADS_BELOW = 16
 _MEMORY_MAGIC = frozenset({0x01021994, 0x858458F6})  # tmpfs, ramfs
 _PARALLEL_DEPTH = 8
 _DEEP_FDS = 8
+# ...and all of it within the fds the process has (RLIMIT_NOFILE less those open, less a
+# reserve for the rest of the process: an eighth of the limit, at least 16): a running job
+# holds at most its directory, a serial walk's _DEEP_FDS and 3 passing ones (a listing's
+# dup, an O_PATH chmod, a busy rmdir's listing); the directories kept open between jobs
+# are counted against what is left, and past that a job empties its subdirectory
+# serially.  Threads: at most as many as half the room pays jobs for (fewer than 2:
+# the serial walk).  Measured: about 7 fds a thread without a cap.
+_JOB_FDS = _DEEP_FDS + 4
 # Directories holding a run's roots (remove() of a list of paths, a RECORD's files)
 # open at once: each is open while its roots are worked on and closed, least recently
 # used first, when others need the fds; a RECORD may span thousands of directories.
@@ -124,6 +132,35 @@ def _is_silly(name: str) -> bool:
     import re  # re caches the compiled pattern
 
     return re.match(_SILLY, name) is not None
+
+
+def fd_room() -> int:
+    """The fds this process may still open for a walk: its soft ``RLIMIT_NOFILE`` less
+    those open now, less a reserve for the rest of the process (an eighth, at least 16)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return 1 << 16
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    try:
+        used = len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
+    except OSError:  # EMFILE itself, no /proc: only the limit is known
+        used = soft // 2
+    return soft - used - max(16, soft // 8)
+
+
+def fit_threads(workers: int) -> tuple[int, int]:
+    """``(threads, frames)`` for a parallel walk that asks for ``workers`` threads,
+    within :func:`fd_room`: ``threads`` running jobs at most (``1``: walk serially) and
+    ``frames`` directories held open between its jobs."""
+    room = fd_room()
+    threads = min(workers, room // 2 // _JOB_FDS - 1)
+    if threads < 2:
+        return 1, 0
+    return threads, room - (threads + 1) * _JOB_FDS  # +1: the calling thread works jobs too
 
 
 def why(code: int) -> str:
@@ -737,14 +774,20 @@ class Run:
         """Empty the directory open at ``top_fd``; True if it is now empty."""
         workers = self._workers_for(top_fd)
         if workers > 1:
-            walk = _ParallelWalk(self, self.tasks(workers), root, out)
-            return walk.clear(top_fd, top_path, prot)
+            threads, frames = fit_threads(workers)
+            if threads > 1:
+                walk = _ParallelWalk(self, self.tasks(threads), root, out, frames)
+                return walk.clear(top_fd, top_path, prot)
+            # Too few fds for threads: serially, within them.
+            max_fds = min(self.max_fds, max(2, fd_room() - 4))
+            return self.serial_clear(top_fd, top_path, prot, root, out, max_fds)
         if _fast is not None and not prot.children and not self._c_clear(top_fd, root):
             return True
         # Serial; on a local disk a big tree is handed to the parallel walk after a
         # while (threads do not pay for a small one).
         later = _local_workers() if self.workers is None else 1
-        return self.serial_clear(top_fd, top_path, prot, root, out, self.max_fds, later)
+        max_fds = min(self.max_fds, max(2, fd_room() - 4))
+        return self.serial_clear(top_fd, top_path, prot, root, out, max_fds, later)
 
     def _c_clear(self, top_fd: int, root: StatxResult) -> int:
         """The C pass (local): remove what goes plainly below ``top_fd`` -- on tmpfs a
@@ -810,7 +853,8 @@ class Run:
         """Empty the directory open at ``top_fd`` with :func:`walk_frames` (depth first,
         at most ``max_fds`` directory fds besides ``top_fd``); True if it is now empty.
         ``later > 1``: after ``_LOCAL_SERIAL_DIRS`` directories, hand the rest to that
-        many threads."""
+        many threads (fewer, or none, where the fds are few: :func:`fit_threads`)."""
+        threads, frames = fit_threads(later) if later > 1 else (1, 0)
         top_st = os.fstat(top_fd)
         top = Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino))
         self.unlink_files(top, self.scan(top, out), out)
@@ -840,7 +884,7 @@ class Run:
                 parent.blocked = True
 
         def handoff(stack: list[Frame]) -> bool:
-            return _ParallelWalk(self, self.tasks(later), root, out).adopt(stack)
+            return _ParallelWalk(self, self.tasks(threads), root, out, frames).adopt(stack)
 
         try:
             handed = walk_frames(
@@ -848,7 +892,7 @@ class Run:
                 max_fds,
                 enter,
                 leave,
-                handoff=handoff if later > 1 else None,
+                handoff=handoff if threads > 1 else None,
                 handoff_after=_LOCAL_SERIAL_DIRS,
                 doing="removal",
             )
@@ -956,11 +1000,17 @@ class _ParallelWalk:
     The jobs run on the run's :class:`._pool.Tasks` (newest first: deep first).
     """
 
-    def __init__(self, run: Run, tasks: Tasks, root: StatxResult, out: Outcome) -> None:
+    def __init__(
+        self, run: Run, tasks: Tasks, root: StatxResult, out: Outcome, frames: int
+    ) -> None:
         self.run = run
         self.tasks = tasks
         self.root = root
         self.out = out
+        # Directories held open between jobs (the top's is the caller's): at most
+        # ``frames``, past that a job empties its subdirectory serially (deep()).
+        self.frames = 0
+        self.max_frames = frames
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.cancelled = False  # after an unexpected exception: wind down, touch nothing
@@ -988,6 +1038,7 @@ class _ParallelWalk:
 
     def adopt(self, stack: list[Frame]) -> bool:
         """Take over a serial walk: ``stack`` (top first) is open, its files are gone."""
+        self.frames = len(stack) - 1  # counted against max_frames: they stay open a while
         for i, fr in enumerate(stack):
             fr.parent = stack[i - 1] if i else None
             fr.pending = 2 if i < len(stack) - 1 else 1  # its own token, the child above
@@ -1049,7 +1100,7 @@ class _ParallelWalk:
                 if fd is not None:
                     node = parent.prot.children.get(name, _EMPTY_PROTECT)
                     path = os.path.join(parent.path, name)
-                    if parent.depth + 1 >= _PARALLEL_DEPTH:
+                    if parent.depth + 1 >= _PARALLEL_DEPTH or not self.take_frame():
                         self.deep(parent, name, fd, path, node)
                     else:
                         child = Frame(
@@ -1061,6 +1112,14 @@ class _ParallelWalk:
             self.release(parent)
         else:
             self.scan(child)
+
+    def take_frame(self) -> bool:
+        """May one more directory stay open between jobs?  (Counted if so.)"""
+        with self.lock:
+            if self.frames >= self.max_frames:
+                return False
+            self.frames += 1
+            return True
 
     def deep(self, parent: Frame, name: str, fd: int, path: str, node: Protect) -> None:
         """Empty and rmdir a subtree below the parallel depth with a serial walk in this
@@ -1086,6 +1145,8 @@ class _ParallelWalk:
                 return
             try:
                 os.close(fr.fd)
+                with self.lock:
+                    self.frames -= 1
                 if (
                     fr.blocked
                     or self.cancelled

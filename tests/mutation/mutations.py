@@ -1530,7 +1530,10 @@ MUTATIONS: list[Mutation] = [
         _TREE,
         "_PARALLEL_DEPTH = 8\n",
         "_PARALLEL_DEPTH = 10**6\n",
-        (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
+        (
+            f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",
+            f"{RL}::test_a_deep_tree_keeps_few_directories_open_in_the_parallel_walk",
+        ),
     ),
     m(
         "remove-no-threads-is-fatal",
@@ -1586,6 +1589,25 @@ MUTATIONS: list[Mutation] = [
         "",
         (f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone",),
         "entries left alone in a replaced parent without a word: the call says it removed them",
+    ),
+    m(
+        "remove-parallel-threads-not-fitted",
+        _TREE,
+        "    threads = min(workers, room // 2 // _JOB_FDS - 1)\n",
+        "    threads = workers\n",
+        (
+            f"{RL}::test_the_parallel_walk_fits_a_low_fd_limit[network]",
+            f"{RL}::test_the_parallel_walk_fits_a_low_fd_limit[workers=64]",
+        ),
+        "32 threads on a network mount under ulimit -n 256: EMFILE, thousands of entries left",
+    ),
+    m(
+        "remove-parallel-frames-unbounded",
+        _TREE,
+        "            if self.frames >= self.max_frames:\n",
+        "            if False:\n",
+        (f"{RL}::test_the_parallel_walk_holds_at_most_its_share_of_directories_open",),
+        "the directories a parallel walk keeps open between jobs are not bounded by its fds",
     ),
     # -- replace() (issue #9.5) --------------------------------------------------------------
     m(
