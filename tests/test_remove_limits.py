@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import resource
 from collections.abc import Iterator
@@ -249,3 +250,56 @@ def test_a_deep_tree_keeps_few_directories_open_in_the_parallel_walk(
     r = linkstrategy.remove(root, workers=4)
     assert r.errors == () and r.removed == 601 and not root.exists()
     assert held and max(held) <= 8  # _PARALLEL_DEPTH (not read from it: a mutant changes it)
+
+
+# -- memory of deep trees (finding E) ----------------------------------------------------
+
+NAME = "n" * 200
+
+
+def deep_tree(top: Path, depth: int) -> None:
+    """``top`` and a chain ``depth`` directories deep below it, 200-byte names, a file in
+    each: made through fds (the paths are far longer than PATH_MAX)."""
+    top.mkdir()
+    cur = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(NAME, dir_fd=cur)
+            os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=cur))
+            nxt = os.open(NAME, os.O_RDONLY | os.O_DIRECTORY, dir_fd=cur)
+            os.close(cur)
+            cur = nxt
+    finally:
+        os.close(cur)
+
+
+def traced_peak(fn: Any) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("call", ["remove", "gc"])
+def test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square(
+    tmp_path: Path, remove_walk: str, call: str
+) -> None:
+    """A frame of the walk keeps its name and its parent, not its whole path: a chain
+    twice as deep (200-byte names) takes about twice the memory, not four times (it took
+    900 MB at 3,000 levels)."""
+    peaks = []
+    for depth in (500, 1000):
+        top = tmp_path / f"t{depth}"
+        deep_tree(top, depth)
+        if call == "remove":
+            peaks.append(traced_peak(functools.partial(linkstrategy.remove, top, check=True)))
+        else:
+            peaks.append(traced_peak(functools.partial(linkstrategy.gc, top, recursive=True)))
+            linkstrategy.remove(top, check=True)
+        assert not top.exists()
+    assert peaks[1] < 3 * peaks[0], peaks
+    assert peaks[1] < 8 << 20, peaks  # quadratic: 100 MB at 1,000 levels

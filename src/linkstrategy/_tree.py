@@ -287,19 +287,38 @@ _EMPTY_PROTECT = Protect()
 
 @record(eq=False)
 class Frame:
-    """A directory being emptied: its fd and what the walk knows about it."""
+    """A directory being emptied: its fd and what the walk knows about it.
+
+    It keeps its name and the frame of the directory holding it, not its path: the
+    frames of a deep walk would hold depth x path length (900 MB for 3,000 levels of
+    200-byte names); :attr:`path` is built only for a report."""
 
     fd: int  # -1: closed by a deep serial walk (reopened through ".." on the way up)
-    path: str
+    name: str  # in ``parent``; the top's: its path
     prot: Protect
     subdirs: list[str] = field(default_factory=list)
     blocked: bool = False  # something in here stays: do not try rmdir
     ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino), to check a reopened fd
     depth: int = 0
-    # Parallel walk only: the directory holding this one (None for the top), and
-    # how many jobs still run for it (its own scan plus one per child directory).
-    parent: Frame | None = None
+    # The directory holding this one (None for the top); the parallel walk's: how many
+    # jobs still run for it (its own scan plus one per child directory).
+    parent: Frame | None = field(default=None, repr=False)
     pending: int = 0
+
+    @property
+    def path(self) -> str:
+        """Its path, from the top's: for reports."""
+        names = []
+        fr: Frame | None = self
+        while fr is not None:
+            names.append(fr.name)
+            fr = fr.parent
+        return os.path.join(*reversed(names))
+
+
+def _at(where: str | Frame, name: str) -> str:
+    """The path of ``name`` in ``where`` (a directory's path, or its frame), for a report."""
+    return os.path.join(where if isinstance(where, str) else where.path, name)
 
 
 @record
@@ -539,7 +558,7 @@ class Run:
     def unlink(
         self,
         fd: int,
-        path: str,
+        path: str | Frame,
         name: str,
         out: Outcome,
         err: OSError | None = None,
@@ -569,7 +588,7 @@ class Run:
                 return True
             if action == "swapped":
                 # It is (now) a directory: swapped mid-walk; the next pass walks it.
-                out.again(os.path.join(path, name), "became a directory", code or 0)
+                out.again(_at(path, name), "became a directory", code or 0)
                 return False
             if action == "fix_perms" and not fixed:
                 fixed = True
@@ -577,16 +596,17 @@ class Run:
                     continue
             if action in ("busy", "retry"):
                 if _is_silly(name):
-                    out.silly.append(os.path.join(path, name))
+                    out.silly.append(_at(path, name))
                 else:
-                    out.again(os.path.join(path, name), why(code or 0), code or 0)
+                    out.again(_at(path, name), why(code or 0), code or 0)
                     self._retried()
                 return False
-            self.fail(out, os.path.join(path, name), exc, "cannot unlink")
+            self.fail(out, _at(path, name), exc, "cannot unlink")
             return False
 
-    def rmdir(self, fd: int, path: str, name: str, out: Outcome, *, fix_perms: bool = True) -> bool:
-        full = os.path.join(path, name)
+    def rmdir(
+        self, fd: int, path: str | Frame, name: str, out: Outcome, *, fix_perms: bool = True
+    ) -> bool:
         fixed = not fix_perms
         while True:
             try:
@@ -600,6 +620,7 @@ class Run:
                     fixed = True
                     if self._make_writable(fd):
                         continue
+                full = _at(path, name)
                 if action == "busy" and self._is_mount(fd, name):
                     out.mount = True
                     self.mounts.append(full)
@@ -646,24 +667,23 @@ class Run:
 
     def open_subdir(self, fr: Frame, name: str, root: StatxResult, out: Outcome) -> int | None:
         """Open ``name`` under ``fr`` for walking, or deal with it and return None."""
-        full = os.path.join(fr.path, name)
         try:
             st = statx(fr.fd, name)
         except OSError as e:
             if remove_action(e.errno) == "gone":
                 return None
             fr.blocked = True
-            self.fail(out, full, e, "cannot stat")
+            self.fail(out, _at(fr, name), e, "cannot stat")
             return None
         if not stat.S_ISDIR(st.mode):
             # d_type said directory but it is not (any more): a swap; unlink, never follow.
-            if not self.unlink(fr.fd, fr.path, name, out):
+            if not self.unlink(fr.fd, fr, name, out):
                 fr.blocked = True
             return None
         if _other_mount(st, root):
             fr.blocked = True
             out.mount = True
-            self.mounts.append(full)
+            self.mounts.append(_at(fr, name))
             return None
         fixed = False
         while True:
@@ -677,7 +697,7 @@ class Run:
                 if action == "swapped":
                     # Became a symlink (O_NOFOLLOW: ELOOP) or a file (ENOTDIR): remove the
                     # link itself next pass; its target is outside the walk and untouched.
-                    out.again(full, "swapped for a non-directory", e.errno or 0)
+                    out.again(_at(fr, name), "swapped for a non-directory", e.errno or 0)
                     fr.blocked = True
                     return None
                 if action == "fix_perms" and not fixed:
@@ -685,19 +705,19 @@ class Run:
                     if chmod_nofollow_dir(fr.fd, name):
                         continue
                 fr.blocked = True
-                self.fail(out, full, e, "cannot open directory")
+                self.fail(out, _at(fr, name), e, "cannot open directory")
                 return None
         try:
             fst = os.fstat(fd)
         except OSError as e:
             os.close(fd)
             fr.blocked = True
-            self.fail(out, full, e, "cannot stat")
+            self.fail(out, _at(fr, name), e, "cannot stat")
             return None
         if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
             os.close(fd)  # replaced between the stat and the open: look again next pass
             fr.blocked = True
-            out.again(full, "replaced while opening")
+            out.again(_at(fr, name), "replaced while opening")
             return None
         return fd
 
@@ -751,7 +771,7 @@ class Run:
             try:
                 unlink(name, dir_fd=fd)
             except OSError as e:
-                if not self.unlink(fd, fr.path, name, out, e):
+                if not self.unlink(fd, fr, name, out, e):
                     fr.blocked = True
             else:
                 if name[0] == "." and _is_silly(name):
@@ -849,14 +869,17 @@ class Run:
         out: Outcome,
         max_fds: int,
         later: int = 1,
+        under: Frame | None = None,
     ) -> bool:
         """Empty the directory open at ``top_fd`` with :func:`walk_frames` (depth first,
         at most ``max_fds`` directory fds besides ``top_fd``); True if it is now empty.
-        ``later > 1``: after ``_LOCAL_SERIAL_DIRS`` directories, hand the rest to that
-        many threads (fewer, or none, where the fds are few: :func:`fit_threads`)."""
+        ``top_path``: its path, or its name in ``under`` (the frame of the directory
+        holding it).  ``later > 1``: after ``_LOCAL_SERIAL_DIRS`` directories, hand the
+        rest to that many threads (fewer, or none, where the fds are few:
+        :func:`fit_threads`)."""
         threads, frames = fit_threads(later) if later > 1 else (1, 0)
         top_st = os.fstat(top_fd)
-        top = Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino))
+        top = Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino), parent=under)
         self.unlink_files(top, self.scan(top, out), out)
 
         def enter(fr: Frame, name: str) -> Frame | None:
@@ -867,11 +890,7 @@ class Run:
                 fst = os.fstat(fd)
                 node = fr.prot.children.get(name, _EMPTY_PROTECT)
                 child = Frame(
-                    fd,
-                    os.path.join(fr.path, name),
-                    node,
-                    ident=(fst.st_dev, fst.st_ino),
-                    depth=fr.depth + 1,
+                    fd, name, node, ident=(fst.st_dev, fst.st_ino), depth=fr.depth + 1, parent=fr
                 )
                 self.unlink_files(child, self.scan(child, out), out)
             except BaseException:
@@ -880,7 +899,7 @@ class Run:
             return child
 
         def leave(fr: Frame, parent: Frame) -> None:
-            if fr.blocked or not self.rmdir(parent.fd, parent.path, os.path.basename(fr.path), out):
+            if fr.blocked or not self.rmdir(parent.fd, parent, fr.name, out):
                 parent.blocked = True
 
         def handoff(stack: list[Frame]) -> bool:
@@ -1099,12 +1118,11 @@ class _ParallelWalk:
                 fd = self.run.open_subdir(parent, name, self.root, self.out)
                 if fd is not None:
                     node = parent.prot.children.get(name, _EMPTY_PROTECT)
-                    path = os.path.join(parent.path, name)
                     if parent.depth + 1 >= _PARALLEL_DEPTH or not self.take_frame():
-                        self.deep(parent, name, fd, path, node)
+                        self.deep(parent, name, fd, node)
                     else:
                         child = Frame(
-                            fd, path, node, parent=parent, pending=1, depth=parent.depth + 1
+                            fd, name, node, parent=parent, pending=1, depth=parent.depth + 1
                         )
         except BaseException as e:
             self.failed(e, parent)
@@ -1121,14 +1139,15 @@ class _ParallelWalk:
             self.frames += 1
             return True
 
-    def deep(self, parent: Frame, name: str, fd: int, path: str, node: Protect) -> None:
+    def deep(self, parent: Frame, name: str, fd: int, node: Protect) -> None:
         """Empty and rmdir a subtree below the parallel depth with a serial walk in this
         job (bounded fds whatever its depth)."""
         try:
-            ok = self.run.serial_clear(fd, path, node, self.root, self.out, _DEEP_FDS)
+            run, root, out = self.run, self.root, self.out
+            ok = run.serial_clear(fd, name, node, root, out, _DEEP_FDS, under=parent)
         finally:
             os.close(fd)
-        if not ok or self.cancelled or not self.run.rmdir(parent.fd, parent.path, name, self.out):
+        if not ok or self.cancelled or not self.run.rmdir(parent.fd, parent, name, self.out):
             parent.blocked = True
 
     def release(self, fr: Frame) -> None:
@@ -1150,9 +1169,7 @@ class _ParallelWalk:
                 if (
                     fr.blocked
                     or self.cancelled
-                    or not self.run.rmdir(
-                        parent.fd, parent.path, os.path.basename(fr.path), self.out
-                    )
+                    or not self.run.rmdir(parent.fd, parent, fr.name, self.out)
                 ):
                     parent.blocked = True
             except BaseException as e:

@@ -1609,6 +1609,25 @@ MUTATIONS: list[Mutation] = [
         (f"{RL}::test_the_parallel_walk_holds_at_most_its_share_of_directories_open",),
         "the directories a parallel walk keeps open between jobs are not bounded by its fds",
     ),
+    m(
+        "remove-frames-keep-their-whole-path",
+        _TREE,
+        "                    fd, name, node, ident=(fst.st_dev, fst.st_ino), depth=fr.depth + 1, parent=fr\n",
+        "                    fd, os.path.join(fr.path, name), node, ident=(fst.st_dev, fst.st_ino), depth=fr.depth + 1\n",
+        (
+            f"{RL}::test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square[c-remove]",
+            f"{RL}::test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square[python-remove]",
+        ),
+        "a 3,000-deep tree of 200-byte names took 900 MB to remove: each frame held its path",
+    ),
+    m(
+        "gc-frames-keep-their-whole-path",
+        "src/linkstrategy/_gc.py",
+        "                child = Frame(fd, n, Protect(), ident=(st.dev, st.ino), parent=fr)\n",
+        "                child = Frame(fd, os.path.join(fr.path, n), Protect(), ident=(st.dev, st.ino))\n",
+        (f"{RL}::test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square[c-gc]",),
+        "gc(recursive=True) of a 3,000-deep tree took 900 MB: each frame held its path",
+    ),
     # -- replace() (issue #9.5) --------------------------------------------------------------
     m(
         "replace-read-only-top-not-made-writable",
