@@ -124,11 +124,14 @@ class Root:
 
 def parent_at(run: Run, given: str, base: Parent | None = None, rel: str = "") -> Parent:
     """The run's :class:`Parent` for the directory ``given`` (as the kernel resolves
-    it), or ``rel`` beneath ``base`` (never through a symlink; ``given`` is then its
-    path for reports): one for all the roots reached the same way."""
+    it), or ``rel`` beneath ``base`` (never through a symlink; ``given``, its path for
+    reports, may then be ``""``: ``base``'s path and ``rel``): one for all the roots
+    reached the same way."""
     key: object = given if base is None else (base, rel)
     p = run.parents.get(key)
     if p is None:
+        if base is not None and not given:
+            given = os.path.join(base.path, rel)
         p = run.parents[key] = Parent(given, base, rel)
     return p
 
@@ -310,6 +313,13 @@ def check_root(r: Root, pfd: int, protected: dict[tuple[int, int], str]) -> None
     refuse(r, protected)
     if r.st is None:
         r.done = True
+    elif not r.strict and not stat.S_ISDIR(r.st.mode):
+        r.st = _CHECKED_FILE  # all that is used of it later: not a directory
+
+
+#: The ``st`` of a root checked as a non-directory and not pinned to its inode: its type
+#: is all the passes use, so one shared stand-in instead of each one's statx.
+_CHECKED_FILE = StatxResult(stat.S_IFREG, 0, 0, None, None)
 
 
 def each_in_its_parent(run: Run, roots: Iterable[Root], act: Callable[[Root, int], None]) -> None:
@@ -447,12 +457,30 @@ def _busy(o: Outcome) -> bool:
 
 
 def pass_of(run: Run, r: Root, pfd: int) -> None:
-    """One pass over ``r``, with an Outcome of its own (the shared untried one again
-    when it went cleanly: nothing kept for each of many roots)."""
+    """One pass over ``r``.  A files= entry, or a root checked as a file, is first
+    unlinked (no statx first: unlink(2) never removes a directory); that is all most
+    of a long list costs.  Anything else gets an Outcome of its own for the pass (the
+    shared untried one again when it went cleanly: nothing kept for each root)."""
+    err: OSError | None = None
+    if r.leaf or _checked_file(r):
+        try:
+            os.unlink(r.name, dir_fd=pfd)
+        except OSError as e:
+            err = e
+        else:
+            run.count_unlinked(r.name)
+            r.done = True
+            r.outcome = _UNTRIED
+            return
     out = r.outcome = Outcome()
-    one_pass(run, r, pfd)
+    one_pass(run, r, pfd, err)
     if r.done and out.clean and not out.changed:
         r.outcome = _UNTRIED
+
+
+def _checked_file(r: Root) -> bool:
+    """Checked as something else than a directory, and not pinned to its inode."""
+    return not r.strict and r.st is not None and not stat.S_ISDIR(r.st.mode)
 
 
 def defer_root(run: Run, r: Root, pfd: int) -> None:
@@ -489,26 +517,18 @@ def defer_root(run: Run, r: Root, pfd: int) -> None:
     r.done = True
 
 
-def one_pass(run: Run, r: Root, pfd: int) -> None:
-    """Remove ``r`` (in the directory open at ``pfd``) as far as one pass goes."""
+def one_pass(run: Run, r: Root, pfd: int, err: OSError | None = None) -> None:
+    """Remove ``r`` (in the directory open at ``pfd``) as far as one pass goes.
+    ``err``: how the unlink :func:`pass_of` tried first failed."""
     out = r.outcome
     if r.leaf:
-        unlink_leaf(run, r, pfd)
+        unlink_leaf(run, r, pfd, err)
         return
-    if not r.strict and r.st is not None and not stat.S_ISDIR(r.st.mode):
-        # Checked as a file: one unlink (a statx first cost a third of a long list's time).
-        try:
-            os.unlink(r.name, dir_fd=pfd)
-        except OSError as e:
-            if e.errno not in REMOVE_IS_DIR:
-                if run.unlink(pfd, r.parent, r.name, out, e, fix_perms=False):
-                    r.done = True
-                return
-            # A directory now: swapped since the check; looked at afresh below.
-        else:
-            run.count_unlinked(r.name)
+    if err is not None and err.errno not in REMOVE_IS_DIR:
+        if run.unlink(pfd, r.parent, r.name, out, err, fix_perms=False):
             r.done = True
-            return
+        return
+    # A directory (or one now: swapped since the check), or a strict root: looked at.
     try:
         st = statx(pfd, r.name)
     except OSError as e:
@@ -554,19 +574,22 @@ def one_pass(run: Run, r: Root, pfd: int) -> None:
         r.done = True
 
 
-def unlink_leaf(run: Run, r: Root, pfd: int) -> None:
-    """A files= entry: only ever unlinked (no statx first: unlink(2) never removes a
-    directory); one that is a directory now stays, an error."""
-    try:
-        os.unlink(r.name, dir_fd=pfd)
-    except OSError as e:
-        if e.errno in REMOVE_IS_DIR:
-            leaf_is_a_directory(run, r)
-        elif run.unlink(pfd, r.parent, r.name, r.outcome, e, fix_perms=False):
+def unlink_leaf(run: Run, r: Root, pfd: int, err: OSError | None) -> None:
+    """A files= entry: only ever unlinked; one that is a directory now stays, an error.
+    ``err``: how the first unlink failed (None: not tried yet)."""
+    if err is None:
+        try:
+            os.unlink(r.name, dir_fd=pfd)
+        except OSError as e:
+            err = e
+        else:
+            run.count_unlinked(r.name)
             r.done = True
-        return
-    run.count_unlinked(r.name)
-    r.done = True
+            return
+    if err.errno in REMOVE_IS_DIR:
+        leaf_is_a_directory(run, r)
+    elif run.unlink(pfd, r.parent, r.name, r.outcome, err, fix_perms=False):
+        r.done = True
 
 
 def leaf_is_a_directory(run: Run, r: Root) -> None:

@@ -262,25 +262,18 @@ def _remove_files(
         skip = {"/".join(p) for p in last_parts}
         top = preset_parent(rfd, root_real)
         beside = preset_parent(wfd, within_real)
-        roots: list[Root] = []
-        names: dict[Parent, set[str]] = {}  # listed twice ("./a", "a"): one root
+        roots: list[Root] = []  # one listed twice ("./a", "a") is gone the second time
         tops = {p[0] for p in last_parts}  # the entries of root this package has
         for entry in files:
             rel = _entry_below(os.fspath(entry), below, within_real)
             if len(rel) > len(below) and rel[: len(below)] == below:
                 rest, base = rel[len(below) :], top
-                rkey = "/".join(rest)
-                if any(rkey == x or rkey.startswith(x + "/") for x in skip):
+                if skip and _with_last(rest, skip):
                     continue  # removed with its `last` entry
                 tops.add(rest[0])
             else:  # beside or above root (a script in bin/)
                 rest, base = rel, beside
-            d = _entry_parent(run, base, rest)
-            seen = names.setdefault(d, set())
-            if rest[-1] not in seen:
-                seen.add(rest[-1])
-                roots.append(Root(d, rest[-1], leaf=True))
-        del names
+            roots.append(Root(_entry_parent(run, base, rest), rest[-1], leaf=True))
         subs = [
             Root(_entry_parent(run, top, parts), parts[-1], strict=True) for parts in last_parts
         ]
@@ -309,14 +302,19 @@ def _remove_files(
             os.close(fd)
 
 
+def _with_last(parts: list[str], skip: set[str]) -> bool:
+    """Is the entry ``parts`` (below root) a ``last`` entry or inside one?"""
+    key = "/".join(parts)
+    return any(key == x or key.startswith(x + "/") for x in skip)
+
+
 def _entry_parent(run: Run, base: Parent, parts: list[str]) -> Parent:
     """The directory of the entry ``parts`` (below ``base``: root or within): opened
     beneath ``base``'s fd, never through a symlink.  A ``last`` entry is also acted on
     only while it is the inode it was when checked (its Root is ``strict``)."""
     if len(parts) == 1:
         return base
-    rel = "/".join(parts[:-1])
-    return parent_at(run, os.path.join(base.path, rel), base, rel)
+    return parent_at(run, "", base, "/".join(parts[:-1]))
 
 
 def _settle_upgrade_of_root(rfd: int, root: str, tops: set[str]) -> None:

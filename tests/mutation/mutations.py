@@ -1628,6 +1628,25 @@ MUTATIONS: list[Mutation] = [
         (f"{RL}::test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square[c-gc]",),
         "gc(recursive=True) of a 3,000-deep tree took 900 MB: each frame held its path",
     ),
+    m(
+        "remove-checked-file-keeps-its-statx",
+        _REMOVAL,
+        "        r.st = _CHECKED_FILE  # all that is used of it later: not a directory\n",
+        "        pass\n",
+        (
+            f"{RL}::test_a_long_list_costs_a_few_hundred_bytes_an_entry[files=]",
+            f"{RL}::test_a_long_list_costs_a_few_hundred_bytes_an_entry[paths]",
+        ),
+        "a RECORD of 200,000 files keeps a statx result for each to the end",
+    ),
+    m(
+        "remove-file-become-tree-retried-as-busy",
+        _REMOVAL,
+        "    if err is not None and err.errno not in REMOVE_IS_DIR:\n",
+        "    if err is not None:\n",
+        (f"{RL}::test_a_path_checked_as_a_file_and_a_tree_by_its_turn_goes_as_a_tree",),
+        "a path checked as a file, a tree by its turn: retried, then moved into the trash",
+    ),
     # -- replace() (issue #9.5) --------------------------------------------------------------
     m(
         "replace-read-only-top-not-made-writable",
@@ -1781,7 +1800,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "uninstall-listed-file-walked-when-swapped-for-a-directory",
         _REMOVAL,
-        "    if r.leaf:\n        unlink_leaf(run, r, pfd)\n        return\n",
+        "    if r.leaf:\n        unlink_leaf(run, r, pfd, err)\n        return\n",
         "",
         (
             f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[c-after-the-check]",
