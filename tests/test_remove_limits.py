@@ -114,32 +114,45 @@ def test_a_symlink_on_the_way_of_the_last_entry_refuses_the_call_under_few_fds(
     assert (elsewhere / "b.py").read_text() == "not the package's"
 
 
+@pytest.mark.parametrize("kind", ["files=", "paths"])
 def test_a_parent_replaced_after_its_check_is_left_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """A parent closed after the check (more directories than fds) is reopened by the
     same way and must be the directory checked, by (st_dev, st_ino): one renamed away
     and replaced by another directory with the same names meanwhile is left alone,
-    an ESTALE error naming its entries; the rest goes."""
+    an ESTALE error naming each of its entries once; the rest goes."""
     site = tmp_path / "site"
     record = package(site)
     first = site / "pkg" / "sub0000"
-    real_passes = R.passes
-    swapped: list[bool] = []
 
-    def passes(run: Any, roots: list[Any]) -> None:
-        if not swapped:
-            swapped.append(True)
-            first.rename(site / "moved")
-            first.mkdir()
-            for f in ("a.py", "b.py"):
-                (first / f).write_text("someone else's")
-        real_passes(run, roots)
+    def swap() -> None:
+        first.rename(site / "moved")
+        first.mkdir()
+        for f in ("a.py", "b.py"):
+            (first / f).write_text("someone else's")
 
-    monkeypatch.setattr(R, "passes", passes)
+    if kind == "files=":
+        real_passes = R.passes
+
+        def passes(run: Any, roots: list[Any]) -> None:
+            if not (site / "moved").exists():
+                swap()
+            real_passes(run, roots)
+
+        monkeypatch.setattr(R, "passes", passes)
+        call = functools.partial(linkstrategy.remove, files=record[:-1], root=site)
+    else:  # before the trash, journals and upgrades next to the roots are looked at
+        real_prepare = R._prepare
+
+        def prepare(run: Any, *, strict: bool) -> None:
+            swap()
+            real_prepare(run, strict=strict)
+
+        monkeypatch.setattr(R, "_prepare", prepare)
+        call = functools.partial(linkstrategy.remove, [site / p for p in record[:-1]])
     with fd_room(ROOM):
-        r = linkstrategy.remove(files=record[:-1], root=site)
-    assert swapped
+        r = call()
     assert sorted((e.path, e.errno) for e in r.errors) == [
         (str(first / "a.py"), errno.ESTALE),
         (str(first / "b.py"), errno.ESTALE),

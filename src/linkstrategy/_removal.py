@@ -328,9 +328,12 @@ def each_in_its_parent(run: Run, roots: Iterable[Root], act: Callable[[Root, int
     since, for others' fds) leaves its roots alone: :func:`parent_lost`."""
     fds = run.parent_fds
     for p, group in by_parent(roots).items():
+        if p.lost:
+            continue  # its roots were reported when it was lost
         try:
             pfd = fds.pin(p)
         except OSError as e:
+            p.lost = True
             for r in group:
                 parent_lost(run, r, e)
             continue
@@ -346,8 +349,8 @@ def parent_lost(run: Run, r: Root, exc: OSError) -> None:
     the directory checked (renamed away and replaced, a symlink swapped in on the
     way): ``r`` stays, an error."""
     code = exc.errno or 0
+    r.done = True  # nothing more to do with it, whatever comes next
     if remove_action(code) == "gone" or code == errno.ENOTDIR:
-        r.done = True
         return
     if r.outcome is _UNTRIED:
         r.outcome = Outcome()

@@ -352,7 +352,7 @@ class Parent:
     following a symlink (``rel``) -- where it must be the directory it was when first
     opened (``st``, by ``(st_dev, st_ino)``).  ``preset``: an fd the caller owns."""
 
-    __slots__ = ("base", "fd", "given", "path", "pins", "preset", "rel", "st")
+    __slots__ = ("base", "fd", "given", "lost", "path", "pins", "preset", "rel", "st")
 
     def __init__(
         self,
@@ -371,6 +371,7 @@ class Parent:
         self.fd = fd
         self.preset = fd >= 0
         self.pins = 0
+        self.lost = False  # could not be reopened as itself: its roots are left, reported once
 
     def __repr__(self) -> str:
         return f"Parent({self.path!r}, fd={self.fd})"

@@ -1579,7 +1579,10 @@ MUTATIONS: list[Mutation] = [
         _TREE,
         "            elif (st.dev, st.ino) != (p.st.dev, p.st.ino):\n",
         "            elif False:\n",
-        (f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone",),
+        (
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[files=]",
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[paths]",
+        ),
         "a parent closed after its check, replaced meanwhile: another directory's files go",
     ),
     m(
@@ -1587,8 +1590,19 @@ MUTATIONS: list[Mutation] = [
         _REMOVAL,
         "    run.errors.append(RemoveFailure(r.path, code, reason))\n",
         "",
-        (f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone",),
+        (
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[files=]",
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[paths]",
+        ),
         "entries left alone in a replaced parent without a word: the call says it removed them",
+    ),
+    m(
+        "remove-lost-parent-reported-at-each-step",
+        _REMOVAL,
+        "        if p.lost:\n            continue  # its roots were reported when it was lost\n",
+        "",
+        (f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[paths]",),
+        "each entry of a replaced parent reported at each step (trash, journals, upgrades, passes)",
     ),
     m(
         "remove-parallel-threads-not-fitted",
