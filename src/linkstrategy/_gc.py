@@ -45,6 +45,17 @@ __all__ = ["gc"]
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _collected(name: str) -> bool:
+    """Is ``name`` what gc() looks at: a trash, a journal, a temporary?"""
+    return (
+        is_trash_name(name)
+        or is_journal_name(name)
+        or is_stage_name(name)
+        or is_tmp_name(name)
+        or is_tmp_name(name, PROBE_PREFIX)
+    )
+
+
 class _Gc:
     """One gc() call: what it found and did."""
 
@@ -118,21 +129,30 @@ class _Gc:
         except OSError as e:
             self.run.errors.append(RemoveFailure(path, e.errno or 0, f"cannot recover: {e}"))
 
-    def directory(self, dir_fd: int, dir_path: str, only: str | None = None) -> list[str]:
+    def directory(self, dir_fd: int, where: str | Frame, only: str | None = None) -> list[str]:
         """Collect what linkstrategy left in one directory (only what concerns the
-        entry ``only``, when given, besides the trash); returns its other entries."""
+        entry ``only``, when given, besides the trash); returns its other entries.
+        ``where``: its path, or its frame in a recursive walk (the path is built only
+        where something is found: a deep walk must not hold depth x path length)."""
         try:
             names = os.listdir(dir_fd)
         except OSError as e:
             if remove_action(e.errno) != "gone":
+                path = where if isinstance(where, str) else where.path
                 self.run.errors.append(
-                    RemoveFailure(dir_path, e.errno or 0, f"cannot list: {why(e.errno or 0)}")
+                    RemoveFailure(path, e.errno or 0, f"cannot list: {why(e.errno or 0)}")
                 )
             return []
         rest: list[str] = []
         jname = journal_name(only) if only is not None else None
         sprefix = stage_prefix(only) if only is not None else None
+        found: list[str] = []
         for n in names:
+            (found if only is not None or _collected(n) else rest).append(n)
+        if not found:
+            return rest
+        dir_path = where if isinstance(where, str) else where.path
+        for n in found:
             if is_trash_name(n):
                 self.trash(dir_fd, dir_path, n)
             elif only is not None:
@@ -142,10 +162,8 @@ class _Gc:
                     self.temporary(dir_fd, dir_path, n)
             elif is_journal_name(n):
                 self.journal(dir_fd, dir_path, n)
-            elif is_stage_name(n) or is_tmp_name(n) or is_tmp_name(n, PROBE_PREFIX):
+            else:  # a temporary of place(), staging or the probe
                 self.temporary(dir_fd, dir_path, n)
-            else:
-                rest.append(n)
         return rest
 
     def walk(self, top_fd: int, top_path: str, names: list[str]) -> None:
@@ -169,11 +187,11 @@ class _Gc:
                 or (st.mnt_id is not None and st.mnt_id != top.mnt_id)
             ):
                 return None
-            path = os.path.join(fr.path, n)
             try:
                 fd = os.open(n, _O_DIR, dir_fd=fr.fd)
             except OSError as e:
                 if remove_action(e.errno) not in ("gone", "swapped"):
+                    path = os.path.join(fr.path, n)
                     self.run.errors.append(
                         RemoveFailure(path, e.errno or 0, f"cannot open: {why(e.errno or 0)}")
                     )
@@ -183,11 +201,12 @@ class _Gc:
                 if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
                     os.close(fd)
                     return None
-                rest = self.directory(fd, path)
+                child = Frame(fd, n, Protect(), ident=(st.dev, st.ino), parent=fr)
+                child.subdirs = self.directory(fd, child)
             except BaseException:
                 os.close(fd)
                 raise
-            return Frame(fd, path, Protect(), rest, ident=(st.dev, st.ino))
+            return child
 
         def leave(fr: Frame, parent: Frame) -> None:
             pass

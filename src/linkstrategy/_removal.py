@@ -25,17 +25,18 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
 
-from ._errors import InvalidArgument, RemoveError, remove_action
+from ._errors import REMOVE_IS_DIR, InvalidArgument, RemoveError, remove_action
 from ._log import log
 from ._owner import TMP_PREFIX, is_tmp_name, judge, owner
 from ._pool import Backoff
-from ._record import field, record
-from ._sys import StatxResult, fd_path, open_beneath, statx
+from ._sys import StatxResult, statx
 from ._tree import (
     O_DIR,
     Defer,
     Deferred,
     Outcome,
+    Parent,
+    ParentChanged,
     Protect,
     RemoveFailure,
     RemoveReport,
@@ -49,9 +50,13 @@ __all__ = [
     "MAX_FDS",
     "Root",
     "TreeChanged",
+    "by_parent",
     "check_relative",
+    "each_in_its_parent",
     "open_roots",
+    "parent_at",
     "passes",
+    "preset_parent",
     "reap_stale",
     "remove_entry",
     "remove_roots",
@@ -67,24 +72,73 @@ MAX_FDS = 16
 # -- roots, refusals -------------------------------------------------------------
 
 
-@record
+#: The ``prot`` of a root with no ``last`` entries below it, and the ``outcome`` of one
+#: no pass has tried (or that went cleanly): shared, never changed (:meth:`Root.protect`;
+#: :func:`passes` gives each root a new Outcome for each pass).
+_NO_PROTECT = Protect()
+_UNTRIED = Outcome()
+
+
 class Root:
-    path: str  # as reported: the real path of the parent + name (set when opened)
-    parent: str  # as given (opened as the kernel resolves it), then its real path
-    name: str  # the last component, never "", "." or ".."
-    prot: Protect = field(default_factory=Protect)
-    parent_fd: int = -1  # owned by Run.parent_fds (or by the caller, when preset)
-    parent_st: StatxResult | None = None
-    st: StatxResult | None = None  # None: does not exist
-    outcome: Outcome = field(default_factory=Outcome)
-    done: bool = False
-    # Open the parent beneath this directory fd, never following a symlink (a
-    # `last` entry below a root, a files= entry): (fd, relative path, no "..").
-    anchor: tuple[int, str] | None = None
-    strict: bool = False  # gc, last=: act only on the inode in `st`; anything else stays
-    # A files= entry: unlinked, never walked; a directory there (swapped in since it
-    # was checked) stays and is an error (EISDIR).
-    leaf: bool = False
+    """One entry to remove: its name in a :class:`._tree.Parent` directory (shared by
+    the roots in that directory), what its check found, how its last pass went.  A
+    run may hold a RECORD's 200,000 of them: no path string of its own, nothing
+    allocated for the common case."""
+
+    __slots__ = ("dir", "done", "leaf", "name", "outcome", "prot", "st", "strict")
+
+    def __init__(self, dir: Parent, name: str, *, strict: bool = False, leaf: bool = False) -> None:
+        self.dir = dir
+        self.name = name  # the last component, never "", "." or ".."
+        self.prot = _NO_PROTECT
+        self.st: StatxResult | None = None  # None: does not exist
+        self.outcome = _UNTRIED
+        self.done = False
+        self.strict = strict  # gc, last=: act only on the inode in `st`; anything else stays
+        # A files= entry: unlinked, never walked; a directory there (swapped in since it
+        # was checked) stays and is an error (EISDIR).
+        self.leaf = leaf
+
+    @property
+    def path(self) -> str:
+        """As reported: the real path of the parent (once opened) + the name."""
+        return os.path.join(self.dir.path, self.name)
+
+    @property
+    def parent(self) -> str:
+        return self.dir.path
+
+    @property
+    def parent_st(self) -> StatxResult | None:
+        return self.dir.st
+
+    def protect(self) -> Protect:
+        """This root's own :class:`Protect`, to add ``last`` entries to."""
+        if self.prot is _NO_PROTECT:
+            self.prot = Protect()
+        return self.prot
+
+    def __repr__(self) -> str:
+        return f"Root({self.path!r}, done={self.done})"
+
+
+def parent_at(run: Run, given: str, base: Parent | None = None, rel: str = "") -> Parent:
+    """The run's :class:`Parent` for the directory ``given`` (as the kernel resolves
+    it), or ``rel`` beneath ``base`` (never through a symlink; ``given``, its path for
+    reports, may then be ``""``: ``base``'s path and ``rel``): one for all the roots
+    reached the same way."""
+    key: object = given if base is None else (base, rel)
+    p = run.parents.get(key)
+    if p is None:
+        if base is not None and not given:
+            given = os.path.join(base.path, rel)
+        p = run.parents[key] = Parent(given, base, rel)
+    return p
+
+
+def preset_parent(dir_fd: int, path: str) -> Parent:
+    """A :class:`Parent` for a directory the caller holds open at ``dir_fd``."""
+    return Parent(path, fd=dir_fd, st=statx(dir_fd, ""))
 
 
 def split(p: StrPath) -> tuple[str, str]:
@@ -106,9 +160,9 @@ def split(p: StrPath) -> tuple[str, str]:
     return parent or ".", name
 
 
-def root_for(p: StrPath) -> Root:
+def root_for(run: Run, p: StrPath) -> Root:
     parent, name = split(p)
-    return Root(os.path.join(parent, name), parent, name)
+    return Root(parent_at(run, parent), name)
 
 
 def protected_dirs() -> dict[tuple[int, int], str]:
@@ -165,36 +219,33 @@ def check_relative(entry: str) -> list[str]:
     return parts
 
 
-def open_parent(run: Run, r: Root) -> bool:
-    """Open ``r``'s parent (cached per run); False when it does not exist."""
-    key = r.parent if r.anchor is None else f"{r.anchor[0]}:{r.anchor[1]}"
-    cached = run.parent_fds.get(key)
-    if cached is None:
-        try:
-            if r.anchor is None:
-                fd = os.open(r.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            else:
-                fd = open_beneath(r.anchor[0], r.anchor[1], os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as e:
-            code = e.errno or 0
-            if code == errno.ENOTDIR and r.anchor is not None:
-                link = symlink_on_the_way(*r.anchor)
-                if link is not None:  # O_NOFOLLOW|O_DIRECTORY says ENOTDIR for a symlink
-                    reason = f"cannot open parent directory: {link} is a symlink (not followed)"
-                    raise RemoveError(errno.ELOOP, reason, r.path) from None
-            # A component that is not a directory: the path is missing, as for `rm -f`.
-            if remove_action(code) == "gone" or code == errno.ENOTDIR:
-                return False  # missing path: not an error
-            raise RemoveError(code, f"cannot open parent directory: {why(code)}", r.path) from None
-        try:
-            cached = (fd, statx(fd, ""), fd_path(fd, r.parent))
-        except OSError as e:
-            os.close(fd)
-            raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.parent) from None
-        run.parent_fds[key] = cached
-    r.parent_fd, r.parent_st, r.parent = cached
-    r.path = os.path.join(r.parent, r.name)
-    return True
+def open_parent(run: Run, r: Root) -> int | None:
+    """Pin ``r``'s parent for its check (opened, or reopened and checked: see
+    :class:`._tree.ParentFds`; the caller unpins it); None when it does not exist."""
+    p = r.dir
+    try:
+        return run.parent_fds.pin(p)
+    except ParentChanged as e:
+        raise RemoveError(e.errno, f"cannot open parent directory: {e.strerror}", r.path) from None
+    except OSError as e:
+        code = e.errno or 0
+        if code == errno.ENOTDIR and p.base is not None:
+            link = _symlink_below(run, p.base, p.rel)
+            if link is not None:  # O_NOFOLLOW|O_DIRECTORY says ENOTDIR for a symlink
+                reason = f"cannot open parent directory: {link} is a symlink (not followed)"
+                raise RemoveError(errno.ELOOP, reason, r.path) from None
+        # A component that is not a directory: the path is missing, as for `rm -f`.
+        if remove_action(code) == "gone" or code == errno.ENOTDIR:
+            return None  # missing path: not an error
+        raise RemoveError(code, f"cannot open parent directory: {why(code)}", r.path) from None
+
+
+def _symlink_below(run: Run, base: Parent, rel: str) -> str | None:
+    bfd = run.parent_fds.pin(base)
+    try:
+        return symlink_on_the_way(bfd, rel)
+    finally:
+        run.parent_fds.unpin(base)
 
 
 def symlink_on_the_way(anchor_fd: int, rel: str) -> str | None:
@@ -221,22 +272,91 @@ def symlink_on_the_way(anchor_fd: int, rel: str) -> str | None:
     return None
 
 
-def open_roots(run: Run, roots: list[Root]) -> None:
-    protected = protected_dirs()
+def by_parent(roots: Iterable[Root]) -> dict[Parent, list[Root]]:
+    """``roots`` grouped by their parent directory, in the order of first appearance:
+    each parent is then pinned once for its group (bounded fds, few reopenings)."""
+    groups: dict[Parent, list[Root]] = {}
     for r in roots:
-        if r.parent_fd < 0 and not open_parent(run, r):
-            r.done = True
+        g = groups.get(r.dir)
+        if g is None:
+            groups[r.dir] = [r]
+        else:
+            g.append(r)
+    return groups
+
+
+def open_roots(run: Run, roots: list[Root]) -> None:
+    """Check ``roots`` before anything is removed: each parent opened (pinned while its
+    group is checked), each root's ``statx``, the refusals (raise :class:`RemoveError`)."""
+    protected = protected_dirs()
+    for p, group in by_parent(roots).items():
+        pfd = open_parent(run, group[0])
+        if pfd is None:
+            for r in group:
+                r.done = True
             continue
-        run.opened.append(r)
         try:
-            r.st = statx(r.parent_fd, r.name)
+            for r in group:
+                run.opened.append(r)
+                check_root(r, pfd, protected)
+        finally:
+            run.parent_fds.unpin(p)
+
+
+def check_root(r: Root, pfd: int, protected: dict[tuple[int, int], str]) -> None:
+    try:
+        r.st = statx(pfd, r.name)
+    except OSError as e:
+        if remove_action(e.errno) != "gone":
+            raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.path) from None
+        r.st = None
+    refuse(r, protected)
+    if r.st is None:
+        r.done = True
+    elif not r.strict and not stat.S_ISDIR(r.st.mode):
+        r.st = _CHECKED_FILE  # all that is used of it later: not a directory
+
+
+#: The ``st`` of a root checked as a non-directory and not pinned to its inode: its type
+#: is all the passes use, so one shared stand-in instead of each one's statx.
+_CHECKED_FILE = StatxResult(stat.S_IFREG, 0, 0, None, None)
+
+
+def each_in_its_parent(run: Run, roots: Iterable[Root], act: Callable[[Root, int], None]) -> None:
+    """``act(root, parent fd)`` for each of ``roots``, group by group, its parent pinned
+    meanwhile.  A parent that cannot be reopened as the directory checked (closed
+    since, for others' fds) leaves its roots alone: :func:`parent_lost`."""
+    fds = run.parent_fds
+    for p, group in by_parent(roots).items():
+        if p.lost:
+            continue  # its roots were reported when it was lost
+        try:
+            pfd = fds.pin(p)
         except OSError as e:
-            if remove_action(e.errno) != "gone":
-                raise RemoveError(e.errno or 0, f"cannot stat: {e.strerror}", r.path) from None
-            r.st = None
-        refuse(r, protected)
-        if r.st is None:
-            r.done = True
+            p.lost = True
+            for r in group:
+                parent_lost(run, r, e)
+            continue
+        try:
+            for r in group:
+                act(r, pfd)
+        finally:
+            fds.unpin(p)
+
+
+def parent_lost(run: Run, r: Root, exc: OSError) -> None:
+    """``r``'s parent, reopened after its check, is gone (so is ``r``: done), or is not
+    the directory checked (renamed away and replaced, a symlink swapped in on the
+    way): ``r`` stays, an error."""
+    code = exc.errno or 0
+    r.done = True  # nothing more to do with it, whatever comes next
+    if remove_action(code) == "gone" or code == errno.ENOTDIR:
+        return
+    if r.outcome is _UNTRIED:
+        r.outcome = Outcome()
+    r.outcome.error = True
+    reason = f"its directory cannot be reopened as the one checked: {why(code)}; left alone"
+    run.errors.append(RemoveFailure(r.path, code, reason))
 
 
 def plan_last(
@@ -251,24 +371,24 @@ def plan_last(
             p = os.path.join(os.path.realpath(ep), en)
             hit = by_path.get(p)
             if hit is not None:
-                hit.prot.leaf = True
+                hit.protect().leaf = True
                 phase2.append(hit)
                 continue
             owner = next((r for r in roots if p.startswith(r.path.rstrip("/") + "/")), None)
             if owner is None:
-                extra = root_for(entry)
+                extra = root_for(run, entry)
                 open_roots(run, [extra])
                 by_path[p] = extra
                 phase2.append(extra)
                 continue
             parts = check_relative(os.path.relpath(p, owner.path))
-            owner.prot.add(parts)
+            owner.protect().add(parts)
             phase2.append((owner, parts))
         else:
             parts = check_relative(entry)
             for r in roots:
                 if r.st is not None and stat.S_ISDIR(r.st.mode):
-                    r.prot.add(parts)
+                    r.protect().add(parts)
                     phase2.append((r, parts))
     return phase2
 
@@ -297,14 +417,14 @@ def remove_roots(
     # Phase 2: the `last` entries, in order.
     for item in phase2:
         if isinstance(item, Root):
-            item.prot = Protect()
+            item.prot = _NO_PROTECT
             passes(run, [item])
             continue
         owner, parts = item
-        path = os.path.join(owner.path, *parts)
-        # Opened beneath the root, never through a symlink inside the tree.
-        anchor = (owner.parent_fd, "/".join([owner.name, *parts[:-1]]))
-        sub = Root(path, os.path.dirname(path), parts[-1], anchor=anchor)
+        # Opened beneath the root's parent, never through a symlink inside the tree.
+        rel = "/".join([owner.name, *parts[:-1]])
+        given = os.path.dirname(os.path.join(owner.path, *parts))
+        sub = Root(parent_at(run, given, owner.dir, rel), parts[-1])
         try:
             open_roots(run, [sub])
         except RemoveError as e:
@@ -314,7 +434,7 @@ def remove_roots(
     # Phase 3: the directories that held the `last` entries.
     rest = [r for r in roots if not r.done and r.prot.children]
     for r in rest:
-        r.prot = Protect()
+        r.prot = _NO_PROTECT
     passes(run, rest)
     return run.report()
 
@@ -325,54 +445,95 @@ def passes(run: Run, roots: list[Root]) -> None:
     backoff = Backoff(deadline=run.deadline)
     pending = [r for r in roots if not r.done]
     while pending:
-        for r in pending:
-            r.outcome = Outcome()
-            one_pass(run, r)
+        each_in_its_parent(run, pending, lambda r, pfd: pass_of(run, r, pfd))
         retry = [r for r in pending if not r.done and r.outcome.retry]
         if not retry or not backoff.wait():
             break
         pending = retry
-    for r in roots:
-        o = r.outcome
-        if r.done or o.error or o.mount or o.protected or run.defer is None:
-            continue
-        if o.retry or o.silly:
-            reason = (
-                f"held open (silly-renamed): {', '.join(o.silly[:3])}"
-                if o.silly and not o.retry
-                else f"still busy after {run.deadline - run.start:.3g} s budget: "
-                f"{o.last_retry_error}"
-            )
-            if r.leaf or r.strict:
-                # A rename by name moves whatever is there now, not what was checked;
-                # the trash is emptied later: it stays, an error.
-                code = o.last_retry_errno or errno.EBUSY
-                run.errors.append(RemoveFailure(r.path, code, f"{reason}; left in place"))
-                continue
-            try:
-                trash = run.defer(r.parent_fd, r.parent, r.name)
-            except FileNotFoundError:
-                r.done = True
-                continue
-            except OSError as e:
-                run.errors.append(
-                    RemoveFailure(
-                        r.path,
-                        e.errno or 0,
-                        f"could not remove ({reason}) nor move to trash: "
-                        f"{os.strerror(e.errno or 0)}",
-                    )
-                )
-                continue
-            log.info("deferred %s to %s (%s)", r.path, trash, reason)
-            run.deferred.append(Deferred(r.path, trash, reason))
+    if run.defer is not None:
+        busy = [r for r in roots if not r.done and _busy(r.outcome)]
+        each_in_its_parent(run, busy, lambda r, pfd: defer_root(run, r, pfd))
+
+
+def _busy(o: Outcome) -> bool:
+    return not (o.error or o.mount or o.protected) and bool(o.retry or o.silly)
+
+
+def pass_of(run: Run, r: Root, pfd: int) -> None:
+    """One pass over ``r``.  A files= entry, or a root checked as a file, is first
+    unlinked (no statx first: unlink(2) never removes a directory); that is all most
+    of a long list costs.  Anything else gets an Outcome of its own for the pass (the
+    shared untried one again when it went cleanly: nothing kept for each root)."""
+    err: OSError | None = None
+    if r.leaf or _checked_file(r):
+        try:
+            os.unlink(r.name, dir_fd=pfd)
+        except OSError as e:
+            err = e
+        else:
+            run.count_unlinked(r.name)
             r.done = True
+            r.outcome = _UNTRIED
+            return
+    out = r.outcome = Outcome()
+    one_pass(run, r, pfd, err)
+    if r.done and out.clean and not out.changed:
+        r.outcome = _UNTRIED
 
 
-def one_pass(run: Run, r: Root) -> None:
-    out = r.outcome
+def _checked_file(r: Root) -> bool:
+    """Checked as something else than a directory, and not pinned to its inode."""
+    return not r.strict and r.st is not None and not stat.S_ISDIR(r.st.mode)
+
+
+def defer_root(run: Run, r: Root, pfd: int) -> None:
+    """Hand ``r``, still busy after the budget, to ``run.defer`` (the trash)."""
+    o = r.outcome
+    reason = (
+        f"held open (silly-renamed): {', '.join(o.silly[:3])}"
+        if o.silly and not o.retry
+        else f"still busy after {run.deadline - run.start:.3g} s budget: {o.last_retry_error}"
+    )
+    if r.leaf or r.strict:
+        # A rename by name moves whatever is there now, not what was checked;
+        # the trash is emptied later: it stays, an error.
+        code = o.last_retry_errno or errno.EBUSY
+        run.errors.append(RemoveFailure(r.path, code, f"{reason}; left in place"))
+        return
+    assert run.defer is not None
     try:
-        st = statx(r.parent_fd, r.name)
+        trash = run.defer(pfd, r.parent, r.name)
+    except FileNotFoundError:
+        r.done = True
+        return
+    except OSError as e:
+        run.errors.append(
+            RemoveFailure(
+                r.path,
+                e.errno or 0,
+                f"could not remove ({reason}) nor move to trash: {os.strerror(e.errno or 0)}",
+            )
+        )
+        return
+    log.info("deferred %s to %s (%s)", r.path, trash, reason)
+    run.deferred.append(Deferred(r.path, trash, reason))
+    r.done = True
+
+
+def one_pass(run: Run, r: Root, pfd: int, err: OSError | None = None) -> None:
+    """Remove ``r`` (in the directory open at ``pfd``) as far as one pass goes.
+    ``err``: how the unlink :func:`pass_of` tried first failed."""
+    out = r.outcome
+    if r.leaf:
+        unlink_leaf(run, r, pfd, err)
+        return
+    if err is not None and err.errno not in REMOVE_IS_DIR:
+        if run.unlink(pfd, r.parent, r.name, out, err, fix_perms=False):
+            r.done = True
+        return
+    # A directory (or one now: swapped since the check), or a strict root: looked at.
+    try:
+        st = statx(pfd, r.name)
     except OSError as e:
         if remove_action(e.errno) == "gone":
             r.done = True
@@ -384,23 +545,20 @@ def one_pass(run: Run, r: Root) -> None:
         out.changed = True
         return
     if not stat.S_ISDIR(st.mode):
-        if run.unlink(r.parent_fd, r.parent, r.name, out, fix_perms=False):
+        if run.unlink(pfd, r.parent, r.name, out, fix_perms=False):
             r.done = True
-        return
-    if r.leaf:
-        leaf_is_a_directory(run, r)
         return
     if r.st is not None and st.ino != r.st.ino:
         r.st = st  # replaced since we looked: walk whatever directory is there now
     try:
-        fd = os.open(r.name, O_DIR, dir_fd=r.parent_fd)
+        fd = os.open(r.name, O_DIR, dir_fd=pfd)
     except OSError as e:
         action = remove_action(e.errno)  # busy or retry: an error here
         if action == "gone":
             r.done = True
         elif action == "swapped":
             out.again(r.path, "swapped for a non-directory", e.errno or 0)
-        elif action == "fix_perms" and chmod_nofollow_dir(r.parent_fd, r.name):
+        elif action == "fix_perms" and chmod_nofollow_dir(pfd, r.name):
             out.again(r.path, "made readable", e.errno or 0)
             run.retries += 1
         else:
@@ -415,7 +573,25 @@ def one_pass(run: Run, r: Root) -> None:
             return
     finally:
         os.close(fd)
-    if run.rmdir(r.parent_fd, r.parent, r.name, out, fix_perms=False):
+    if run.rmdir(pfd, r.parent, r.name, out, fix_perms=False):
+        r.done = True
+
+
+def unlink_leaf(run: Run, r: Root, pfd: int, err: OSError | None) -> None:
+    """A files= entry: only ever unlinked; one that is a directory now stays, an error.
+    ``err``: how the first unlink failed (None: not tried yet)."""
+    if err is None:
+        try:
+            os.unlink(r.name, dir_fd=pfd)
+        except OSError as e:
+            err = e
+        else:
+            run.count_unlinked(r.name)
+            r.done = True
+            return
+    if err.errno in REMOVE_IS_DIR:
+        leaf_is_a_directory(run, r)
+    elif run.unlink(pfd, r.parent, r.name, r.outcome, err, fix_perms=False):
         r.done = True
 
 
@@ -434,10 +610,14 @@ def leaf_is_a_directory(run: Run, r: Root) -> None:
 
 def entry_root(run: Run, dir_fd: int, dir_path: str, name: str, *, strict: bool) -> Root | None:
     """A root for the entry ``name`` of a directory we hold open (trash, gc)."""
-    r = Root(os.path.join(dir_path, name), dir_path, name, strict=strict)
-    r.parent_fd = dir_fd
     try:
-        r.parent_st = statx(dir_fd, "")
+        r = Root(preset_parent(dir_fd, dir_path), name, strict=strict)
+    except OSError as e:
+        code = e.errno or 0
+        path = os.path.join(dir_path, name)
+        run.errors.append(RemoveFailure(path, code, f"cannot stat: {why(code)}"))
+        return None
+    try:
         r.st = statx(dir_fd, name)
     except OSError as e:
         if remove_action(e.errno) != "gone":
@@ -493,10 +673,8 @@ def remove_entry(
     if name in ("", ".", "..") or "/" in name:
         raise RemoveError(errno.EINVAL, "refusing to remove '.' or '..'", name)
     run = Run(budget, None, defer=defer)
-    r = Root(os.path.join(parent, name), parent, name)
-    r.parent_fd = parent_fd
     try:
-        r.parent_st = statx(parent_fd, "")
+        r = Root(preset_parent(parent_fd, parent), name)
         return remove_roots(run, [r], last, prepare)
     finally:
         run.close()
@@ -527,9 +705,7 @@ def rmtree_at(parent_fd: int, name: str, *, expect: tuple[int, int] | None = Non
     if expect is not None and _ident(st) != expect:
         raise TreeChanged(errno.ESTALE, "no longer the entry this run made", name)
     run = Run(_RMTREE_BUDGET, 1, max_fds=MAX_FDS)
-    r = Root(name, "", name, strict=True)
-    r.parent_fd = parent_fd
-    r.parent_st = statx(parent_fd, "")
+    r = Root(preset_parent(parent_fd, ""), name, strict=True)
     r.st = statx(parent_fd, name)
     if (r.st.dev, r.st.ino) != _ident(st):
         raise TreeChanged(errno.ESTALE, "swapped during removal", name)

@@ -85,16 +85,29 @@ METADATA by deleting it, but only warns about one that lacks RECORD, so
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from collections.abc import Iterable, Sequence
 
 from ._errors import InvalidArgument, RemoveError
 from ._log import log
-from ._removal import Root, check_relative, open_roots, passes, remove_entry, remove_roots, root_for
+from ._removal import (
+    Root,
+    by_parent,
+    check_relative,
+    each_in_its_parent,
+    open_roots,
+    parent_at,
+    passes,
+    preset_parent,
+    remove_entry,
+    remove_roots,
+    root_for,
+)
 from ._sys import fd_path, open_beneath, statx
 from ._trash import collect_trash_at, move_to_trash
-from ._tree import RemoveFailure, RemoveReport, Run, StrPath, why
+from ._tree import Parent, RemoveFailure, RemoveReport, Run, StrPath, why
 from ._txn import journal_name, recover_at
 from ._upgrade import pending_names, settle_before_remove
 
@@ -158,7 +171,7 @@ def remove(
                 raise InvalidArgument(
                     errno.EINVAL, "root= and within= go with files=", os.fspath(stray)
                 )
-            roots = [root_for(p) for p in _as_list(paths)]
+            roots = [root_for(run, p) for p in _as_list(paths)]
             report = remove_roots(run, roots, last, lambda r: _prepare(r, strict=bool(last)))
     finally:
         run.close()
@@ -247,28 +260,23 @@ def _remove_files(
         below = _root_below(wfd, within_real, rfd, root_real)
         last_parts = [check_relative(x) for x in last]
         skip = {"/".join(p) for p in last_parts}
-        roots: list[Root] = []
-        seen: set[str] = set()
+        top = preset_parent(rfd, root_real)
+        beside = preset_parent(wfd, within_real)
+        roots: list[Root] = []  # one listed twice ("./a", "a") is gone the second time
         tops = {p[0] for p in last_parts}  # the entries of root this package has
         for entry in files:
             rel = _entry_below(os.fspath(entry), below, within_real)
-            key = "/".join(rel)
-            if key in seen:
-                continue
-            seen.add(key)
             if len(rel) > len(below) and rel[: len(below)] == below:
-                rest, anchor_fd, base = rel[len(below) :], rfd, root_real
-                rkey = "/".join(rest)
-                if any(rkey == x or rkey.startswith(x + "/") for x in skip):
+                rest, base = rel[len(below) :], top
+                if skip and _with_last(rest, skip):
                     continue  # removed with its `last` entry
                 tops.add(rest[0])
             else:  # beside or above root (a script in bin/)
-                rest, anchor_fd, base = rel, wfd, within_real
-            parent_rel = "/".join(rest[:-1])
-            parent = os.path.join(base, parent_rel) if parent_rel else base
-            path = os.path.join(parent, rest[-1])
-            roots.append(Root(path, parent, rest[-1], anchor=(anchor_fd, parent_rel), leaf=True))
-        subs = [_last_root(rfd, root_real, parts) for parts in last_parts]
+                rest, base = rel, beside
+            roots.append(Root(_entry_parent(run, base, rest), rest[-1], leaf=True))
+        subs = [
+            Root(_entry_parent(run, top, parts), parts[-1], strict=True) for parts in last_parts
+        ]
         _settle_upgrade_of_root(rfd, root_real, tops)
         open_roots(run, roots)
         for r in roots:
@@ -280,7 +288,7 @@ def _remove_files(
         passes(run, [r for r in roots if not r.done])
         if run.errors or run.mounts:
             return run.report()  # keep the metadata: some files it lists remain
-        _remove_emptied(run, rfd, roots)
+        _remove_emptied(run, rfd, top, roots)
         for sub in subs:
             if sub.done:
                 continue
@@ -294,12 +302,19 @@ def _remove_files(
             os.close(fd)
 
 
-def _last_root(rfd: int, root: str, parts: list[str]) -> Root:
-    """A ``last`` entry of remove(files=...): opened beneath ``root``'s fd, and acted on
-    only while it is the inode it was when opened (``strict``)."""
-    parent = os.path.join(root, *parts[:-1])
-    anchor = (rfd, "/".join(parts[:-1]))
-    return Root(os.path.join(parent, parts[-1]), parent, parts[-1], anchor=anchor, strict=True)
+def _with_last(parts: list[str], skip: set[str]) -> bool:
+    """Is the entry ``parts`` (below root) a ``last`` entry or inside one?"""
+    key = "/".join(parts)
+    return any(key == x or key.startswith(x + "/") for x in skip)
+
+
+def _entry_parent(run: Run, base: Parent, parts: list[str]) -> Parent:
+    """The directory of the entry ``parts`` (below ``base``: root or within): opened
+    beneath ``base``'s fd, never through a symlink.  A ``last`` entry is also acted on
+    only while it is the inode it was when checked (its Root is ``strict``)."""
+    if len(parts) == 1:
+        return base
+    return parent_at(run, "", base, "/".join(parts[:-1]))
 
 
 def _settle_upgrade_of_root(rfd: int, root: str, tops: set[str]) -> None:
@@ -317,14 +332,14 @@ def _settle_upgrade_of_root(rfd: int, root: str, tops: set[str]) -> None:
         raise RemoveError(e.errno or errno.EBUSY, reason, root) from None
 
 
-def _remove_emptied(run: Run, rfd: int, roots: list[Root]) -> None:
+def _remove_emptied(run: Run, rfd: int, top: Parent, roots: list[Root]) -> None:
     """rmdir the directories below the root that the removed files left empty, deepest
     first; a directory that still holds anything (or changed meanwhile) stays."""
     dirs: set[str] = set()
-    for r in roots:
-        if r.anchor is None or r.anchor[0] != rfd or not r.anchor[1]:
-            continue  # beside or above the root (scripts): never pruned
-        parts = r.anchor[1].split("/")
+    for p in by_parent(roots):
+        if p.base is not top:
+            continue  # the root itself, or beside or above it (scripts): never pruned
+        parts = p.rel.split("/")
         for i in range(1, len(parts) + 1):
             dirs.add("/".join(parts[:i]))
     for d in sorted(dirs, key=lambda x: -x.count("/")):
@@ -362,62 +377,80 @@ def remove_at(
 _LIST_PARENT_AT = 8  # this many roots in one directory: list it once instead of lstat each
 
 
-def _journal_candidates(roots: list[Root]) -> list[Root]:
+def _journal_candidates(run: Run, roots: list[Root]) -> list[Root]:
     """Roots that may have a replace() journal next to them.
 
     One ``lstat`` per root (done by recover_for) for a few roots; for many roots in
     one directory (a RECORD's files), one listing of that directory instead: on
     NFS every lookup is a round trip.
     """
-    by_parent: dict[str, list[Root]] = {}
-    for r in roots:
-        by_parent.setdefault(r.parent, []).append(r)
     out: list[Root] = []
-    for group in by_parent.values():
-        if len(group) < _LIST_PARENT_AT:
-            out.extend(group)
-            continue
-        try:
-            names = {n for n in os.listdir(group[0].parent_fd) if n.endswith(".linkstrategy-txn")}
-        except OSError:
-            out.extend(group)
-            continue
-        if names:
-            out.extend(r for r in group if journal_name(r.name) in names)
-    return out
+
+    def listed(r: Root, pfd: int) -> None:
+        if listing.get(r.dir) is None:  # first of its group
+            try:
+                names = {n for n in os.listdir(pfd) if n.endswith(".linkstrategy-txn")}
+            except OSError:
+                names = None
+            listing[r.dir] = names
+        names = listing[r.dir]
+        if names is None or journal_name(r.name) in names:
+            out.append(r)
+
+    listing: dict[Parent, set[str] | None] = {}
+    few: list[Root] = []
+    many: list[Root] = []
+    for group in by_parent(roots).values():
+        (few if len(group) < _LIST_PARENT_AT else many).extend(group)
+    each_in_its_parent(run, many, listed)
+    return few + out
 
 
 def _prepare(run: Run, *, strict: bool) -> None:
     """Before anything is removed: the stale trash next to the roots, replace()s
     interrupted on any of these paths (finished or undone, see :mod:`._txn`), and
     interrupted upgrade()s of their directories (:func:`_settle_upgrades`)."""
-    seen: set[int] = set()
-    for r in run.opened:
-        if r.parent_fd not in seen:
-            seen.add(r.parent_fd)
-            collect_trash_at(r.parent_fd, r.parent, 5.0)
-    for r in _journal_candidates(run.opened):
-        try:
-            if not recover_at(r.parent_fd, r.parent, r.name):
-                continue
-        except RemoveError as e:
-            # Not ours to act on (another user's, or not made for this name): the
-            # journal is left alone and the root removed like any other.
-            log.warning("%s: %s; %s is removed all the same", e.filename, e.strerror, r.path)
-            continue
-        except OSError as e:
-            run.errors.append(
-                RemoveFailure(r.path, e.errno or 0, f"interrupted replace() not recovered: {e}")
-            )
-            r.done = True
-            continue
-        try:
-            r.st = statx(r.parent_fd, r.name)
-            r.done = False
-        except OSError:
-            r.st = None
-            r.done = True
+    seen: set[Parent] = set()
+
+    def trash(r: Root, pfd: int) -> None:
+        if r.dir not in seen:
+            seen.add(r.dir)
+            collect_trash_at(pfd, r.parent, 5.0)
+
+    each_in_its_parent(run, run.opened, trash)
+    each_in_its_parent(
+        run, _journal_candidates(run, run.opened), lambda r, pfd: _recover(run, r, pfd)
+    )
     _settle_upgrades(run, run.opened, strict=strict)
+
+
+def _recover(run: Run, r: Root, pfd: int) -> None:
+    """Finish or undo an interrupted replace() of ``r`` (its journal next to it)."""
+    try:
+        if not recover_at(pfd, r.parent, r.name):
+            return
+    except RemoveError as e:
+        # Not ours to act on (another user's, or not made for this name): the
+        # journal is left alone and the root removed like any other.
+        log.warning("%s: %s; %s is removed all the same", e.filename, e.strerror, r.path)
+        return
+    except OSError as e:
+        run.errors.append(
+            RemoveFailure(r.path, e.errno or 0, f"interrupted replace() not recovered: {e}")
+        )
+        r.done = True
+        return
+    _restat(r, pfd)
+
+
+def _restat(r: Root, pfd: int) -> None:
+    """``r`` as it is after a recovery: removed like any other root, or absent."""
+    try:
+        r.st = statx(pfd, r.name)
+        r.done = False
+    except OSError:
+        r.st = None
+        r.done = True
 
 
 def _settle_upgrades(run: Run, roots: list[Root], *, strict: bool) -> None:
@@ -426,34 +459,31 @@ def _settle_upgrades(run: Run, roots: list[Root], *, strict: bool) -> None:
     recovering later would bring it back from the journal.  One lstat per directory.
     A live upgrade of an entry, or one that cannot be recovered, fails that entry
     (raises, when ``strict``); another user's journal is left alone."""
-    groups: dict[int, list[Root]] = {}
-    for r in roots:
-        if not r.done or r.st is None:  # absent now: a recovery may bring it back
-            groups.setdefault(r.parent_fd, []).append(r)
-    for pfd, group in groups.items():
-        parent = group[0].parent
-        try:
-            if not settle_before_remove(pfd, parent, {r.name for r in group}, strict=strict):
-                continue
-        except RemoveError as e:
-            if e.errno == errno.EAGAIN:
-                raise
-            log.warning("%s: %s; removed all the same", e.filename, e.strerror)
-            continue
-        except OSError as e:
-            reason = f"interrupted or running upgrade() of {parent} not recovered: {e.strerror}"
-            if strict:
-                raise RemoveError(e.errno or errno.EBUSY, reason, parent) from None
-            pending = pending_names(pfd)
-            for r in group:
-                if pending is None or r.name in pending[1]:
-                    run.errors.append(RemoveFailure(r.path, e.errno or 0, reason))
-                    r.done = True
-            continue
+    groups = by_parent(r for r in roots if not r.done or r.st is None)  # absent: may come back
+    for group in groups.values():
+        # The group's parent pinned meanwhile (one act, by its first root, for all).
+        each_in_its_parent(run, group[:1], functools.partial(_settle_group, run, group, strict))
+
+
+def _settle_group(run: Run, group: list[Root], strict: bool, _first: Root, pfd: int) -> None:
+    parent = group[0].parent
+    try:
+        if not settle_before_remove(pfd, parent, {r.name for r in group}, strict=strict):
+            return
+    except RemoveError as e:
+        if e.errno == errno.EAGAIN:
+            raise
+        log.warning("%s: %s; removed all the same", e.filename, e.strerror)
+        return
+    except OSError as e:
+        reason = f"interrupted or running upgrade() of {parent} not recovered: {e.strerror}"
+        if strict:
+            raise RemoveError(e.errno or errno.EBUSY, reason, parent) from None
+        pending = pending_names(pfd)
         for r in group:
-            try:
-                r.st = statx(r.parent_fd, r.name)
-                r.done = False
-            except OSError:
-                r.st = None
+            if pending is None or r.name in pending[1]:
+                run.errors.append(RemoveFailure(r.path, e.errno or 0, reason))
                 r.done = True
+        return
+    for r in group:
+        _restat(r, pfd)

@@ -43,7 +43,7 @@ from ._log import log
 from ._mounts import find_mount
 from ._pool import Group, Tasks, shared
 from ._record import field, record
-from ._sys import StatxResult, fs_magic, statx
+from ._sys import StatxResult, fd_path, fs_magic, open_beneath, statx
 
 TYPE_CHECKING = False  # mypy treats any name TYPE_CHECKING as true; typing stays unloaded
 if TYPE_CHECKING:
@@ -55,6 +55,9 @@ __all__ = [
     "O_DIR",
     "Deferred",
     "Outcome",
+    "Parent",
+    "ParentChanged",
+    "ParentFds",
     "Protect",
     "RemoveFailure",
     "RemoveReport",
@@ -103,6 +106,18 @@ _C_THREADS_BELOW = 16
 _MEMORY_MAGIC = frozenset({0x01021994, 0x858458F6})  # tmpfs, ramfs
 _PARALLEL_DEPTH = 8
 _DEEP_FDS = 8
+# ...and all of it within the fds the process has (RLIMIT_NOFILE less those open, less a
+# reserve for the rest of the process: an eighth of the limit, at least 16): a running job
+# holds at most its directory, a serial walk's _DEEP_FDS and 3 passing ones (a listing's
+# dup, an O_PATH chmod, a busy rmdir's listing); the directories kept open between jobs
+# are counted against what is left, and past that a job empties its subdirectory
+# serially.  Threads: at most as many as half the room pays jobs for (fewer than 2:
+# the serial walk).  Measured: about 7 fds a thread without a cap.
+_JOB_FDS = _DEEP_FDS + 4
+# Directories holding a run's roots (remove() of a list of paths, a RECORD's files)
+# open at once: each is open while its roots are worked on and closed, least recently
+# used first, when others need the fds; a RECORD may span thousands of directories.
+_PARENT_FDS = 16
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -117,6 +132,35 @@ def _is_silly(name: str) -> bool:
     import re  # re caches the compiled pattern
 
     return re.match(_SILLY, name) is not None
+
+
+def fd_room() -> int:
+    """The fds this process may still open for a walk: its soft ``RLIMIT_NOFILE`` less
+    those open now, less a reserve for the rest of the process (an eighth, at least 16)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return 1 << 16
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    try:
+        used = len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
+    except OSError:  # EMFILE itself, no /proc: only the limit is known
+        used = soft // 2
+    return soft - used - max(16, soft // 8)
+
+
+def fit_threads(workers: int) -> tuple[int, int]:
+    """``(threads, frames)`` for a parallel walk that asks for ``workers`` threads,
+    within :func:`fd_room`: ``threads`` running jobs at most (``1``: walk serially) and
+    ``frames`` directories held open between its jobs."""
+    room = fd_room()
+    threads = min(workers, room // 2 // _JOB_FDS - 1)
+    if threads < 2:
+        return 1, 0
+    return threads, room - (threads + 1) * _JOB_FDS  # +1: the calling thread works jobs too
 
 
 def why(code: int) -> str:
@@ -243,19 +287,38 @@ _EMPTY_PROTECT = Protect()
 
 @record(eq=False)
 class Frame:
-    """A directory being emptied: its fd and what the walk knows about it."""
+    """A directory being emptied: its fd and what the walk knows about it.
+
+    It keeps its name and the frame of the directory holding it, not its path: the
+    frames of a deep walk would hold depth x path length (900 MB for 3,000 levels of
+    200-byte names); :attr:`path` is built only for a report."""
 
     fd: int  # -1: closed by a deep serial walk (reopened through ".." on the way up)
-    path: str
+    name: str  # in ``parent``; the top's: its path
     prot: Protect
     subdirs: list[str] = field(default_factory=list)
     blocked: bool = False  # something in here stays: do not try rmdir
     ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino), to check a reopened fd
     depth: int = 0
-    # Parallel walk only: the directory holding this one (None for the top), and
-    # how many jobs still run for it (its own scan plus one per child directory).
-    parent: Frame | None = None
+    # The directory holding this one (None for the top); the parallel walk's: how many
+    # jobs still run for it (its own scan plus one per child directory).
+    parent: Frame | None = field(default=None, repr=False)
     pending: int = 0
+
+    @property
+    def path(self) -> str:
+        """Its path, from the top's: for reports."""
+        names = []
+        fr: Frame | None = self
+        while fr is not None:
+            names.append(fr.name)
+            fr = fr.parent
+        return os.path.join(*reversed(names))
+
+
+def _at(where: str | Frame, name: str) -> str:
+    """The path of ``name`` in ``where`` (a directory's path, or its frame), for a report."""
+    return os.path.join(where if isinstance(where, str) else where.path, name)
 
 
 @record
@@ -280,6 +343,112 @@ class Outcome:
         self.retry = True
         self.last_retry_error = f"{path}: {why}"
         self.last_retry_errno = code
+
+
+class Parent:
+    """A directory holding roots of a run, shared by them: opened when they are
+    checked, closed when other parents need the fds (:class:`ParentFds`), and
+    reopened the same way -- by its path as given, or beneath ``base``'s fd without
+    following a symlink (``rel``) -- where it must be the directory it was when first
+    opened (``st``, by ``(st_dev, st_ino)``).  ``preset``: an fd the caller owns."""
+
+    __slots__ = ("base", "fd", "given", "lost", "path", "pins", "preset", "rel", "st")
+
+    def __init__(
+        self,
+        given: str,
+        base: Parent | None = None,
+        rel: str = "",
+        *,
+        fd: int = -1,
+        st: StatxResult | None = None,
+    ) -> None:
+        self.given = given  # as given: what is opened again (no base), and reported until open
+        self.base = base
+        self.rel = rel
+        self.path = given  # the real path once opened (fd_path), for reports
+        self.st = st
+        self.fd = fd
+        self.preset = fd >= 0
+        self.pins = 0
+        self.lost = False  # could not be reopened as itself: its roots are left, reported once
+
+    def __repr__(self) -> str:
+        return f"Parent({self.path!r}, fd={self.fd})"
+
+
+class ParentChanged(OSError):
+    """A parent closed after its check is not the directory it was when reopened."""
+
+
+class ParentFds:
+    """The open :class:`Parent` directories of one run: at most ``cap`` at once (besides
+    preset ones), the least recently used one that is not pinned closed first.  An fd is
+    used only while pinned (:meth:`pin`/:meth:`unpin`): never after it may have been
+    closed and its number reused."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: dict[Parent, None] = {}  # least recently used first
+
+    def pin(self, p: Parent) -> int:
+        """``p``'s fd, opened (or reopened and checked) if need be; raises OSError
+        (:class:`ParentChanged`: ESTALE, not the directory it was)."""
+        if p.preset:
+            return p.fd
+        if p.fd >= 0:
+            del self._open[p]
+        else:
+            p.fd = self._reopen(p)
+        self._open[p] = None
+        p.pins += 1
+        return p.fd
+
+    def unpin(self, p: Parent) -> None:
+        if not p.preset:
+            p.pins -= 1
+
+    def _reopen(self, p: Parent) -> int:
+        base = p.base
+        if base is not None:
+            bfd = self.pin(base)
+        try:
+            self._make_room()
+            if base is None:
+                fd = os.open(p.given, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                fd = open_beneath(bfd, p.rel, os.O_RDONLY | os.O_DIRECTORY)
+        finally:
+            if base is not None:
+                self.unpin(base)
+        try:
+            st = statx(fd, "")
+            if p.st is None:
+                p.st = st
+                p.path = fd_path(fd, p.given)
+            elif (st.dev, st.ino) != (p.st.dev, p.st.ino):
+                raise ParentChanged(
+                    errno.ESTALE, "no longer the directory it was when checked", p.path
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _make_room(self) -> None:
+        while len(self._open) >= self.cap:
+            old = next((q for q in self._open if not q.pins), None)
+            if old is None:
+                return  # every one in use (nested: an anchor and its child)
+            del self._open[old]
+            fd, old.fd = old.fd, -1
+            os.close(fd)
+
+    def close(self) -> None:
+        opened, self._open = self._open, {}
+        for p in opened:
+            fd, p.fd = p.fd, -1
+            os.close(fd)
 
 
 #: Moves a root that cannot go in time out of the way: ``(parent fd, parent path,
@@ -317,17 +486,15 @@ class Run:
         self._lock = threading.RLock()
         self.opened: list[Root] = []
         self._workers_by_dev: dict[int, int] = {}
-        # Parent directories, shared by roots in one directory: (fd, statx, real path).
-        self.parent_fds: dict[str, tuple[int, StatxResult, str]] = {}
+        # The directories holding the roots, by how they are reached (a path as given,
+        # or a base and a path beneath it): a bounded number of them open at once.
+        self.parents: dict[object, Parent] = {}
+        self.parent_fds = ParentFds(_PARENT_FDS)
 
     # bookkeeping ---------------------------------------------------------
 
     def close(self) -> None:
-        for fd, _st, _real in self.parent_fds.values():
-            os.close(fd)
-        self.parent_fds.clear()
-        for r in self.opened:
-            r.parent_fd = -1
+        self.parent_fds.close()
 
     def report(self) -> RemoveReport:
         return RemoveReport(
@@ -344,6 +511,11 @@ class Run:
         code = exc.errno or 0
         with self._lock:
             self.errors.append(RemoveFailure(path, code, f"{what}: {why(code)}"))
+
+    def count_unlinked(self, name: str) -> None:
+        """Count one entry unlinked (not a silly-renamed name: the client's, not ours)."""
+        if not _is_silly(name):
+            self._count()
 
     def _count(self, n: int = 1) -> None:
         with self._lock:
@@ -370,12 +542,16 @@ class Run:
     # single operations -----------------------------------------------------
 
     def _make_writable(self, fd: int) -> bool:
+        """Give the directory open at ``fd`` u+rwx after an EACCES/EPERM in it; True
+        when another try may succeed.  That is also when it is ours and already u+rwx:
+        another thread of the walk (a sibling's rmdir, the unlinks of its files) met
+        the same error at the same moment and made it writable first."""
         try:
-            mode = os.fstat(fd).st_mode
-            want = stat.S_IMODE(mode) | stat.S_IRWXU
-            if want == stat.S_IMODE(mode):
-                return False
-            os.chmod(fd, want)
+            st = os.fstat(fd)
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & stat.S_IRWXU == stat.S_IRWXU:
+                return st.st_uid == os.geteuid()
+            os.chmod(fd, mode | stat.S_IRWXU)
         except OSError:
             return False
         return True
@@ -383,7 +559,7 @@ class Run:
     def unlink(
         self,
         fd: int,
-        path: str,
+        path: str | Frame,
         name: str,
         out: Outcome,
         err: OSError | None = None,
@@ -413,7 +589,7 @@ class Run:
                 return True
             if action == "swapped":
                 # It is (now) a directory: swapped mid-walk; the next pass walks it.
-                out.again(os.path.join(path, name), "became a directory", code or 0)
+                out.again(_at(path, name), "became a directory", code or 0)
                 return False
             if action == "fix_perms" and not fixed:
                 fixed = True
@@ -421,16 +597,17 @@ class Run:
                     continue
             if action in ("busy", "retry"):
                 if _is_silly(name):
-                    out.silly.append(os.path.join(path, name))
+                    out.silly.append(_at(path, name))
                 else:
-                    out.again(os.path.join(path, name), why(code or 0), code or 0)
+                    out.again(_at(path, name), why(code or 0), code or 0)
                     self._retried()
                 return False
-            self.fail(out, os.path.join(path, name), exc, "cannot unlink")
+            self.fail(out, _at(path, name), exc, "cannot unlink")
             return False
 
-    def rmdir(self, fd: int, path: str, name: str, out: Outcome, *, fix_perms: bool = True) -> bool:
-        full = os.path.join(path, name)
+    def rmdir(
+        self, fd: int, path: str | Frame, name: str, out: Outcome, *, fix_perms: bool = True
+    ) -> bool:
         fixed = not fix_perms
         while True:
             try:
@@ -444,6 +621,7 @@ class Run:
                     fixed = True
                     if self._make_writable(fd):
                         continue
+                full = _at(path, name)
                 if action == "busy" and self._is_mount(fd, name):
                     out.mount = True
                     self.mounts.append(full)
@@ -490,24 +668,23 @@ class Run:
 
     def open_subdir(self, fr: Frame, name: str, root: StatxResult, out: Outcome) -> int | None:
         """Open ``name`` under ``fr`` for walking, or deal with it and return None."""
-        full = os.path.join(fr.path, name)
         try:
             st = statx(fr.fd, name)
         except OSError as e:
             if remove_action(e.errno) == "gone":
                 return None
             fr.blocked = True
-            self.fail(out, full, e, "cannot stat")
+            self.fail(out, _at(fr, name), e, "cannot stat")
             return None
         if not stat.S_ISDIR(st.mode):
             # d_type said directory but it is not (any more): a swap; unlink, never follow.
-            if not self.unlink(fr.fd, fr.path, name, out):
+            if not self.unlink(fr.fd, fr, name, out):
                 fr.blocked = True
             return None
         if _other_mount(st, root):
             fr.blocked = True
             out.mount = True
-            self.mounts.append(full)
+            self.mounts.append(_at(fr, name))
             return None
         fixed = False
         while True:
@@ -521,7 +698,7 @@ class Run:
                 if action == "swapped":
                     # Became a symlink (O_NOFOLLOW: ELOOP) or a file (ENOTDIR): remove the
                     # link itself next pass; its target is outside the walk and untouched.
-                    out.again(full, "swapped for a non-directory", e.errno or 0)
+                    out.again(_at(fr, name), "swapped for a non-directory", e.errno or 0)
                     fr.blocked = True
                     return None
                 if action == "fix_perms" and not fixed:
@@ -529,19 +706,19 @@ class Run:
                     if chmod_nofollow_dir(fr.fd, name):
                         continue
                 fr.blocked = True
-                self.fail(out, full, e, "cannot open directory")
+                self.fail(out, _at(fr, name), e, "cannot open directory")
                 return None
         try:
             fst = os.fstat(fd)
         except OSError as e:
             os.close(fd)
             fr.blocked = True
-            self.fail(out, full, e, "cannot stat")
+            self.fail(out, _at(fr, name), e, "cannot stat")
             return None
         if (fst.st_dev, fst.st_ino) != (st.dev, st.ino):
             os.close(fd)  # replaced between the stat and the open: look again next pass
             fr.blocked = True
-            out.again(full, "replaced while opening")
+            out.again(_at(fr, name), "replaced while opening")
             return None
         return fd
 
@@ -595,7 +772,7 @@ class Run:
             try:
                 unlink(name, dir_fd=fd)
             except OSError as e:
-                if not self.unlink(fd, fr.path, name, out, e):
+                if not self.unlink(fd, fr, name, out, e):
                     fr.blocked = True
             else:
                 if name[0] == "." and _is_silly(name):
@@ -618,14 +795,20 @@ class Run:
         """Empty the directory open at ``top_fd``; True if it is now empty."""
         workers = self._workers_for(top_fd)
         if workers > 1:
-            walk = _ParallelWalk(self, self.tasks(workers), root, out)
-            return walk.clear(top_fd, top_path, prot)
+            threads, frames = fit_threads(workers)
+            if threads > 1:
+                walk = _ParallelWalk(self, self.tasks(threads), root, out, frames)
+                return walk.clear(top_fd, top_path, prot)
+            # Too few fds for threads: serially, within them.
+            max_fds = min(self.max_fds, max(2, fd_room() - 4))
+            return self.serial_clear(top_fd, top_path, prot, root, out, max_fds)
         if _fast is not None and not prot.children and not self._c_clear(top_fd, root):
             return True
         # Serial; on a local disk a big tree is handed to the parallel walk after a
         # while (threads do not pay for a small one).
         later = _local_workers() if self.workers is None else 1
-        return self.serial_clear(top_fd, top_path, prot, root, out, self.max_fds, later)
+        max_fds = min(self.max_fds, max(2, fd_room() - 4))
+        return self.serial_clear(top_fd, top_path, prot, root, out, max_fds, later)
 
     def _c_clear(self, top_fd: int, root: StatxResult) -> int:
         """The C pass (local): remove what goes plainly below ``top_fd`` -- on tmpfs a
@@ -687,13 +870,17 @@ class Run:
         out: Outcome,
         max_fds: int,
         later: int = 1,
+        under: Frame | None = None,
     ) -> bool:
         """Empty the directory open at ``top_fd`` with :func:`walk_frames` (depth first,
         at most ``max_fds`` directory fds besides ``top_fd``); True if it is now empty.
-        ``later > 1``: after ``_LOCAL_SERIAL_DIRS`` directories, hand the rest to that
-        many threads."""
+        ``top_path``: its path, or its name in ``under`` (the frame of the directory
+        holding it).  ``later > 1``: after ``_LOCAL_SERIAL_DIRS`` directories, hand the
+        rest to that many threads (fewer, or none, where the fds are few:
+        :func:`fit_threads`)."""
+        threads, frames = fit_threads(later) if later > 1 else (1, 0)
         top_st = os.fstat(top_fd)
-        top = Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino))
+        top = Frame(top_fd, top_path, prot, ident=(top_st.st_dev, top_st.st_ino), parent=under)
         self.unlink_files(top, self.scan(top, out), out)
 
         def enter(fr: Frame, name: str) -> Frame | None:
@@ -704,11 +891,7 @@ class Run:
                 fst = os.fstat(fd)
                 node = fr.prot.children.get(name, _EMPTY_PROTECT)
                 child = Frame(
-                    fd,
-                    os.path.join(fr.path, name),
-                    node,
-                    ident=(fst.st_dev, fst.st_ino),
-                    depth=fr.depth + 1,
+                    fd, name, node, ident=(fst.st_dev, fst.st_ino), depth=fr.depth + 1, parent=fr
                 )
                 self.unlink_files(child, self.scan(child, out), out)
             except BaseException:
@@ -717,11 +900,11 @@ class Run:
             return child
 
         def leave(fr: Frame, parent: Frame) -> None:
-            if fr.blocked or not self.rmdir(parent.fd, parent.path, os.path.basename(fr.path), out):
+            if fr.blocked or not self.rmdir(parent.fd, parent, fr.name, out):
                 parent.blocked = True
 
         def handoff(stack: list[Frame]) -> bool:
-            return _ParallelWalk(self, self.tasks(later), root, out).adopt(stack)
+            return _ParallelWalk(self, self.tasks(threads), root, out, frames).adopt(stack)
 
         try:
             handed = walk_frames(
@@ -729,7 +912,7 @@ class Run:
                 max_fds,
                 enter,
                 leave,
-                handoff=handoff if later > 1 else None,
+                handoff=handoff if threads > 1 else None,
                 handoff_after=_LOCAL_SERIAL_DIRS,
                 doing="removal",
             )
@@ -837,11 +1020,17 @@ class _ParallelWalk:
     The jobs run on the run's :class:`._pool.Tasks` (newest first: deep first).
     """
 
-    def __init__(self, run: Run, tasks: Tasks, root: StatxResult, out: Outcome) -> None:
+    def __init__(
+        self, run: Run, tasks: Tasks, root: StatxResult, out: Outcome, frames: int
+    ) -> None:
         self.run = run
         self.tasks = tasks
         self.root = root
         self.out = out
+        # Directories held open between jobs (the top's is the caller's): at most
+        # ``frames``, past that a job empties its subdirectory serially (deep()).
+        self.frames = 0
+        self.max_frames = frames
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.cancelled = False  # after an unexpected exception: wind down, touch nothing
@@ -869,6 +1058,7 @@ class _ParallelWalk:
 
     def adopt(self, stack: list[Frame]) -> bool:
         """Take over a serial walk: ``stack`` (top first) is open, its files are gone."""
+        self.frames = len(stack) - 1  # counted against max_frames: they stay open a while
         for i, fr in enumerate(stack):
             fr.parent = stack[i - 1] if i else None
             fr.pending = 2 if i < len(stack) - 1 else 1  # its own token, the child above
@@ -929,12 +1119,11 @@ class _ParallelWalk:
                 fd = self.run.open_subdir(parent, name, self.root, self.out)
                 if fd is not None:
                     node = parent.prot.children.get(name, _EMPTY_PROTECT)
-                    path = os.path.join(parent.path, name)
-                    if parent.depth + 1 >= _PARALLEL_DEPTH:
-                        self.deep(parent, name, fd, path, node)
+                    if parent.depth + 1 >= _PARALLEL_DEPTH or not self.take_frame():
+                        self.deep(parent, name, fd, node)
                     else:
                         child = Frame(
-                            fd, path, node, parent=parent, pending=1, depth=parent.depth + 1
+                            fd, name, node, parent=parent, pending=1, depth=parent.depth + 1
                         )
         except BaseException as e:
             self.failed(e, parent)
@@ -943,14 +1132,23 @@ class _ParallelWalk:
         else:
             self.scan(child)
 
-    def deep(self, parent: Frame, name: str, fd: int, path: str, node: Protect) -> None:
+    def take_frame(self) -> bool:
+        """May one more directory stay open between jobs?  (Counted if so.)"""
+        with self.lock:
+            if self.frames >= self.max_frames:
+                return False
+            self.frames += 1
+            return True
+
+    def deep(self, parent: Frame, name: str, fd: int, node: Protect) -> None:
         """Empty and rmdir a subtree below the parallel depth with a serial walk in this
         job (bounded fds whatever its depth)."""
         try:
-            ok = self.run.serial_clear(fd, path, node, self.root, self.out, _DEEP_FDS)
+            run, root, out = self.run, self.root, self.out
+            ok = run.serial_clear(fd, name, node, root, out, _DEEP_FDS, under=parent)
         finally:
             os.close(fd)
-        if not ok or self.cancelled or not self.run.rmdir(parent.fd, parent.path, name, self.out):
+        if not ok or self.cancelled or not self.run.rmdir(parent.fd, parent, name, self.out):
             parent.blocked = True
 
     def release(self, fr: Frame) -> None:
@@ -967,12 +1165,12 @@ class _ParallelWalk:
                 return
             try:
                 os.close(fr.fd)
+                with self.lock:
+                    self.frames -= 1
                 if (
                     fr.blocked
                     or self.cancelled
-                    or not self.run.rmdir(
-                        parent.fd, parent.path, os.path.basename(fr.path), self.out
-                    )
+                    or not self.run.rmdir(parent.fd, parent, fr.name, self.out)
                 ):
                     parent.blocked = True
             except BaseException as e:

@@ -54,6 +54,7 @@ TW = "tests/test_tree_walk.py"
 RW = "tests/test_remove_walk.py"
 FL = "tests/test_filelist.py"
 SH = "tests/test_tree_share.py"
+RL = "tests/test_remove_limits.py"
 
 
 @dataclass(frozen=True)
@@ -457,8 +458,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "remove-absent-entry-not-settled",
         _REMOVE,
-        "        if not r.done or r.st is None:  # absent now: a recovery may bring it back",
-        "        if not r.done:  # absent now: a recovery may bring it back",
+        "    groups = by_parent(r for r in roots if not r.done or r.st is None)  # absent: may come back",
+        "    groups = by_parent(r for r in roots if not r.done)  # absent: may come back",
         (f"{U}::test_kill_9_at_every_step_then_recovery",),
         "killed between moving the old tree out and the new one in: the name is absent",
     ),
@@ -1451,8 +1452,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "remove-busy-root-with-mount-deferred",
         _REMOVAL,
-        "if r.done or o.error or o.mount or o.protected or run.defer is None:",
-        "if r.done or o.error or o.protected or run.defer is None:",
+        "    return not (o.error or o.mount or o.protected) and bool(o.retry or o.silly)",
+        "    return not (o.error or o.protected) and bool(o.retry or o.silly)",
         (f"{GR}::test_busy_root_holding_a_mount_is_not_deferred",),
     ),
     m(
@@ -1696,7 +1697,10 @@ MUTATIONS: list[Mutation] = [
         _TREE,
         "_PARALLEL_DEPTH = 8\n",
         "_PARALLEL_DEPTH = 10**6\n",
-        (f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",),
+        (
+            f"{RS}::test_2000_deep_tree_under_ulimit_n_1024",
+            f"{RL}::test_a_deep_tree_keeps_few_directories_open_in_the_parallel_walk",
+        ),
     ),
     m(
         "remove-no-threads-is-fatal",
@@ -1714,6 +1718,115 @@ MUTATIONS: list[Mutation] = [
         '                if action == "swapped" or e.errno in (errno.EMFILE, errno.ENFILE):\n'
         "                    # Became a symlink",
         (f"{R}::test_out_of_fds_is_an_error_with_its_name_not_busy",),
+    ),
+    m(
+        "remove-made-writable-by-the-other-thread-is-fatal",
+        _TREE,
+        "                return st.st_uid == os.geteuid()\n",
+        "                return False\n",
+        (
+            f"{RW}::test_read_only_directories_go_with_threads_on_siblings[c]",
+            f"{RW}::test_read_only_directories_go_with_threads_on_siblings[python]",
+        ),
+        "two threads meet EACCES in one read-only directory: the second finds it writable",
+    ),
+    m(
+        "remove-parents-all-open-for-the-call",
+        _TREE,
+        "_PARENT_FDS = 16\n",
+        "_PARENT_FDS = 10**6\n",
+        (
+            f"{RL}::test_an_uninstall_spanning_more_directories_than_fds_left",
+            f"{RL}::test_a_list_of_paths_in_more_directories_than_fds_left",
+        ),
+        "a RECORD over more directories than fds left fails with EMFILE (one fd a directory)",
+    ),
+    m(
+        "remove-reopened-parent-not-checked",
+        _TREE,
+        "            elif (st.dev, st.ino) != (p.st.dev, p.st.ino):\n",
+        "            elif False:\n",
+        (
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[files=]",
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[paths]",
+        ),
+        "a parent closed after its check, replaced meanwhile: another directory's files go",
+    ),
+    m(
+        "remove-lost-parent-not-reported",
+        _REMOVAL,
+        "    run.errors.append(RemoveFailure(r.path, code, reason))\n",
+        "",
+        (
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[files=]",
+            f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[paths]",
+        ),
+        "entries left alone in a replaced parent without a word: the call says it removed them",
+    ),
+    m(
+        "remove-lost-parent-reported-at-each-step",
+        _REMOVAL,
+        "        if p.lost:\n            continue  # its roots were reported when it was lost\n",
+        "",
+        (f"{RL}::test_a_parent_replaced_after_its_check_is_left_alone[paths]",),
+        "each entry of a replaced parent reported at each step (trash, journals, upgrades, passes)",
+    ),
+    m(
+        "remove-parallel-threads-not-fitted",
+        _TREE,
+        "    threads = min(workers, room // 2 // _JOB_FDS - 1)\n",
+        "    threads = workers\n",
+        (
+            f"{RL}::test_the_parallel_walk_fits_a_low_fd_limit[network]",
+            f"{RL}::test_the_parallel_walk_fits_a_low_fd_limit[workers=64]",
+        ),
+        "32 threads on a network mount under ulimit -n 256: EMFILE, thousands of entries left",
+    ),
+    m(
+        "remove-parallel-frames-unbounded",
+        _TREE,
+        "            if self.frames >= self.max_frames:\n",
+        "            if False:\n",
+        (f"{RL}::test_the_parallel_walk_holds_at_most_its_share_of_directories_open",),
+        "the directories a parallel walk keeps open between jobs are not bounded by its fds",
+    ),
+    m(
+        "remove-frames-keep-their-whole-path",
+        _TREE,
+        "                    fd, name, node, ident=(fst.st_dev, fst.st_ino), depth=fr.depth + 1, parent=fr\n",
+        "                    fd, os.path.join(fr.path, name), node, ident=(fst.st_dev, fst.st_ino), depth=fr.depth + 1\n",
+        (
+            f"{RL}::test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square[c-remove]",
+            f"{RL}::test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square[python-remove]",
+        ),
+        "a 3,000-deep tree of 200-byte names took 900 MB to remove: each frame held its path",
+    ),
+    m(
+        "gc-frames-keep-their-whole-path",
+        "src/linkstrategy/_gc.py",
+        "                child = Frame(fd, n, Protect(), ident=(st.dev, st.ino), parent=fr)\n",
+        "                child = Frame(fd, os.path.join(fr.path, n), Protect(), ident=(st.dev, st.ino))\n",
+        (f"{RL}::test_memory_of_a_deep_tree_grows_with_its_depth_not_its_square[c-gc]",),
+        "gc(recursive=True) of a 3,000-deep tree took 900 MB: each frame held its path",
+    ),
+    m(
+        "remove-checked-file-keeps-its-statx",
+        _REMOVAL,
+        "        r.st = _CHECKED_FILE  # all that is used of it later: not a directory\n",
+        "        pass\n",
+        (
+            f"{RL}::test_a_long_list_costs_a_few_hundred_bytes_an_entry[files=]",
+            f"{RL}::test_a_long_list_costs_a_few_hundred_bytes_an_entry[paths]",
+        ),
+        "a RECORD of 200,000 files keeps a statx result for each to the end",
+    ),
+    m(
+        "remove-file-become-tree-retried-as-busy",
+        _REMOVAL,
+        "    if err is not None and err.errno not in REMOVE_IS_DIR:\n",
+        "    if err is not None:\n",
+        (f"{RL}::test_a_path_checked_as_a_file_and_a_tree_by_its_turn_goes_as_a_tree",),
+        "a path checked as a file, a tree by its turn: retried, then moved into the trash",
     ),
     # -- replace() (issue #9.5) --------------------------------------------------------------
     m(
@@ -1990,29 +2103,29 @@ MUTATIONS: list[Mutation] = [
     m(
         "uninstall-listed-file-walked-when-swapped-for-a-directory",
         _REMOVAL,
-        "    if r.leaf:\n        leaf_is_a_directory(run, r)\n        return\n",
+        "    if r.leaf:\n        unlink_leaf(run, r, pfd, err)\n        return\n",
         "",
         (
             f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[c-after-the-check]",
             f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[python-after-the-check]",
-            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[c-between-stat-and-unlink]",
-            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[python-between-stat-and-unlink]",
+            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[c-just-before-the-unlink]",
+            f"{UN}::test_a_listed_file_swapped_for_another_users_directory_is_not_walked[python-just-before-the-unlink]",
         ),
         "a RECORD file swapped for another user's directory after its check: the uninstall deletes the tree",
     ),
     m(
         "uninstall-busy-entry-renamed-into-the-trash",
         _REMOVAL,
-        "            if r.leaf or r.strict:\n",
-        "            if False:\n",
+        "    if r.leaf or r.strict:\n",
+        "    if False:\n",
         (f"{UN}::test_a_busy_listed_file_swapped_for_a_directory_is_not_deferred",),
         "a busy listed file deferred by name: whatever has the name by then goes into the trash, emptied later",
     ),
     m(
         "uninstall-last-entry-not-pinned",
         _REMOVE,
-        "    return Root(os.path.join(parent, parts[-1]), parent, parts[-1], anchor=anchor, strict=True)",
-        "    return Root(os.path.join(parent, parts[-1]), parent, parts[-1], anchor=anchor, strict=False)",
+        "            Root(_entry_parent(run, top, parts), parts[-1], strict=True) for parts in last_parts",
+        "            Root(_entry_parent(run, top, parts), parts[-1], strict=False) for parts in last_parts",
         (
             f"{UN}::test_a_last_entry_swapped_for_another_users_directory_is_left_alone[c]",
             f"{UN}::test_a_last_entry_swapped_for_another_users_directory_is_left_alone[python]",
@@ -2057,8 +2170,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "uninstall-symlinked-entry-dir-taken-for-missing",
         _REMOVAL,
-        "                if link is not None:",
-        "                if False:",
+        "            if link is not None:",
+        "            if False:",
         (
             f"{UN}::test_a_symlink_as_an_entrys_directory_refuses_the_call[lnk/x.py-openat2]",
             f"{UN}::test_a_symlink_as_an_entrys_directory_refuses_the_call[pkg/lnk/x.py-per-component]",

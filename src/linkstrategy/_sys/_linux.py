@@ -261,6 +261,12 @@ _STATX_BASIC = 0x7FF
 _STATX_MNT_ID = 0x1000
 _STATX_ATTR_MOUNT_ROOT = 0x2000
 _statx: Any = None  # None: not looked up; False: no statx in this libc (glibc < 2.28)
+# struct statx's fields read here, in one unpack (statx(2)): stx_mask (0x00),
+# stx_attributes (0x08), stx_mode (0x1C), stx_ino (0x20), stx_attributes_mask (0x38),
+# stx_dev_major/minor (0x88, 0x8C), stx_mnt_id (0x90).  A remove(files=) of a long list
+# makes one statx an entry: this halved its cost.
+_STATX_FIELDS: Any = None
+_STATX_BUF: Any = None  # the ctypes type of its buffer (256 bytes: struct statx and room)
 
 
 def statx(dir_fd: int, name: str) -> StatxResult:
@@ -268,28 +274,24 @@ def statx(dir_fd: int, name: str) -> StatxResult:
     itself; ``dir_fd`` may be :data:`AT_FDCWD`), without following a final symlink or
     triggering an automount.  ``os.stat`` (no mount ID) where statx is missing;
     ``os.statx`` only arrives in Python 3.15."""
-    global _statx
+    global _statx, _STATX_FIELDS, _STATX_BUF
     if _statx is None:
         # int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *)
         fn = _bind("statx", "c_int", "c_int", "c_char_p", "c_int", "c_uint", "c_char_p")
         _statx = False if fn is None else fn
+        import struct  # ctypes has loaded it
+
+        _STATX_FIELDS = struct.Struct("=I4xQ12xH2xQ16xQ72xIIQ")
+        _STATX_BUF = _ct.c_char * 256
     if _statx is False:
         return stat_nofollow(dir_fd, name, AT_FDCWD)
-    buf = _ct.create_string_buffer(256)
+    buf = _STATX_BUF()
     flags = _AT_SYMLINK_NOFOLLOW | _AT_NO_AUTOMOUNT | (_AT_EMPTY_PATH if not name else 0)
     if _statx(dir_fd, os.fsencode(name), flags, _STATX_BASIC | _STATX_MNT_ID, buf) != 0:
         _raise_errno(name)
-    raw = buf.raw
-    mask = int.from_bytes(raw[0:4], sys.byteorder)
-    attrs = int.from_bytes(raw[0x08:0x10], sys.byteorder)
-    attrs_mask = int.from_bytes(raw[0x38:0x40], sys.byteorder)
-    mode = int.from_bytes(raw[0x1C:0x1E], sys.byteorder)
-    ino = int.from_bytes(raw[0x20:0x28], sys.byteorder)
-    dev = os.makedev(
-        int.from_bytes(raw[0x88:0x8C], sys.byteorder),
-        int.from_bytes(raw[0x8C:0x90], sys.byteorder),
-    )
-    mnt_id = int.from_bytes(raw[0x90:0x98], sys.byteorder) if mask & _STATX_MNT_ID else None
+    mask, attrs, mode, ino, attrs_mask, major, minor, mnt = _STATX_FIELDS.unpack_from(buf)
+    dev = os.makedev(major, minor)
+    mnt_id = mnt if mask & _STATX_MNT_ID else None
     mount_root = (
         bool(attrs & _STATX_ATTR_MOUNT_ROOT) if attrs_mask & _STATX_ATTR_MOUNT_ROOT else None
     )
