@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from support import mountutil
+from support.caps import DROP_DAC
 from support.registry import skip_or_fail
 from support.trash import make_trash
 
@@ -217,17 +218,9 @@ def test_busy_forever_ends_within_the_budget(
 
 # -- permissions -----------------------------------------------------------------------
 
-_REMOVE_WITHOUT_DAC = textwrap.dedent(
+_REMOVE_WITHOUT_DAC = DROP_DAC + textwrap.dedent(
     """
-    import ctypes, json, os, sys
-    if os.geteuid() == 0:  # drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: modes apply
-        libc = ctypes.CDLL(None, use_errno=True)
-        hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
-        data = (ctypes.c_uint32 * 6)()
-        assert libc.capget(hdr, data) == 0
-        for i in (0, 1):
-            data[i * 3] &= ~((1 << 1) | (1 << 2))
-        assert libc.capset(hdr, data) == 0, ctypes.get_errno()
+    import json, sys
     from linkstrategy import remove
     print(json.dumps(remove(sys.argv[1], budget=0.2).to_json()))
     """

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from support import killshim, mountutil
+from support.caps import DROP_DAC
 from support.trash import make_trash
 
 import linkstrategy._remove as R
@@ -246,18 +247,9 @@ def test_btrfs_subvolume_named_as_the_root_is_removed(btrfs: Path) -> None:
 
 # -- permissions ---------------------------------------------------------------------
 
-_NO_DAC = textwrap.dedent(
+_NO_DAC = DROP_DAC + textwrap.dedent(
     """
-    import ctypes, json, os, sys
-    # Drop CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2): root then meets
-    # permission bits like any owner would.
-    libc = ctypes.CDLL(None, use_errno=True)
-    hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
-    data = (ctypes.c_uint32 * 6)()
-    assert libc.capget(hdr, data) == 0
-    for i in (0, 1):
-        data[i * 3] &= ~((1 << 1) | (1 << 2))
-    assert libc.capset(hdr, data) == 0, ctypes.get_errno()
+    import json, os, sys
     try:
         os.unlink(sys.argv[2])
         raise SystemExit("capabilities were not dropped")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from support import killshim, mountutil, swapshim
+from support.caps import DROP_DAC
 
 from linkstrategy import _tree, remove
 
@@ -294,19 +295,9 @@ def test_a_mount_among_the_subdirectories_of_the_root_is_not_emptied(
         assert os.listdir(root) == ["m"]
 
 
-READ_ONLY_CHILD = textwrap.dedent(
+READ_ONLY_CHILD = DROP_DAC + textwrap.dedent(
     """
-    import ctypes, json, os, sys
-    if os.geteuid() == 0:
-        # Drop CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2), before any thread
-        # starts (threads inherit them): root then meets permission bits as an owner does.
-        libc = ctypes.CDLL(None, use_errno=True)
-        hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
-        data = (ctypes.c_uint32 * 6)()
-        assert libc.capget(hdr, data) == 0
-        for i in (0, 1):
-            data[i * 3] &= ~((1 << 1) | (1 << 2))
-        assert libc.capset(hdr, data) == 0, ctypes.get_errno()
+    import json, os, sys
     import linkstrategy
 
     def build(p, depth):  # 3 subdirectories a directory: 2 threads on siblings at once

@@ -466,13 +466,8 @@ def pass_of(run: Run, r: Root, pfd: int) -> None:
     shared untried one again when it went cleanly: nothing kept for each root)."""
     err: OSError | None = None
     if r.leaf or _checked_file(r):
-        try:
-            os.unlink(r.name, dir_fd=pfd)
-        except OSError as e:
-            err = e
-        else:
-            run.count_unlinked(r.name)
-            r.done = True
+        err = _unlink_once(run, r, pfd)
+        if err is None:
             r.outcome = _UNTRIED
             return
     out = r.outcome = Outcome()
@@ -581,18 +576,24 @@ def unlink_leaf(run: Run, r: Root, pfd: int, err: OSError | None) -> None:
     """A files= entry: only ever unlinked; one that is a directory now stays, an error.
     ``err``: how the first unlink failed (None: not tried yet)."""
     if err is None:
-        try:
-            os.unlink(r.name, dir_fd=pfd)
-        except OSError as e:
-            err = e
-        else:
-            run.count_unlinked(r.name)
-            r.done = True
+        err = _unlink_once(run, r, pfd)
+        if err is None:
             return
     if err.errno in REMOVE_IS_DIR:
         leaf_is_a_directory(run, r)
     elif run.unlink(pfd, r.parent, r.name, r.outcome, err, fix_perms=False):
         r.done = True
+
+
+def _unlink_once(run: Run, r: Root, pfd: int) -> OSError | None:
+    """Unlink ``r`` (never a directory: unlink(2) refuses one); None when it went."""
+    try:
+        os.unlink(r.name, dir_fd=pfd)
+    except OSError as e:
+        return e
+    run.count_unlinked(r.name)
+    r.done = True
+    return None
 
 
 def leaf_is_a_directory(run: Run, r: Root) -> None:

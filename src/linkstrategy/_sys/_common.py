@@ -25,6 +25,7 @@ __all__ = [
     "copy_sparse",
     "get_xattr",
     "list_xattrs",
+    "open_chain",
     "open_per_component",
     "read_write_copy",
     "select_xattr_impl",
@@ -114,12 +115,23 @@ def open_per_component(root_fd: int, relpath: str, flags: int) -> int:
     parts = relpath.split("/")
     if ".." in parts:
         raise OSError(errno.EXDEV, "'..' in a path opened beneath a directory", relpath)
+    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+    return open_chain(
+        root_fd, parts, flags, lambda fd, part, fl: os.open(part, fl | nofollow, dir_fd=fd)
+    )
+
+
+def open_chain(
+    root_fd: int, steps: list[str], flags: int, open_step: Callable[[int, str, int], int]
+) -> int:
+    """Open each of ``steps`` from the directory the one before opened, starting at
+    ``root_fd``: ``open_step(dir_fd, step, flags)``, with ``flags`` for the last step
+    and ``O_RDONLY | O_DIRECTORY`` for the others.  Only the last fd is left open."""
     fd = root_fd
     try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            fl = (flags if last else os.O_RDONLY | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC
-            nfd = os.open(part, fl, dir_fd=fd)
+        for i, step in enumerate(steps):
+            fl = flags if i == len(steps) - 1 else os.O_RDONLY | os.O_DIRECTORY
+            nfd = open_step(fd, step, fl)
             if fd != root_fd:
                 os.close(fd)
             fd = nfd

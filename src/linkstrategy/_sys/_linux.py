@@ -19,6 +19,7 @@ from .._errors import COPY_GIVEUP
 from ._common import (
     EXCHANGE_UNSUPPORTED,
     StatxResult,
+    open_chain,
     open_per_component,
     read_write_copy,
     stat_nofollow,
@@ -237,19 +238,7 @@ def _open_beneath_in_steps(root_fd: int, relpath: str, flags: int) -> int:
         else:
             steps.append(part)
             size = n
-    fd = root_fd
-    try:
-        for i, step in enumerate(steps):
-            last = i == len(steps) - 1
-            nfd = open_beneath(fd, step, flags if last else os.O_RDONLY | os.O_DIRECTORY)
-            if fd != root_fd:
-                os.close(fd)
-            fd = nfd
-    except BaseException:
-        if fd != root_fd:
-            os.close(fd)
-        raise
-    return fd
+    return open_chain(root_fd, steps, flags, open_beneath)
 
 
 # -- statx by directory fd (mount ID and "is a mount root", never following) ----------
