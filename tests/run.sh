@@ -34,6 +34,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
+# The unprivileged user exists before the root run too: tests/test_uninstall.py's
+# races between two users (lsuser, nobody) run as root and skip without it.
+if [ "$(id -u)" = 0 ] && [ "${LINKSTRATEGY_UNPRIVILEGED:-1}" != 0 ] && ! id -u "$TEST_USER" >/dev/null 2>&1; then
+  echo "creating user $TEST_USER for the unprivileged run" >&2
+  useradd --create-home --shell /bin/sh "$TEST_USER"
+fi
+
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^WARNING' -e 'pip as the .root. user' || true
 
 # pytest's own temporary root for this run only: sessions sharing
@@ -62,10 +69,6 @@ if [ "$(id -u)" != 0 ] || [ "${LINKSTRATEGY_UNPRIVILEGED:-1}" = 0 ]; then
   exit "$rc"
 fi
 
-if ! id -u "$TEST_USER" >/dev/null 2>&1; then
-  echo "creating user $TEST_USER for the unprivileged run" >&2
-  useradd --create-home --shell /bin/sh "$TEST_USER"
-fi
 user_home=$(getent passwd "$TEST_USER" | cut -d: -f6)
 
 # The interpreter may live where the user cannot reach it (pyenv under /root,

@@ -587,6 +587,42 @@ def test_mount_table_text_is_this_namespaces() -> None:
     assert any(m.mount_point == "/" for m in parse_mount_table(text))
 
 
+_OUT_OF_FDS = """
+import errno, os, resource, sys
+import linkstrategy
+linkstrategy.probe  # its module imported, as by a caller's earlier use
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+fds = []
+try:
+    while True:
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+except OSError as e:
+    assert e.errno == errno.EMFILE
+try:
+    linkstrategy.probe(sys.argv[1])
+    outcome = "probed"
+except BaseException as e:
+    outcome = f"{type(e).__name__} {getattr(e, 'errno', None)} {getattr(e, 'filename', None)}"
+for fd in fds:
+    os.close(fd)
+print(outcome)
+"""
+
+
+def test_out_of_fds_probe_says_emfile_of_the_mount_table(tmp_path: Path) -> None:
+    """Out of fds (a real EMFILE, not a mock), the mount table cannot be read: probe()
+    says so, naming /proc/self/mountinfo.  It fell back to psutil instead, whose import
+    then failed as ``ModuleNotFoundError: No module named 'psutil'`` (installed or not:
+    the import system could not list site-packages either)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_FDS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["OSError", str(errno.EMFILE), "/proc/self/mountinfo"]
+
+
 def test_stat_nofollow_at_fdcwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "f").write_text("f")

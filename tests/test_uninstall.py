@@ -288,6 +288,10 @@ def test_a_file_where_an_entrys_directory_should_be_is_a_missing_entry(tmp_path:
 # process asks the attacker's process for its swap at one exact point and waits for it.
 
 
+# tests/run.sh creates this user (as root, before either run)
+_VICTIM = os.environ.get("LINKSTRATEGY_TEST_USER", "lsuser")
+
+
 def _ids(name: str) -> tuple[int, int]:
     try:
         pw = pwd.getpwnam(name)
@@ -338,7 +342,7 @@ class Attacker:
 
 def as_victim(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``fn()`` in a forked child running as lsuser; its JSON-able result."""
-    ids = _ids("lsuser")
+    ids = _ids(_VICTIM)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child)
@@ -364,7 +368,7 @@ def shared() -> Iterator[Path]:
     (pkg/a.py, zz_last.py, pkg-1.0.dist-info/RECORD) and lsuser's precious data."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the victim (lsuser) and the attacker (nobody) are users")
-    lsuser = _ids("lsuser")
+    lsuser = _ids(_VICTIM)
     _ids("nobody")
     d = Path(tempfile.mkdtemp(prefix="ls-uninstall-", dir="/tmp"))
     os.chmod(d, 0o755)

@@ -174,6 +174,11 @@ PROBE_INCONCLUSIVE = frozenset(
     }
 )
 
+#: The mount table file is not there (no /proc mounted, or not this kind of system): the
+#: table comes from elsewhere (psutil).  Any other failure to read it (EMFILE, ENOMEM)
+#: is raised as it is: it says nothing of where the mounts are.
+NO_MOUNT_TABLE_FILE = frozenset({errno.ENOENT, errno.ENOTDIR})
+
 #: A lock (fcntl, flock) cannot be taken on this filesystem at all: no lock manager
 #: (ENOLCK: NFS mounted without lockd), no lock operation (EOPNOTSUPP, ENOSYS, EINVAL:
 #: some FUSE and network filesystems).  Liveness then goes by age, never by the lock.

@@ -1533,9 +1533,8 @@ def _make_hidden(
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
         lk = run.holds.take(fd, st.st_dev)
-        if lk is not None:
-            with run.lock:
-                run.locks[(parent_drel, tmp)] = lk
+        with run.lock:
+            run.locks[(parent_drel, tmp)] = lk
         return ident
     except BaseException:
         if fd >= 0:

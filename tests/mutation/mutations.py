@@ -2520,4 +2520,12 @@ MUTATIONS: list[Mutation] = [
         (f"{U}::test_a_file_entry_already_hardlinked_to_its_new_source_stays",),
         "a reinstall from the same cache would delete the installed file",
     ),
+    m(
+        "mount-table-out-of-fds-falls-back-to-psutil",
+        _SYS_LINUX,
+        "            if e.errno in NO_MOUNT_TABLE_FILE:\n                continue",
+        "            if True:\n                continue",
+        (f"{SY}::test_out_of_fds_probe_says_emfile_of_the_mount_table",),
+        "EMFILE reading /proc/self/mountinfo surfaced as ModuleNotFoundError('psutil')",
+    ),
 ]

@@ -15,7 +15,7 @@ import fcntl
 import os
 import sys
 
-from .._errors import COPY_GIVEUP
+from .._errors import COPY_GIVEUP, NO_MOUNT_TABLE_FILE
 from ._common import (
     EXCHANGE_UNSUPPORTED,
     StatxResult,
@@ -372,12 +372,16 @@ def fd_path(fd: int, fallback: str) -> str:
 
 def mount_table_text() -> str | None:
     """This process's mount table as the kernel writes it (``/proc/self/mountinfo``,
-    else ``/proc/self/mounts``), read without touching any mount; None without /proc."""
+    else ``/proc/self/mounts``), read without touching any mount; None without /proc.
+    Any other failure (out of fds or memory) is raised, naming the file: it says
+    nothing of the mounts, and asking psutil instead failed as a confusing import."""
     for path in ("/proc/self/mountinfo", "/proc/self/mounts"):
         try:
             with open(path, "rb") as f:
                 data = f.read()
-        except OSError:
-            continue
+        except OSError as e:
+            if e.errno in NO_MOUNT_TABLE_FILE:
+                continue
+            raise
         return data.decode("utf-8", "surrogateescape")
     return None
