@@ -39,10 +39,13 @@ def digest(root: Path) -> dict[str, bytes]:
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run a command; the venv's interpreter (and pip looking at it) without PYTHONPATH, so
     it sees only what was installed into it (the example itself may need PYTHONPATH to
-    find linkstrategy, as in the unprivileged run of tests/run.sh)."""
+    find linkstrategy, as in the unprivileged run of tests/run.sh).  Bytecode is written,
+    as for a user (the test runners set PYTHONDONTWRITEBYTECODE): an uninstall must take
+    the ``__pycache__`` its imports wrote."""
     env = dict(os.environ)
     if str(args[1] if len(args) > 1 else "") != str(EXAMPLE):
         env.pop("PYTHONPATH", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
     return r
@@ -72,10 +75,11 @@ def test_install_import_check_uninstall(tmp_path: Path, wheels: list[Path]) -> N
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run([py, "-c", "import six"], capture_output=True, env=clean)
     assert r.returncode != 0
-    assert not list(site.glob("six*"))
+    assert not list(site.glob("six*")) and not list(site.glob("__pycache__/six.*.pyc"))
     run(py, "-c", "import idna, markupsafe, pyflakes")
     run(sys.executable, "-m", "pip", "--python", py, "check")
     # a console script: RECORD lists it as ../../../bin/pyflakes, inside the venv
+    assert list(site.glob("pyflakes/__pycache__/*.pyc"))  # the imports above wrote them
     run(sys.executable, EXAMPLE, "uninstall", venv, "pyflakes")
     assert not (venv / "bin" / "pyflakes").exists() and not list(site.glob("pyflakes*"))
     assert (venv / "bin" / "python").exists()

@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,6 +284,100 @@ def test_a_file_where_an_entrys_directory_should_be_is_a_missing_entry(tmp_path:
 
 
 # -- a listed file swapped, after its check, for another user's directory ---------------------
+# -- bytecode the imports wrote ---------------------------------------------------------
+
+# A package as an installer leaves it after use: every module imported by a real
+# interpreter with its bytecode written (PYTHONDONTWRITEBYTECODE unset), plain, -O and
+# -OO, so __pycache__ holds <stem>.cpython-3XY.pyc, .opt-1.pyc and .opt-2.pyc.
+_PKG_FILES = {
+    "pkg/__init__.py": "from . import core\n",
+    "pkg/core.py": "X = 1\n",
+    "pkg/deep/__init__.py": "",
+    "pkg/deep/inner.py": "Y = 2\n",
+    "solo.py": "Z = 3\n",  # a top-level module: its bytecode in site-packages/__pycache__
+    "nsp/mine.py": "M = 4\n",  # a namespace directory shared with another package
+    "pkg-1.0.dist-info/METADATA": "Name: pkg\n",
+    "pkg-1.0.dist-info/RECORD": "",
+}
+_OTHER_FILES = {"nsp/theirs.py": "T = 5\n", "keep.py": "K = 6\n", "pkg2/zz.py": "W = 7\n"}
+_IMPORTS = "import pkg, pkg.deep.inner, solo, nsp.mine, nsp.theirs, keep, pkg2.zz"
+
+
+def _imported_site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    for rel, text in {**_PKG_FILES, **_OTHER_FILES}.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
+    env["PYTHONPATH"] = str(site)
+    for opt in ([], ["-O"], ["-OO"]):
+        subprocess.run([sys.executable, *opt, "-c", _IMPORTS], check=True, env=env, cwd=tmp_path)
+    return site
+
+
+def test_uninstall_removes_the_bytecode_imports_wrote(tmp_path: Path) -> None:
+    """After the package was imported, an uninstall by its RECORD leaves nothing of it:
+    its modules' bytecode (in no RECORD) goes with them, and so do the directories they
+    leave empty.  It left ``pkg/`` holding ``__pycache__`` (which then imports as an
+    empty namespace package) and ``pkg/deep/``.  Other modules' bytecode stays: in the
+    shared ``nsp/``, in site-packages' own ``__pycache__``, and in a directory whose
+    module the RECORD does not list."""
+    site = _imported_site(tmp_path)
+    tag = sys.implementation.cache_tag
+    assert (site / "pkg" / "__pycache__" / f"core.{tag}.opt-2.pyc").is_file()
+    before = tree(site)
+    record = [rel for rel in _PKG_FILES]
+    r = linkstrategy.remove(files=record, root=site, last=["pkg-1.0.dist-info"], check=True)
+    left = tree(site)
+    assert not [
+        p for p in left if p.startswith(("pkg/", "pkg-1.0")) or p in ("pkg", "pkg-1.0.dist-info")
+    ]
+    theirs = {p for p in before if "theirs" in p or "keep" in p or p.startswith("pkg2")}
+    assert len(theirs) == 3 + 3 * 3 + 2  # 3 sources, 3 pycs each, pkg2/ and its __pycache__
+    assert theirs <= left
+    assert not [p for p in left if "solo" in p or "mine" in p]
+    assert {"nsp/__pycache__", "__pycache__"} <= left
+    assert r.removed == len(before - left)
+
+
+def test_bytecode_of_other_names_and_odd_entries_stay(tmp_path: Path) -> None:
+    """Only ``<stem>.<tag>[.opt-N].pyc`` of a listed ``<stem>.py`` goes: not the
+    bytecode of ``a.b.py`` when ``a.py`` is listed, not a directory named like
+    bytecode, and nothing through a ``__pycache__`` that is a symlink (its target's
+    files stay; the package directory then stays too, and no error is raised)."""
+    site = tmp_path / "site"
+    for d in ("p", "q"):
+        (site / d).mkdir(parents=True)
+        (site / d / "a.py").write_text("")
+    (site / "p" / "__pycache__").mkdir()
+    for name in (
+        "a.cpython-311.pyc",
+        "a.pypy310.opt-1.pyc",
+        "a.b.cpython-311.pyc",
+        "ab.cpython-311.pyc",
+        "a.pyc",
+    ):
+        (site / "p" / "__pycache__" / name).write_text("")
+    (site / "p" / "__pycache__" / "a.cpython-312.pyc").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.cpython-311.pyc").write_text("not the package's")
+    (site / "q" / "__pycache__").symlink_to(outside)
+    r = linkstrategy.remove(files=["p/a.py", "q/a.py"], root=site, check=True)
+    assert sorted(os.listdir(site / "p" / "__pycache__")) == [
+        "a.b.cpython-311.pyc",
+        "a.cpython-312.pyc",
+        "a.pyc",
+        "ab.cpython-311.pyc",
+    ]
+    assert (outside / "a.cpython-311.pyc").read_text() == "not the package's"
+    assert os.listdir(site / "q") == ["__pycache__"] and r.errors == ()
+
+
 # The victim (lsuser) uninstalls from a shared, non-sticky 0777 directory; the attacker
 # (nobody) may rename there but may not delete lsuser's data.  A hook in the victim's
 # process asks the attacker's process for its swap at one exact point and waits for it.

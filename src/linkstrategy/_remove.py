@@ -144,6 +144,8 @@ def remove(
     empty (one still holding something -- a namespace directory shared with another
     package -- stays), then the ``last`` entries (relative to ``root``:
     ``["pkg-1.0.dist-info"]``), whose files are left for that step even when listed.
+    The bytecode imports wrote for a listed ``<stem>.py`` (``__pycache__/<stem>.<tag>[.opt-N].pyc``
+    beside it, in no RECORD) goes with it; other bytecode there stays.
     Leading ``..`` components (a RECORD's scripts: ``../../../bin/x``) go up through
     real directories but never out of ``within`` (default: ``root`` itself; an
     installer passes the environment's prefix), which must hold ``root``; an entry
@@ -264,6 +266,7 @@ def _remove_files(
         beside = preset_parent(wfd, within_real)
         roots: list[Root] = []  # one listed twice ("./a", "a") is gone the second time
         tops = {p[0] for p in last_parts}  # the entries of root this package has
+        modules: dict[str, set[str]] = {}  # directory below root -> its listed *.py
         for entry in files:
             rel = _entry_below(os.fspath(entry), below, within_real)
             if len(rel) > len(below) and rel[: len(below)] == below:
@@ -271,6 +274,8 @@ def _remove_files(
                 if skip and _with_last(rest, skip):
                     continue  # removed with its `last` entry
                 tops.add(rest[0])
+                if rest[-1].endswith(".py"):
+                    modules.setdefault("/".join(rest[:-1]), set()).add(rest[-1])
             else:  # beside or above root (a script in bin/)
                 rest, base = rel, beside
             roots.append(Root(_entry_parent(run, base, rest), rest[-1], leaf=True))
@@ -284,6 +289,12 @@ def _remove_files(
                 raise InvalidArgument(
                     errno.EISDIR, "files= entry is a directory (list its files)", r.path
                 )
+        pycs = _bytecode_roots(run, rfd, top, modules)
+        open_roots(run, pycs)
+        for r in pycs:
+            if r.st is not None and stat.S_ISDIR(r.st.mode):
+                r.done = True  # a directory named like bytecode: not an import's, stays
+        roots += pycs
         open_roots(run, subs)  # pinned now: removed only while they are these inodes
         passes(run, [r for r in roots if not r.done])
         if run.errors or run.mounts:
@@ -300,6 +311,51 @@ def _remove_files(
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _bytecode_roots(run: Run, rfd: int, top: Parent, modules: dict[str, set[str]]) -> list[Root]:
+    """The bytecode of the listed modules, which imports wrote and no RECORD lists: in
+    the directory of each listed ``<stem>.py``, ``__pycache__/<stem>.<tag>.pyc`` and
+    ``<stem>.<tag>.opt-<n>.pyc`` (PEP 3147, 488; any interpreter's tag).  Left there, they
+    kept the package's directories (an empty namespace package that still imports).
+    Anything else in ``__pycache__`` (bytecode of a module not listed: another
+    package's in a shared directory) stays, and so then does the directory.  A
+    ``__pycache__`` that is a symlink is not followed; each name is listed now and
+    removed, like a listed file, only as an entry of that directory."""
+    out: list[Root] = []
+    for d, names in modules.items():
+        rel = f"{d}/{_PYCACHE}" if d else _PYCACHE
+        try:
+            fd = open_beneath(rfd, rel, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue  # none (never imported), a symlink, not a directory
+        try:
+            found = [n for n in os.listdir(fd) if _bytecode_source(n) in names]
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if found:
+            pdir = parent_at(run, "", top, rel)
+            out += [Root(pdir, n, leaf=True) for n in found]
+    return out
+
+
+_PYCACHE = "__pycache__"
+
+
+def _bytecode_source(name: str) -> str | None:
+    """The source file name (``<stem>.py``) whose bytecode ``name`` in ``__pycache__`` is,
+    or None: ``<stem>.<tag>.pyc`` or ``<stem>.<tag>.opt-<n>.pyc``, the tag without dots
+    (``a.b.cpython-311.pyc`` is ``a.b.py``'s, never ``a.py``'s)."""
+    if not name.endswith(".pyc"):
+        return None
+    core = name[:-4]
+    head, _, opt = core.rpartition(".")
+    if opt.startswith("opt-") and opt[4:].isdigit():
+        core = head
+    stem, dot, tag = core.rpartition(".")
+    return f"{stem}.py" if dot and stem and tag else None
 
 
 def _with_last(parts: list[str], skip: set[str]) -> bool:

@@ -2528,4 +2528,40 @@ MUTATIONS: list[Mutation] = [
         (f"{SY}::test_out_of_fds_probe_says_emfile_of_the_mount_table",),
         "EMFILE reading /proc/self/mountinfo surfaced as ModuleNotFoundError('psutil')",
     ),
+    # -- uninstall: the bytecode imports wrote ---------------------------------------------
+    m(
+        "uninstall-leaves-the-bytecode",
+        _REMOVE,
+        "        pycs = _bytecode_roots(run, rfd, top, modules)\n",
+        "        pycs: list[Root] = []\n",
+        (
+            f"{UN}::test_uninstall_removes_the_bytecode_imports_wrote",
+            "tests/test_example_installer.py::test_install_import_check_uninstall",
+        ),
+        "an imported package's directories stayed, holding __pycache__",
+    ),
+    m(
+        "uninstall-bytecode-by-its-first-dot",
+        _REMOVE,
+        '    stem, dot, tag = core.rpartition(".")\n',
+        '    stem, dot, tag = core.partition(".")\n',
+        (f"{UN}::test_bytecode_of_other_names_and_odd_entries_stay",),
+        "a.b.py's bytecode taken for a.py's",
+    ),
+    m(
+        "uninstall-bytecode-through-a-symlinked-pycache",
+        _REMOVE,
+        "            fd = open_beneath(rfd, rel, os.O_RDONLY | os.O_DIRECTORY)\n        except OSError:\n            continue  # none (never imported), a symlink, not a directory",
+        "            fd = os.open(rel, os.O_RDONLY | os.O_DIRECTORY, dir_fd=rfd)\n        except OSError:\n            continue  # none (never imported), a symlink, not a directory",
+        (f"{UN}::test_bytecode_of_other_names_and_odd_entries_stay",),
+        "a __pycache__ symlinked elsewhere followed",
+    ),
+    m(
+        "uninstall-bytecode-directory-named-like-a-pyc",
+        _REMOVE,
+        "                r.done = True  # a directory named like bytecode: not an import's, stays",
+        "                pass  # a directory named like bytecode: not an import's, stays",
+        (f"{UN}::test_bytecode_of_other_names_and_odd_entries_stay",),
+        "a directory named like bytecode was refused as a listed directory",
+    ),
 ]
