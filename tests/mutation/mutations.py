@@ -55,6 +55,8 @@ RW = "tests/test_remove_walk.py"
 FL = "tests/test_filelist.py"
 SH = "tests/test_tree_share.py"
 RL = "tests/test_remove_limits.py"
+AR = "tests/test_args.py"
+_ARGS = "src/linkstrategy/_args.py"
 
 
 @dataclass(frozen=True)
@@ -2527,5 +2529,49 @@ MUTATIONS: list[Mutation] = [
         "            if True:\n                continue",
         (f"{SY}::test_out_of_fds_probe_says_emfile_of_the_mount_table",),
         "EMFILE reading /proc/self/mountinfo surfaced as ModuleNotFoundError('psutil')",
+    ),
+    # -- public arguments (_args) --
+    m(
+        "args-bytes-path-not-decoded",
+        _ARGS,
+        "            return got if isinstance(got, str) else os.fsdecode(got)",
+        "            return got  # type: ignore[return-value]",
+        (
+            f"{AR}::test_every_kind_of_path_does_what_the_str_path_does[place-bytes]",
+            f"{AR}::test_every_kind_of_path_does_what_the_str_path_does[remove_one-bytes]",
+            f"{AR}::test_every_kind_of_path_does_what_the_str_path_does[upgrade-bytes]",
+            f"{AR}::test_an_undecodable_bytes_path_is_its_fsdecode[bytes]",
+        ),
+        "a bytes path meets str constants deep inside: an obscure TypeError, or a wrong path",
+    ),
+    m(
+        "args-one-str-taken-for-a-list",
+        _ARGS,
+        "    if is_one_path(value):\n",
+        "    if False:\n",
+        (
+            f"{AR}::test_one_path_given_for_a_list_of_paths_is_refused[place-files-str]",
+            f"{AR}::test_one_path_given_for_a_list_of_paths_is_refused[remove-last-str]",
+        ),
+        "files='pkg/a.py' is placed character by character; last='x.dist-info' letter by letter",
+    ),
+    m(
+        "args-workers-zero-accepted",
+        _ARGS,
+        "    if value < 1:\n",
+        "    if value < 0:\n",
+        (
+            f"{AR}::test_workers_below_one_is_invalid[place-0]",
+            f"{AR}::test_workers_below_one_is_invalid[remove-0]",
+        ),
+        "workers=0 quietly runs one thread: the caller's mistake hidden",
+    ),
+    m(
+        "args-place-many-job-a-str",
+        _PLACE,
+        "    if isinstance(j, (tuple, list)) and len(j) in (2, 3):",
+        "    if True:",
+        (f"{AR}::test_a_place_many_job_is_a_pair_or_a_triple[str]",),
+        "a job given as 'ab' places 'a' at 'b'",
     ),
 ]
