@@ -621,3 +621,43 @@ def test_changes_that_are_not_a_mapping_are_a_type_error(
     with pytest.raises(TypeError, match=want):
         ls.upgrade(site, changes)
     assert tree(tmp_path) == before
+
+
+# -- what type checkers see ------------------------------------------------------------------
+
+EVERY_KIND_TYPED = """\
+from pathlib import Path
+import linkstrategy
+
+new: dict[str, Path] = {"pkg": Path("x")}
+ren: dict[str, str] = {"a": "pkg"}
+rec: list[str] = ["a"]
+jobs: list[tuple[str, str]] = [("a", "b")]
+linkstrategy.upgrade(Path("site"), new, renamed=ren)
+linkstrategy.upgrade(b"site", {b"pkg": b"x", b"gone": None}, renamed={b"a": b"b"})
+linkstrategy.place(b"a", b"b", files=[b"x", "y", Path("z")], workers=2)
+linkstrategy.place("a", "b", files=rec)
+linkstrategy.place_many([(b"a", b"b"), ("a", "b", [b"x"])])
+linkstrategy.place_many(jobs)
+linkstrategy.remove(b"x", last=[b"y"])
+linkstrategy.remove([Path("x"), b"y"])
+linkstrategy.remove(files=rec, root=b"r", within=Path("w"), last=("a",))
+linkstrategy.replace(b"a", Path("b"), files=[b"x"])
+linkstrategy.gc(b"x")
+linkstrategy.probe(b"x")
+linkstrategy.plan(b"x", Path("y"))
+with linkstrategy.staging_dir(b"x") as t:
+    pass
+linkstrategy.place(5, "b")
+"""
+
+
+def test_mypy_accepts_every_kind_of_path_and_no_other(tmp_path: Path) -> None:
+    """The hints say what the functions take: a typed caller's bytes and PathLike paths
+    check, an int does not (and a caller's ``dict[str, Path]`` still fits upgrade())."""
+    pytest.importorskip("mypy", reason="mypy is in the dev extra")
+    from test_typing import mypy
+
+    r = mypy(tmp_path, EVERY_KIND_TYPED)
+    errors = [ln for ln in r.stdout.splitlines() if ": error:" in ln]
+    assert [int(ln.split(":")[1]) for ln in errors] == [23], r.stdout

@@ -142,7 +142,7 @@ def remove(
 ) -> RemoveReport:
     """Remove files, symlinks and trees; see the module docstring for the policies.
 
-    ``budget``: total seconds to spend retrying (``0``: one pass, then defer).
+    ``budget``: total seconds to spend retrying (``0`` or less: one pass, then defer).
     ``last``: entries to remove after everything else, in order (module docstring).
     ``workers``: threads walking each tree (every directory a job); ``None`` picks
     32 on network and FUSE mounts, and locally a serial walk that takes 2 threads

@@ -430,9 +430,9 @@ def _names(given: object, what: str) -> list[tuple[str, object]]:
 
 def upgrade(
     parent: StrPath,
-    changes: Mapping[StrPath, StrPath | None],
+    changes: Mapping[str, StrPath | None] | Mapping[bytes, StrPath | None],
     *,
-    renamed: Mapping[StrPath, StrPath] | None = None,
+    renamed: Mapping[str, StrPath] | Mapping[bytes, StrPath] | None = None,
     strategy: StrategyArg = "auto",
     strict: bool | None = None,
     workers: int | None = None,
