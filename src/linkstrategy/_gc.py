@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 
+from . import _args
 from ._errors import RemoveError, TransactionBusy, remove_action
 from ._log import log
 from ._owner import is_tmp_name, judge
@@ -237,10 +238,11 @@ def gc(
     after ``budget`` seconds of retries are listed as deferred (their trash path
     twice) and kept for the next gc.
     """
-    s = os.fspath(path)
+    s = _args.path(path, "gc(): path")
+    min_age = _args.seconds(min_age, "gc(): min_age=")
     if not s:
         raise RemoveError(errno.ENOENT, "empty path", s)
-    run = Run(budget, None)
+    run = Run(_args.seconds(budget, "gc(): budget="), None)
     g = _Gc(run, min_age)
     fds: list[int] = []
     try:

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from . import _args
 from . import _errors as E
 from ._chain import Chain, Fallback
 from ._cloop import load_speedups
@@ -219,15 +220,16 @@ def _classify_listed(run: _Run, sdir: int, rel: str, listing: _Listing) -> _List
     return out
 
 
-def _file_rels(files: Iterable[str | os.PathLike[str]], src: str) -> list[str]:
+def _file_rels(files: Iterable[PathLike], src: str) -> list[str]:
     """A caller's file list (e.g. a RECORD) as clean relative paths, each once, in order,
     by name alone: no directory is read and nothing is stat'ed here.  ``.`` components
     are dropped, ``..`` and absolute paths refused (never resolved by string: the
-    kernel decides what a symlink means)."""
+    kernel decides what a symlink means).  An entry that is not a ``str`` (bytes, a
+    PathLike) is its :func:`._args.path`: the C list takes only ``str`` ones."""
     rels: list[str] = []
     seen: set[str] = set()
     for raw in files:
-        entry = raw if isinstance(raw, str) else os.fspath(raw)
+        entry = raw if isinstance(raw, str) else _args.path(raw, "files= entry")
         if (
             entry
             and entry[0] != "."  # nor ./, .., a dotfile: the careful path below
@@ -1806,7 +1808,8 @@ def _open_parent(src: str, parent: str, dst: str) -> int:
         ) from None
 
 
-PathLike = str | os.PathLike[str]
+#: A path argument, as :mod:`os` takes one (:mod:`._args` makes it a ``str``).
+PathLike = _args.AnyPath
 
 
 @record(frozen=True)
@@ -1882,9 +1885,13 @@ class _Placement:
     (wait, reveal or roll back, the report) -- so that :func:`place_many` can run
     many at once on one pool."""
 
-    def __init__(self, src: PathLike, dst: PathLike, files: Iterable[PathLike] | None) -> None:
-        self.s, self.d = os.fspath(src), os.fspath(dst)
-        self.files = files
+    def __init__(
+        self, src: PathLike, dst: PathLike, files: Iterable[PathLike] | None, fn: str = "place"
+    ) -> None:
+        """``fn``: the public function, named in a :class:`TypeError` for an argument
+        that is not a path (its entries are checked as they are read)."""
+        self.s, self.d = _args.path(src, f"{fn}(): src"), _args.path(dst, f"{fn}(): dst")
+        self.files = None if files is None else _args.many(files, "files=")
         self.pfd = -1
         self.src_root_fd = -1
         self.dst_root_fd = -1
@@ -2190,7 +2197,15 @@ def place(
     (1, 'hi')
     """
     opts = _Options(
-        strategy, strict, workers, progress, xattrs, times, fsync, _policy(copy), observer
+        strategy,
+        strict,
+        _args.workers(workers, "place(): workers="),
+        progress,
+        xattrs,
+        times,
+        fsync,
+        _policy(copy),
+        observer,
     )
     job = _Placement(src, dst, files)
     try:
@@ -2253,6 +2268,7 @@ def place_many(
     >>> [r.files for r in rs], (d / "site/b/m.py").read_text()
     ([1, 1], 'b')
     """
+    workers = _args.workers(workers, "place_many(): workers=")
     opts = _Options(
         strategy,
         strict,
@@ -2287,8 +2303,8 @@ def place_many(
     try:
         # Each job starts as soon as it is drawn: a generator that reads the next RECORD
         # does so while the jobs before it are placed.
-        for j in jobs:
-            job = _Placement(j[0], j[1], j[2] if len(j) > 2 else None)
+        for j in _args.many(jobs, "place_many(): jobs"):
+            job = _Placement(*_job(j), fn="place_many")
             results.append(None)
             under_way[len(results) - 1] = job
             try:
@@ -2318,6 +2334,15 @@ def place_many(
             if isinstance(r, LinkStrategyError):
                 raise r
     return out
+
+
+def _job(j: object) -> tuple[PathLike, PathLike, Iterable[PathLike] | None]:
+    """``(src, dst, files)`` of a place_many job: a tuple or list of two or three.  A
+    ``str`` would be indexed as its characters (``"ab"``: ``a`` placed at ``b``)."""
+    if isinstance(j, (tuple, list)) and len(j) in (2, 3):
+        return j[0], j[1], j[2] if len(j) == 3 else None
+    got = f"{len(j)} items" if isinstance(j, (tuple, list)) else type(j).__name__
+    raise TypeError(f"place_many(): a job is (src, dst) or (src, dst, files), not {got}")
 
 
 def _jobs_under_way() -> int:

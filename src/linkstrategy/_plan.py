@@ -18,6 +18,7 @@ import os
 import stat
 import threading
 
+from . import _args
 from ._log import log
 from ._mounts import Mount, existing_ancestor
 from ._owner import TXN_SUFFIX
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Literal, TypeAlias, TypedDict
 
+    from ._args import AnyPath
     from ._probe import ProbeJSON
 
 __all__ = [
@@ -345,8 +347,8 @@ def _warn_once(key: tuple[object, ...], msg: str) -> None:
 
 
 def plan(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    src: AnyPath,
+    dst: AnyPath,
     *,
     strategy: StrategyArg = "auto",
     strict: bool | None = None,
@@ -375,7 +377,7 @@ def plan(
     >>> p.chain[-1]
     'copy'
     """
-    s, d = os.fspath(src), os.fspath(dst)
+    s, d = _args.path(src, "plan(): src"), _args.path(dst, "plan(): dst")
     requested, origin, is_strict = _resolve_request(strategy, strict)
     # Only the destination is tested live: what the pair can do is decided on the
     # destination's filesystem, and a source (a cache other processes are reading)

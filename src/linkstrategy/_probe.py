@@ -21,6 +21,7 @@ import stat
 import threading
 import time
 
+from . import _args
 from ._classify import NETWORK_ENV, Traits, classify, network_override
 from ._errors import PROBE_INCONCLUSIVE
 from ._mounts import (
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypedDict, TypeVar
 
+    from ._args import AnyPath
     from ._classify import Tri
 
     T = TypeVar("T")
@@ -199,7 +201,7 @@ def _live_key(m: Mount) -> tuple[Any, ...]:
 
 
 def probe(
-    path: str | os.PathLike[str],
+    path: AnyPath,
     *,
     live: bool = True,
     table: list[Mount] | None = None,
@@ -216,7 +218,7 @@ def probe(
     >>> p.hardlink in ("yes", "no", "maybe")
     True
     """
-    spath = os.fspath(path)
+    spath = _args.path(path, "probe(): path")
     if table is not None:
         mount = find_mount(spath, table, local=False)
         where = os.path.normpath(os.path.join("/", spath))

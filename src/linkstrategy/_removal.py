@@ -41,7 +41,6 @@ from ._tree import (
     RemoveFailure,
     RemoveReport,
     Run,
-    StrPath,
     chmod_nofollow_dir,
     why,
 )
@@ -141,14 +140,14 @@ def preset_parent(dir_fd: int, path: str) -> Parent:
     return Parent(path, fd=dir_fd, st=statx(dir_fd, ""))
 
 
-def split(p: StrPath) -> tuple[str, str]:
+def split(p: str) -> tuple[str, str]:
     """``(parent, name)`` of a path argument, refusing what ``rm`` refuses.
 
     Nothing is normalised: the parent is opened later exactly as the kernel
     resolves it (``keep/link/..`` means the parent of ``link``'s target), and the
     last component is acted on relative to that directory's fd.
     """
-    s = os.fspath(p)
+    s = p
     if not s:
         raise RemoveError(errno.ENOENT, "refusing to remove an empty path", s)
     stripped = s.rstrip("/")
@@ -160,7 +159,7 @@ def split(p: StrPath) -> tuple[str, str]:
     return parent or ".", name
 
 
-def root_for(run: Run, p: StrPath) -> Root:
+def root_for(run: Run, p: str) -> Root:
     parent, name = split(p)
     return Root(parent_at(run, parent), name)
 

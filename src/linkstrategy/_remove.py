@@ -90,6 +90,7 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 
+from . import _args
 from ._errors import InvalidArgument, RemoveError
 from ._log import log
 from ._removal import (
@@ -114,26 +115,34 @@ from ._upgrade import pending_names, settle_before_remove
 __all__ = ["remove", "remove_at"]
 
 
-def _as_list(paths: StrPath | Iterable[StrPath]) -> list[StrPath]:
-    if isinstance(paths, (str, os.PathLike)):
-        return [paths]
-    return list(paths)
+def _as_list(paths: object) -> list[str]:
+    """``remove(paths)``: one path or an iterable of paths (``bytes`` is one path)."""
+    if _args.is_one_path(paths):
+        return [_args.path(paths, "remove(): paths")]
+    try:
+        iter(paths)  # type: ignore[call-overload]  # any object may come from a caller
+    except TypeError:
+        raise TypeError(
+            "remove(): paths must be a path (str, bytes or os.PathLike) or an iterable "
+            f"of paths, not {type(paths).__name__}"
+        ) from None
+    return _args.path_list(paths, "remove(): paths")  # type: ignore[arg-type]
 
 
 def remove(
     paths: StrPath | Iterable[StrPath] = (),
     *,
     budget: float = 5.0,
-    last: Sequence[str] = (),
+    last: Iterable[StrPath] = (),
     workers: int | None = None,
-    files: Iterable[str] | None = None,
+    files: Iterable[StrPath] | None = None,
     root: StrPath | None = None,
     within: StrPath | None = None,
     check: bool = False,
 ) -> RemoveReport:
     """Remove files, symlinks and trees; see the module docstring for the policies.
 
-    ``budget``: total seconds to spend retrying (``0``: one pass, then defer).
+    ``budget``: total seconds to spend retrying (``0`` or less: one pass, then defer).
     ``last``: entries to remove after everything else, in order (module docstring).
     ``workers``: threads walking each tree (every directory a job); ``None`` picks
     32 on network and FUSE mounts, and locally a serial walk that takes 2 threads
@@ -161,20 +170,30 @@ def remove(
     Raises :class:`RemoveError` (nothing touched) when a root is refused; every
     other problem is listed in the returned report.
     """
-    run = Run(budget, workers, defer=move_to_trash)
+    # Every argument checked (and every path made a str) before anything is touched.
+    given = _as_list(paths)
+    entries = None if files is None else _args.paths(files, "files=")
+    last_entries = _args.path_list(last, "last=")
+    root_s = _args.optional_path(root, "remove(): root=")
+    within_s = _args.optional_path(within, "remove(): within=")
+    run = Run(
+        _args.seconds(budget, "remove(): budget="),
+        _args.workers(workers, "remove(): workers="),
+        defer=move_to_trash,
+    )
     try:
-        if files is not None:
-            if root is None or _as_list(paths):
+        if entries is not None:
+            if root_s is None or given:
                 raise InvalidArgument(errno.EINVAL, "files= goes with root= (and no paths)", "")
-            report = _remove_files(run, root, files, last, within)
+            report = _remove_files(run, root_s, entries, last_entries, within_s)
         else:
-            stray = root if root is not None else within
+            stray = root_s if root_s is not None else within_s
             if stray is not None:
-                raise InvalidArgument(
-                    errno.EINVAL, "root= and within= go with files=", os.fspath(stray)
-                )
-            roots = [root_for(run, p) for p in _as_list(paths)]
-            report = remove_roots(run, roots, last, lambda r: _prepare(r, strict=bool(last)))
+                raise InvalidArgument(errno.EINVAL, "root= and within= go with files=", stray)
+            roots = [root_for(run, p) for p in given]
+            report = remove_roots(
+                run, roots, last_entries, lambda r: _prepare(r, strict=bool(last_entries))
+            )
     finally:
         run.close()
     if check and not report.ok:
@@ -201,9 +220,9 @@ def _record_parts(entry: str) -> tuple[int, list[str]]:
     return ups, rest
 
 
-def _open_dir(path: StrPath, what: str) -> int:
+def _open_dir(path: str, what: str) -> int:
     try:
-        return os.open(os.fspath(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise RemoveError(e.errno or 0, f"cannot open {what}: {why(e.errno or 0)}", path) from None
 
@@ -242,10 +261,10 @@ def _entry_below(entry: str, below: list[str], within: str) -> list[str]:
 
 def _remove_files(
     run: Run,
-    root: StrPath,
+    root: str,
     files: Iterable[str],
     last: Sequence[str],
-    within: StrPath | None,
+    within: str | None,
 ) -> RemoveReport:
     """remove(files=..., root=..., within=...): see :func:`remove`.
 
@@ -257,8 +276,8 @@ def _remove_files(
     try:
         wfd = os.dup(rfd) if within is None else _open_dir(within, "within")
         fds.append(wfd)
-        root_real = fd_path(rfd, os.fspath(root))
-        within_real = root_real if within is None else fd_path(wfd, os.fspath(within))
+        root_real = fd_path(rfd, root)
+        within_real = root_real if within is None else fd_path(wfd, within)
         below = _root_below(wfd, within_real, rfd, root_real)
         last_parts = [check_relative(x) for x in last]
         skip = {"/".join(p) for p in last_parts}
@@ -268,7 +287,7 @@ def _remove_files(
         tops = {p[0] for p in last_parts}  # the entries of root this package has
         modules: dict[str, set[str]] = {}  # directory below root -> its listed *.py
         for entry in files:
-            rel = _entry_below(os.fspath(entry), below, within_real)
+            rel = _entry_below(entry, below, within_real)
             if len(rel) > len(below) and rel[: len(below)] == below:
                 rest, base = rel[len(below) :], top
                 if skip and _with_last(rest, skip):

@@ -57,7 +57,7 @@ from ._owner import owner
 from ._record import record
 from ._removal import entry_root, passes, remove_entry, rmdir_busy
 from ._sys import fd_path, rename_new
-from ._tree import Deferred, RemoveFailure, RemoveReport, Run, StrPath
+from ._tree import Deferred, RemoveFailure, RemoveReport, Run
 
 __all__ = [
     "MARKER_NAME",
@@ -561,7 +561,7 @@ def collect_trash_at(dir_fd: int, directory: str, min_age: float) -> None:
                 os.close(pfd)
 
 
-def collect_trash(directory: StrPath, *, min_age: float = 5.0) -> None:
+def collect_trash(directory: str | os.PathLike[str], *, min_age: float = 5.0) -> None:
     """Empty stale linkstrategy trash of the caller's kept for ``directory`` (cheap
     when there is none: one ``stat`` and one ``lstat``).
 

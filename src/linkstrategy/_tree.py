@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from ._args import AnyPath
 from ._classify import classify, network_override
 from ._cloop import load_speedups
 from ._errors import remove_action
@@ -69,7 +70,8 @@ __all__ = [
 ]
 
 
-StrPath = str | os.PathLike[str]
+#: A path argument of a public function (:mod:`._args` makes it a ``str``).
+StrPath = AnyPath
 
 
 # NFS client silly-rename: ".nfs" + 16 hex fileid + 8 hex counter (fs/nfs/dir.c);

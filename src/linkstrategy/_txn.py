@@ -107,6 +107,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from . import _args
 from ._errors import (
     LOCK_UNSUPPORTED,
     REMOVE_GONE,
@@ -768,16 +769,16 @@ def recover_at(parent_fd: int, parent: str, name: str) -> bool:
     return recover_journal_at(parent_fd, parent, jname)
 
 
-def _open_parent(p: StrPath, *, create: bool) -> tuple[int, str, str]:
+def _open_parent(p: str | os.PathLike[str], *, create: bool) -> tuple[int, str, str]:
     """``(parent fd, real parent path, name)`` for a path argument (see :func:`_split`)."""
-    parent, name = _split(p)
+    parent, name = _split(os.fspath(p))
     if create:
         os.makedirs(parent, exist_ok=True)
     fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     return fd, fd_path(fd, parent), name
 
 
-def recover_for(dst: StrPath) -> bool:
+def recover_for(dst: str | os.PathLike[str]) -> bool:
     """Recover an interrupted :func:`replace` of ``dst``, if any (one lstat if none)."""
     try:
         fd, parent, name = _open_parent(dst, create=False)
@@ -789,7 +790,9 @@ def recover_for(dst: StrPath) -> bool:
         os.close(fd)
 
 
-def recover_dir(txn_path: StrPath, *, kinds: Mapping[str, Recoverer] | None = None) -> bool:
+def recover_dir(
+    txn_path: str | os.PathLike[str], *, kinds: Mapping[str, Recoverer] | None = None
+) -> bool:
     """Finish or undo the transaction whose journal is ``txn_path``; True if there was one.
     (:func:`._upgrade.recover_dir` takes upgrade() journals too.)
 
@@ -815,7 +818,7 @@ def replace(
     strategy: StrategyArg = "auto",
     strict: bool | None = None,
     workers: int | None = None,
-    files: Iterable[str] | None = None,
+    files: Iterable[StrPath] | None = None,
     progress: Callable[[int, int], None] | None = None,
     xattrs: bool = True,
     times: bool = True,
@@ -839,11 +842,14 @@ def replace(
     """
     from ._place import place  # lazy: place pulls in planning and probing
 
+    # Checked here, before the transaction begins (place() would check them too late:
+    # after the journal is made, a TypeError would be rolled back like a failure).
+    s, d = _args.path(src, "replace(): src"), _args.path(dst, "replace(): dst")
     place_kwargs: dict[str, Any] = {
         "strategy": strategy,
         "strict": strict,
-        "workers": workers,
-        "files": files,
+        "workers": _args.workers(workers, "replace(): workers="),
+        "files": None if files is None else _args.many(files, "files="),
         "progress": progress,
         "xattrs": xattrs,
         "times": times,
@@ -852,10 +858,10 @@ def replace(
         "observer": observer,
     }
     try:
-        pfd, parent, name = _open_parent(dst, create=True)
+        pfd, parent, name = _open_parent(d, create=True)
     except RemoveError as e:
         raise PlaceError(
-            e.errno or 0, str(e.strerror).replace("remove", "replace"), os.fspath(src), e.filename
+            e.errno or 0, str(e.strerror).replace("remove", "replace"), s, e.filename
         ) from None
     try:
         recover_at(pfd, parent, name)
@@ -869,7 +875,7 @@ def replace(
             recover_at(pfd, parent, name)  # a journal appeared since: busy if its owner lives
             txn.begin()
         try:
-            report = _swap_in(txn, src, place, place_kwargs)
+            report = _swap_in(txn, s, place, place_kwargs)
         except BaseException:
             try:
                 txn.rollback()  # the old tree is found by inode wherever the swap left it
@@ -886,10 +892,10 @@ def replace(
             txn.close()
     finally:
         os.close(pfd)
-    return record_replace(report, dst=os.fspath(dst))
+    return record_replace(report, dst=d)
 
 
-def _swap_in(txn: _Txn, src: StrPath, place: Any, place_kwargs: dict[str, Any]) -> PlaceReport:
+def _swap_in(txn: _Txn, src: str, place: Any, place_kwargs: dict[str, Any]) -> PlaceReport:
     pfd, name = txn.parent_fd, txn.name
     _step("building")
     # Placed through the journal's fd (/proc/self/fd/N/new: the kernel resolves the
@@ -1003,7 +1009,7 @@ def staging_dir(dst: StrPath) -> Iterator[Path]:
     >>> (d / "f").read_text(), list(d.iterdir()) == [d / "f"]
     ('x', True)
     """
-    pfd, parent, name = _open_parent(dst, create=True)
+    pfd, parent, name = _open_parent(_args.path(dst, "staging_dir(): dst"), create=True)
     try:
         tmpdir = os.environ.get("TMPDIR")
         if tmpdir and os.path.isdir(tmpdir) and _same_place(tmpdir, parent):

@@ -65,7 +65,7 @@ import stat
 import time
 from collections.abc import Callable, Mapping
 
-from . import _txn
+from . import _args, _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, RemoveError
 from ._log import log
 from ._owner import may_act, owner
@@ -329,7 +329,7 @@ def recover_journal_at(parent_fd: int, parent: str, jname: str) -> bool:
     return _txn.recover_journal_at(parent_fd, parent, jname, kinds={KIND: recover_upgrade_at})
 
 
-def recover_dir(txn_path: StrPath) -> bool:
+def recover_dir(txn_path: str | os.PathLike[str]) -> bool:
     """Finish or undo the replace() or upgrade() whose journal is ``txn_path``; True if
     there was one.  Raises :class:`TransactionBusy` while a live process holds it."""
     return _txn.recover_dir(txn_path, kinds={KIND: recover_upgrade_at})
@@ -410,11 +410,29 @@ def _check_name(n: Any) -> str:
     return n
 
 
+def _names(given: object, what: str) -> list[tuple[str, object]]:
+    """The items of ``changes`` or ``renamed``, with ``str`` entry names
+    (:func:`_check_name`).  A name given twice (``"a"`` and ``b"a"``) is refused, not
+    silently one of them."""
+    if not isinstance(given, Mapping):
+        got = type(given).__name__
+        raise TypeError(f"upgrade(): {what} must be a mapping of entry names, not {got}")
+    out: list[tuple[str, object]] = []
+    seen: set[str] = set()
+    for n, v in given.items():
+        name = _check_name(_args.path(n, f"upgrade(): a name in {what}"))
+        if name in seen:
+            raise InvalidArgument(errno.EINVAL, f"entry named twice in {what}", name)
+        seen.add(name)
+        out.append((name, v))
+    return out
+
+
 def upgrade(
     parent: StrPath,
-    changes: Mapping[str, StrPath | None],
+    changes: Mapping[str, StrPath | None] | Mapping[bytes, StrPath | None],
     *,
-    renamed: Mapping[str, str] | None = None,
+    renamed: Mapping[str, StrPath] | Mapping[bytes, StrPath] | None = None,
     strategy: StrategyArg = "auto",
     strict: bool | None = None,
     workers: int | None = None,
@@ -443,35 +461,39 @@ def upgrade(
     """
     from ._place import place  # lazy: place pulls in planning and probing
 
-    renamed = dict(renamed or {})
-    for n in changes:
-        _check_name(n)
-    for a, b in renamed.items():
-        _check_name(a)
-        if a in changes:
+    parent_s = _args.path(parent, "upgrade(): parent")
+    changes_s = {  # a source path, or None: a removal
+        n: None if v is None else _args.path(v, f"upgrade(): changes[{n!r}]")
+        for n, v in _names(changes, "changes")
+    }
+    renamed_s = {
+        n: _args.path(v, f"upgrade(): renamed[{n!r}]") for n, v in _names(renamed or {}, "renamed")
+    }
+    for a, b in renamed_s.items():
+        if a in changes_s:
             raise InvalidArgument(errno.EINVAL, "renamed entry also listed in changes", a)
-        if changes.get(b) is None:
+        if changes_s.get(b) is None:
             raise InvalidArgument(errno.EINVAL, "rename target has no source in changes", b)
-    if len(set(renamed.values())) != len(renamed):
-        raise InvalidArgument(errno.EINVAL, "two entries renamed to one name", str(parent))
+    if len(set(renamed_s.values())) != len(renamed_s):
+        raise InvalidArgument(errno.EINVAL, "two entries renamed to one name", parent_s)
     kw: dict[str, Any] = {
         "strategy": strategy,
         "strict": strict,
-        "workers": workers,
+        "workers": _args.workers(workers, "upgrade(): workers="),
         "progress": progress,
         "xattrs": xattrs,
         "fsync": fsync,
     }
-    pfd = os.open(os.fspath(parent), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    pfd = os.open(parent_s, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        real = fd_path(pfd, os.fspath(parent))
+        real = fd_path(pfd, parent_s)
         recover_journal_at(pfd, real, UPGRADE_JOURNAL)
-        for n in (*changes, *renamed):
+        for n in (*changes_s, *renamed_s):
             _txn.recover_at(pfd, real, n)  # an interrupted replace() of one of them
         _collect_trash_at(pfd, real, 5.0)
-        back = {b: a for a, b in renamed.items()}
+        back = {b: a for a, b in renamed_s.items()}
         up = _Upgrade(pfd, real)
-        for i, (n, src) in enumerate(changes.items()):
+        for i, (n, src) in enumerate(changes_s.items()):
             frm = back.get(n, n)
             old = _txn._ident_at(pfd, frm)
             if frm != n and old is None:
@@ -489,7 +511,7 @@ def upgrade(
             recover_journal_at(pfd, real, UPGRADE_JOURNAL)  # busy if its owner lives
             up.begin()
         try:
-            reports = _run(up, changes, place, kw)
+            reports = _run(up, changes_s, place, kw)
         except BaseException:
             try:
                 up.rollback()
@@ -504,7 +526,7 @@ def upgrade(
 
 
 def _run(
-    up: _Upgrade, changes: Mapping[str, StrPath | None], place: Any, kw: dict[str, Any]
+    up: _Upgrade, changes: Mapping[str, str | None], place: Any, kw: dict[str, Any]
 ) -> dict[str, PlaceReport]:
     via = f"/proc/self/fd/{up.jfd}" if os.path.isdir("/proc/self/fd") else up.path
     reports: dict[str, PlaceReport] = {}

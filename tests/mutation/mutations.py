@@ -55,6 +55,8 @@ RW = "tests/test_remove_walk.py"
 FL = "tests/test_filelist.py"
 SH = "tests/test_tree_share.py"
 RL = "tests/test_remove_limits.py"
+AR = "tests/test_args.py"
+_ARGS = "src/linkstrategy/_args.py"
 
 
 @dataclass(frozen=True)
@@ -311,8 +313,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "batch-jobs-drawn-all-first",
         _PLACE,
-        "        for j in jobs:",
-        "        for j in list(jobs):",
+        '        for j in _args.many(jobs, "place_many(): jobs"):',
+        '        for j in list(_args.many(jobs, "place_many(): jobs")):',
         ("tests/test_batch.py::test_place_many_starts_each_job_as_it_is_drawn",),
         "a generator's jobs wait until the last RECORD is read",
     ),
@@ -1424,7 +1426,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "replace-parent-normalised-lexically",
         _TXN,
-        "    parent, name = _split(p)\n    if create:",
+        "    parent, name = _split(os.fspath(p))\n    if create:",
         "    parent, name = _split(os.path.abspath(os.fspath(p)))\n    if create:",
         (f"{RS}::test_replace_through_symlink_and_dotdot_lands_where_the_kernel_means",),
     ),
@@ -2563,5 +2565,49 @@ MUTATIONS: list[Mutation] = [
         "                pass  # a directory named like bytecode: not an import's, stays",
         (f"{UN}::test_bytecode_of_other_names_and_odd_entries_stay",),
         "a directory named like bytecode was refused as a listed directory",
+    ),
+    # -- public arguments (_args) --
+    m(
+        "args-bytes-path-not-decoded",
+        _ARGS,
+        "            return got if isinstance(got, str) else os.fsdecode(got)",
+        "            return got  # type: ignore[return-value]",
+        (
+            f"{AR}::test_every_kind_of_path_does_what_the_str_path_does[place-bytes]",
+            f"{AR}::test_every_kind_of_path_does_what_the_str_path_does[remove_one-bytes]",
+            f"{AR}::test_every_kind_of_path_does_what_the_str_path_does[upgrade-bytes]",
+            f"{AR}::test_an_undecodable_bytes_path_is_its_fsdecode[bytes]",
+        ),
+        "a bytes path meets str constants deep inside: an obscure TypeError, or a wrong path",
+    ),
+    m(
+        "args-one-str-taken-for-a-list",
+        _ARGS,
+        "    if is_one_path(value):\n",
+        "    if False:\n",
+        (
+            f"{AR}::test_one_path_given_for_a_list_of_paths_is_refused[place-files-str]",
+            f"{AR}::test_one_path_given_for_a_list_of_paths_is_refused[remove-last-str]",
+        ),
+        "files='pkg/a.py' is placed character by character; last='x.dist-info' letter by letter",
+    ),
+    m(
+        "args-workers-zero-accepted",
+        _ARGS,
+        "    if value < 1:\n",
+        "    if value < 0:\n",
+        (
+            f"{AR}::test_workers_below_one_is_invalid[place-0]",
+            f"{AR}::test_workers_below_one_is_invalid[remove-0]",
+        ),
+        "workers=0 quietly runs one thread: the caller's mistake hidden",
+    ),
+    m(
+        "args-place-many-job-a-str",
+        _PLACE,
+        "    if isinstance(j, (tuple, list)) and len(j) in (2, 3):",
+        "    if True:",
+        (f"{AR}::test_a_place_many_job_is_a_pair_or_a_triple[str]",),
+        "a job given as 'ab' places 'a' at 'b'",
     ),
 ]
