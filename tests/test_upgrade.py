@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from support import killshim
+from support.pyimport import run_importing, same_size_and_mtime
 from test_txn import build, snapshot
 
 import linkstrategy
@@ -593,3 +594,30 @@ def test_replace_recovery_leaves_an_upgrade_journal_to_upgrade(tmp_path: Path) -
     assert view(site, sorted(want["old"])) == before and leftovers(site) == [UPGRADE_JOURNAL]
     assert U.recover_dir(site / UPGRADE_JOURNAL)
     assert leftovers(site) == []
+
+
+# -- the bytecode of a top-level module ------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["replaced", "renamed"])
+def test_an_upgraded_top_level_module_never_runs_the_old_bytecode(tmp_path: Path, how: str) -> None:
+    """``mod.py`` 1.0 imported (its bytecode in site-packages' own ``__pycache__``, outside
+    the entry), then upgraded to 2.0, a file of the same size and mtime (two versions
+    unpacked in one second, or reproducible builds' fixed timestamps): the interpreter
+    trusts bytecode whose source mtime and size match, and ran 1.0 after the upgrade.
+    The upgrade now takes the replaced (or removed) module's bytecode; other modules'
+    stays."""
+    site, new = tmp_path / "site", tmp_path / "new"
+    same_size_and_mtime(site / "mod.py", new / "mod.py", 'VERSION = "1.0"\n', 'VERSION = "2.0"\n')
+    (site / "other.py").write_text("X = 1\n")
+    assert run_importing(site, "import mod, other; print(mod.VERSION)") == "1.0"
+    tag = sys.implementation.cache_tag
+    assert (site / "__pycache__" / f"other.{tag}.pyc").exists()
+    if how == "replaced":
+        upgrade(site, {"mod.py": new / "mod.py"})
+        assert run_importing(site, "import mod; print(mod.VERSION)") == "2.0"
+    else:  # the module's old name removed, the new one placed: its old bytecode goes too
+        (new / "mod2.py").write_text('VERSION = "3.0"\n')
+        upgrade(site, {"mod.py": None, "mod2.py": new / "mod2.py"})
+        assert not list((site / "__pycache__").glob("mod.*"))
+    assert (site / "__pycache__" / f"other.{tag}.pyc").exists()

@@ -52,6 +52,7 @@ from ._log import log
 from ._owner import TMP_PREFIX, Holds, is_tmp_name, lock_file, tmp_name
 from ._plan import STRATEGIES, Plan, plan
 from ._pool import Abort, Backoff, Group, Tasks, shared
+from ._pycache import drop_bytecode_beside
 from ._record import field, record
 from ._removal import reap_stale, rmtree_at
 from ._sys import (
@@ -391,6 +392,8 @@ class _Run:
         # new names in pre-existing dirs, with the inode this run put there
         self.created_files: list[tuple[str, str, tuple[int, int]]] = []
         self.existing: dict[str, frozenset[str]] = {}  # pre-existing dir -> its names
+        # *.py files this run put in place of existing ones: their bytecode goes at the end
+        self.replaced_modules: list[tuple[str, str]] = []  # rel dir, name
         # hard-linked sources: (dev, ino) -> (drel dir, name) once placed, or an Event
         # while the first of its names is being written
         self.linked: dict[tuple[int, int], tuple[str, str] | threading.Event] = {}
@@ -659,6 +662,8 @@ def _place_file(
             tally.counts[strategy] += 1
             tally.bytes += size
             tally.files += 1
+            if exists and dname.endswith(".py"):
+                run.replaced_modules.append((rel_dir, dname))
             if run.observer is not None:
                 run.observer(path, strategy)
             return
@@ -915,6 +920,30 @@ def _place_entries(
             os.fsync(ddir)
     finally:
         run.merge(tally)
+
+
+def _drop_replaced_bytecode(root_fd: int, replaced: list[tuple[str, str]]) -> None:
+    """The bytecode of the modules this run replaced (``(rel dir, name.py)`` below the
+    directory open at ``root_fd``): the interpreter trusts it while the source's mtime
+    and size match, and a new file of the old one's size and mtime (times kept from a
+    cache unpacked within one second, reproducible builds' fixed timestamps) would run
+    the old code (:mod:`._pycache`).  Each ``__pycache__`` is opened beneath the root,
+    never through a symlink; best effort."""
+    by_dir: dict[str, set[str]] = {}
+    for rel, name in replaced:
+        by_dir.setdefault(rel, set()).add(name)
+    for rel, names in by_dir.items():
+        if not rel:
+            drop_bytecode_beside(root_fd, names)
+            continue
+        try:
+            fd = open_beneath(root_fd, rel, _DIR_FLAGS)
+        except OSError:
+            continue  # gone, or no longer a directory of its own
+        try:
+            drop_bytecode_beside(fd, names)
+        finally:
+            os.close(fd)
 
 
 def _c_strategy(strategy: Strategy) -> int:
@@ -2050,6 +2079,10 @@ class _Placement:
         assert run is not None
         if self.sname is None:
             self._finish_tree(run)
+        if run.replaced_modules:
+            _drop_replaced_bytecode(
+                self.pfd if self.sname is not None else self.dst_root_fd, run.replaced_modules
+            )
         return PlaceReport(
             src=self.s,
             dst=self.d,
@@ -2182,6 +2215,10 @@ def place(
     so editing them never edits the cache.  ``observer(path, how)`` is called
     from the worker threads for every entry placed (``how``: the strategy, or
     ``"symlink"`` for a symlink recreated); it must be thread-safe and quick.
+
+    A ``*.py`` file that replaces an existing one takes the old one's bytecode
+    (``__pycache__/<stem>.<tag>.pyc`` beside it) with it: the interpreter would trust
+    that bytecode for a new file of the old one's size and mtime.
 
     Special files (FIFOs, sockets, devices) are never opened: they are skipped
     and listed in ``report.skipped``.  On any real error (ENOSPC, EIO, EROFS,

@@ -93,6 +93,7 @@ from collections.abc import Iterable, Sequence
 from . import _args
 from ._errors import InvalidArgument, RemoveError
 from ._log import log
+from ._pycache import PYCACHE, bytecode_in
 from ._removal import (
     Root,
     by_parent,
@@ -343,13 +344,13 @@ def _bytecode_roots(run: Run, rfd: int, top: Parent, modules: dict[str, set[str]
     removed, like a listed file, only as an entry of that directory."""
     out: list[Root] = []
     for d, names in modules.items():
-        rel = f"{d}/{_PYCACHE}" if d else _PYCACHE
+        rel = f"{d}/{PYCACHE}" if d else PYCACHE
         try:
             fd = open_beneath(rfd, rel, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             continue  # none (never imported), a symlink, not a directory
         try:
-            found = [n for n in os.listdir(fd) if _bytecode_source(n) in names]
+            found = bytecode_in(fd, names)
         except OSError:
             continue
         finally:
@@ -358,23 +359,6 @@ def _bytecode_roots(run: Run, rfd: int, top: Parent, modules: dict[str, set[str]
             pdir = parent_at(run, "", top, rel)
             out += [Root(pdir, n, leaf=True) for n in found]
     return out
-
-
-_PYCACHE = "__pycache__"
-
-
-def _bytecode_source(name: str) -> str | None:
-    """The source file name (``<stem>.py``) whose bytecode ``name`` in ``__pycache__`` is,
-    or None: ``<stem>.<tag>.pyc`` or ``<stem>.<tag>.opt-<n>.pyc``, the tag without dots
-    (``a.b.cpython-311.pyc`` is ``a.b.py``'s, never ``a.py``'s)."""
-    if not name.endswith(".pyc"):
-        return None
-    core = name[:-4]
-    head, _, opt = core.rpartition(".")
-    if opt.startswith("opt-") and opt[4:].isdigit():
-        core = head
-    stem, dot, tag = core.rpartition(".")
-    return f"{stem}.py" if dot and stem and tag else None
 
 
 def _with_last(parts: list[str], skip: set[str]) -> bool:

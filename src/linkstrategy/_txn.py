@@ -122,6 +122,7 @@ from ._log import log
 from ._mounts import mount_id_of
 from ._owner import GRACE_FILE, GRACE_NO_LOCK, LOCK_NAME, hold, is_tmp_name, may_act, owner
 from ._pool import Backoff
+from ._pycache import drop_bytecode_beside
 from ._record import replace as record_replace
 from ._removal import split as _split
 from ._sys import exchange, fd_path, rename_new
@@ -943,6 +944,8 @@ def _swap_in(txn: _Txn, src: str, place: Any, place_kwargs: dict[str, Any]) -> P
     _fsync(pfd)
     _restore_mode(pfd, name, new, new_mode)
     _step("swapped")
+    if old is not None and name.endswith(".py"):  # a module replaced: its bytecode
+        drop_bytecode_beside(pfd, {name})
     txn.write(phase="committing")
     _step("committing")
     return report

@@ -69,6 +69,7 @@ from . import _args, _txn
 from ._errors import InvalidArgument, LinkStrategyError, PlaceError, RemoveError
 from ._log import log
 from ._owner import may_act, owner
+from ._pycache import drop_bytecode_beside
 from ._sys import fd_path
 from ._trash import collect_trash_at as _collect_trash_at
 from ._tree import StrPath
@@ -155,6 +156,15 @@ class _Upgrade(_txn._Journal):
     def finish(self) -> None:
         """Delete the journal (old trees, leftovers, bookkeeping; ``state`` last)."""
         self.delete()
+
+    def drop_bytecode(self) -> None:
+        """Once the new entries are in: the bytecode of the top-level modules replaced or
+        removed (``six.py``: its ``__pycache__/six.*.pyc`` is in ``parent``, outside the
+        entry), which the interpreter would trust for a new file of the old one's size
+        and mtime (see :mod:`._pycache`).  A tree takes its own ``__pycache__`` along.
+        Best effort: what cannot go is only a cache."""
+        names = {n for e in self.entries for n in (e.name, e.src_name) if n.endswith(".py")}
+        drop_bytecode_beside(self.parent_fd, names)
 
     # -- finding trees by inode -----------------------------------------------------
 
@@ -270,6 +280,7 @@ class _Upgrade(_txn._Journal):
             self.forward(e)
         _txn._fsync(self.parent_fd)
         self.write(phase="committing")
+        self.drop_bytecode()
         self.finish()
 
     def rollback(self) -> None:
@@ -596,5 +607,6 @@ def _run(
     _txn._fsync(up.parent_fd)
     up.write(phase="committing")
     _txn._step("upgrade-committing")
+    up.drop_bytecode()
     up.finish()
     return reports
