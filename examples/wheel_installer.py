@@ -29,6 +29,17 @@ What it shows, step by step:
    ``../../../bin/x`` go, and nothing outside the venv: a RECORD is the wheel's
    data, and ``../../../../etc/x`` is refused before anything is removed.
 
+6. **Upgrade** (a wheel of a project already installed, in another version or the
+   same): :func:`linkstrategy.upgrade`, one transaction over the project's
+   top-level entries of ``site-packages`` -- its code trees and modules replaced,
+   the ones the new version no longer has removed, the old dist-info renamed to the
+   new one -- so a reader never sees two dist-infos or code without metadata, and a
+   kill -9 at any point is rolled forward or back as a whole by the next call.  A
+   top-level directory another installed project also has files in (a namespace
+   package such as ``google/``) is never swapped as a whole: the old version's files
+   there are removed and the new ones placed, by RECORD.  Old console scripts the
+   new version no longer has are removed last.
+
 It is deliberately small: no dependency resolution, no ``.data`` schemes other
 than ``scripts``, ``purelib`` and ``platlib``, no bytecode compilation.
 """
@@ -76,6 +87,9 @@ def unpack(wheel: Path, cache: Path) -> Path:
                     raise ValueError(f"{wheel}: entry {info.filename!r} leaves the wheel")
                 z.extract(info, tmp)
                 mode = (info.external_attr >> 16) & 0o777
+                head, _, rest = info.filename.partition("/")
+                if head.endswith(".data") and rest.startswith("scripts/"):
+                    mode |= 0o755  # a script runs, whatever mode the wheel recorded (as pip)
                 if mode and not info.is_dir():
                     os.chmod(target, mode | 0o444)
         try:
@@ -105,10 +119,12 @@ def install(venv: Path, wheels: list[Path], cache: Path) -> None:
     site = site_packages(venv)
     site.mkdir(parents=True, exist_ok=True)
     entries = [unpack(w, cache) for w in wheels]
+    olds = {entry: installed_info(site, entry) for entry in entries}
+    fresh = [entry for entry in entries if olds[entry] is None]
 
     def jobs() -> Iterator[tuple[Path, Path, list[str]]]:
         # drawn one by one: each RECORD is read while the wheels before it are placed
-        for entry in entries:
+        for entry in fresh:
             files = record_paths(entry)
             main = [f for f in files if not f.split("/", 1)[0].endswith(".data")]
             yield (entry, site, main)
@@ -125,11 +141,106 @@ def install(venv: Path, wheels: list[Path], cache: Path) -> None:
     # linked into the cache, and replaced by rename, never written through whatever
     # is at the name.  A ValueError from jobs() rolls back the wheels under way.
     reports = linkstrategy.place_many(jobs(), copy=["*.dist-info/RECORD", "*.dist-info/INSTALLER"])
-    for entry in entries:
+    for entry in fresh:
         scripts = write_scripts(entry, venv)
         finish_record(entry, site, venv, scripts)
     placed = sum(r.files for r in reports if isinstance(r, linkstrategy.PlaceReport))
-    print(f"installed {len(entries)} wheel(s), {placed} file(s) into {site}")
+    print(f"installed {len(fresh)} wheel(s), {placed} file(s) into {site}")
+    for entry in entries:
+        old = olds[entry]
+        if old is not None:
+            upgrade(site, venv, entry, old)
+            print(f"upgraded {old.name} to {dist_info(entry).name}")
+
+
+def project(info_name: str) -> str:
+    """The normalized project name of a ``<name>-<version>.dist-info`` (or wheel entry)."""
+    m = _NAME.match(info_name + "-")
+    return m.group(1).lower().replace("-", "_").replace(".", "_") if m else info_name
+
+
+def installed_info(site: Path, entry: Path) -> Path | None:
+    """The dist-info of the project ``entry`` is a wheel of, if one is installed."""
+    want = project(dist_info(entry).name)
+    found = [p for p in site.glob("*.dist-info") if project(p.name) == want]
+    return found[0] if found else None
+
+
+def _top(rel: str) -> str:
+    return rel.split("/", 1)[0]
+
+
+def _sources(entry: Path) -> dict[str, str]:
+    """Each file of the wheel that goes to site-packages (its path in RECORD) -> its
+    path there (``<name>.data/purelib/x`` -> ``x``; ``.data/scripts`` go to ``bin/``)."""
+    out: dict[str, str] = {}
+    for rel in record_paths(entry):
+        head, _, rest = rel.partition("/")
+        if head.endswith(".data"):
+            scheme, _, path = rest.partition("/")
+            if scheme in ("purelib", "platlib"):
+                out[rel] = path
+        else:
+            out[rel] = rel
+    return out
+
+
+def upgrade(site: Path, venv: Path, entry: Path, old_info: Path) -> None:
+    """Replace the installed ``old_info``'s project by the wheel unpacked at ``entry``."""
+    new_info = dist_info(entry).name
+    with open(old_info / "RECORD", newline="") as f:
+        old_rows = [row[0] for row in csv.reader(f) if row and row[0]]
+    old_files = [r for r in old_rows if not r.startswith("../")]
+    sources = _sources(entry)  # wheel path -> site path
+    # the top-level entries of site-packages other installed projects have files in
+    others: set[str] = set()
+    for info in site.glob("*.dist-info"):
+        if info != old_info and project(info.name) != project(new_info):
+            with open(info / "RECORD", newline="") as f:
+                others |= {
+                    _top(r[0]) for r in csv.reader(f) if r and r[0] and not r[0].startswith("../")
+                }
+    new_tops: dict[str, set[Path]] = {}  # top-level entry -> where the new version has it
+    for rel, at in sources.items():
+        new_tops.setdefault(_top(at), set()).add(entry / rel[: len(rel) - len(at)] / _top(at))
+    old_tops = {_top(r) for r in old_files}
+    # file by file: entries other projects share, and one the wheel has in two places
+    # (its root and <name>.data/purelib), which no single tree holds
+    shared = (set(new_tops) | old_tops) & others | {t for t, at in new_tops.items() if len(at) > 1}
+    changes: dict[str, Path | None] = {
+        t: next(iter(at)) for t, at in new_tops.items() if t not in shared and t != new_info
+    }
+    changes |= {t: None for t in old_tops - set(new_tops) - shared - {old_info.name}}
+    changes[new_info] = entry / new_info
+    renamed = {old_info.name: new_info} if old_info.name != new_info else None
+    # one transaction: code first, the dist-info renamed, removals last (docs/api.md)
+    linkstrategy.upgrade(site, changes, renamed=renamed)
+    if shared:  # namespace directories: the old version's files out, the new ones in
+        new_shared = {at for at in sources.values() if _top(at) in shared}
+        gone = [r for r in old_files if _top(r) in shared and r not in new_shared]
+        if gone:
+            linkstrategy.remove(files=gone, root=site, check=True)
+        for rel, at in sources.items():
+            if _top(at) in shared:
+                linkstrategy.place(entry / rel, site / at)
+    for rel in record_paths(entry):  # <name>.data/scripts/...
+        head, _, rest = rel.partition("/")
+        scheme, _, path = rest.partition("/")
+        if head.endswith(".data") and scheme == "scripts":
+            linkstrategy.place(entry / head / scheme, venv / "bin", files=[path])
+    scripts = write_scripts(entry, venv)
+    finish_record(entry, site, venv, scripts)
+    # the old version's scripts the new one does not have (inside the venv only)
+    kept = {os.path.normpath(r) for r in record_paths_installed(site / new_info)}
+    stale = [r for r in old_rows if r.startswith("../") and os.path.normpath(r) not in kept]
+    if stale:
+        linkstrategy.remove(files=stale, root=site, within=venv, check=True)
+
+
+def record_paths_installed(info: Path) -> list[str]:
+    """The paths an installed dist-info's RECORD lists (relative to site-packages)."""
+    with open(info / "RECORD", newline="") as f:
+        return [row[0] for row in csv.reader(f) if row and row[0]]
 
 
 def write_scripts(entry: Path, venv: Path) -> list[Path]:

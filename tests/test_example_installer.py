@@ -1,6 +1,8 @@
 """examples/wheel_installer.py on real wheels from PyPI: install, import, run, pip check,
-uninstall, reinstall from the cache.  Needs PyPI; in CI (``CI`` set) a failed download
-fails the test instead of skipping it."""
+uninstall, reinstall from the cache, upgrade older releases.  Needs PyPI; in CI (``CI``
+set) a failed download fails the test instead of skipping it.  The upgrade's cases
+(a namespace directory shared with another project, scripts renamed) on wheels made
+here."""
 
 from __future__ import annotations
 
@@ -16,12 +18,11 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "wheel_installer
 WHEELS = ["six", "idna", "pyflakes", "markupsafe"]
 
 
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    d = tmp_path_factory.mktemp("wheels")
+def download(d: Path, *specs: str) -> list[Path]:
+    """Wheels of ``specs`` from PyPI into ``d``; skips (fails in CI) when PyPI is out of reach."""
     r = subprocess.run(
         [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-         "--disable-pip-version-check", "-d", str(d), *WHEELS],
+         "--disable-pip-version-check", "-d", str(d), *specs],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if r.returncode != 0:
@@ -30,6 +31,11 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
             pytest.fail(msg)
         pytest.skip(msg)
     return sorted(d.glob("*.whl"))
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return download(tmp_path_factory.mktemp("wheels"), *WHEELS)
 
 
 def digest(root: Path) -> dict[str, bytes]:
@@ -122,3 +128,124 @@ def test_an_installer_file_the_wheel_ships_is_not_written_through_the_cache(tmp_
     ).stat().st_ino  # the rest hardlinked: cache and venv share a filesystem here
     run(sys.executable, EXAMPLE, "install", venv, wheel, "--cache", cache)  # again, from the cache
     assert digest(cache) == cached
+
+
+# -- upgrade -------------------------------------------------------------------------------
+
+
+def make_wheel(
+    d: Path, name: str, version: str, files: dict[str, str], scripts: dict[str, str] | None = None
+) -> Path:
+    """A pure-Python wheel of ``files`` (``{path: text}``; ``<name>-<v>.data/...`` paths
+    included) with console ``scripts`` (``{name: "module:func"}``)."""
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    meta = {
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    if scripts:
+        lines = "".join(f"{k} = {v}\n" for k, v in scripts.items())
+        meta[f"{info}/entry_points.txt"] = f"[console_scripts]\n{lines}"
+    every = {**files, **meta}
+    record = "".join(f"{n},,\n" for n in [*every, f"{info}/RECORD"])
+    wheel = d / f"{name}-{version}-py3-none-any.whl"
+    d.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel, "w") as z:
+        for n, text in {**every, f"{info}/RECORD": record}.items():
+            z.writestr(n, text)
+    return wheel
+
+
+ACME_1 = {
+    "acme/__init__.py": 'VERSION = "1.0"\ndef main():\n    print("acme", VERSION)\n',
+    "acme/old_only.py": "",
+    "acme.libs/lib.txt": "1",
+    "gone.py": "",
+    "ns/acme_part/__init__.py": 'PART = "1.0"\n',
+}
+ACME_2 = {
+    "acme/__init__.py": 'VERSION = "2.0"\ndef main():\n    print("acme", VERSION)\n',
+    "acme/new.py": "",
+    "new_top/__init__.py": "",
+    "ns/acme_part/__init__.py": 'PART = "2.0"\n',
+    "acme-2.0.data/scripts/helper": "#!/bin/sh\necho helper\n",
+}
+OTHER = {"ns/other_part/__init__.py": 'PART = "other"\n', "other.py": ""}
+
+
+def test_installing_a_new_version_upgrades_as_one_transaction(tmp_path: Path) -> None:
+    """A wheel of a project already installed is an upgrade: its entries swapped by
+    linkstrategy.upgrade() -- code the new version lacks removed, the dist-info renamed
+    (one dist-info at any time), a namespace directory another project shares updated
+    file by file and never swapped as a whole, old console scripts removed.  It was a
+    merge: the old version's files stayed, beside a second dist-info."""
+    wheels = tmp_path / "wheels"
+    w1 = make_wheel(wheels / "1", "acme", "1.0", ACME_1, {"tool": "acme:main"})
+    w2 = make_wheel(wheels / "2", "acme", "2.0", ACME_2, {"tool2": "acme:main"})
+    wo = make_wheel(wheels / "o", "other", "1.0", OTHER)
+    venv, cache = tmp_path / "venv", tmp_path / "cache"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    py = venv / "bin" / "python"
+    run(sys.executable, EXAMPLE, "install", venv, wo, w1, "--cache", cache)
+    run(py, "-c", "import acme, gone, ns.acme_part, ns.other_part, other")  # bytecode written
+    assert run(venv / "bin" / "tool").stdout == "acme 1.0\n"
+    site = next((venv / "lib").glob("python*/site-packages"))
+    cached = digest(cache)
+
+    out = run(sys.executable, EXAMPLE, "install", venv, w2, "--cache", cache).stdout
+    assert "upgraded acme-1.0.dist-info to acme-2.0.dist-info" in out
+    assert sorted(p.name for p in site.glob("*.dist-info")) == [
+        "acme-2.0.dist-info", "other-1.0.dist-info"
+    ]  # fmt: skip
+    got = run(py, "-c", "import acme, ns.acme_part as a, ns.other_part as o; "
+              "print(acme.VERSION, a.PART, o.PART)").stdout  # fmt: skip
+    assert got == "2.0 2.0 other\n"
+    for gone in ("acme/old_only.py", "acme.libs", "gone.py", "acme-1.0.dist-info"):
+        assert not (site / gone).exists(), gone
+    assert not list(site.glob("__pycache__/gone.*"))  # a removed module's bytecode
+    assert (site / "new_top" / "__init__.py").exists() and (site / "other.py").exists()
+    assert not (venv / "bin" / "tool").exists()
+    assert run(venv / "bin" / "tool2").stdout == "acme 2.0\n"
+    assert run(venv / "bin" / "helper").stdout == "helper\n"
+    record = (site / "acme-2.0.dist-info" / "RECORD").read_text()
+    assert "../../../bin/tool2" in record and "INSTALLER" in record
+    # nothing written through a link into the cache: the entries there before, and the
+    # new one's RECORD (rewritten in site-packages) as the wheel has it
+    after = digest(cache)
+    assert {k: after[k] for k in cached} == cached
+    import zipfile
+
+    with zipfile.ZipFile(w2) as z:
+        wheel_record = z.read("acme-2.0.dist-info/RECORD")
+    assert after[f"{w2.name}/acme-2.0.dist-info/RECORD"] == wheel_record
+    assert f"{w2.name}/acme-2.0.dist-info/INSTALLER" not in after
+    run(sys.executable, "-m", "pip", "--python", py, "check")
+
+    run(sys.executable, EXAMPLE, "uninstall", venv, "acme")
+    assert not [p for p in site.rglob("*") if "acme" in p.name or "new_top" in p.name]
+    assert (site / "ns" / "other_part" / "__init__.py").exists()
+    run(py, "-c", "import ns.other_part, other")
+
+
+@pytest.mark.network
+def test_upgrading_real_wheels(tmp_path: Path, wheels: list[Path]) -> None:
+    """Older releases from PyPI installed and imported, then the current ones over them:
+    one dist-info each, the new versions imported, pip check clean."""
+    old = download(tmp_path / "old", "six==1.16.0", "idna==3.6")
+    venv, cache = tmp_path / "venv", tmp_path / "cache"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    py = venv / "bin" / "python"
+    run(sys.executable, EXAMPLE, "install", venv, *old, "--cache", cache)
+    assert run(py, "-c", "import six, idna; print(six.__version__)").stdout == "1.16.0\n"
+    new = [w for w in wheels if w.name.startswith(("six-", "idna-"))]
+    run(sys.executable, EXAMPLE, "install", venv, *new, "--cache", cache)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    infos = sorted(p.name.split("-")[0] for p in site.glob("*.dist-info"))
+    assert infos == ["idna", "six"]
+    versions = run(py, "-c", "import six, idna; print(six.__version__, idna.__version__)").stdout
+    assert (
+        versions.split() == [w.name.split("-")[1] for w in sorted(new, key=lambda w: w.name)][::-1]
+    )
+    run(sys.executable, "-m", "pip", "--python", py, "check")

@@ -2666,4 +2666,25 @@ MUTATIONS: list[Mutation] = [
         ),
         "a __pycache__ symlinked elsewhere followed (one module, replace(), upgrade())",
     ),
+    # -- the example installer's upgrade -----------------------------------------------------
+    m(
+        "example-upgrade-swaps-a-shared-namespace-directory",
+        "examples/wheel_installer.py",
+        "    shared = (set(new_tops) | old_tops) & others | {",
+        "    shared = set() & others | {",
+        (
+            "tests/test_example_installer.py::test_installing_a_new_version_upgrades_as_one_transaction",
+        ),
+        "ns/ swapped as a whole: another project's files in it went with the old tree",
+    ),
+    m(
+        "example-install-over-is-a-merge",
+        "examples/wheel_installer.py",
+        "        if old is not None:\n            upgrade(site, venv, entry, old)",
+        "        if False:\n            upgrade(site, venv, entry, old)",
+        (
+            "tests/test_example_installer.py::test_installing_a_new_version_upgrades_as_one_transaction",
+        ),
+        "a new version merged over the old: its files stayed, beside a second dist-info",
+    ),
 ]
