@@ -38,7 +38,9 @@ What it shows, step by step:
    top-level directory another installed project also has files in (a namespace
    package such as ``google/``) is never swapped as a whole: the old version's files
    there are removed and the new ones placed, by RECORD.  Old console scripts the
-   new version no longer has are removed last.
+   new version no longer has are removed last.  Each run first calls
+   :func:`linkstrategy.gc` on site-packages: a transaction a killed run left is
+   settled (forward or back) before anything installed is read.
 
 It is deliberately small: no dependency resolution, no ``.data`` schemes other
 than ``scripts``, ``purelib`` and ``platlib``, no bytecode compilation.
@@ -118,6 +120,9 @@ def record_paths(entry: Path) -> list[str]:
 def install(venv: Path, wheels: list[Path], cache: Path) -> None:
     site = site_packages(venv)
     site.mkdir(parents=True, exist_ok=True)
+    # What a killed run left (an upgrade half swapped, deferred removals) is settled
+    # first, rolled forward or back as a whole: then what is installed can be read.
+    linkstrategy.gc(site)
     entries = [unpack(w, cache) for w in wheels]
     olds = {entry: installed_info(site, entry) for entry in entries}
     fresh = [entry for entry in entries if olds[entry] is None]
@@ -203,7 +208,9 @@ def upgrade(site: Path, venv: Path, entry: Path, old_info: Path) -> None:
     new_tops: dict[str, set[Path]] = {}  # top-level entry -> where the new version has it
     for rel, at in sources.items():
         new_tops.setdefault(_top(at), set()).add(entry / rel[: len(rel) - len(at)] / _top(at))
-    old_tops = {_top(r) for r in old_files}
+    # (a RECORD an interrupted install left as the wheel's lists <name>.data/...: only
+    # what is there is the old version's)
+    old_tops = {t for t in map(_top, old_files) if os.path.lexists(site / t)}
     # file by file: entries other projects share, and one the wheel has in two places
     # (its root and <name>.data/purelib), which no single tree holds
     shared = (set(new_tops) | old_tops) & others | {t for t, at in new_tops.items() if len(at) > 1}
@@ -311,6 +318,7 @@ def _write_new(path: Path, text: str) -> None:
 
 def uninstall(venv: Path, names: list[str]) -> None:
     site = site_packages(venv)
+    linkstrategy.gc(site)  # as install() does
     wanted = {n.lower().replace("-", "_") for n in names}
     for info in sorted(site.glob("*.dist-info")):
         m = _NAME.match(info.name + "-")

@@ -6,6 +6,7 @@ here."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -158,6 +159,16 @@ def make_wheel(
     return wheel
 
 
+def distributions(py: Path) -> list[str]:
+    """``name version`` of every distribution the venv's interpreter finds (what ``pip
+    check`` reads; the tests run without pip where the suite runs from the sdist)."""
+    code = (
+        "import importlib.metadata as m; "
+        "print(sorted(f\"{d.metadata['Name']} {d.version}\" for d in m.distributions()))"
+    )
+    return list(ast.literal_eval(run(py, "-c", code).stdout))
+
+
 ACME_1 = {
     "acme/__init__.py": 'VERSION = "1.0"\ndef main():\n    print("acme", VERSION)\n',
     "acme/old_only.py": "",
@@ -221,7 +232,7 @@ def test_installing_a_new_version_upgrades_as_one_transaction(tmp_path: Path) ->
         wheel_record = z.read("acme-2.0.dist-info/RECORD")
     assert after[f"{w2.name}/acme-2.0.dist-info/RECORD"] == wheel_record
     assert f"{w2.name}/acme-2.0.dist-info/INSTALLER" not in after
-    run(sys.executable, "-m", "pip", "--python", py, "check")
+    assert distributions(py) == ["acme 2.0", "other 1.0"]
 
     run(sys.executable, EXAMPLE, "uninstall", venv, "acme")
     assert not [p for p in site.rglob("*") if "acme" in p.name or "new_top" in p.name]
@@ -249,3 +260,57 @@ def test_upgrading_real_wheels(tmp_path: Path, wheels: list[Path]) -> None:
         versions.split() == [w.name.split("-")[1] for w in sorted(new, key=lambda w: w.name)][::-1]
     )
     run(sys.executable, "-m", "pip", "--python", py, "check")
+
+
+_KILLED_AT = """
+import os, runpy, sys
+import linkstrategy._txn as T
+step = sys.argv.pop(1)
+T.step_hook = lambda name: os.kill(os.getpid(), 9) if name == step else None
+sys.argv[0] = sys.argv[1]
+del sys.argv[1]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "upgrade-placed:acme",
+        "upgrade-swapping",
+        "upgrade-swapped:acme",
+        "upgrade-swapped:acme-2.0.dist-info",
+        "upgrade-swapped:gone.py",
+        "upgrade-committing",
+    ],
+)
+def test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install(
+    tmp_path: Path, step: str
+) -> None:
+    """kill -9 of the example while it upgrades, at each step of the transaction, then
+    the same install again: it completes (the interrupted transaction is settled
+    first, forward or back as a whole, then the upgrade runs on what is there).  It
+    failed where the kill left the code swapped and the old dist-info in place: the
+    upgrade it planned named a dist-info the recovery had just renamed."""
+    wheels = tmp_path / "wheels"
+    w1 = make_wheel(wheels / "1", "acme", "1.0", ACME_1, {"tool": "acme:main"})
+    w2 = make_wheel(wheels / "2", "acme", "2.0", ACME_2, {"tool2": "acme:main"})
+    wo = make_wheel(wheels / "o", "other", "1.0", OTHER)
+    venv, cache = tmp_path / "venv", tmp_path / "cache"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    py = venv / "bin" / "python"
+    run(sys.executable, EXAMPLE, "install", venv, wo, w1, "--cache", cache)
+    args = [sys.executable, "-c", _KILLED_AT, step, EXAMPLE, "install", venv, w2, "--cache", cache]
+    killed = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    run(sys.executable, EXAMPLE, "install", venv, w2, "--cache", cache)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    assert sorted(p.name for p in site.glob("*.dist-info")) == [
+        "acme-2.0.dist-info", "other-1.0.dist-info"
+    ]  # fmt: skip
+    got = run(py, "-c", "import acme, ns.acme_part as a, ns.other_part as o; "
+              "print(acme.VERSION, a.PART, o.PART)").stdout  # fmt: skip
+    assert got == "2.0 2.0 other\n"
+    assert not (site / "gone.py").exists() and not (site / "acme" / "old_only.py").exists()
+    assert not [n for n in os.listdir(site) if n.startswith(".")]  # no journal left
+    assert distributions(py) == ["acme 2.0", "other 1.0"]

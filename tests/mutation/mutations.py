@@ -2687,4 +2687,24 @@ MUTATIONS: list[Mutation] = [
         ),
         "a new version merged over the old: its files stayed, beside a second dist-info",
     ),
+    m(
+        "example-install-reads-before-settling",
+        "examples/wheel_installer.py",
+        "    # first, rolled forward or back as a whole: then what is installed can be read.\n    linkstrategy.gc(site)",
+        "    # first, rolled forward or back as a whole: then what is installed can be read.\n    pass",
+        (
+            "tests/test_example_installer.py::test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install[upgrade-swapped:acme]",
+        ),
+        "an upgrade killed half swapped: the next install planned on the state before its recovery",
+    ),
+    m(
+        "example-upgrade-removes-what-is-not-there",
+        "examples/wheel_installer.py",
+        "    old_tops = {t for t in map(_top, old_files) if os.path.lexists(site / t)}",
+        "    old_tops = {t for t in map(_top, old_files) if True}",
+        (
+            "tests/test_example_installer.py::test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install[upgrade-committing]",
+        ),
+        "a RECORD left as the wheel's (<name>.data/...) named entries that are not there",
+    ),
 ]
