@@ -186,20 +186,27 @@ ACME_2 = {
 OTHER = {"ns/other_part/__init__.py": 'PART = "other"\n', "other.py": ""}
 
 
-def test_installing_a_new_version_upgrades_as_one_transaction(tmp_path: Path) -> None:
-    """A wheel of a project already installed is an upgrade: its entries swapped by
-    linkstrategy.upgrade() -- code the new version lacks removed, the dist-info renamed
-    (one dist-info at any time), a namespace directory another project shares updated
-    file by file and never swapped as a whole, old console scripts removed.  It was a
-    merge: the old version's files stayed, beside a second dist-info."""
+def acme_1_installed(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """``(venv, cache, wheel of acme 2.0)``: a venv with acme 1.0 and other 1.0 installed
+    by the example (acme's ``ns/acme_part`` beside other's ``ns/other_part``)."""
     wheels = tmp_path / "wheels"
     w1 = make_wheel(wheels / "1", "acme", "1.0", ACME_1, {"tool": "acme:main"})
     w2 = make_wheel(wheels / "2", "acme", "2.0", ACME_2, {"tool2": "acme:main"})
     wo = make_wheel(wheels / "o", "other", "1.0", OTHER)
     venv, cache = tmp_path / "venv", tmp_path / "cache"
     run(sys.executable, "-m", "venv", "--without-pip", venv)
-    py = venv / "bin" / "python"
     run(sys.executable, EXAMPLE, "install", venv, wo, w1, "--cache", cache)
+    return venv, cache, w2
+
+
+def test_installing_a_new_version_upgrades_as_one_transaction(tmp_path: Path) -> None:
+    """A wheel of a project already installed is an upgrade: its entries swapped by
+    linkstrategy.upgrade() -- code the new version lacks removed, the dist-info renamed
+    (one dist-info at any time), a namespace directory another project shares updated
+    file by file and never swapped as a whole, old console scripts removed.  It was a
+    merge: the old version's files stayed, beside a second dist-info."""
+    venv, cache, w2 = acme_1_installed(tmp_path)
+    py = venv / "bin" / "python"
     run(py, "-c", "import acme, gone, ns.acme_part, ns.other_part, other")  # bytecode written
     assert run(venv / "bin" / "tool").stdout == "acme 1.0\n"
     site = next((venv / "lib").glob("python*/site-packages"))
@@ -292,14 +299,8 @@ def test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install(
     first, forward or back as a whole, then the upgrade runs on what is there).  It
     failed where the kill left the code swapped and the old dist-info in place: the
     upgrade it planned named a dist-info the recovery had just renamed."""
-    wheels = tmp_path / "wheels"
-    w1 = make_wheel(wheels / "1", "acme", "1.0", ACME_1, {"tool": "acme:main"})
-    w2 = make_wheel(wheels / "2", "acme", "2.0", ACME_2, {"tool2": "acme:main"})
-    wo = make_wheel(wheels / "o", "other", "1.0", OTHER)
-    venv, cache = tmp_path / "venv", tmp_path / "cache"
-    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    venv, cache, w2 = acme_1_installed(tmp_path)
     py = venv / "bin" / "python"
-    run(sys.executable, EXAMPLE, "install", venv, wo, w1, "--cache", cache)
     args = [sys.executable, "-c", _KILLED_AT, step, EXAMPLE, "install", venv, w2, "--cache", cache]
     killed = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr
