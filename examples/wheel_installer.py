@@ -211,9 +211,12 @@ def upgrade(site: Path, venv: Path, entry: Path, old_info: Path) -> None:
     # (a RECORD an interrupted install left as the wheel's lists <name>.data/...: only
     # what is there is the old version's)
     old_tops = {t for t in map(_top, old_files) if os.path.lexists(site / t)}
-    # file by file: entries other projects share, and one the wheel has in two places
-    # (its root and <name>.data/purelib), which no single tree holds
-    shared = (set(new_tops) | old_tops) & others | {t for t, at in new_tops.items() if len(at) > 1}
+    # file by file: entries other projects share, one the wheel has in two places (its
+    # root and <name>.data/purelib), which no single tree holds, and site-packages' own
+    # __pycache__ (a RECORD written by pip lists the bytecode of top-level modules)
+    shared = (set(new_tops) | old_tops) & (others | {"__pycache__"}) | {
+        t for t, at in new_tops.items() if len(at) > 1
+    }
     changes: dict[str, Path | None] = {
         t: next(iter(at)) for t, at in new_tops.items() if t not in shared and t != new_info
     }

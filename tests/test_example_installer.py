@@ -175,6 +175,8 @@ ACME_1 = {
     "acme.libs/lib.txt": "1",
     "gone.py": "",
     "ns/acme_part/__init__.py": 'PART = "1.0"\n',
+    # listed bytecode, as in a RECORD pip wrote: site-packages' own __pycache__ is shared
+    f"__pycache__/gone.{sys.implementation.cache_tag}.pyc": "",
 }
 ACME_2 = {
     "acme/__init__.py": 'VERSION = "2.0"\ndef main():\n    print("acme", VERSION)\n',
@@ -223,6 +225,7 @@ def test_installing_a_new_version_upgrades_as_one_transaction(tmp_path: Path) ->
     for gone in ("acme/old_only.py", "acme.libs", "gone.py", "acme-1.0.dist-info"):
         assert not (site / gone).exists(), gone
     assert not list(site.glob("__pycache__/gone.*"))  # a removed module's bytecode
+    assert list(site.glob("__pycache__/other.*.pyc"))  # another project's: never swapped out
     assert (site / "new_top" / "__init__.py").exists() and (site / "other.py").exists()
     assert not (venv / "bin" / "tool").exists()
     assert run(venv / "bin" / "tool2").stdout == "acme 2.0\n"

@@ -2670,8 +2670,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "example-upgrade-swaps-a-shared-namespace-directory",
         "examples/wheel_installer.py",
-        "    shared = (set(new_tops) | old_tops) & others | {",
-        "    shared = set() & others | {",
+        '    shared = (set(new_tops) | old_tops) & (others | {"__pycache__"}) | {',
+        '    shared = set() & (others | {"__pycache__"}) | {',
         (
             "tests/test_example_installer.py::test_installing_a_new_version_upgrades_as_one_transaction",
         ),
@@ -2706,5 +2706,15 @@ MUTATIONS: list[Mutation] = [
             "tests/test_example_installer.py::test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install[upgrade-committing]",
         ),
         "a RECORD left as the wheel's (<name>.data/...) named entries that are not there",
+    ),
+    m(
+        "example-upgrade-swaps-site-packages-own-pycache",
+        "examples/wheel_installer.py",
+        '    shared = (set(new_tops) | old_tops) & (others | {"__pycache__"}) | {',
+        "    shared = (set(new_tops) | old_tops) & others | {",
+        (
+            "tests/test_example_installer.py::test_installing_a_new_version_upgrades_as_one_transaction",
+        ),
+        "a RECORD listing bytecode made site-packages/__pycache__ an entry to remove: every module's went",
     ),
 ]
