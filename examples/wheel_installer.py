@@ -37,8 +37,9 @@ What it shows, step by step:
    kill -9 at any point is rolled forward or back as a whole by the next call.  A
    top-level directory another installed project also has files in (a namespace
    package such as ``google/``) is never swapped as a whole: the old version's files
-   there are removed and the new ones placed, by RECORD.  Old console scripts the
-   new version no longer has are removed last.  Each run first calls
+   there are removed and the new ones placed, by RECORD.  The scripts in ``bin/``
+   (console scripts, ``.data/scripts``; the old ones the new version lacks removed)
+   change in the same transaction (``also=``).  Each run first calls
    :func:`linkstrategy.gc` on site-packages: a transaction a killed run left is
    settled (forward or back) before anything installed is read.
 
@@ -223,8 +224,28 @@ def upgrade(site: Path, venv: Path, entry: Path, old_info: Path) -> None:
     changes |= {t: None for t in old_tops - set(new_tops) - shared - {old_info.name}}
     changes[new_info] = entry / new_info
     renamed = {old_info.name: new_info} if old_info.name != new_info else None
-    # one transaction: code first, the dist-info renamed, removals last (docs/api.md)
-    linkstrategy.upgrade(site, changes, renamed=renamed)
+    # The scripts in bin/ change in the same transaction (also=): console scripts are
+    # written into a directory beside bin/ first, .data/scripts come from the cache,
+    # and the old version's scripts the new one lacks are removed.
+    bindir = venv / "bin"
+    staged = Path(tempfile.mkdtemp(prefix=".scripts-", dir=venv))
+    try:
+        scripts = write_scripts(entry, venv, into=staged)
+        bin_changes: dict[str, Path | None] = {s.name: staged / s.name for s in scripts}
+        for rel in record_paths(entry):  # <name>.data/scripts/...
+            head, _, rest = rel.partition("/")
+            scheme, _, path = rest.partition("/")
+            if head.endswith(".data") and scheme == "scripts" and "/" not in path:
+                bin_changes[path] = entry / rel
+        for r in old_rows:
+            p = Path(os.path.normpath(site / r))
+            gone = r.startswith("../") and p.parent == bindir and p.name not in bin_changes
+            if gone and os.path.lexists(p):
+                bin_changes[p.name] = None
+        # one transaction: code and scripts first, the dist-info renamed, removals last
+        linkstrategy.upgrade(site, changes, renamed=renamed, also={bindir: bin_changes})
+    finally:
+        linkstrategy.remove(staged)
     if shared:  # namespace directories: the old version's files out, the new ones in
         new_shared = {at for at in sources.values() if _top(at) in shared}
         gone = [r for r in old_files if _top(r) in shared and r not in new_shared]
@@ -233,28 +254,12 @@ def upgrade(site: Path, venv: Path, entry: Path, old_info: Path) -> None:
         for rel, at in sources.items():
             if _top(at) in shared:
                 linkstrategy.place(entry / rel, site / at)
-    for rel in record_paths(entry):  # <name>.data/scripts/...
-        head, _, rest = rel.partition("/")
-        scheme, _, path = rest.partition("/")
-        if head.endswith(".data") and scheme == "scripts":
-            linkstrategy.place(entry / head / scheme, venv / "bin", files=[path])
-    scripts = write_scripts(entry, venv)
     finish_record(entry, site, venv, scripts)
-    # the old version's scripts the new one does not have (inside the venv only)
-    kept = {os.path.normpath(r) for r in record_paths_installed(site / new_info)}
-    stale = [r for r in old_rows if r.startswith("../") and os.path.normpath(r) not in kept]
-    if stale:
-        linkstrategy.remove(files=stale, root=site, within=venv, check=True)
 
 
-def record_paths_installed(info: Path) -> list[str]:
-    """The paths an installed dist-info's RECORD lists (relative to site-packages)."""
-    with open(info / "RECORD", newline="") as f:
-        return [row[0] for row in csv.reader(f) if row and row[0]]
-
-
-def write_scripts(entry: Path, venv: Path) -> list[Path]:
-    """The console scripts of ``entry``, written to ``bin/``; returns their paths."""
+def write_scripts(entry: Path, venv: Path, into: Path | None = None) -> list[Path]:
+    """The console scripts of ``entry``, written to ``bin/`` (or, for an upgrade, into
+    ``into``, from where the transaction moves them); returns their paths in ``bin/``."""
     ep = dist_info(entry) / "entry_points.txt"
     if not ep.exists():
         return []
@@ -267,7 +272,7 @@ def write_scripts(entry: Path, venv: Path) -> list[Path]:
         elif "=" in line and section == "console_scripts":
             name, _, target = (x.strip() for x in line.partition("="))
             module, _, func = target.partition(":")
-            script = venv / "bin" / name
+            script = (into or venv / "bin") / name
             script.parent.mkdir(parents=True, exist_ok=True)
             tmp = script.with_name(f".{name}.tmp{os.getpid()}")
             head = func.split(".")[0]
@@ -277,7 +282,7 @@ def write_scripts(entry: Path, venv: Path) -> list[Path]:
             )
             tmp.chmod(0o755)
             os.replace(tmp, script)
-            written.append(script)
+            written.append(venv / "bin" / name)
     return written
 
 

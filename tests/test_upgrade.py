@@ -621,3 +621,196 @@ def test_an_upgraded_top_level_module_never_runs_the_old_bytecode(tmp_path: Path
         upgrade(site, {"mod.py": None, "mod2.py": new / "mod2.py"})
         assert not list((site / "__pycache__").glob("mod.*"))
     assert (site / "__pycache__" / f"other.{tag}.pyc").exists()
+
+
+# -- also=: the scripts in bin/ in the same transaction -------------------------------------
+
+
+def _venv(base: Path) -> tuple[Path, Path, Path]:
+    """``(site, bin, new)``: pkg 1.0 with its scripts ``tool`` and ``oldtool``; the new
+    trees of pkg 2.0, whose scripts are ``tool`` (replaced) and ``newtool`` (added)."""
+    site, bindir, new = base / "lib" / "site", base / "bin", base / "new"
+    build(site / "pkg", "old-pkg", n=4)
+    build(site / "pkg-1.0.dist-info", "old-info", n=1)
+    bindir.mkdir(parents=True)
+    for name in ("tool", "oldtool", "python"):
+        (bindir / name).write_text(f"old {name}\n")
+    build(new / "pkg", "new-pkg", n=5)
+    build(new / "pkg-2.0.dist-info", "new-info", n=1)
+    (new / "bin").mkdir()
+    for name in ("tool", "newtool"):
+        (new / "bin" / name).write_text(f"new {name}\n")
+    return site, bindir, new
+
+
+def _bin_changes(bindir: Path, new: Path) -> dict[str, Any]:
+    return {
+        str(bindir): {
+            "tool": str(new / "bin" / "tool"),
+            "newtool": str(new / "bin" / "newtool"),
+            "oldtool": None,
+        }
+    }
+
+
+def _state(site: Path, bindir: Path) -> tuple[Any, ...]:
+    return (
+        sorted(n for n in os.listdir(site) if "linkstrategy" not in n),
+        snapshot(site / "pkg") if (site / "pkg").exists() else None,
+        {n: (bindir / n).read_text() for n in sorted(os.listdir(bindir))},
+    )
+
+
+def test_also_swaps_the_scripts_in_bin_in_the_same_transaction(tmp_path: Path) -> None:
+    """``also={bin: {...}}``: the scripts in another directory of the filesystem change in
+    the same transaction as the package (#13: an upgrade touches numpy/, numpy.libs/,
+    the dist-info and scripts in bin/)."""
+    site, bindir, new = _venv(tmp_path)
+    reports = upgrade(
+        site,
+        {"pkg": new / "pkg", "pkg-2.0.dist-info": new / "pkg-2.0.dist-info"},
+        renamed={"pkg-1.0.dist-info": "pkg-2.0.dist-info"},
+        also={
+            bindir: {
+                "tool": new / "bin" / "tool",
+                "newtool": new / "bin" / "newtool",
+                "oldtool": None,
+            }
+        },
+    )
+    assert sorted(reports) == sorted(
+        ["pkg", "pkg-2.0.dist-info", str(bindir / "tool"), str(bindir / "newtool")]
+    )
+    assert _state(site, bindir) == (
+        ["pkg", "pkg-2.0.dist-info"],
+        snapshot(new / "pkg"),
+        {"newtool": "new newtool\n", "python": "old python\n", "tool": "new tool\n"},
+    )
+    assert not [n for n in os.listdir(site) if "linkstrategy" in n]
+
+
+def test_also_is_refused_before_anything_changes(tmp_path: Path, ext4: Path) -> None:
+    """Another filesystem (renames cannot reach it: EXDEV), the parent itself, and a
+    removal of what is not there are refused before anything is placed."""
+    site, bindir, new = _venv(tmp_path)
+    before = _state(site, bindir)
+    bad: list[tuple[Any, int]] = [
+        ({ext4: {"tool": new / "bin" / "tool"}}, errno.EXDEV),
+        ({site: {"x": new / "bin" / "tool"}}, errno.EINVAL),
+        ({bindir: {"absent": None}}, errno.ENOENT),
+        ({bindir: {"../x": new / "bin" / "tool"}}, errno.EINVAL),
+    ]
+    for also, code in bad:
+        with pytest.raises(InvalidArgument) as ei:
+            upgrade(site, {"pkg": new / "pkg"}, also=also)
+        assert ei.value.errno == code, also
+        assert _state(site, bindir) == before and leftovers(site) == []
+
+
+_CHILD_ALSO = textwrap.dedent(
+    """
+    import json, os, sys
+    import linkstrategy._txn as T
+    from linkstrategy._upgrade import upgrade
+    site, point, also = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    T.step_hook = lambda name: name == point and os.kill(os.getpid(), 9)
+    new = os.path.join(os.path.dirname(os.path.dirname(site)), "new")
+    upgrade(site, {"pkg": new + "/pkg", "pkg-2.0.dist-info": new + "/pkg-2.0.dist-info"},
+            renamed={"pkg-1.0.dist-info": "pkg-2.0.dist-info"}, also=also)
+    """
+)
+
+_ALSO_POINTS = [
+    ("upgrade-placed:tool", "old"),
+    ("upgrade-placed:newtool", "old"),
+    ("upgrade-swapping", "new"),
+    ("upgrade-swapped:newtool", "new"),
+    ("upgrade-swapped:tool", "new"),
+    ("upgrade-swapped:pkg", "new"),
+    ("upgrade-exchanged:pkg-2.0.dist-info", "new"),
+    ("upgrade-swapped:pkg-2.0.dist-info", "new"),
+    ("upgrade-swapped:oldtool", "new"),
+    ("upgrade-committing", "new"),
+]
+
+
+@pytest.mark.parametrize("recover_by", ["gc", "upgrade"])
+def test_also_kill_9_at_every_step_recovers_both_directories_as_a_whole(
+    tmpfs_dir: Path, recover_by: str
+) -> None:
+    """kill -9 at each step of an upgrade that changes site-packages and bin/: the
+    recovery (gc of the parent, or the next upgrade of it) leaves both directories
+    old or both new, never new code beside old scripts."""
+    for i, (point, expect) in enumerate(_ALSO_POINTS):
+        base = tmpfs_dir / f"{i}"
+        site, bindir, new = _venv(base)
+        old = _state(site, bindir)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _CHILD_ALSO,
+                str(site),
+                point,
+                json.dumps(_bin_changes(bindir, new)),
+            ],
+            capture_output=True,
+        )
+        assert res.returncode == -9, (point, res.stderr)
+        if recover_by == "gc":
+            assert gc(site).ok, point
+        else:
+            build(base / "other-new", "other", n=1)
+            upgrade(site, {"other": base / "other-new"})
+            (site / "other").rename(base / "other-placed")  # not part of the comparison
+        want = (
+            old
+            if expect == "old"
+            else (
+                ["pkg", "pkg-2.0.dist-info"],
+                snapshot(new / "pkg"),
+                {"newtool": "new newtool\n", "python": "old python\n", "tool": "new tool\n"},
+            )
+        )
+        assert _state(site, bindir) == want, point
+        assert leftovers(site) == [], point
+
+
+def test_a_recorded_directory_replaced_since_leaves_the_journal_alone(tmpfs_dir: Path) -> None:
+    """The journal names bin/ by path and inode: if bin/ is another directory by the
+    recovery (moved away, a new one made), nothing is moved (RemoveError, EPERM)."""
+    site, bindir, new = _venv(tmpfs_dir)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CHILD_ALSO,
+            str(site),
+            "upgrade-swapped:tool",
+            json.dumps(_bin_changes(bindir, new)),
+        ],
+        capture_output=True,
+    )
+    assert res.returncode == -9, res.stderr
+    bindir.rename(tmpfs_dir / "bin-moved")
+    bindir.mkdir()  # someone's new, empty bin/: nothing in it contradicts the journal
+    with pytest.raises(RemoveError) as ei:
+        U.recover_dir(site / UPGRADE_JOURNAL)
+    assert ei.value.errno == errno.EPERM
+    assert os.listdir(bindir) == []  # nothing moved into it
+    assert (site / UPGRADE_JOURNAL).is_dir()
+
+
+def test_also_takes_every_kind_of_path(tmp_path: Path) -> None:
+    """also='s directories, names and sources are paths as everywhere (bytes, PathLike);
+    a directory that is not a path is a TypeError naming it, before anything changes."""
+    site, bindir, new = _venv(tmp_path)
+    upgrade(
+        site,
+        {"pkg": new / "pkg"},
+        also={os.fsencode(bindir): {b"tool": os.fsencode(new / "bin" / "tool")}},
+    )
+    assert (bindir / "tool").read_text() == "new tool\n"
+    with pytest.raises(TypeError, match="also"):
+        upgrade(site, {"pkg": new / "pkg"}, also={3: {"tool": new / "bin" / "tool"}})  # type: ignore[dict-item]
+    assert leftovers(site) == []

@@ -6,9 +6,11 @@ several entries of ONE directory ``parent`` (site-packages: ``numpy/``,
 point the next :func:`upgrade`, :func:`~linkstrategy.gc` of ``parent``,
 :func:`~linkstrategy.remove` of an entry it changes (:func:`settle_before_remove`)
 or :func:`recover_dir` of the journal leaves either every old
-entry or every new one, never a mix.  One parent per transaction: one journal,
-every move a ``rename`` within one mount.  (Scripts in ``bin/`` are another
-directory: a second :func:`upgrade`, ordered by the caller.)
+entry or every new one, never a mix.  One journal per transaction, in ``parent``;
+every move a ``rename`` within one filesystem.  Other directories of that
+filesystem (the scripts in ``bin/``) join the transaction with ``also=``: the
+journal records each by its real path and ``(st_dev, st_ino)``, and a recovery
+opens it again by that path and acts only if it is still that directory.
 
 The journal is ``<parent>/.linkstrategy-upgrade.linkstrategy-txn/``, made, locked
 and written exactly like :func:`~linkstrategy.replace`'s (module :mod:`._txn`):
@@ -91,6 +93,9 @@ _META_SUFFIXES = (".dist-info", ".egg-info", ".data")
 Ident = tuple[int, int]
 
 
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _is_meta(name: str) -> bool:
     return name.endswith(_META_SUFFIXES)
 
@@ -106,6 +111,8 @@ class _Entry:
         self.new: Ident | None = _txn._as_ident(d.get("new"))
         self.old_mode: Any = d.get("old_mode")
         self.new_mode: Any = d.get("new_mode")
+        # None: an entry of the parent; k: of the k-th other directory (``also=``)
+        self.dir: int | None = d.get("dir")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +123,7 @@ class _Entry:
             "new": self.new,
             "old_mode": self.old_mode,
             "new_mode": self.new_mode,
+            "dir": self.dir,
         }
 
     @property
@@ -137,6 +145,47 @@ class _Upgrade(_txn._Journal):
     def __init__(self, parent_fd: int, parent: str) -> None:
         super().__init__(parent_fd, parent, UPGRADE_JOURNAL)
         self.entries: list[_Entry] = []
+        # the other directories (``also=``): open fds, real paths, (st_dev, st_ino)
+        self.dir_fds: list[int] = []
+        self.dir_paths: list[str] = []
+        self.dir_idents: list[Ident] = []
+
+    def pfd(self, e: _Entry) -> int:
+        """The fd of the directory ``e`` is an entry of."""
+        return self.parent_fd if e.dir is None else self.dir_fds[e.dir]
+
+    def ppath(self, e: _Entry) -> str:
+        return self.parent if e.dir is None else self.dir_paths[e.dir]
+
+    def fsync_dirs(self) -> None:
+        for fd in (self.parent_fd, *self.dir_fds):
+            _txn._fsync(fd)
+
+    def add_dir(self, fd: int, real: str, ident: Ident) -> int:
+        """Another directory of the transaction, open at ``fd`` (taken); its index."""
+        self.dir_fds.append(fd)
+        self.dir_paths.append(real)
+        self.dir_idents.append(ident)
+        return len(self.dir_fds) - 1
+
+    def open_dir(self, path: str, ident: Ident | None) -> None:
+        """In a recovery: open the other directory recorded as ``path``, which must
+        still be the inode ``ident`` (else someone moved things: the journal is left
+        alone, :class:`RemoveError` EPERM)."""
+        try:
+            fd = os.open(path, _DIR_NOFOLLOW)
+        except OSError as e:
+            raise _txn._leave(self.path, f"cannot open {path}: {e.strerror}") from None
+        st = os.fstat(fd)
+        if ident is None or (st.st_dev, st.st_ino) != ident:
+            os.close(fd)
+            raise _txn._leave(self.path, f"{path} is no longer the directory it changed")
+        self.add_dir(fd, path, ident)
+
+    def close(self) -> None:
+        while self.dir_fds:
+            os.close(self.dir_fds.pop())
+        super().close()
 
     # -- journal --------------------------------------------------------------------
 
@@ -149,6 +198,10 @@ class _Upgrade(_txn._Journal):
             version=1,
             kind=KIND,
             entries=[e.as_dict() for e in self.entries],
+            dirs=[
+                {"path": p, "ident": i}
+                for p, i in zip(self.dir_paths, self.dir_idents, strict=True)
+            ],
             owner=owner(),
             time=time.time(),
         )
@@ -163,17 +216,22 @@ class _Upgrade(_txn._Journal):
         entry), which the interpreter would trust for a new file of the old one's size
         and mtime (see :mod:`._pycache`).  A tree takes its own ``__pycache__`` along.
         Best effort: what cannot go is only a cache."""
-        names = {n for e in self.entries for n in (e.name, e.src_name) if n.endswith(".py")}
-        drop_bytecode_beside(self.parent_fd, names)
+        by_dir: dict[int, set[str]] = {}
+        for e in self.entries:
+            names = by_dir.setdefault(self.pfd(e), set())
+            names.update(n for n in (e.name, e.src_name) if n.endswith(".py"))
+        for fd, names in by_dir.items():
+            drop_bytecode_beside(fd, names)
 
     # -- finding trees by inode -----------------------------------------------------
 
     def _find(self, e: _Entry, ident: Ident | None) -> tuple[int, str] | None:
         if ident is None:
             return None
+        pfd = self.pfd(e)
         for n in dict.fromkeys((e.name, e.src_name)):
-            if _txn._ident_at(self.parent_fd, n) == ident:
-                return (self.parent_fd, n)
+            if _txn._ident_at(pfd, n) == ident:
+                return (pfd, n)
         for n in self._slots(e):
             if _txn._ident_at(self.jfd, n) == ident:
                 return (self.jfd, n)
@@ -201,10 +259,10 @@ class _Upgrade(_txn._Journal):
         """Every affected name holds the old tree, the new one, or nothing."""
         for e in self.entries:
             for n in dict.fromkeys((e.name, e.src_name)):
-                here = _txn._ident_at(self.parent_fd, n)
+                here = _txn._ident_at(self.pfd(e), n)
                 if here is not None and here not in (e.old, e.new):
                     raise _txn._leave(
-                        os.path.join(self.parent, n),
+                        os.path.join(self.ppath(e), n),
                         "changed by someone else since the upgrade began",
                     )
 
@@ -220,7 +278,7 @@ class _Upgrade(_txn._Journal):
     # -- the two directions, per entry; each idempotent -----------------------------
 
     def forward(self, e: _Entry) -> None:
-        new, pfd = self._find(e, e.new), self.parent_fd
+        new, pfd = self._find(e, e.new), self.pfd(e)
         if e.new is not None:
             if new is None:
                 raise LinkStrategyError(errno.ENOENT, "new tree vanished", self.path)
@@ -235,7 +293,7 @@ class _Upgrade(_txn._Journal):
                     _txn._rename(pfd, e.src_name, pfd, e.name)
                 else:  # an addition, or a renamed entry after its exchange
                     if _txn._lexists_at(pfd, e.name):
-                        raise _txn._leave(os.path.join(self.parent, e.name), "appeared meanwhile")
+                        raise _txn._leave(os.path.join(self.ppath(e), e.name), "appeared meanwhile")
                     _txn._rename(new[0], new[1], pfd, e.name)
             _txn._restore_mode(pfd, e.name, e.new, e.new_mode)
         old = self._find(e, e.old)
@@ -244,7 +302,7 @@ class _Upgrade(_txn._Journal):
             _txn._rename(pfd, old[1], self.jfd, self._free(e.old_slot))  # a removal
 
     def backward(self, e: _Entry) -> None:
-        pfd = self.parent_fd
+        pfd = self.pfd(e)
         new = self._find(e, e.new)
         if e.old is not None:
             old = self._find(e, e.old)
@@ -254,7 +312,7 @@ class _Upgrade(_txn._Journal):
                 if new == (pfd, e.name) and e.name != e.src_name:
                     if _txn._lexists_at(pfd, e.src_name):
                         raise _txn._leave(
-                            os.path.join(self.parent, e.src_name), "appeared meanwhile"
+                            os.path.join(self.ppath(e), e.src_name), "appeared meanwhile"
                         )
                     _txn._rename(pfd, e.name, pfd, e.src_name)
                     new = (pfd, e.src_name)
@@ -263,7 +321,7 @@ class _Upgrade(_txn._Journal):
                 else:
                     if _txn._lexists_at(pfd, e.src_name):
                         raise _txn._leave(
-                            os.path.join(self.parent, e.src_name), "appeared meanwhile"
+                            os.path.join(self.ppath(e), e.src_name), "appeared meanwhile"
                         )
                     _txn._rename(old[0], old[1], pfd, e.src_name)
             _txn._restore_mode(pfd, e.src_name, e.old, e.old_mode)
@@ -278,7 +336,7 @@ class _Upgrade(_txn._Journal):
         self.check()
         for e in sorted(self.entries, key=_order):
             self.forward(e)
-        _txn._fsync(self.parent_fd)
+        self.fsync_dirs()
         self.write(phase="committing")
         self.drop_bytecode()
         self.finish()
@@ -286,12 +344,12 @@ class _Upgrade(_txn._Journal):
     def rollback(self) -> None:
         if self.state.get("phase") == "building":
             for e in self.entries:  # modes made writable just before "swapping"
-                _txn._restore_mode(self.parent_fd, e.src_name, e.old, e.old_mode)
+                _txn._restore_mode(self.pfd(e), e.src_name, e.old, e.old_mode)
         else:
             self.check()
             for e in sorted(self.entries, key=_order, reverse=True):
                 self.backward(e)
-            _txn._fsync(self.parent_fd)
+            self.fsync_dirs()
         self.finish()
 
 
@@ -315,13 +373,24 @@ def recover_upgrade_at(
             if jname != UPGRADE_JOURNAL or not isinstance(raw, list):
                 raise TypeError
             up.entries = [_Entry(d) for d in raw]
+            dirs = state.get("dirs", [])
+            if not isinstance(dirs, list):
+                raise TypeError
             for e in up.entries:
                 for n in (e.name, e.src_name):
                     _check_name(n)
                 if not e.slot.startswith("new-") or "/" in e.slot:
                     raise ValueError(e.slot)
+                if e.dir is not None and (
+                    type(e.dir) is not int or not 0 <= e.dir < len(dirs) or e.name != e.src_name
+                ):
+                    raise ValueError(e.dir)
+            paths = [str(d["path"]) for d in dirs]
+            idents = [_txn._as_ident(d["ident"]) for d in dirs]
         except (TypeError, KeyError, ValueError, AttributeError):
             raise _txn._leave(up.path, "its state is not an upgrade's") from None
+        for path, ident in zip(paths, idents, strict=True):
+            up.open_dir(path, ident)
         phase = state.get("phase")
         log.info("recovering interrupted upgrade of %s (phase %s)", parent, phase)
         if phase == "swapping":
@@ -370,7 +439,7 @@ def pending_names(parent_fd: int) -> tuple[str, frozenset[str]] | None:
     names: set[str] = set()
     raw = state.get("entries")
     for d in raw if isinstance(raw, list) else ():
-        if isinstance(d, dict):
+        if isinstance(d, dict) and d.get("dir") is None:  # an entry of this directory
             names.update(v for v in (d.get("name"), d.get("from")) if isinstance(v, str))
     phase = state.get("phase")
     return (phase if isinstance(phase, str) else ""), frozenset(names)
@@ -444,6 +513,7 @@ def upgrade(
     changes: Mapping[str, StrPath | None] | Mapping[bytes, StrPath | None],
     *,
     renamed: Mapping[str, StrPath] | Mapping[bytes, StrPath] | None = None,
+    also: Mapping[StrPath, Mapping[str, StrPath | None]] | None = None,
     strategy: StrategyArg = "auto",
     strict: bool | None = None,
     workers: int | None = None,
@@ -456,10 +526,15 @@ def upgrade(
     ``changes`` maps entry names of ``parent`` to a source (file or tree) to place
     there, or to None to remove the entry.  ``renamed`` maps an existing entry (a
     dist-info whose name changes with the version) to the name of a new entry in
-    ``changes`` that takes its place; the old entry goes away with it.  The other
-    keyword arguments are :func:`~linkstrategy.place`'s.  Returns the placement
-    report of each placed name.  On failure nothing in ``parent`` changed and the
-    error is raised (module docstring for the order and the recovery).
+    ``changes`` that takes its place; the old entry goes away with it.  ``also``
+    maps other directories on ``parent``'s filesystem to their changes, in the same
+    transaction (the scripts in ``bin/``: ``{venv / "bin": {"f2py": new / "f2py"}}``);
+    their entries swap with the code (before the metadata), their removals go with
+    the code's.  The other keyword arguments are :func:`~linkstrategy.place`'s.
+    Returns the placement report of each placed name (an ``also`` entry's under its
+    directory's real path joined with the name).  On failure nothing in ``parent``
+    (or an ``also`` directory) changed and the error is raised (module docstring for
+    the order and the recovery).
 
     >>> import linkstrategy, pathlib, tempfile
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -495,6 +570,10 @@ def upgrade(
         "xattrs": xattrs,
         "fsync": fsync,
     }
+    others = [
+        (_args.path(d, "upgrade(): a directory in also"), _names(ch, "also"))
+        for d, ch in (also or {}).items()
+    ]
     pfd = os.open(parent_s, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         real = fd_path(pfd, parent_s)
@@ -504,31 +583,38 @@ def upgrade(
         _collect_trash_at(pfd, real, 5.0)
         back = {b: a for a, b in renamed_s.items()}
         up = _Upgrade(pfd, real)
-        for i, (n, src) in enumerate(changes_s.items()):
-            frm = back.get(n, n)
-            old = _txn._ident_at(pfd, frm)
-            if frm != n and old is None:
-                raise InvalidArgument(errno.ENOENT, "renamed entry does not exist", frm)
-            if frm != n and _txn._lexists_at(pfd, n):
-                raise InvalidArgument(errno.EEXIST, "rename target exists already", n)
-            if src is None and old is None:
-                raise InvalidArgument(errno.ENOENT, "entry to remove does not exist", n)
-            up.entries.append(_Entry({"name": n, "from": frm, "slot": f"new-{i}", "old": old}))
         try:
-            up.begin()
-        except OSError as e:
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            recover_journal_at(pfd, real, UPGRADE_JOURNAL)  # busy if its owner lives
-            up.begin()
-        try:
-            reports = _run(up, changes_s, place, kw)
-        except BaseException:
+            sources: list[str | None] = []
+            for n, src in changes_s.items():
+                frm = back.get(n, n)
+                old = _txn._ident_at(pfd, frm)
+                if frm != n and old is None:
+                    raise InvalidArgument(errno.ENOENT, "renamed entry does not exist", frm)
+                if frm != n and _txn._lexists_at(pfd, n):
+                    raise InvalidArgument(errno.EEXIST, "rename target exists already", n)
+                _add(up, None, n, frm, src, old, sources)
+            for d, ch in others:
+                k = _other_dir(up, pfd, d)
+                dfd, dreal = up.dir_fds[k], up.dir_paths[k]
+                for n, v in ch:
+                    _txn.recover_at(dfd, dreal, n)
+                    src = None if v is None else _args.path(v, f"upgrade(): also[{d!r}][{n!r}]")
+                    _add(up, k, n, n, src, _txn._ident_at(dfd, n), sources)
             try:
-                up.rollback()
-            except Exception:  # rollback never masks the original error
-                log.warning("rollback of upgrade(%s) failed; the next call recovers", real)
-            raise
+                up.begin()
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                recover_journal_at(pfd, real, UPGRADE_JOURNAL)  # busy if its owner lives
+                up.begin()
+            try:
+                reports = _run(up, sources, place, kw)
+            except BaseException:
+                try:
+                    up.rollback()
+                except Exception:  # rollback never masks the original error
+                    log.warning("rollback of upgrade(%s) failed; the next call recovers", real)
+                raise
         finally:
             up.close()
     finally:
@@ -536,18 +622,57 @@ def upgrade(
     return reports
 
 
+def _add(
+    up: _Upgrade,
+    k: int | None,
+    name: str,
+    frm: str,
+    src: str | None,
+    old: Ident | None,
+    sources: list[str | None],
+) -> None:
+    """One change of the transaction: ``name`` (in the ``k``-th other directory, or the
+    parent for None), coming from ``frm``, becomes ``src`` (None: removed)."""
+    if src is None and old is None:
+        path = name if k is None else os.path.join(up.dir_paths[k], name)
+        raise InvalidArgument(errno.ENOENT, "entry to remove does not exist", path)
+    slot = f"new-{len(up.entries)}"
+    up.entries.append(_Entry({"name": name, "from": frm, "slot": slot, "old": old, "dir": k}))
+    sources.append(src)
+
+
+def _other_dir(up: _Upgrade, pfd: int, path: str) -> int:
+    """Open ``path`` (as the kernel resolves it), another directory of the transaction:
+    on ``parent``'s filesystem (every move is a rename) and not ``parent`` itself; its
+    index in ``up``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise InvalidArgument(e.errno or 0, f"also: {e.strerror}", path) from None
+    st, pst = os.fstat(fd), os.fstat(pfd)
+    ident = (st.st_dev, st.st_ino)
+    if ident in ((pst.st_dev, pst.st_ino), *up.dir_idents):
+        os.close(fd)
+        raise InvalidArgument(errno.EINVAL, "also: the parent, or a directory given twice", path)
+    if st.st_dev != pst.st_dev:
+        os.close(fd)
+        raise InvalidArgument(errno.EXDEV, "also: not on the parent's filesystem", path)
+    return up.add_dir(fd, fd_path(fd, path), ident)
+
+
 def _run(
-    up: _Upgrade, changes: Mapping[str, str | None], place: Any, kw: dict[str, Any]
+    up: _Upgrade, sources: list[str | None], place: Any, kw: dict[str, Any]
 ) -> dict[str, PlaceReport]:
     via = f"/proc/self/fd/{up.jfd}" if os.path.isdir("/proc/self/fd") else up.path
     reports: dict[str, PlaceReport] = {}
     _txn._step("upgrade-building")
     same: list[_Entry] = []
-    for e, src in zip(up.entries, changes.values(), strict=True):
+    for e, src in zip(up.entries, sources, strict=True):
         if src is None:
             continue
+        key = e.name if e.dir is None else os.path.join(up.ppath(e), e.name)
         try:
-            reports[e.name] = place(src, os.path.join(via, e.slot), **kw)
+            reports[key] = place(src, os.path.join(via, e.slot), **kw)
         except OSError as err:
             for attr in ("filename", "filename2"):
                 v = getattr(err, attr)
@@ -573,24 +698,24 @@ def _run(
         _txn._step(f"upgrade-placed:{e.name}")
     up.entries = [e for e in up.entries if e not in same]  # their slots go with the journal
     for e in up.entries:
-        if e.old is not None and _txn._ident_at(up.parent_fd, e.src_name) != e.old:
+        if e.old is not None and _txn._ident_at(up.pfd(e), e.src_name) != e.old:
             raise PlaceError(
                 errno.EBUSY,
                 "changed by someone else while the upgrade was building",
                 os.path.join(up.path, e.slot) if e.new is not None else None,
                 None,
-                os.path.join(up.parent, e.src_name),
+                os.path.join(up.ppath(e), e.src_name),
             )
         try:
             e.new_mode = _txn._writable_top(up.jfd, e.slot) if e.new is not None else None
-            e.old_mode = _txn._writable_top(up.parent_fd, e.src_name) if e.old is not None else None
+            e.old_mode = _txn._writable_top(up.pfd(e), e.src_name) if e.old is not None else None
         except PermissionError as err:
             raise PlaceError(
                 errno.EACCES,
                 f"cannot swap a read-only directory not owned by you ({err.strerror})",
                 os.path.join(up.path, e.slot),
                 None,
-                os.path.join(up.parent, e.src_name),
+                os.path.join(up.ppath(e), e.src_name),
             ) from None
     up.write(phase="swapping")
     _txn._step("upgrade-swapping")
@@ -604,7 +729,7 @@ def _run(
                 err.errno, f"cannot swap the new trees in: {err.strerror}", up.path, None, up.parent
             ) from None
         raise
-    _txn._fsync(up.parent_fd)
+    up.fsync_dirs()
     up.write(phase="committing")
     _txn._step("upgrade-committing")
     up.drop_bytecode()

@@ -2474,7 +2474,7 @@ MUTATIONS: list[Mutation] = [
     m(
         "upgrade-change-while-building-unnoticed",
         _UPG,
-        "        if e.old is not None and _txn._ident_at(up.parent_fd, e.src_name) != e.old:",
+        "        if e.old is not None and _txn._ident_at(up.pfd(e), e.src_name) != e.old:",
         "        if False:",
         (f"{U}::test_an_entry_changed_while_building_fails_the_upgrade_untouched",),
         "someone else's tree swapped out and deleted",
@@ -2482,8 +2482,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "upgrade-failure-not-rolled-back",
         _UPG,
-        "            try:\n                up.rollback()\n",
-        "            try:\n                pass\n",
+        "                try:\n                    up.rollback()\n",
+        "                try:\n                    pass\n",
         (f"{U}::test_failure_while_swapping_rolls_back_as_a_whole",),
         "an error mid-swap leaves a mix until the next call",
     ),
@@ -2498,8 +2498,8 @@ MUTATIONS: list[Mutation] = [
     m(
         "upgrade-tree-at-its-old-name-not-found",
         _UPG,
-        "        for n in dict.fromkeys((e.name, e.src_name)):\n            if _txn._ident_at(self.parent_fd, n) == ident:",
-        "        for n in (e.name,):\n            if _txn._ident_at(self.parent_fd, n) == ident:",
+        "        for n in dict.fromkeys((e.name, e.src_name)):\n            if _txn._ident_at(pfd, n) == ident:",
+        "        for n in (e.name,):\n            if _txn._ident_at(pfd, n) == ident:",
         (
             f"{U}::test_kill_9_during_a_roll_forward_then_recovery_again",
             f"{U}::test_kill_9_at_every_step_then_recovery",
@@ -2716,5 +2716,40 @@ MUTATIONS: list[Mutation] = [
             "tests/test_example_installer.py::test_installing_a_new_version_upgrades_as_one_transaction",
         ),
         "a RECORD listing bytecode made site-packages/__pycache__ an entry to remove: every module's went",
+    ),
+    # -- upgrade(also=): other directories in the same transaction ---------------------------
+    m(
+        "upgrade-also-entries-moved-in-the-parent",
+        _UPG,
+        "        return self.parent_fd if e.dir is None else self.dir_fds[e.dir]",
+        "        return self.parent_fd",
+        (f"{U}::test_also_swaps_the_scripts_in_bin_in_the_same_transaction",),
+        "bin/'s scripts swapped into site-packages",
+    ),
+    m(
+        "upgrade-also-recorded-directory-not-checked",
+        _UPG,
+        "        if ident is None or (st.st_dev, st.st_ino) != ident:",
+        "        if ident is None:",
+        (f"{U}::test_a_recorded_directory_replaced_since_leaves_the_journal_alone",),
+        "a recovery moved entries in a directory that is no longer the one recorded",
+    ),
+    m(
+        "upgrade-also-other-filesystem-accepted",
+        _UPG,
+        "    if st.st_dev != pst.st_dev:",
+        "    if False:",
+        (f"{U}::test_also_is_refused_before_anything_changes",),
+        "a directory on another filesystem: the swap fails with EXDEV after the building",
+    ),
+    m(
+        "example-scripts-outside-the-transaction",
+        "examples/wheel_installer.py",
+        "        linkstrategy.upgrade(site, changes, renamed=renamed, also={bindir: bin_changes})",
+        "        linkstrategy.upgrade(site, changes, renamed=renamed)\n        linkstrategy.upgrade(bindir, bin_changes)",
+        (
+            "tests/test_example_installer.py::test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install[upgrade-swapped:acme]",
+        ),
+        "a kill between the two transactions left new code beside old scripts",
     ),
 ]
