@@ -283,19 +283,29 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-@pytest.mark.parametrize(
-    "step",
-    [
-        "upgrade-placed:acme",
-        "upgrade-swapping",
-        "upgrade-swapped:acme",
-        "upgrade-swapped:acme-2.0.dist-info",
-        "upgrade-swapped:gone.py",
-        "upgrade-swapped:tool2",
-        "upgrade-swapped:tool",
-        "upgrade-committing",
-    ],
-)
+_STEPS = [
+    "upgrade-placed:acme",
+    "upgrade-swapping",
+    "upgrade-swapped:acme",
+    "upgrade-swapped:acme-2.0.dist-info",
+    "upgrade-swapped:gone.py",
+    "upgrade-swapped:tool2",
+    "upgrade-swapped:tool",
+    "upgrade-committing",
+]
+
+
+def killed_upgrade(tmp_path: Path, step: str) -> tuple[Path, Path, Path, Path]:
+    """``(venv, site, cache, wheel of acme 2.0)`` after the example was killed -9 at
+    ``step`` of its upgrade of acme 1.0 to 2.0."""
+    venv, cache, w2 = acme_1_installed(tmp_path)
+    args = [sys.executable, "-c", _KILLED_AT, step, EXAMPLE, "install", venv, w2, "--cache", cache]
+    killed = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    return venv, next((venv / "lib").glob("python*/site-packages")), cache, w2
+
+
+@pytest.mark.parametrize("step", _STEPS)
 def test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install(
     tmp_path: Path, step: str
 ) -> None:
@@ -304,21 +314,8 @@ def test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install(
     first, forward or back as a whole, then the upgrade runs on what is there).  It
     failed where the kill left the code swapped and the old dist-info in place: the
     upgrade it planned named a dist-info the recovery had just renamed."""
-    venv, cache, w2 = acme_1_installed(tmp_path)
+    venv, site, cache, w2 = killed_upgrade(tmp_path, step)
     py = venv / "bin" / "python"
-    args = [sys.executable, "-c", _KILLED_AT, step, EXAMPLE, "install", venv, w2, "--cache", cache]
-    killed = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -9, killed.stderr
-    site = next((venv / "lib").glob("python*/site-packages"))
-    # settled as a whole: the scripts in bin/ go with the dist-info (also=)
-    import linkstrategy
-
-    linkstrategy.gc(site)
-    scripts = {n for n in os.listdir(venv / "bin") if n.startswith(("tool", "helper"))}
-    if (site / "acme-2.0.dist-info").exists():
-        assert scripts == {"tool2", "helper"}, step
-    else:
-        assert (site / "acme-1.0.dist-info").exists() and scripts == {"tool"}, step
     run(sys.executable, EXAMPLE, "install", venv, w2, "--cache", cache)
     assert sorted(p.name for p in site.glob("*.dist-info")) == [
         "acme-2.0.dist-info", "other-1.0.dist-info"
@@ -329,3 +326,21 @@ def test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install(
     assert not (site / "gone.py").exists() and not (site / "acme" / "old_only.py").exists()
     assert not [n for n in os.listdir(site) if n.startswith(".")]  # no journal left
     assert distributions(py) == ["acme 2.0", "other 1.0"]
+    scripts = {n for n in os.listdir(venv / "bin") if n.startswith(("tool", "helper"))}
+    assert scripts == {"tool2", "helper"}
+
+
+@pytest.mark.parametrize("step", _STEPS)
+def test_a_killed_upgrade_settles_its_scripts_with_its_dist_info(tmp_path: Path, step: str) -> None:
+    """After the kill, the settling alone (gc of site-packages) leaves the scripts in
+    bin/ belonging to the dist-info there: the new ones with acme 2.0, the old with 1.0
+    (they were a second step outside the transaction: new code beside old scripts)."""
+    venv, site, _cache, _w2 = killed_upgrade(tmp_path, step)
+    import linkstrategy
+
+    linkstrategy.gc(site)
+    scripts = {n for n in os.listdir(venv / "bin") if n.startswith(("tool", "helper"))}
+    if (site / "acme-2.0.dist-info").exists():
+        assert scripts == {"tool2", "helper"}, step
+    else:
+        assert (site / "acme-1.0.dist-info").exists() and scripts == {"tool"}, step

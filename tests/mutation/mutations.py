@@ -2748,7 +2748,7 @@ MUTATIONS: list[Mutation] = [
         "        linkstrategy.upgrade(site, changes, renamed=renamed, also={bindir: bin_changes})",
         "        linkstrategy.upgrade(site, changes, renamed=renamed)\n        linkstrategy.upgrade(bindir, bin_changes)",
         (
-            "tests/test_example_installer.py::test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install[upgrade-swapped:acme]",
+            "tests/test_example_installer.py::test_a_killed_upgrade_settles_its_scripts_with_its_dist_info[upgrade-swapped:acme]",
         ),
         "a kill between the two transactions left new code beside old scripts",
     ),
