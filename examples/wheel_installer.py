@@ -237,10 +237,10 @@ def upgrade(site: Path, venv: Path, entry: Path, old_info: Path) -> None:
             scheme, _, path = rest.partition("/")
             if head.endswith(".data") and scheme == "scripts" and "/" not in path:
                 bin_changes[path] = entry / rel
-        for r in old_rows:
-            p = Path(os.path.normpath(site / r))
-            gone = r.startswith("../") and p.parent == bindir and p.name not in bin_changes
-            if gone and os.path.lexists(p):
+        for r in old_rows:  # (its directory as the kernel resolves it, never by string)
+            p = site / r
+            stale = r.startswith("../") and p.name not in bin_changes and _is_dir(p.parent, bindir)
+            if stale and os.path.lexists(p):
                 bin_changes[p.name] = None
         # one transaction: code and scripts first, the dist-info renamed, removals last
         linkstrategy.upgrade(site, changes, renamed=renamed, also={bindir: bin_changes})
@@ -255,6 +255,14 @@ def upgrade(site: Path, venv: Path, entry: Path, old_info: Path) -> None:
             if _top(at) in shared:
                 linkstrategy.place(entry / rel, site / at)
     finish_record(entry, site, venv, scripts)
+
+
+def _is_dir(a: Path, b: Path) -> bool:
+    """Whether ``a`` is the directory ``b``, as the kernel resolves both."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def write_scripts(entry: Path, venv: Path, into: Path | None = None) -> list[Path]:

@@ -201,6 +201,16 @@ def acme_1_installed(tmp_path: Path) -> tuple[Path, Path, Path]:
     return venv, cache, w2
 
 
+def assert_acme_2(site: Path, py: Path) -> None:
+    """One dist-info each, and acme 2.0's code imported beside other's namespace part."""
+    assert sorted(p.name for p in site.glob("*.dist-info")) == [
+        "acme-2.0.dist-info", "other-1.0.dist-info"
+    ]  # fmt: skip
+    got = run(py, "-c", "import acme, ns.acme_part as a, ns.other_part as o; "
+              "print(acme.VERSION, a.PART, o.PART)").stdout  # fmt: skip
+    assert got == "2.0 2.0 other\n"
+
+
 def test_installing_a_new_version_upgrades_as_one_transaction(tmp_path: Path) -> None:
     """A wheel of a project already installed is an upgrade: its entries swapped by
     linkstrategy.upgrade() -- code the new version lacks removed, the dist-info renamed
@@ -216,12 +226,7 @@ def test_installing_a_new_version_upgrades_as_one_transaction(tmp_path: Path) ->
 
     out = run(sys.executable, EXAMPLE, "install", venv, w2, "--cache", cache).stdout
     assert "upgraded acme-1.0.dist-info to acme-2.0.dist-info" in out
-    assert sorted(p.name for p in site.glob("*.dist-info")) == [
-        "acme-2.0.dist-info", "other-1.0.dist-info"
-    ]  # fmt: skip
-    got = run(py, "-c", "import acme, ns.acme_part as a, ns.other_part as o; "
-              "print(acme.VERSION, a.PART, o.PART)").stdout  # fmt: skip
-    assert got == "2.0 2.0 other\n"
+    assert_acme_2(site, py)
     for gone in ("acme/old_only.py", "acme.libs", "gone.py", "acme-1.0.dist-info"):
         assert not (site / gone).exists(), gone
     assert not list(site.glob("__pycache__/gone.*"))  # a removed module's bytecode
@@ -317,12 +322,7 @@ def test_an_upgrade_killed_at_any_step_is_finished_by_the_next_install(
     venv, site, cache, w2 = killed_upgrade(tmp_path, step)
     py = venv / "bin" / "python"
     run(sys.executable, EXAMPLE, "install", venv, w2, "--cache", cache)
-    assert sorted(p.name for p in site.glob("*.dist-info")) == [
-        "acme-2.0.dist-info", "other-1.0.dist-info"
-    ]  # fmt: skip
-    got = run(py, "-c", "import acme, ns.acme_part as a, ns.other_part as o; "
-              "print(acme.VERSION, a.PART, o.PART)").stdout  # fmt: skip
-    assert got == "2.0 2.0 other\n"
+    assert_acme_2(site, py)
     assert not (site / "gone.py").exists() and not (site / "acme" / "old_only.py").exists()
     assert not [n for n in os.listdir(site) if n.startswith(".")]  # no journal left
     assert distributions(py) == ["acme 2.0", "other 1.0"]

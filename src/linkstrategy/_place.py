@@ -933,11 +933,8 @@ def _drop_replaced_bytecode(root_fd: int, replaced: list[tuple[str, str]]) -> No
     for rel, name in replaced:
         by_dir.setdefault(rel, set()).add(name)
     for rel, names in by_dir.items():
-        if not rel:
-            drop_bytecode_beside(root_fd, names)
-            continue
         try:
-            fd = open_beneath(root_fd, rel, _DIR_FLAGS)
+            fd = open_beneath(root_fd, rel, _DIR_FLAGS)  # "": the root itself, a new fd
         except OSError:
             continue  # gone, or no longer a directory of its own
         try:

@@ -140,14 +140,13 @@ def preset_parent(dir_fd: int, path: str) -> Parent:
     return Parent(path, fd=dir_fd, st=statx(dir_fd, ""))
 
 
-def split(p: str) -> tuple[str, str]:
+def split(s: str) -> tuple[str, str]:
     """``(parent, name)`` of a path argument, refusing what ``rm`` refuses.
 
     Nothing is normalised: the parent is opened later exactly as the kernel
     resolves it (``keep/link/..`` means the parent of ``link``'s target), and the
     last component is acted on relative to that directory's fd.
     """
-    s = p
     if not s:
         raise RemoveError(errno.ENOENT, "refusing to remove an empty path", s)
     stripped = s.rstrip("/")

@@ -93,9 +93,6 @@ _META_SUFFIXES = (".dist-info", ".egg-info", ".data")
 Ident = tuple[int, int]
 
 
-_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 def _is_meta(name: str) -> bool:
     return name.endswith(_META_SUFFIXES)
 
@@ -173,7 +170,7 @@ class _Upgrade(_txn._Journal):
         still be the inode ``ident`` (else someone moved things: the journal is left
         alone, :class:`RemoveError` EPERM)."""
         try:
-            fd = os.open(path, _DIR_NOFOLLOW)
+            fd = os.open(path, _txn._O_DIR)
         except OSError as e:
             raise _txn._leave(self.path, f"cannot open {path}: {e.strerror}") from None
         st = os.fstat(fd)

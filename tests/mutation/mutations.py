@@ -2752,4 +2752,12 @@ MUTATIONS: list[Mutation] = [
         ),
         "a kill between the two transactions left new code beside old scripts",
     ),
+    m(
+        "upgrade-also-not-rolled-forward",
+        _UPG,
+        "        for e in sorted(self.entries, key=_order):\n            self.forward(e)\n        self.fsync_dirs()",
+        "        for e in sorted(self.entries, key=_order):\n            if e.dir is None:\n                self.forward(e)\n        self.fsync_dirs()",
+        (f"{U}::test_also_kill_9_at_every_step_recovers_both_directories_as_a_whole[gc]",),
+        "a recovery rolled site-packages forward and left bin/ half swapped",
+    ),
 ]
